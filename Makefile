@@ -1,0 +1,58 @@
+# TTQuant: every entry point works as the first command on a fresh machine.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.ttq-installed
+BENCH_OUT := build/bench
+PYTEST_ARGS ?=
+
+.PHONY: all build debug annotate demo test test-fast bench bench-quick clean distclean
+
+all: build
+
+# The venv, build requirements and an editable install (which builds the extensions once).
+$(STAMP): pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "cython>=3.1" "numpy>=1.26" "setuptools>=68" wheel
+	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
+	touch $@
+
+# Incremental rebuild of changed .pyx/.pxd/.h.
+build: $(STAMP)
+	$(PY) setup.py -q build_ext --inplace -j 2
+
+debug: $(STAMP)
+	TTQ_DEBUG=1 $(PY) setup.py -q build_ext --inplace -j 2
+
+annotate: $(STAMP)
+	TTQ_CYTHON_ANNOTATE=1 TTQ_CYTHON_FORCE=1 $(PY) setup.py -q build_ext --inplace -j 2
+	@echo "annotated HTML: build/cython/**/*.html"
+
+demo: build
+	$(VENV)/bin/ttquant demo
+
+test: build
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Everything but the multi-million-record stress runs.
+test-fast: build
+	$(PY) -m pytest -m "not stress" $(PYTEST_ARGS)
+
+bench: build
+	mkdir -p $(BENCH_OUT)
+	$(PY) -m pytest bench -p no:cacheprovider --benchmark-json=$(BENCH_OUT)/results.json $(PYTEST_ARGS)
+	$(PY) bench/report.py $(BENCH_OUT)/results.json $(BENCH_OUT)/report.md
+
+bench-quick: build
+	mkdir -p $(BENCH_OUT)
+	TTQ_BENCH_QUICK=1 $(PY) -m pytest bench -m quick -p no:cacheprovider --benchmark-json=$(BENCH_OUT)/results.json $(PYTEST_ARGS)
+	$(PY) bench/report.py $(BENCH_OUT)/results.json $(BENCH_OUT)/report.md
+
+clean:
+	rm -rf build
+	find core strategies sidecars bench -name '*.so' -delete
+	find core strategies sidecars bench -name '*.c' -path '*/build/*' -delete
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis .benchmarks

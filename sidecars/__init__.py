@@ -1,0 +1,1 @@
+"""TTQuant sidecars: recorder/journal, PostgreSQL shipping, metrics (later issues)."""

@@ -1,0 +1,1 @@
+"""TTQuant strategies: the BaseStrategy SDK, runtime, backtests and examples ([exec] issue)."""
