@@ -1,0 +1,87 @@
+"""Fixtures shared by every test: unique ring names, shm hygiene, child processes."""
+import itertools
+import os
+import uuid
+
+import pytest
+
+from ttq_testing import Children
+from ttquant.core.rings import unlink
+
+SHM_DIR = "/dev/shm"
+_counter = itertools.count()
+
+
+def _ttq_entries():
+    try:
+        return {e for e in os.listdir(SHM_DIR) if e.startswith("ttq.")}
+    except FileNotFoundError:
+        return set()
+
+
+SESSION_PREFIX = f"t{os.getpid()}x"      # every venue the fixtures hand out starts with it
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shm_left_behind():
+    """The session must leave /dev/shm as it found it. Segments named by these fixtures are
+    removed and reported; any other new ttq.* entry is reported but never touched, because
+    it may belong to a live system running beside the tests."""
+    before = _ttq_entries()
+    yield
+    new = sorted(_ttq_entries() - before)
+    ours = [e for e in new if e.startswith(f"ttq.{SESSION_PREFIX}")]
+    for entry in ours:
+        try:
+            os.unlink(os.path.join(SHM_DIR, entry))
+        except FileNotFoundError:
+            pass
+    assert not new, f"the test session left these in {SHM_DIR}: {new}"
+
+
+@pytest.fixture
+def venue(request):
+    """A venue name no other test (or test run) uses; its segments must be gone after the test."""
+    name = f"{SESSION_PREFIX}{next(_counter)}x{uuid.uuid4().hex[:6]}"
+    yield name
+    prefix = f"ttq.{name}."
+    left = sorted(e for e in _ttq_entries() if e.startswith(prefix))
+    for entry in left:
+        try:
+            os.unlink(os.path.join(SHM_DIR, entry))
+        except FileNotFoundError:
+            pass
+    if left and not request.node.rep_call_failed:
+        pytest.fail(f"{request.node.name} left segments behind: {left}")
+
+
+@pytest.fixture
+def ring(venue):
+    """ring("ticks") -> a unique /ttq.<venue>.ticks name; unlinked after the test."""
+    names = []
+
+    def make(kind, owner=None):
+        name = f"/ttq.{venue}.{kind}" + (f".{owner}" if owner else "")
+        names.append(name)
+        return name
+
+    yield make
+    for name in names:
+        unlink(name)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.rep_call_failed = report.failed
+    elif not hasattr(item, "rep_call_failed"):
+        item.rep_call_failed = report.failed
+    return report
+
+
+@pytest.fixture
+def children():
+    kids = Children()
+    yield kids
+    kids.kill_all()
