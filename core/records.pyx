@@ -524,13 +524,15 @@ RECORD_SIZES = {
 
 
 def record_size_for(record_type, record_size=None):
-    """record_size when given, else the size of a known record type."""
-    if record_size is not None:
-        return record_size
-    try:
-        return RECORD_SIZES[record_type]
-    except KeyError:
-        raise ValueError(f"record type {record_type} is not a known record; give record_size") from None
+    """The record size of a type: a known type's own (record_size must agree), else record_size."""
+    known = RECORD_SIZES.get(record_type)
+    if known is not None:
+        if record_size is not None and record_size != known:
+            raise ValueError(f"record type {record_type} is {known} bytes, not {record_size}")
+        return known
+    if record_size is None:
+        raise ValueError(f"record type {record_type} is not a known record; give record_size")
+    return record_size
 
 
 cdef object new_record(uint32_t record_type, void **data):

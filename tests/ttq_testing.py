@@ -1,13 +1,91 @@
-"""Helpers for tests: child processes that always die, polling with a deadline."""
+"""Test and benchmark support: fixtures for unique ring names, shm hygiene and child
+processes that always die, plus polling with a deadline. tests/conftest.py and
+bench/conftest.py import the fixtures from here."""
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
+from ttquant.core.rings import unlink
+
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+SHM_DIR = "/dev/shm"
+_counter = itertools.count()
+
+
+def _ttq_entries():
+    try:
+        return {e for e in os.listdir(SHM_DIR) if e.startswith("ttq.")}
+    except FileNotFoundError:
+        return set()
+
+
+SESSION_PREFIX = f"t{os.getpid()}x"      # every venue the fixtures hand out starts with it
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shm_left_behind():
+    """The session must leave /dev/shm as it found it. Segments named by these fixtures are
+    removed and reported; any other new ttq.* entry is reported but never touched, because
+    it may belong to a live system running beside the tests."""
+    before = _ttq_entries()
+    yield
+    new = sorted(_ttq_entries() - before)
+    ours = [e for e in new if e.startswith(f"ttq.{SESSION_PREFIX}")]
+    for entry in ours:
+        try:
+            os.unlink(os.path.join(SHM_DIR, entry))
+        except FileNotFoundError:
+            pass
+    assert not new, f"the test session left these in {SHM_DIR}: {new}"
+
+
+@pytest.fixture
+def venue(request):
+    """A venue name no other test (or test run) uses; its segments must be gone after the test."""
+    name = f"{SESSION_PREFIX}{next(_counter)}x{uuid.uuid4().hex[:6]}"
+    yield name
+    prefix = f"ttq.{name}."
+    left = sorted(e for e in _ttq_entries() if e.startswith(prefix))
+    for entry in left:
+        try:
+            os.unlink(os.path.join(SHM_DIR, entry))
+        except FileNotFoundError:
+            pass
+    if left and not request.node.rep_call_failed:
+        pytest.fail(f"{request.node.name} left segments behind: {left}")
+
+
+@pytest.fixture
+def ring(venue):
+    """ring("ticks") -> a unique /ttq.<venue>.ticks name; unlinked after the test."""
+    names = []
+
+    def make(kind, owner=None):
+        name = f"/ttq.{venue}.{kind}" + (f".{owner}" if owner else "")
+        names.append(name)
+        return name
+
+    yield make
+    for name in names:
+        unlink(name)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.rep_call_failed = report.failed
+    elif not hasattr(item, "rep_call_failed"):
+        item.rep_call_failed = report.failed
+    return report
 
 
 class Children:
@@ -26,11 +104,10 @@ class Children:
 
     def kill_all(self):
         for proc in self.procs:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            try:    # the whole group, even if its leader is gone: grandchildren die too
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         for proc in self.procs:
             try:
                 proc.wait(timeout=10)
@@ -50,3 +127,10 @@ def wait_for(predicate, timeout=10.0, interval=0.005, what="condition"):
             return value
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def children():
+    kids = Children()
+    yield kids
+    kids.kill_all()

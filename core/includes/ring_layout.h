@@ -8,7 +8,7 @@
  *      128  | write line       write_position             (writer; readers poll)  |
  *      256  | writer line      epoch, pid, heartbeat, counters           (writer) |
  *      384  | read line        read_position, reader pid/heartbeat  (SPSC reader) |
- *      512  | wake line        wake_seq (futex word), sleepers  (sleeping readers)|
+ *      512  | wake line        wake_word: futex word, bit 0 = a reader may sleep   |
  *      640  | reserved, zero                                                      |
  *     4096  +--------------------------------------------------------------------+
  *           | slot 0   | stamp u64 | record (record_size bytes) | pad to slot_size |
@@ -27,6 +27,7 @@
  *
  * Lines are 128 bytes apart so the adjacent-line prefetcher never couples two writers.
  * Broadcast readers write nothing but the wake line; the SPSC reader owns the read line.
+ * A dead sleeper leaves at most bit 0 set: the next publish clears it with one wasted wake.
  */
 #ifndef TTQ_RING_LAYOUT_H
 #define TTQ_RING_LAYOUT_H
@@ -68,7 +69,9 @@ typedef struct ttq_ring_header {
     int64_t  writer_attached_ns; /* 280  wall clock of the last writer attach             */
     uint64_t rejected_full;      /* 288  SPSC pushes refused because the ring was full    */
     uint64_t wakeups;            /* 296  futex wakes the writer issued                    */
-    uint8_t  _pad_writer[80];    /* 304  .. 384                                           */
+    uint32_t writer_fences;      /* 304  1: the writer fences every publish; 0: it relies */
+                                 /*      on sleepers' membarrier (atomics.h)               */
+    uint8_t  _pad_writer[76];    /* 308  .. 384                                           */
 
     /* read line (SPSC) ---------------------------------------------------------- 384 */
     uint64_t read_position;      /* 384  next position the SPSC reader will consume       */
@@ -78,9 +81,10 @@ typedef struct ttq_ring_header {
     uint8_t  _pad_read[96];      /* 416  .. 512                                           */
 
     /* wake line ----------------------------------------------------------------- 512 */
-    uint32_t wake_seq;           /* 512  futex word: the writer bumps it to wake sleepers */
-    uint32_t sleepers;           /* 516  readers inside futex wait right now              */
-    uint8_t  _pad_wake[120];     /* 520  .. 640                                           */
+    uint32_t wake_word;          /* 512  futex word: bit 0 set by a reader about to sleep, */
+                                 /*      cleared (and the count in bits 1.. bumped) by the */
+                                 /*      writer when it wakes them                          */
+    uint8_t  _pad_wake[124];     /* 516  .. 640                                           */
 
     uint8_t  _reserved[TTQ_HEADER_SIZE - 640]; /* 640 .. 4096: zero; room to grow      */
 } ttq_ring_header;
@@ -89,7 +93,7 @@ _Static_assert(sizeof(ttq_ring_header) == TTQ_HEADER_SIZE, "ring header is one 4
 _Static_assert(offsetof(ttq_ring_header, write_position) == 128, "write line");
 _Static_assert(offsetof(ttq_ring_header, writer_epoch) == 256, "writer line");
 _Static_assert(offsetof(ttq_ring_header, read_position) == 384, "read line");
-_Static_assert(offsetof(ttq_ring_header, wake_seq) == 512, "wake line");
+_Static_assert(offsetof(ttq_ring_header, wake_word) == 512, "wake line");
 
 /* Writer lock byte and SPSC reader lock byte: open-file-description locks (F_OFD_SETLK)
  * on the segment's fd, released by the kernel when the holder dies. */

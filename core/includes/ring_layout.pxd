@@ -30,12 +30,12 @@ cdef extern from "ring_layout.h" nogil:
         int64_t writer_attached_ns
         uint64_t rejected_full
         uint64_t wakeups
+        uint32_t writer_fences
         uint64_t read_position
         uint64_t reader_epoch
         int64_t reader_pid
         int64_t reader_heartbeat_ns
-        uint32_t wake_seq
-        uint32_t sleepers
+        uint32_t wake_word
 
     uint64_t ttq_stamp_writing(uint64_t position)
     uint64_t ttq_stamp_done(uint64_t position)

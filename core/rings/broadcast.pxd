@@ -39,19 +39,20 @@ cdef inline void broadcast_push(ring_view *r, uint64_t *position, const void *re
     """Publish one record at *position, advance it, wake sleeping readers if there are any."""
     broadcast_publish(r, position[0], record)
     position[0] += 1
-    wake_readers(r.header)
+    wake_readers(r.header, r.writer_fences)
 
 
 cdef inline int broadcast_read(broadcast_cursor *c, void *out) noexcept nogil:
     """Copy the record at the cursor into out: 1 if copied, 0 if none is published yet.
 
-    When lapped, adds the skipped count to c.lost, jumps to the oldest valid record and
-    reads that instead.
+    When lapped, adds the skipped count to c.lost, jumps to the oldest slot the writer may not
+    have overwritten yet and tries that (its stamp decides), a bounded number of times.
     """
     cdef ring_view *r = &c.ring
     cdef uint64_t pos, s1, s2, write_position, oldest
     cdef char *slot
     cdef uint64_t *stamp
+    cdef int jumps = 0
     while True:
         pos = c.position
         slot = r.slots + (pos & r.mask) * r.slot_size
@@ -67,10 +68,13 @@ cdef inline int broadcast_read(broadcast_cursor *c, void *out) noexcept nogil:
         elif s1 < ttq_stamp_done(pos):
             return 0                # not yet published, or being written right now
         # The slot holds a later position: the writer lapped us.
+        if jumps == 4:
+            return 0                # a writer lapping us that fast: let the caller breathe
+        jumps += 1
         write_position = ttq_load_acquire_u64(&r.header.write_position)
-        if write_position < r.capacity:
-            return 0                # cannot happen for a lapped reader; never skip on it
-        oldest = write_position - r.capacity + 1
+        if write_position <= r.capacity:
+            return 0                # a stale write position; the next look will see more
+        oldest = write_position - r.capacity
         if oldest <= pos:
             return 0
         c.lost += oldest - pos
@@ -79,7 +83,7 @@ cdef inline int broadcast_read(broadcast_cursor *c, void *out) noexcept nogil:
 
 
 cdef inline uint64_t broadcast_oldest(ring_view *r) noexcept nogil:
-    """The oldest position a reader can still read (the writer may be overwriting the one before)."""
+    """The oldest position surely still in the ring (the one before may be under rewrite)."""
     cdef uint64_t write_position = ttq_load_acquire_u64(&r.header.write_position)
     return write_position - r.capacity + 1 if write_position >= r.capacity else 0
 
@@ -91,7 +95,6 @@ cdef class BroadcastWriter:
     cdef uint64_t _position
 
     cpdef push(self, object record)
-    cdef uint64_t _recover_position(self)
     cdef int _check_open(self) except -1
 
 
@@ -107,6 +110,7 @@ cdef class BroadcastReader:
     cdef uint64_t seen_epoch
     cdef object _spare          # a record object ready for the next successful poll
     cdef void *_spare_data
+    cdef int _waiting           # wait() in progress (it sleeps without the GIL): no close()
 
     cpdef poll(self)
     cdef object _take_spare(self)

@@ -12,7 +12,9 @@ from ttquant.core.includes.atomics cimport (
 )
 from ttquant.core.includes.ring_layout cimport TTQ_KIND_BROADCAST, ttq_stamp_done
 from ttquant.core.records cimport new_record, record_data
-from ttquant.core.rings.segment cimport RingSegment, get_record_buffer, timeout_to_ns, open_ring
+from ttquant.core.rings.segment cimport (
+    RingSegment, get_record_buffer, open_ring, recover_write_position, timeout_to_ns,
+)
 from ttquant.core.rings.wake cimport parse_wait_policy, wait_read, wake_readers
 
 from ttquant.core.records import record_size_for
@@ -45,21 +47,7 @@ cdef class BroadcastWriter:
         self.segment = seg
         self.record_type = record_type
         self.ring = seg.view()
-        self._position = self._recover_position()
-
-    cdef uint64_t _recover_position(self):
-        # A writer killed between a slot's final stamp and the position store left one
-        # complete record past write_position: keep it, never publish that position twice.
-        cdef uint64_t pos = ttq_load_acquire_u64(&self.ring.header.write_position)
-        cdef uint64_t limit = pos + self.ring.capacity
-        cdef char *slot
-        while pos < limit:
-            slot = self.ring.slots + (pos & self.ring.mask) * self.ring.slot_size
-            if ttq_load_acquire_u64(<uint64_t *>slot) != ttq_stamp_done(pos):
-                break
-            pos += 1
-        ttq_store_release_u64(&self.ring.header.write_position, pos)
-        return pos
+        self._position = recover_write_position(&self.ring)
 
     cpdef push(self, object record):
         """Publish one record object of the ring's type (MarketEvent, ExecReport, ...)."""
@@ -86,13 +74,14 @@ cdef class BroadcastWriter:
                     broadcast_publish(&self.ring, self._position, src + i * self.ring.record_size)
                     self._position += 1
                 if n:
-                    wake_readers(self.ring.header)
+                    wake_readers(self.ring.header, self.ring.writer_fences)
         finally:
             PyBuffer_Release(&view)
         return n
 
     def heartbeat(self):
-        """Tell readers this writer is alive (call it from idle loops)."""
+        """Tell readers this writer is alive (a busy writer stamps it every 1024 records; an
+        idle one should call this from its housekeeping)."""
         self._check_open()
         self.segment.heartbeat()
 
@@ -108,6 +97,7 @@ cdef class BroadcastWriter:
 
     @property
     def epoch(self):
+        self._check_open()
         return self.segment.header_fields()["writer_epoch"]
 
     @property
@@ -158,11 +148,12 @@ cdef class BroadcastReader:
             self.cursor.position = ttq_load_acquire_u64(&self.cursor.ring.header.write_position)
         elif start == "oldest":
             self.cursor.position = broadcast_oldest(&self.cursor.ring)
-        elif isinstance(start, int) and start >= 0:
+        elif isinstance(start, int) and 0 <= start <= ttq_load_acquire_u64(&self.cursor.ring.header.write_position):
             self.cursor.position = start
         else:
             seg.close()
-            raise ValueError(f"start {start!r} must be 'latest', 'oldest' or a position >= 0")
+            raise ValueError(f"start {start!r} must be 'latest', 'oldest' or a position between 0 "
+                             f"and the write position")
 
     cdef object _take_spare(self):
         cdef object rec = self._spare
@@ -203,8 +194,15 @@ cdef class BroadcastReader:
     def wait(self, timeout=None):
         """The next record, waiting by the reader's policy; None after timeout seconds."""
         cdef object rec = self._take_spare()
-        if wait_read(&self.policy, self.cursor.ring.header, broadcast_read_one, &self.cursor,
-                     self._spare_data, timeout_to_ns(timeout)):
+        cdef int got
+        cdef int64_t timeout_ns = timeout_to_ns(timeout)
+        self._waiting += 1
+        try:
+            got = wait_read(&self.policy, self.cursor.ring.header, broadcast_read_one,
+                            &self.cursor, self._spare_data, timeout_ns)
+        finally:
+            self._waiting -= 1
+        if got:
             self._spare = None
             return rec
         return None
@@ -217,6 +215,7 @@ cdef class BroadcastReader:
         cdef Py_ssize_t i = 0
         cdef char *dst = <char *>view.buf
         cdef size_t size = self.cursor.ring.record_size
+        self._waiting += 1
         try:
             if n and wait_read(&self.policy, self.cursor.ring.header, broadcast_read_one,
                                &self.cursor, dst, timeout_to_ns(timeout)):
@@ -225,12 +224,14 @@ cdef class BroadcastReader:
                     while i < n and broadcast_read(&self.cursor, dst + i * size):
                         i += 1
         finally:
+            self._waiting -= 1
             PyBuffer_Release(&view)
         return i
 
     def writer_status(self):
         """Writer pid, liveness, epoch and heartbeat age, plus whether the epoch changed
         since this reader last asked (a restarted writer)."""
+        self._take_spare()      # raises if closed
         status = self.segment.status()
         status["epoch_changed"] = status["writer_epoch"] != self.seen_epoch
         self.seen_epoch = status["writer_epoch"]
@@ -254,6 +255,7 @@ cdef class BroadcastReader:
     @property
     def lag(self):
         """Records published but not yet read (may exceed capacity: then some are lost)."""
+        self._take_spare()      # raises if closed
         cdef uint64_t written = ttq_load_acquire_u64(&self.cursor.ring.header.write_position)
         return written - self.cursor.position if written > self.cursor.position else 0
 
@@ -266,6 +268,9 @@ cdef class BroadcastReader:
         return self.cursor.ring.capacity
 
     def close(self):
+        """Unmap; refused while another thread is inside wait() on this reader."""
+        if self._waiting:
+            raise RuntimeError(f"reader of {self.segment.name}: close() while another thread waits on it")
         self.cursor.ring.header = NULL
         self.segment.close()
 

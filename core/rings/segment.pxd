@@ -11,6 +11,7 @@ cdef struct ring_view:
     uint64_t capacity
     uint32_t slot_size
     uint32_t record_size
+    bint writer_fences          # writers only: StoreLoad fence before looking for sleepers
 
 
 cdef class RingSegment:
@@ -23,12 +24,15 @@ cdef class RingSegment:
     cdef ttq_ring_header *header
     cdef bint holds_writer
     cdef bint holds_reader
+    cdef bint writer_fences
+    cdef object __weakref__
 
     cdef ring_view view(self)
     cdef int _map(self) except -1
     cpdef acquire_writer(self)
     cpdef acquire_reader(self)
     cpdef close(self)
+    cdef void _forget_roles(self) noexcept
 
 
 # Borrow a contiguous buffer of whole records (numpy array of the record dtype, bytearray...);
@@ -43,3 +47,9 @@ cdef int64_t timeout_to_ns(object timeout) except? -2
 cdef RingSegment open_ring(str name, uint32_t ring_kind, object record_type, object capacity,
                            object record_size, bint create, int mode, object group,
                            uint64_t default_capacity)
+
+
+# A writer killed between a slot's final stamp and the position store left one complete
+# record past write_position: keep it (never publish that position twice). Returns the
+# position the attaching writer continues from, and wakes anyone asleep on the kept record.
+cdef uint64_t recover_write_position(ring_view *r) noexcept nogil

@@ -11,10 +11,16 @@ import os
 import re
 import stat
 import time
+import uuid
+import weakref
 
 import posix_ipc
 
-from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_FAILED
+from posix.mman cimport (
+    mmap, munmap, PROT_NONE, PROT_READ, PROT_WRITE, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE,
+    MAP_SHARED, MAP_FAILED,
+)
+from posix.unistd cimport close as close_fd
 from libc.errno cimport errno
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE
 from libc.stdint cimport uint32_t, uint64_t, int64_t
@@ -22,8 +28,10 @@ from libc.stdint cimport uint32_t, uint64_t, int64_t
 from ttquant.core.includes.atomics cimport (
     ttq_load_acquire_u64, ttq_load_relaxed_u64, ttq_store_release_u64, ttq_fetch_add_u64,
     ttq_load_relaxed_i64, ttq_store_relaxed_i64, ttq_load_relaxed_u32, ttq_now_ns,
-    ttq_fence_acquire,
+    ttq_coarse_now_ns, ttq_fence_acquire, ttq_membarrier_register_writer,
 )
+from ttquant.core.records import RECORD_SIZES
+from ttquant.core.rings.wake cimport wake_readers
 from ttquant.core.includes.ofd_lock cimport ttq_ofd_trylock, ttq_ofd_unlock, ttq_ofd_is_held
 from ttquant.core.includes.ring_layout cimport (
     ttq_ring_header, TTQ_RING_MAGIC, TTQ_LAYOUT_VERSION, TTQ_HEADER_SIZE, TTQ_KIND_BROADCAST,
@@ -51,6 +59,31 @@ SHM_DIR = "/dev/shm"
 INIT_WAIT_S = 2.0
 
 _NAME_PART = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+# Segments holding a role in this process: a forked child must not inherit the role locks.
+_role_holders = weakref.WeakSet()
+
+
+# -1 unknown, 0 no, 1 yes: this process registered for sleepers' membarrier (see wake.pxd).
+cdef int _membarrier_registered = -1
+
+
+cdef bint _writer_needs_fence():
+    global _membarrier_registered
+    if _membarrier_registered < 0:
+        _membarrier_registered = ttq_membarrier_register_writer()
+    return not _membarrier_registered
+
+
+def _drop_roles_in_child():
+    global _membarrier_registered
+    _membarrier_registered = -1       # the child is a new mm: it registers for itself
+    for seg in list(_role_holders):
+        (<RingSegment>seg)._forget_roles()
+    _role_holders.clear()
+
+
+os.register_at_fork(after_in_child=_drop_roles_in_child)
 
 
 class RingError(Exception):
@@ -142,6 +175,22 @@ cdef class RingSegment:
         if self.base != NULL:
             munmap(self.base, self.size)
             self.base = NULL
+        if self.fd >= 0:            # posix_ipc never closes it; a leaked fd would keep our role
+            close_fd(self.fd)
+            self.fd = -1
+
+    cdef void _forget_roles(self) noexcept:
+        # In a forked child: drop every reference to the parent's open file (fd and mapping
+        # both keep its role lock alive) without unlocking it; the PROT_NONE stand-in makes
+        # any use of the inherited handle fault loudly instead of writing into the ring.
+        if self.base != NULL:
+            mmap(self.base, self.size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+        if self.fd >= 0:
+            close_fd(self.fd)
+            self.fd = -1
+        self.holds_writer = self.holds_reader = False
+        if self._shm is not None:
+            self._shm = None
 
     @staticmethod
     def create_or_attach(name, uint32_t ring_kind, uint32_t record_type, uint32_t record_size,
@@ -157,11 +206,12 @@ cdef class RingSegment:
         cdef uint32_t slot_size = ttq_slot_size_for(record_size)
         cdef uint64_t size = TTQ_HEADER_SIZE + capacity * slot_size
         gid = _resolve_gid(group)
-        try:
-            shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=mode, size=size)
-        except posix_ipc.ExistentialError:
+        if os.path.exists(SHM_DIR + name):
             return RingSegment.attach(name, ring_kind=ring_kind, record_type=record_type,
                                       record_size=record_size, capacity=capacity)
+        # Build it complete under a private name, then link it in: nobody ever sees a half-made ring.
+        tmp = f"{name}.init{os.getpid()}x{uuid.uuid4().hex[:8]}"
+        shm = posix_ipc.SharedMemory(tmp, posix_ipc.O_CREX, mode=mode)
         cdef ttq_ring_header *h
         cdef RingSegment seg = RingSegment.__new__(RingSegment)
         seg.name = name
@@ -170,9 +220,13 @@ cdef class RingSegment:
         seg.fd = shm.fd
         seg.size = size
         try:
-            os.fchmod(seg.fd, mode)           # shm_open applied the umask; the mode is the contract
-            if gid >= 0:
-                os.fchown(seg.fd, -1, gid)
+            try:
+                os.fchmod(seg.fd, mode)       # shm_open applied the umask; the mode is the contract
+                if gid >= 0:
+                    os.fchown(seg.fd, -1, gid)
+                os.posix_fallocate(seg.fd, 0, size)     # no space: fail now, not SIGBUS later
+            except OSError as exc:
+                raise OSError(exc.errno, f"ring {name}: cannot create it: {exc.strerror}") from None
             seg._map()
             h = seg.header
             h.layout_version = TTQ_LAYOUT_VERSION
@@ -183,11 +237,18 @@ cdef class RingSegment:
             h.capacity = <uint32_t>capacity
             h.segment_size = size
             h.created_ns = ttq_now_ns()
-            ttq_store_release_u64(&h.magic, TTQ_RING_MAGIC)  # last: attachers wait for it
+            ttq_store_release_u64(&h.magic, TTQ_RING_MAGIC)
+            try:
+                os.link(SHM_DIR + tmp, SHM_DIR + name)
+            except FileExistsError:             # another process created it first: use theirs
+                seg.close()
+                return RingSegment.attach(name, ring_kind=ring_kind, record_type=record_type,
+                                          record_size=record_size, capacity=capacity)
         except BaseException:
             seg.close()
-            posix_ipc.unlink_shared_memory(name)
             raise
+        finally:
+            posix_ipc.unlink_shared_memory(tmp)
         return seg
 
     @staticmethod
@@ -259,6 +320,13 @@ cdef class RingSegment:
         cap = h.capacity
         if cap < 2 or (cap & (cap - 1)) != 0:
             raise RingLayoutError(f"ring {name}: capacity {cap} in the header is not a power of two")
+        if h.record_size == 0 or h.record_size > MAX_RECORD_SIZE:
+            raise RingLayoutError(f"ring {name}: record size {h.record_size} in the header is "
+                                  f"outside [1, {MAX_RECORD_SIZE}]")
+        known = RECORD_SIZES.get(h.record_type)
+        if known is not None and h.record_size != known:
+            raise RingLayoutError(f"ring {name}: record type {h.record_type} is {known} bytes, "
+                                  f"the header says {h.record_size}")
         if h.slot_size != ttq_slot_size_for(h.record_size):
             raise RingLayoutError(f"ring {name}: slot size {h.slot_size} does not fit record "
                                   f"size {h.record_size}")
@@ -288,29 +356,35 @@ cdef class RingSegment:
         v.mask = v.capacity - 1
         v.slot_size = self.header.slot_size
         v.record_size = self.header.record_size
+        v.writer_fences = self.writer_fences if self.holds_writer else True
         return v
 
     cpdef acquire_writer(self):
         """Take the writer role (an OFD lock the kernel drops if we die) and bump the epoch."""
         cdef ttq_ring_header *h
+        self._check_open()
         self._lock(TTQ_LOCK_WRITER, "writer", self.header.writer_pid)
         self.holds_writer = True
+        _role_holders.add(self)
         h = self.header
+        self.writer_fences = _writer_needs_fence()
+        h.writer_fences = self.writer_fences      # before the first publish of this writer
         ttq_fetch_add_u64(&h.writer_epoch, 1)
         ttq_store_relaxed_i64(&h.writer_pid, os.getpid())
-        now = ttq_now_ns()
-        ttq_store_relaxed_i64(&h.writer_attached_ns, now)
-        ttq_store_relaxed_i64(&h.heartbeat_ns, now)
+        ttq_store_relaxed_i64(&h.writer_attached_ns, ttq_now_ns())
+        ttq_store_relaxed_i64(&h.heartbeat_ns, ttq_coarse_now_ns())
 
     cpdef acquire_reader(self):
         """Take the SPSC reader role and bump the reader epoch."""
         cdef ttq_ring_header *h
+        self._check_open()
         self._lock(TTQ_LOCK_READER, "reader", self.header.reader_pid)
         self.holds_reader = True
+        _role_holders.add(self)
         h = self.header
         ttq_fetch_add_u64(&h.reader_epoch, 1)
         ttq_store_relaxed_i64(&h.reader_pid, os.getpid())
-        ttq_store_relaxed_i64(&h.reader_heartbeat_ns, ttq_now_ns())
+        ttq_store_relaxed_i64(&h.reader_heartbeat_ns, ttq_coarse_now_ns())
 
     def _lock(self, long byte, role, pid):
         if self.read_only:
@@ -323,20 +397,30 @@ cdef class RingSegment:
 
     def writer_alive(self):
         """True while some process holds the writer role (the kernel drops it on death)."""
+        self._check_open()
         if self.holds_writer:
             return True
         return ttq_ofd_is_held(self.fd, TTQ_LOCK_WRITER) == 1
 
     def reader_alive(self):
+        self._check_open()
         if self.holds_reader:
             return True
         return ttq_ofd_is_held(self.fd, TTQ_LOCK_READER) == 1
 
     def heartbeat(self):
-        ttq_store_relaxed_i64(&self.header.heartbeat_ns, ttq_now_ns())
+        """Writer's sign of life (coarse wall clock, like the one stamped while publishing)."""
+        self._check_writable()
+        ttq_store_relaxed_i64(&self.header.heartbeat_ns, ttq_coarse_now_ns())
 
     def reader_heartbeat(self):
-        ttq_store_relaxed_i64(&self.header.reader_heartbeat_ns, ttq_now_ns())
+        self._check_writable()
+        ttq_store_relaxed_i64(&self.header.reader_heartbeat_ns, ttq_coarse_now_ns())
+
+    def _check_writable(self):
+        self._check_open()
+        if self.read_only:
+            raise PermissionError(f"ring {self.name}: mapped read-only")
 
     def status(self):
         """Who writes and reads this ring, and how recently they showed signs of life."""
@@ -354,6 +438,7 @@ cdef class RingSegment:
             "reader_alive": self.reader_alive(),
             "reader_epoch": ttq_load_relaxed_u64(&h.reader_epoch),
             "reader_heartbeat_age_ns": now - ttq_load_relaxed_i64(&h.reader_heartbeat_ns),
+            "replaced": self.renamed(),     # the name now points at another segment (or none)
         }
 
     def header_fields(self):
@@ -372,12 +457,13 @@ cdef class RingSegment:
             "writer_attached_ns": ttq_load_relaxed_i64(&h.writer_attached_ns),
             "rejected_full": ttq_load_relaxed_u64(&h.rejected_full),
             "wakeups": ttq_load_relaxed_u64(&h.wakeups),
+            "writer_fences": h.writer_fences,
             "read_position": ttq_load_acquire_u64(&h.read_position),
             "reader_epoch": ttq_load_relaxed_u64(&h.reader_epoch),
             "reader_pid": ttq_load_relaxed_i64(&h.reader_pid),
             "reader_heartbeat_ns": ttq_load_relaxed_i64(&h.reader_heartbeat_ns),
-            "wake_seq": ttq_load_relaxed_u32(&h.wake_seq),
-            "sleepers": ttq_load_relaxed_u32(&h.sleepers),
+            "wake_word": ttq_load_relaxed_u32(&h.wake_word),
+            "sleep_announced": bool(ttq_load_relaxed_u32(&h.wake_word) & 1),
         }
 
     def read_at(self, uint64_t position):
@@ -458,6 +544,8 @@ cdef int64_t timeout_to_ns(object timeout) except? -2:
         return -1
     if not (timeout >= 0):
         raise ValueError(f"timeout {timeout!r} must be None or seconds >= 0")
+    if timeout > 9e9:           # ~285 years, and inf: the same as forever
+        return -1
     return <int64_t>(timeout * 1e9)
 
 
@@ -473,3 +561,15 @@ cdef RingSegment open_ring(str name, uint32_t ring_kind, object record_type, obj
             capacity = default_capacity
     return RingSegment.create_or_attach(name, ring_kind, record_type, record_size, capacity,
                                         mode, group)
+
+
+cdef uint64_t recover_write_position(ring_view *r) noexcept nogil:
+    cdef uint64_t pos = ttq_load_acquire_u64(&r.header.write_position)
+    cdef uint64_t limit = pos + r.capacity
+    while pos < limit:
+        if ttq_load_acquire_u64(<uint64_t *>(r.slots + (pos & r.mask) * r.slot_size)) != ttq_stamp_done(pos):
+            break
+        pos += 1
+    ttq_store_release_u64(&r.header.write_position, pos)
+    wake_readers(r.header, True)
+    return pos

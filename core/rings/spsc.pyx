@@ -10,7 +10,9 @@ from libc.stdint cimport uint32_t, uint64_t, int64_t
 from ttquant.core.includes.atomics cimport ttq_load_acquire_u64, ttq_load_relaxed_u64
 from ttquant.core.includes.ring_layout cimport TTQ_KIND_SPSC
 from ttquant.core.records cimport new_record, record_data
-from ttquant.core.rings.segment cimport RingSegment, get_record_buffer, timeout_to_ns, open_ring
+from ttquant.core.rings.segment cimport (
+    RingSegment, get_record_buffer, open_ring, recover_write_position, timeout_to_ns,
+)
 from ttquant.core.rings.wake cimport parse_wait_policy, wait_read, wake_readers
 
 from ttquant.core.records import record_size_for
@@ -46,8 +48,8 @@ cdef class SpscWriter:
         self.segment = seg
         self.record_type = record_type
         self.cursor.ring = seg.view()
-        self.cursor.position = ttq_load_acquire_u64(&self.cursor.ring.header.write_position)
-        self.cursor.write_limit = 0    # look at the reader's position on the first push
+        self.cursor.position = recover_write_position(&self.cursor.ring)
+        self.cursor.write_limit = self.cursor.position     # look at the reader on the first push
 
     cpdef push(self, object record):
         """Publish one record object; raises RingFullError when the ring is full."""
@@ -81,14 +83,21 @@ cdef class SpscWriter:
         cdef size_t size = self.cursor.ring.record_size
         try:
             with nogil:
-                while i < n and spsc_push(&self.cursor, src + i * size):
-                    i += 1
+                i = spsc_publish_many(&self.cursor, src, n)
+                if i:
+                    wake_readers(self.cursor.ring.header, self.cursor.ring.writer_fences)
         finally:
             PyBuffer_Release(&view)
         return i
 
     def heartbeat(self):
+        self._check_open()
         self.segment.heartbeat()
+
+    cdef int _check_open(self) except -1:
+        if self.cursor.ring.header == NULL:
+            raise ValueError(f"writer of {self.segment.name} is closed")
+        return 0
 
     @property
     def position(self):
@@ -97,11 +106,13 @@ cdef class SpscWriter:
     @property
     def rejected_full(self):
         """Pushes refused because the ring was full, over the ring's life."""
+        self._check_open()
         return ttq_load_relaxed_u64(&self.cursor.ring.header.rejected_full)
 
     @property
     def free(self):
         """Slots free right now (the reader may free more at any moment)."""
+        self._check_open()
         cdef uint64_t read = ttq_load_acquire_u64(&self.cursor.ring.header.read_position)
         return self.cursor.ring.capacity - (self.cursor.position - read)
 
@@ -150,7 +161,7 @@ cdef class SpscReader:
         self.record_type = seg.header_fields()["record_type"]
         self.cursor.ring = seg.view()
         self.cursor.position = ttq_load_acquire_u64(&self.cursor.ring.header.read_position)
-        self.cursor.read_limit = 0
+        self.cursor.read_limit = self.cursor.position   # look at the writer on the first read
 
     cdef object _take_spare(self):
         cdef object rec = self._spare
@@ -172,6 +183,22 @@ cdef class SpscReader:
             return rec
         return None
 
+    def peek(self):
+        """The next record without consuming it (None if empty): handle it, then consume()."""
+        cdef object rec = self._take_spare()
+        if spsc_peek(&self.cursor, self._spare_data):
+            self._spare = None
+            return rec
+        return None
+
+    def consume(self, uint64_t count=1):
+        """Hand back the slots of the next count records (peeked and handled), in order."""
+        self._take_spare()
+        cdef uint64_t there = spsc_available(&self.cursor, count)
+        if there < count:
+            raise ValueError(f"cannot consume {count}: only {there} records are published")
+        spsc_consume(&self.cursor, count)
+
     def poll_into(self, records):
         """Copy and consume up to len(records) records; returns how many."""
         self._take_spare()
@@ -188,8 +215,15 @@ cdef class SpscReader:
     def wait(self, timeout=None):
         """The next record, waiting by the reader's policy; None after timeout seconds."""
         cdef object rec = self._take_spare()
-        if wait_read(&self.policy, self.cursor.ring.header, spsc_read_one, &self.cursor,
-                     self._spare_data, timeout_to_ns(timeout)):
+        cdef int got
+        cdef int64_t timeout_ns = timeout_to_ns(timeout)
+        self._waiting += 1
+        try:
+            got = wait_read(&self.policy, self.cursor.ring.header, spsc_read_one, &self.cursor,
+                            self._spare_data, timeout_ns)
+        finally:
+            self._waiting -= 1
+        if got:
             self._spare = None
             return rec
         return None
@@ -202,19 +236,23 @@ cdef class SpscReader:
         cdef Py_ssize_t i = 0
         cdef char *dst = <char *>view.buf
         cdef size_t size = self.cursor.ring.record_size
+        self._waiting += 1
         try:
             if n and wait_read(&self.policy, self.cursor.ring.header, spsc_read_one,
                                &self.cursor, dst, timeout_to_ns(timeout)):
                 with nogil:
                     i = 1 + spsc_pop_many(&self.cursor, dst + size, n - 1)
         finally:
+            self._waiting -= 1
             PyBuffer_Release(&view)
         return i
 
     def heartbeat(self):
+        self._take_spare()      # raises if closed
         self.segment.reader_heartbeat()
 
     def writer_status(self):
+        self._take_spare()
         return self.segment.status()
 
     @property
@@ -224,7 +262,9 @@ cdef class SpscReader:
     @property
     def available(self):
         """Records published and not yet consumed."""
-        return ttq_load_acquire_u64(&self.cursor.ring.header.write_position) - self.cursor.position
+        self._take_spare()
+        cdef uint64_t written = ttq_load_acquire_u64(&self.cursor.ring.header.write_position)
+        return written - self.cursor.position if written > self.cursor.position else 0
 
     @property
     def name(self):
@@ -235,6 +275,9 @@ cdef class SpscReader:
         return self.cursor.ring.capacity
 
     def close(self):
+        """Unmap and give up the reader role; refused while another thread is inside wait()."""
+        if self._waiting:
+            raise RuntimeError(f"reader of {self.segment.name}: close() while another thread waits on it")
         self.cursor.ring.header = NULL
         self.segment.close()
 

@@ -52,9 +52,9 @@ def test_lapped_reader_counts_exactly_what_it_lost_and_jumps_to_the_oldest(ring)
         assert r.poll().seq == 0
         for i in range(3, 30):
             w.push(_event(i))
-        # write position 30: slot of 22 may be under rewrite, 23..29 are valid
+        # write position 30: slots hold 22..29, all intact (the writer is between records)
         ev = r.poll()
-        assert ev.seq == 30 - capacity + 1
+        assert ev.seq == 30 - capacity
         assert r.lost == ev.seq - 1 and r.laps == 1
         rest = [e.seq for e in iter(r.poll, None)]
         assert rest == list(range(ev.seq + 1, 30))
@@ -67,7 +67,7 @@ def test_resume_from_an_old_position_counts_the_loss(ring):
         for i in range(100):
             w.push(_event(i))
         r = BroadcastReader(name, start=10)
-        assert r.poll().seq == 97 and r.lost == 87 and r.laps == 1
+        assert r.poll().seq == 96 and r.lost == 86 and r.laps == 1
         r.close()
 
 
@@ -80,8 +80,8 @@ def test_poll_into_copies_batches_and_counts_laps(ring):
         assert w.push_many(batch) == 40
         out = np.zeros(32, MARKET_EVENT_DTYPE)
         n = r.poll_into(out)
-        assert n == 15 and r.lost == 25
-        assert list(out["seq"][:n]) == list(range(25, 40))
+        assert n == 16 and r.lost == 24
+        assert list(out["seq"][:n]) == list(range(24, 40))
         assert r.poll_into(out) == 0
 
 

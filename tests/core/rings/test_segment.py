@@ -5,6 +5,8 @@ import struct
 
 import pytest
 
+from ttq_testing import wait_for
+
 from ttquant.core.records import RecordType
 from ttquant.core.rings import (
     HEADER_SIZE, KIND_BROADCAST, KIND_SPSC, LAYOUT_VERSION, BroadcastReader, BroadcastWriter,
@@ -230,3 +232,86 @@ def test_closed_handles_refuse_to_work(ring):
 
 def test_kind_constants():
     assert KIND_BROADCAST != KIND_SPSC
+
+
+def test_a_known_record_type_keeps_its_size(ring):
+    with pytest.raises(ValueError, match="record type 1 is 120 bytes, not 4000"):
+        BroadcastWriter(ring("ticks"), ME, 16, record_size=4000)
+
+
+def test_header_with_a_wrong_size_for_its_record_type_is_refused(ring):
+    name = ring("ticks")
+    with BroadcastWriter(name, ME, 16):
+        pass
+    _corrupt(name, 20, "<I", 64)
+    with pytest.raises(RingLayoutError, match="record type 1 is 120 bytes, the header says 64"):
+        BroadcastReader(name)
+
+
+def test_read_only_handles_cannot_heartbeat(ring):
+    name = ring("ticks")
+    with BroadcastWriter(name, ME, 16):
+        seg = RingSegment.attach(name, read_only=True)
+        with pytest.raises(PermissionError, match="read-only"):
+            seg.heartbeat()
+        seg.close()
+        with pytest.raises(Exception, match="closed"):
+            seg.writer_alive()
+
+
+def test_a_garbage_collected_writer_frees_its_role(ring):
+    import gc
+    name = ring("ticks")
+    w = BroadcastWriter(name, ME, 16)
+    del w
+    gc.collect()
+    with BroadcastWriter(name, ME, 16) as w2:
+        assert w2.epoch == 2
+
+
+def test_concurrent_creators_all_get_the_same_ring(ring, children, tmp_path):
+    """Processes racing to create one ring: one creates it whole, the rest attach to it;
+    no half-made segment and no temporary name is ever left."""
+    import subprocess
+    name = ring("ticks")
+    script = tmp_path / "creator.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from ttquant.core.rings import RingSegment\n"
+        "t = float(sys.argv[1])\n"
+        "while time.time() < t: pass\n"
+        f"seg = RingSegment.create_or_attach({name!r}, 1, 1, 120, 1024)\n"
+        "print(seg.inode, seg.header_fields()['capacity'], flush=True)\n")
+    start = __import__("time").time() + 1.0
+    procs = [children.start(script, start, stdout=subprocess.PIPE) for _ in range(6)]
+    outs = {p.communicate(timeout=30)[0].strip() for p in procs}
+    assert all(p.returncode == 0 for p in procs)
+    assert len(outs) == 1 and outs.pop().endswith(b" 1024")
+    assert [n for n in list_segments() if n.startswith(name)] == [name]
+
+
+def test_a_forked_child_does_not_keep_the_writer_role_alive(ring, children, tmp_path):
+    """The writer forks a long-lived child, then dies: the role is free at once."""
+    import signal
+    import subprocess
+    name = ring("ticks")
+    script = tmp_path / "forker.py"
+    script.write_text(
+        "import os, time\n"
+        "from ttquant.core.rings import BroadcastWriter\n"
+        f"w = BroadcastWriter({name!r}, 1, 16)\n"
+        "if os.fork() == 0:\n"
+        "    time.sleep(60)\n"
+        "    os._exit(0)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n")
+    proc = children.start(script, stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"ready"
+    r = BroadcastReader(name)
+    assert r.writer_status()["writer_alive"]
+    os.kill(proc.pid, signal.SIGKILL)       # the parent only; the forked child lives on
+    proc.wait(timeout=10)
+    # the child drops its inherited copy in its at-fork hook, on its first timeslice;
+    # without that it would hold the role for its whole minute of sleep
+    wait_for(lambda: not r.writer_status()["writer_alive"], timeout=5, what="the role to be free")
+    r.close()

@@ -111,3 +111,50 @@ def test_wrap_around_many_times(ring):
         seen.extend(o.client_order_id for o in iter(r.poll, None))
         assert seen == list(range(1000))
         assert w.rejected_full == 0
+
+
+def test_restarted_reader_batch_read_sees_only_what_was_published(ring):
+    """A new reader at read position > 0 must not read past the write position (its cached
+    limit starts at its own position, never below it)."""
+    name = ring("orders", "s1")
+    with SpscWriter(name, ORD, 16) as w:
+        with SpscReader(name) as r:
+            for i in range(5):
+                w.push(_order(i))
+            assert r.poll_into(np.zeros(5, ORDER_DTYPE)) == 5
+        with SpscReader(name) as r2:
+            out = np.zeros(10, ORDER_DTYPE)
+            assert r2.poll_into(out) == 0 and r2.available == 0
+            w.push(_order(5))
+            assert r2.poll_into(out) == 1 and out["client_order_id"][0] == 5
+            assert w.free == 16
+
+
+def test_peek_then_consume_keeps_an_order_until_it_is_handled(ring):
+    name = ring("orders", "s1")
+    with SpscWriter(name, ORD, 8) as w:
+        w.push(_order(1))
+        w.push(_order(2))
+        with SpscReader(name) as r:
+            assert r.peek().client_order_id == 1
+            assert r.peek().client_order_id == 1     # still there
+        with SpscReader(name) as r:                  # a crash before consume(): nothing lost
+            assert r.peek().client_order_id == 1
+            r.consume()
+            assert r.peek().client_order_id == 2
+            r.consume()
+            assert r.peek() is None
+            with pytest.raises(ValueError, match="cannot consume 1"):
+                r.consume()
+
+
+def test_closed_handles_refuse_instead_of_touching_unmapped_memory(ring):
+    name = ring("orders", "s1")
+    w = SpscWriter(name, ORD, 8)
+    r = SpscReader(name)
+    w.close()
+    r.close()
+    for action in (lambda: w.free, lambda: w.rejected_full, w.heartbeat, lambda: r.available,
+                   r.heartbeat, r.poll, r.peek, lambda: r.writer_status()):
+        with pytest.raises(ValueError, match="closed"):
+            action()

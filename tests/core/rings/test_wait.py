@@ -45,18 +45,19 @@ def test_wait_returns_what_is_already_there(ring, mode):
         assert r.wait(timeout=1).seq == 4
 
 
-def _sleepers(reader):
-    return reader.segment.header_fields()["sleepers"]
+def _asleep(reader):
+    """A reader announced it is about to sleep (bit 0 of the futex word)."""
+    return reader.segment.header_fields()["sleep_announced"]
 
 
 def test_sleeping_reader_is_woken_by_the_writer_from_another_thread(ring):
-    """The reader really sleeps on the futex (sleepers == 1) and one push wakes it."""
+    """The reader really sleeps on the futex and one push wakes it."""
     name = ring("ticks")
     with BroadcastWriter(name, ME, 16) as w, BroadcastReader(name, wait="sleep", max_sleep=30) as r:
         got = []
         t = threading.Thread(target=lambda: got.append(r.wait(timeout=30)))
         t.start()
-        wait_for(lambda: _sleepers(r) == 1, what="the reader to go to sleep")
+        wait_for(lambda: _asleep(r), what="the reader to go to sleep")
         wakeups = w.segment.header_fields()["wakeups"]
         t0 = time.monotonic()
         w.push(MarketEvent(seq=11))
@@ -64,7 +65,7 @@ def test_sleeping_reader_is_woken_by_the_writer_from_another_thread(ring):
         assert not t.is_alive() and got[0].seq == 11
         assert time.monotonic() - t0 < 10    # woken, not timed out after max_sleep=30
         assert w.segment.header_fields()["wakeups"] == wakeups + 1
-        assert _sleepers(r) == 0
+        assert not _asleep(r)
 
 
 def test_writer_does_not_wake_when_nobody_sleeps(ring):
@@ -81,7 +82,7 @@ def test_spsc_sleeping_reader_is_woken(ring):
         got = []
         t = threading.Thread(target=lambda: got.append(r.wait(timeout=30)))
         t.start()
-        wait_for(lambda: _sleepers(r) == 1, what="the reader to go to sleep")
+        wait_for(lambda: _asleep(r), what="the reader to go to sleep")
         w.push(Order(client_order_id=5))
         t.join(10)
         assert not t.is_alive() and got[0].client_order_id == 5
@@ -115,16 +116,17 @@ def test_cross_process_wake_up(ring, children, tmp_path):
             "from ttquant.core.rings import BroadcastWriter\n"
             "from ttquant.core.records import MarketEvent, RecordType\n"
             f"w = BroadcastWriter({name!r}, RecordType.MARKET_EVENT, 16)\n"
+            "print('ready', flush=True)\n"
             "sys.stdin.readline()\n"
             "w.push(MarketEvent(seq=42))\n"
             "time.sleep(5)\n")
         import subprocess
-        child = children.start(script, stdin=subprocess.PIPE)
-        wait_for(lambda: r.writer_status()["writer_alive"], what="the child writer")
+        child = children.start(script, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert child.stdout.readline().strip() == b"ready"     # attached, recovery done
         got = []
         t = threading.Thread(target=lambda: got.append(r.wait(timeout=30)))
         t.start()
-        wait_for(lambda: _sleepers(r) == 1, what="the reader to go to sleep")
+        wait_for(lambda: _asleep(r), what="the reader to go to sleep")
         child.stdin.write(b"go\n")
         child.stdin.flush()
         t.join(20)
@@ -143,4 +145,52 @@ def test_keyboard_interrupt_reaches_a_waiting_reader(ring):
         with pytest.raises(KeyboardInterrupt):
             r.wait(timeout=30)
         timer.join()
-        assert _sleepers(r) == 0
+
+
+def test_a_reader_killed_asleep_costs_one_wasted_wake_not_one_per_push(ring, children, tmp_path):
+    """SIGKILL a reader inside its futex sleep: the next push clears its announcement with
+    a single wake, and later pushes make no syscall at all."""
+    import signal
+    name = ring("ticks")
+    with BroadcastWriter(name, ME, 16) as w:
+        script = tmp_path / "sleeper.py"
+        script.write_text(
+            "from ttquant.core.rings import BroadcastReader\n"
+            f"r = BroadcastReader({name!r}, wait='sleep', max_sleep=60)\n"
+            "print('ready', flush=True)\n"
+            "r.wait()\n")
+        import subprocess
+        child = children.start(script, stdout=subprocess.PIPE)
+        assert child.stdout.readline().strip() == b"ready"
+        wait_for(lambda: w.segment.header_fields()["sleep_announced"], what="the child to sleep")
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+        assert w.segment.header_fields()["sleep_announced"]     # the dead reader's bit is left
+        for i in range(1000):
+            w.push(MarketEvent(seq=i))
+        fields = w.segment.header_fields()
+        assert fields["wakeups"] == 1 and not fields["sleep_announced"]
+
+
+def test_close_while_another_thread_waits_is_refused(ring):
+    name = ring("ticks")
+    with BroadcastWriter(name, ME, 16) as w:
+        r = BroadcastReader(name, wait="sleep", max_sleep=30)
+        t = threading.Thread(target=lambda: r.wait(timeout=30))
+        t.start()
+        wait_for(lambda: _asleep(r), what="the reader to go to sleep")
+        with pytest.raises(RuntimeError, match="close\\(\\) while another thread waits"):
+            r.close()
+        w.push(MarketEvent(seq=1))
+        t.join(10)
+        r.close()
+
+
+def test_zero_timeout_looks_once(ring):
+    name = ring("ticks")
+    with BroadcastWriter(name, ME, 16) as w, BroadcastReader(name, wait="spin") as r:
+        assert r.wait(timeout=0) is None
+        w.push(MarketEvent(seq=3))
+        assert r.wait(timeout=0).seq == 3
+        w.push(MarketEvent(seq=4))
+        assert r.wait(timeout=float("inf")).seq == 4      # inf means forever, not an overflow
