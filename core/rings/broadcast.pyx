@@ -244,7 +244,10 @@ cdef class BroadcastReader:
 
     @property
     def lost(self):
-        """Records the writer overwrote before this reader read them, since it attached."""
+        """Records the writer overwrote before this reader read them, since it attached.
+
+        Always position == records returned + lost. A jump can happen after the last record a
+        call returned: then lost already counts the gap that the next record returned shows."""
         return self.cursor.lost
 
     @property

@@ -53,6 +53,7 @@ def test_broadcast_one_writer_three_readers_ten_million_records(ring, children):
     for res in results:
         assert res["torn"] == 0, res
         assert res["out_of_order"] == 0, res
+        assert res["accounting_errors"] == 0, res
         assert res["position"] == n, res
         assert res["seen"] + res["lost"] == n, res
         assert res["gaps"] == res["lost"], res
