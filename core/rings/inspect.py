@@ -36,7 +36,8 @@ def _info(seg: RingSegment) -> dict:
         "created_ns": h["created_ns"],
         "rejected_full": h["rejected_full"],
         "wakeups": h["wakeups"],
-        "sleepers": h["sleepers"],
+        "sleep_announced": h["sleep_announced"],
+        "writer_fences": bool(h["writer_fences"]),
         "header": h,
     }
     if h["ring_kind"] == KIND_SPSC:

@@ -1,0 +1,175 @@
+"""The `ttquant` command: one entry point, a subcommand per job, --help on each."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+__all__ = ["main"]
+
+
+def _age(ns):
+    if ns is None:
+        return "never"
+    s = ns / 1e9
+    if s < 0:
+        return "0s"
+    if s < 60:
+        return f"{s:.1f}s"
+    if s < 3600:
+        return f"{s / 60:.0f}m"
+    if s < 86400:
+        return f"{s / 3600:.1f}h"
+    return f"{s / 86400:.1f}d"
+
+
+def _table(rows, headers):
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _jsonable(info):
+    return {k: v for k, v in info.items() if k != "header"}
+
+
+def cmd_rings_ls(args) -> int:
+    from ttquant.core.rings.inspect import ring_infos
+
+    infos = ring_infos()
+    if args.venue:
+        infos = [i for i in infos if i["name"].startswith(f"/ttq.{args.venue}.")]
+    if args.json:
+        print(json.dumps([_jsonable(i) for i in infos], indent=1))
+        return 0
+    if not infos:
+        print("no TTQuant rings in /dev/shm" + (f" for venue {args.venue}" if args.venue else ""))
+        return 0
+    rows = []
+    for i in infos:
+        if "error" in i:
+            rows.append([i["name"], "?", "-", "-", "-", "-", "-", "-", "-", "-", i["error"]])
+            continue
+        rows.append([
+            i["name"], i["kind"], i["record"], i["capacity"], i["writer_pid"] or "-",
+            "yes" if i["writer_alive"] else "no", i["epoch"], i["write_position"],
+            _age(i["heartbeat_age_ns"]), i.get("read_position", "-"),
+            f"{i['rejected_full']} refused" if i.get("rejected_full") else "",
+        ])
+    print(_table(rows, ["NAME", "KIND", "RECORD", "CAPACITY", "WRITER", "ALIVE", "EPOCH",
+                        "WRITE_POS", "HEARTBEAT", "READ_POS", "NOTE"]))
+    return 0
+
+
+def cmd_rings_inspect(args) -> int:
+    from ttquant.core.records import RECORD_CLASSES
+    from ttquant.core.rings.inspect import last_records
+
+    info, records = last_records(args.name, args.count)
+    cls = RECORD_CLASSES.get(info["header"]["record_type"])
+    if args.json:
+        out = _jsonable(info)
+        out["records"] = [{"position": p, **{n: r[n].item() for n in records.dtype.names or ()}}
+                          for p, r in zip(info["positions"], records)]
+        print(json.dumps(out, indent=1, default=str))
+        return 0
+    h = info["header"]
+    print(f"ring {info['name']}: {info['kind']} of {info['record']} "
+          f"({info['record_size']} bytes in {h['slot_size']}-byte slots), capacity {info['capacity']}")
+    print(f"  writer      pid {info['writer_pid'] or '-'} {'alive' if info['writer_alive'] else 'not running'}, "
+          f"epoch {info['epoch']}, heartbeat {_age(info['heartbeat_age_ns'])} ago")
+    print(f"  position    write {info['write_position']}"
+          + (f", read {info['read_position']} ({info['unread']} unread), reader pid "
+             f"{info['reader_pid'] or '-'} {'alive' if info['reader_alive'] else 'not running'}"
+             if "read_position" in info else ""))
+    print(f"  counters    rejected full {info['rejected_full']}, wakeups {info['wakeups']}, "
+          f"a reader asleep: {'yes' if info['sleep_announced'] else 'no'}, writer fences: "
+          f"{'every publish' if info['writer_fences'] else 'no (membarrier)'}")
+    print(f"  created     {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(h['created_ns'] / 1e9))}, "
+          f"layout version {h['layout_version']}")
+    print(f"last {len(records)} records:")
+    for position, raw in zip(info["positions"], records):
+        text = repr(cls.frombytes(raw.tobytes())) if cls else raw.tobytes().hex()
+        print(f"  {position:>12}  {text}")
+    return 0
+
+
+def cmd_rings_rm(args) -> int:
+    from ttquant.core.rings import RingError, RingSegment, unlink
+
+    status = 0
+    for name in args.names:
+        try:
+            seg = RingSegment.attach(name, read_only=True)
+            alive = seg.writer_alive()
+            seg.close()
+        except (RingError, OSError):
+            alive = False
+        if alive and not args.force:
+            print(f"{name}: has a live writer; not removed (use --force)", file=sys.stderr)
+            status = 1
+            continue
+        if unlink(name):
+            print(f"removed {name}")
+        else:
+            print(f"{name}: no such ring", file=sys.stderr)
+            status = 1
+    return status
+
+
+def cmd_demo(args) -> int:
+    from ttquant.core.demo import run_demo
+
+    return run_demo(seconds=args.seconds, venue=args.venue)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ttquant", description="TTQuant: low-latency crypto trading over shared-memory rings.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    rings = sub.add_parser("rings", help="list, inspect and remove shared-memory rings",
+                           description="Shared-memory rings in /dev/shm (/ttq.<venue>.<kind>[.<owner>]).")
+    rings_sub = rings.add_subparsers(dest="rings_command", metavar="SUBCOMMAND", required=True)
+    ls = rings_sub.add_parser("ls", help="every ring: kind, record, capacity, writer, epoch, position, heartbeat",
+                              description="List every TTQuant ring with its writer and positions.")
+    ls.add_argument("--venue", help="only this venue's rings")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.set_defaults(func=cmd_rings_ls)
+    inspect = rings_sub.add_parser("inspect", help="header and the last records of one ring",
+                                   description="Print a ring's header and decode its last records.")
+    inspect.add_argument("name", help="ring name, e.g. /ttq.binance.ticks")
+    inspect.add_argument("-n", "--count", type=int, default=10, help="how many records (default 10)")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.set_defaults(func=cmd_rings_inspect)
+    rm = rings_sub.add_parser("rm", help="unlink rings (refuses a ring with a live writer)",
+                              description="Remove rings from /dev/shm. Processes that mapped them keep them.")
+    rm.add_argument("names", nargs="+", metavar="NAME")
+    rm.add_argument("--force", action="store_true", help="remove even with a live writer")
+    rm.set_defaults(func=cmd_rings_rm)
+
+    demo = sub.add_parser("demo", help="the main job on the embedded default",
+                          description="At this stage: one tick writer, two tick readers and an "
+                                      "order SPSC pair in separate processes; prints records moved, "
+                                      "laps and hop latency percentiles.")
+    demo.add_argument("--seconds", type=float, default=10.0, help="how long to run (default 10)")
+    demo.add_argument("--venue", help="venue part of the ring names (default: demo<pid>)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, ValueError) as exc:
+        print(f"ttquant: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
