@@ -1,0 +1,185 @@
+"""Turn build/bench/results.json (pytest-benchmark JSON, extra_info per DESIGN.md §9) into
+report.md: percentile tables, ratios against the peers run in the same session, the issue
+targets checked, and a latency histogram (SVG) per path beside it.
+
+  python bench/report.py build/bench/results.json build/bench/report.md
+"""
+import json
+import os
+import platform
+import sys
+
+# (what, path, impl, field, comparison, bar) - the targets issues set for this machine.
+TARGETS = [
+    ("ring hop p50 one way, spinning", "ring_hop", "ttquant_spin", "p50_ns", "<=", 500),
+    ("ring hop p99 one way, spinning", "ring_hop", "ttquant_spin", "p99_ns", "<=", 2000),
+    ("ring hop p50 vs pyzmq ipc", "ring_hop", "ttquant_spin", "ratio:pyzmq_ipc:p50_ns", ">=", 50),
+    ("Python -> Python records/s", "ring_throughput", "ttquant_py", "per_s", ">=", 5e6),
+    ("Cython -> Cython records/s", "ring_throughput", "ttquant_cy", "per_s", ">=", 30e6),
+]
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
+
+
+def _entries(doc):
+    for bench in doc.get("benchmarks", []):
+        info = bench.get("extra_info") or {}
+        if "path" in info and "impl" in info:
+            yield info
+
+
+def _ns(v):
+    if v is None:
+        return "-"
+    if v >= 1e6:
+        return f"{v / 1e6:.2f} ms"
+    if v >= 1e3:
+        return f"{v / 1e3:.2f} µs"
+    return f"{v:.0f} ns"
+
+
+def _is_peer(impl):
+    return not impl.startswith("ttquant")
+
+
+def _find(entries, path, impl):
+    for e in entries:
+        if e["path"] == path and e["impl"] == impl:
+            return e
+    return None
+
+
+def _svg_histogram(path, rows, out_dir):
+    """Latency distribution per impl on log2 buckets: one polyline each, share of samples."""
+    series = [(e["impl"], e["hist_log2"]) for e in rows if "hist_log2" in e]
+    if not series:
+        return None
+    lo = min(h["first_exp"] for _, h in series)
+    hi = max(h["first_exp"] + len(h["counts"]) for _, h in series)
+    width, height, left, bottom = 760, 300, 60, 40
+    plot_w, plot_h = width - left - 170, height - bottom - 20
+    n_buckets = max(1, hi - lo)
+
+    def x(k):
+        return left + (k - lo + 0.5) * plot_w / n_buckets
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'font-family="sans-serif" font-size="11">',
+             f'<text x="{left}" y="14">{path}: share of samples per latency bucket (log2)</text>',
+             f'<line x1="{left}" y1="{20 + plot_h}" x2="{left + plot_w}" y2="{20 + plot_h}" stroke="#000"/>']
+    for k in range(lo, hi + 1, max(1, n_buckets // 10)):
+        parts.append(f'<text x="{x(k) - 14:.0f}" y="{20 + plot_h + 15}">{_ns(2 ** k)}</text>')
+    for i, (impl, hist) in enumerate(series):
+        total = sum(hist["counts"]) or 1
+        pts = " ".join(f"{x(hist['first_exp'] + j):.1f},{20 + plot_h - plot_h * c / total:.1f}"
+                       for j, c in enumerate(hist["counts"]))
+        color = COLORS[i % len(COLORS)]
+        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{pts}"/>')
+        parts.append(f'<rect x="{left + plot_w + 15}" y="{24 + 16 * i}" width="10" height="10" fill="{color}"/>')
+        parts.append(f'<text x="{left + plot_w + 30}" y="{33 + 16 * i}">{impl}</text>')
+    parts.append("</svg>")
+    name = f"{path}.svg"
+    with open(os.path.join(out_dir, name), "w") as f:
+        f.write("\n".join(parts))
+    return name
+
+
+def _target_rows(entries):
+    rows = []
+    for what, path, impl, field, op, bar in TARGETS:
+        e = _find(entries, path, impl)
+        if e is None:
+            rows.append((what, f"{path}/{impl}", "not measured", _bar(field, op, bar), "MISSING"))
+            continue
+        if field.startswith("ratio:"):
+            _, peer, f = field.split(":")
+            p = _find(entries, path, peer)
+            if p is None or not e.get(f):
+                rows.append((what, f"{path}/{impl}", "no peer", _bar(field, op, bar), "MISSING"))
+                continue
+            value = p[f] / e[f]
+            shown = f"{value:.1f}x ({_ns(p[f])} / {_ns(e[f])})"
+        else:
+            value = e[field]
+            shown = f"{value / 1e6:.2f} M/s" if field == "per_s" else _ns(value)
+        ok = value <= bar if op == "<=" else value >= bar
+        rows.append((what, f"{path}/{impl}", shown, _bar(field, op, bar), "pass" if ok else "FAIL"))
+    return rows
+
+
+def _bar(field, op, bar):
+    if field == "per_s":
+        return f"{op} {bar / 1e6:.0f} M/s"
+    if field.startswith("ratio:"):
+        return f"{op} {bar:.0f}x"
+    return f"{op} {_ns(bar)}"
+
+
+def render(doc, out_dir):
+    entries = list(_entries(doc))
+    machine = doc.get("machine_info", {})
+    lines = ["# TTQuant benchmark report", ""]
+    lines.append(f"- when: {doc.get('datetime', '?')}")
+    lines.append(f"- machine: {machine.get('cpu', {}).get('brand_raw', platform.processor()) or '?'}, "
+                 f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
+                 f"Python {machine.get('python_version', platform.python_version())}")
+    lines.append("- latency: one way (round trip / 2) for `ring_hop`; per operation for the rest. "
+                 "Ratios are peer / TTQuant, from the same run.")
+    lines.append("")
+    lines.append("## Targets")
+    lines.append("")
+    lines.append("| target | entry | measured | bar | |")
+    lines.append("|---|---|---|---|---|")
+    for row in _target_rows(entries):
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+
+    paths = []
+    for e in entries:
+        if e["path"] not in paths:
+            paths.append(e["path"])
+    for path in paths:
+        rows = [e for e in entries if e["path"] == path]
+        lines.append(f"## {path}")
+        lines.append("")
+        peers = [e for e in rows if _is_peer(e["impl"])]
+        if "p50_ns" in rows[0]:
+            head = "| impl | n | p50 | p99 | p99.9 | max |" + "".join(f" p50 vs {p['impl']} |" for p in peers)
+            lines.append(head)
+            lines.append("|" + "---|" * (6 + len(peers)))
+            for e in rows:
+                ratios = "".join(f" {p['p50_ns'] / e['p50_ns']:.1f}x |" if e["p50_ns"] else " - |" for p in peers)
+                lines.append(f"| {e['impl']} | {e['n']:,} | {_ns(e['p50_ns'])} | {_ns(e['p99_ns'])} | "
+                             f"{_ns(e['p999_ns'])} | {_ns(e['max_ns'])} |{ratios}")
+            svg = _svg_histogram(path, rows, out_dir)
+            if svg:
+                lines.append("")
+                lines.append(f"![{path} histogram]({svg})")
+        else:
+            head = "| impl | ring | batch | records | per second | lost |" + "".join(f" vs {p['impl']} |" for p in peers)
+            lines.append(head)
+            lines.append("|" + "---|" * (6 + len(peers)))
+            for e in rows:
+                ratios = "".join(f" {e['per_s'] / p['per_s']:.1f}x |" for p in peers)
+                lines.append(f"| {e['impl']} | {e.get('ring', '-')} | {e.get('batch', '-')} | {e['n']:,} | "
+                             f"{e['per_s'] / 1e6:.2f} M | {e.get('lost', 0):,} |{ratios}")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    if len(argv) != 2:
+        sys.exit(__doc__)
+    src, dst = argv
+    with open(src) as f:
+        doc = json.load(f)
+    out_dir = os.path.dirname(os.path.abspath(dst))
+    text = render(doc, out_dir)
+    with open(dst, "w") as f:
+        f.write(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
