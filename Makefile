@@ -14,7 +14,7 @@ all: build
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "cython>=3.1" "numpy>=1.26" "setuptools>=68" wheel
+	$(PY) -m pip install -q "cython>=3.1" "numpy>=1.26" "setuptools>=77" wheel
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
 	touch $@
 
