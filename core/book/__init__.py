@@ -1,0 +1,1 @@
+"""Order books kept from venue snapshots and diffs, and the book board other processes read."""

@@ -1,0 +1,149 @@
+"""Python face of order_book.pxd: snapshots, levels, top of book, the whole book as arrays."""
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdlib cimport realloc, free
+from libc.string cimport memmove
+
+import numpy as np
+
+__all__ = ["OrderBook", "BID", "ASK"]
+
+BID, ASK = 0, 1
+cdef Py_ssize_t INITIAL_LEVELS = 256
+
+
+cdef int side_grow(book_side *s) except -1 nogil:
+    cdef Py_ssize_t cap = s.capacity * 2 if s.capacity else INITIAL_LEVELS
+    cdef int64_t *price = <int64_t *>realloc(s.price, cap * sizeof(int64_t))
+    if price == NULL:
+        with gil:
+            raise MemoryError("order book side")
+    s.price = price
+    cdef int64_t *qty = <int64_t *>realloc(s.qty, cap * sizeof(int64_t))
+    if qty == NULL:
+        with gil:
+            raise MemoryError("order book side")
+    s.qty = qty
+    s.capacity = cap
+    return 0
+
+
+cdef int side_set(book_side *s, int64_t price, int64_t qty) except -1 nogil:
+    """Set the quantity at price (0 removes the level); returns a level_change."""
+    cdef Py_ssize_t i = side_search(s, price)
+    cdef bint present = i < s.count and s.price[i] == price
+    if qty == 0:
+        if not present:
+            return LEVEL_UNCHANGED
+        memmove(&s.price[i], &s.price[i + 1], (s.count - i - 1) * sizeof(int64_t))
+        memmove(&s.qty[i], &s.qty[i + 1], (s.count - i - 1) * sizeof(int64_t))
+        s.count -= 1
+        return LEVEL_REMOVED
+    if present:
+        if s.qty[i] == qty:
+            return LEVEL_UNCHANGED
+        s.qty[i] = qty
+        return LEVEL_SET
+    if s.count == s.capacity:
+        side_grow(s)
+    memmove(&s.price[i + 1], &s.price[i], (s.count - i) * sizeof(int64_t))
+    memmove(&s.qty[i + 1], &s.qty[i], (s.count - i) * sizeof(int64_t))
+    s.price[i] = price
+    s.qty[i] = qty
+    s.count += 1
+    return LEVEL_SET
+
+
+cdef void side_clear(book_side *s) noexcept nogil:
+    s.count = 0
+
+
+cdef class OrderBook:
+    """Exact book of one instrument; prices and quantities are raw fixed point."""
+
+    def __cinit__(self, uint32_t instrument_id=0):
+        self.instrument_id = instrument_id
+        self.bids.is_ask = False
+        self.asks.is_ask = True
+        side_grow(&self.bids)
+        side_grow(&self.asks)
+
+    def __dealloc__(self):
+        free(self.bids.price)
+        free(self.bids.qty)
+        free(self.asks.price)
+        free(self.asks.qty)
+
+    cdef int set_level(self, bint is_ask, int64_t price, int64_t qty) except -1 nogil:
+        return side_set(self.side(is_ask), price, qty)
+
+    cdef bint is_crossed(self) noexcept nogil:
+        return (self.bids.count and self.asks.count
+                and self.bids.price[self.bids.count - 1] >= self.asks.price[self.asks.count - 1])
+
+    cdef Py_ssize_t copy_top(self, bint is_ask, int64_t *out, Py_ssize_t depth) noexcept nogil:
+        """The best `depth` levels as (price, qty) pairs, best first; returns how many."""
+        cdef book_side *s = self.side(is_ask)
+        cdef Py_ssize_t n = depth if depth < s.count else s.count
+        cdef Py_ssize_t k
+        for k in range(n):
+            out[2 * k] = s.price[s.count - 1 - k]
+            out[2 * k + 1] = s.qty[s.count - 1 - k]
+        return n
+
+    def set(self, int side, int64_t price, int64_t qty):
+        """Set one level (qty 0 removes it); returns 0 unchanged, 1 set, 2 removed."""
+        if qty < 0:
+            raise ValueError(f"negative quantity {qty}")
+        return self.set_level(side == ASK, price, qty)
+
+    def clear(self):
+        side_clear(&self.bids)
+        side_clear(&self.asks)
+        self.last_update_id = 0
+
+    def load(self, bids, asks, uint64_t last_update_id=0):
+        """Replace the book with a snapshot: two (n, 2) int64 arrays of (price, qty)."""
+        self.clear()
+        for side, levels in ((BID, bids), (ASK, asks)):
+            for price, qty in np.asarray(levels, dtype=np.int64).reshape(-1, 2):
+                if qty < 0:
+                    raise ValueError(f"negative quantity {qty} at {price}")
+                if qty:
+                    self.set_level(side == ASK, price, qty)
+        self.last_update_id = last_update_id
+
+    def best(self, int side):
+        """(price, qty) of the best level of a side, or None when the side is empty."""
+        cdef book_side *s = self.side(side == ASK)
+        if s.count == 0:
+            return None
+        return s.price[s.count - 1], s.qty[s.count - 1]
+
+    def top(self, Py_ssize_t depth):
+        """(bids, asks): (n, 2) int64 arrays of the best `depth` levels, best first."""
+        bids = np.empty((min(depth, self.bids.count), 2), np.int64)
+        asks = np.empty((min(depth, self.asks.count), 2), np.int64)
+        cdef int64_t[:, ::1] b = bids, a = asks
+        if b.shape[0]:
+            self.copy_top(False, &b[0, 0], depth)
+        if a.shape[0]:
+            self.copy_top(True, &a[0, 0], depth)
+        return bids, asks
+
+    def levels(self, int side):
+        """Every level of a side as an (n, 2) array, best first."""
+        return self.top(self.side(side == ASK).count)[side]
+
+    @property
+    def crossed(self):
+        return bool(self.is_crossed())
+
+    @property
+    def depth(self):
+        """(bid levels, ask levels)."""
+        return self.bids.count, self.asks.count
+
+    def __repr__(self):
+        bb, ba = self.best(BID), self.best(ASK)
+        return (f"OrderBook({self.instrument_id}, bid={bb}, ask={ba}, levels={self.depth}, "
+                f"update={self.last_update_id})")
