@@ -1,0 +1,181 @@
+"""Python face and logic of book_sync.pxd."""
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdlib cimport realloc, free
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM
+from cpython.ref cimport PyObject
+
+import numpy as np
+
+from ttquant.core.book.order_book cimport OrderBook
+from ttquant.core.md.fixed_point cimport parse_fixed, FIXED_OK
+
+__all__ = ["BookSync", "SPOT", "FUTURES", "DiffResult", "SnapshotResult"]
+
+SPOT, FUTURES = RULE_SPOT, RULE_FUTURES
+
+
+class DiffResult:
+    APPLIED, BUFFERED, STALE, GAP, BAD = DIFF_APPLIED, DIFF_BUFFERED, DIFF_STALE, DIFF_GAP, DIFF_BAD
+
+
+class SnapshotResult:
+    SYNCED, TOO_OLD, GAP, BAD = SNAPSHOT_SYNCED, SNAPSHOT_TOO_OLD, SNAPSHOT_GAP, SNAPSHOT_BAD
+
+
+cdef int parse_pair(object level, int pp, int qp, int64_t *price, int64_t *qty) except -1:
+    """One [price, qty] pair of strings; 1 if both parse (qty >= 0, price > 0), else 0."""
+    cdef Py_ssize_t n
+    cdef const char *s
+    if type(level) is not list or PyList_GET_SIZE(level) < 2:
+        return 0
+    p = <object>PyList_GET_ITEM(level, 0)
+    q = <object>PyList_GET_ITEM(level, 1)
+    if type(p) is not str or type(q) is not str:
+        return 0
+    s = PyUnicode_AsUTF8AndSize(p, &n)
+    if parse_fixed(s, n, pp, False, price) != FIXED_OK or price[0] <= 0:
+        return 0
+    s = PyUnicode_AsUTF8AndSize(q, &n)
+    if parse_fixed(s, n, qp, False, qty) != FIXED_OK:
+        return 0
+    return 1
+
+
+cdef class BookSync:
+    """One instrument's book kept in sync with a Binance depth stream."""
+
+    def __init__(self, uint32_t instrument_id, int rule, int price_precision, int qty_precision,
+                 Py_ssize_t max_pending=10_000):
+        if rule not in (RULE_SPOT, RULE_FUTURES):
+            raise ValueError(f"unknown sync rule {rule}")
+        self.book = OrderBook(instrument_id)
+        self.rule = rule
+        self.price_precision = price_precision
+        self.qty_precision = qty_precision
+        self.pending = []
+        self.max_pending = max_pending
+
+    def __dealloc__(self):
+        free(self.levels)
+
+    cdef int parse_levels(self, list bids, list asks) except -1:
+        """Parse both sides into self.levels; the count, or -1 with nothing kept if any is bad."""
+        cdef Py_ssize_t nb = PyList_GET_SIZE(bids), na = PyList_GET_SIZE(asks), i, k = 0
+        cdef Py_ssize_t n = nb + na
+        cdef level_update *grown
+        if n > self.levels_capacity:
+            grown = <level_update *>realloc(self.levels, n * sizeof(level_update))
+            if grown == NULL:
+                raise MemoryError()
+            self.levels = grown
+            self.levels_capacity = n
+        for i in range(n):
+            level = <object>PyList_GET_ITEM(bids, i) if i < nb else <object>PyList_GET_ITEM(asks, i - nb)
+            if not parse_pair(level, self.price_precision, self.qty_precision,
+                              &self.levels[i].price, &self.levels[i].qty):
+                return -2
+            self.levels[i].is_ask = i >= nb
+        return n
+
+    cdef int apply_parsed(self, Py_ssize_t n) except -1:
+        """Apply n parsed levels; the ones that changed the book are moved to the front."""
+        cdef Py_ssize_t i, changed = 0
+        for i in range(n):
+            if self.book.set_level(self.levels[i].is_ask, self.levels[i].price, self.levels[i].qty):
+                self.levels[changed] = self.levels[i]
+                changed += 1
+        self.n_changes = changed
+        return 0
+
+    cdef int on_diff_c(self, uint64_t first_id, uint64_t last_id, uint64_t prev_id,
+                       list bids, list asks) except -1:
+        cdef Py_ssize_t n
+        self.n_changes = 0
+        if not self.synced:
+            if len(self.pending) >= self.max_pending:
+                del self.pending[0]         # the snapshot is late; the oldest diff is the least useful
+                self.pending_dropped += 1
+            self.pending.append((first_id, last_id, prev_id, bids, asks))
+            return DIFF_BUFFERED
+        if self.rule == RULE_SPOT:
+            if last_id <= self.update_id:
+                self.stale += 1
+                return DIFF_STALE
+            if self.first_after_snapshot:
+                ok = first_id <= self.update_id + 1
+            else:
+                ok = first_id == self.update_id + 1
+        else:
+            if last_id < self.update_id:
+                self.stale += 1
+                return DIFF_STALE
+            if self.first_after_snapshot:
+                ok = first_id <= self.update_id
+            else:
+                ok = prev_id == self.update_id
+        if not ok:
+            self._lose_sync((first_id, last_id, prev_id, bids, asks))
+            return DIFF_GAP
+        n = self.parse_levels(bids, asks)
+        if n < 0:
+            self.bad += 1
+            return DIFF_BAD         # update_id stays: the next diff will not follow on -> gap
+        self.apply_parsed(n)
+        self.update_id = last_id
+        self.first_after_snapshot = False
+        self.applied += 1
+        self.book.last_update_id = last_id
+        return DIFF_APPLIED
+
+    def _lose_sync(self, diff):
+        self.synced = False
+        self.gaps += 1
+        self.book.clear()
+        self.pending = [diff]
+
+    def on_diff(self, uint64_t first_id, uint64_t last_id, uint64_t prev_id, list bids, list asks):
+        """A depth diff (U, u, pu; pu is ignored for spot); returns a DiffResult value."""
+        return self.on_diff_c(first_id, last_id, prev_id, bids, asks)
+
+    def on_snapshot(self, uint64_t last_update_id, list bids, list asks):
+        """A REST snapshot: load it, replay the buffered diffs; returns a SnapshotResult value."""
+        cdef Py_ssize_t n
+        pending, self.pending = self.pending, []
+        if pending and self.rule == RULE_SPOT and pending[0][0] > last_update_id + 1:
+            self.pending = pending
+            return SNAPSHOT_TOO_OLD
+        if pending and self.rule == RULE_FUTURES and pending[0][0] > last_update_id:
+            self.pending = pending
+            return SNAPSHOT_TOO_OLD
+        n = self.parse_levels(bids, asks)
+        if n < 0:
+            self.bad += 1
+            self.pending = pending
+            return SNAPSHOT_BAD
+        self.book.clear()
+        self.apply_parsed(n)
+        self.book.last_update_id = last_update_id
+        self.update_id = last_update_id
+        self.synced = True
+        self.first_after_snapshot = True
+        self.snapshots += 1
+        for i, (first_id, last_id, prev_id, diff_bids, diff_asks) in enumerate(pending):
+            if self.on_diff_c(first_id, last_id, prev_id, diff_bids, diff_asks) == DIFF_GAP:
+                self.pending.extend(pending[i + 1:])    # still to replay after the next snapshot
+                return SNAPSHOT_GAP
+        self.n_changes = 0
+        return SNAPSHOT_SYNCED
+
+    def changes(self):
+        """The levels the last applied diff changed: an (n, 3) int64 array (price, qty, is_ask)."""
+        out = np.empty((self.n_changes, 3), np.int64)
+        for i in range(self.n_changes):
+            out[i, 0] = self.levels[i].price
+            out[i, 1] = self.levels[i].qty
+            out[i, 2] = self.levels[i].is_ask
+        return out
+
+    @property
+    def pending_count(self):
+        return len(self.pending)
