@@ -65,8 +65,10 @@ def cmd_rings_ls(args) -> int:
 
 def cmd_rings_inspect(args) -> int:
     from ttquant.core.records import RECORD_CLASSES
-    from ttquant.core.rings.inspect import last_records
+    from ttquant.core.rings.inspect import last_records, ring_info
 
+    if ring_info(args.name)["kind"] == "board":
+        return _inspect_board(args)
     info, records = last_records(args.name, args.count)
     cls = RECORD_CLASSES.get(info["header"]["record_type"])
     if args.json:
@@ -93,6 +95,31 @@ def cmd_rings_inspect(args) -> int:
     for position, raw in zip(info["positions"], records):
         text = repr(cls.frombytes(raw.tobytes())) if cls else raw.tobytes().hex()
         print(f"  {position:>12}  {text}")
+    return 0
+
+
+def _inspect_board(args) -> int:
+    from ttquant.core.book.book_board import BookBoard
+    from ttquant.core.rings.inspect import ring_info
+
+    info = ring_info(args.name)
+    with BookBoard(args.name) as board:
+        tops = [board.read(i) for i in board.instruments()[:max(args.count, 0)]]
+        depth = board.depth
+    if args.json:
+        out = _jsonable(info)
+        out["books"] = [dict(t._asdict(), bids=t.bids.tolist(), asks=t.asks.tolist()) for t in tops]
+        print(json.dumps(out, indent=1))
+        return 0
+    print(f"book board {info['name']}: {info['write_position']} of {info['capacity']} instruments, "
+          f"top {depth} levels each")
+    print(f"  writer      pid {info['writer_pid'] or '-'} {'alive' if info['writer_alive'] else 'not running'}, "
+          f"epoch {info['epoch']}, heartbeat {_age(info['heartbeat_age_ns'])} ago")
+    for t in tops:
+        bid = f"{t.bids[0, 0]} x {t.bids[0, 1]}" if len(t.bids) else "-"
+        ask = f"{t.asks[0, 0]} x {t.asks[0, 1]}" if len(t.asks) else "-"
+        print(f"  instrument {t.instrument_id:>6}  {'synced' if t.synced else 'REBUILDING'}  update {t.update_id}  "
+              f"bid {bid}  ask {ask}  levels {len(t.bids)}/{len(t.asks)}  resets {t.resets}")
     return 0
 
 

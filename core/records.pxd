@@ -25,6 +25,7 @@ cdef enum ttq_record_type:
     RECORD_MARKET_EVENT = 1
     RECORD_ORDER = 2
     RECORD_EXEC_REPORT = 3
+    RECORD_BOOK_TOP = 4             # core/book/book_board.pxd
 
 
 cdef struct ttq_trade_body:

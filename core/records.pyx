@@ -27,6 +27,7 @@ class RecordType(enum.IntEnum):
     MARKET_EVENT = RECORD_MARKET_EVENT
     ORDER = RECORD_ORDER
     EXEC_REPORT = RECORD_EXEC_REPORT
+    BOOK_TOP = RECORD_BOOK_TOP      # book board slot: its size follows the board's depth
 
 
 class EventKind(enum.IntEnum):

@@ -24,6 +24,7 @@
  *   2*p + 1      the writer is writing position p (odd: torn, do not trust the payload)
  *   2*p + 2      position p is complete
  * A broadcast reader at position p that finds a stamp above 2*p + 2 was lapped.
+ * A board slot is rewritten in place: its stamp goes odd, then to the next even value.
  *
  * Lines are 128 bytes apart so the adjacent-line prefetcher never couples two writers.
  * Broadcast readers write nothing but the wake line; the SPSC reader owns the read line.
@@ -44,12 +45,15 @@
 
 #define TTQ_KIND_BROADCAST    1u
 #define TTQ_KIND_SPSC         2u
+#define TTQ_KIND_BOARD        3u   /* slots rewritten in place: one per instrument, each a
+                                      seqlock (odd stamp while writing); write_position
+                                      counts the slots handed out (core/book/book_board) */
 
 typedef struct ttq_ring_header {
     /* identity line ------------------------------------------------------------- 0 */
     uint64_t magic;              /*   0  TTQ_RING_MAGIC; anything else is not a ring      */
     uint32_t layout_version;     /*   8  TTQ_LAYOUT_VERSION of the process that created it */
-    uint32_t ring_kind;          /*  12  TTQ_KIND_BROADCAST or TTQ_KIND_SPSC              */
+    uint32_t ring_kind;          /*  12  TTQ_KIND_BROADCAST, _SPSC or _BOARD              */
     uint32_t record_type;        /*  16  record type id of the payload (records.pxd)     */
     uint32_t record_size;        /*  20  payload bytes per record                         */
     uint32_t slot_size;          /*  24  stamp + record rounded up to TTQ_SLOT_ALIGN      */

@@ -10,6 +10,7 @@ cdef extern from "ring_layout.h" nogil:
     const uint32_t TTQ_STAMP_SIZE
     const uint32_t TTQ_KIND_BROADCAST
     const uint32_t TTQ_KIND_SPSC
+    const uint32_t TTQ_KIND_BOARD
     const long TTQ_LOCK_WRITER
     const long TTQ_LOCK_READER
 

@@ -35,7 +35,7 @@ from ttquant.core.rings.wake cimport wake_readers
 from ttquant.core.includes.ofd_lock cimport ttq_ofd_trylock, ttq_ofd_unlock, ttq_ofd_is_held
 from ttquant.core.includes.ring_layout cimport (
     ttq_ring_header, TTQ_RING_MAGIC, TTQ_LAYOUT_VERSION, TTQ_HEADER_SIZE, TTQ_KIND_BROADCAST,
-    TTQ_KIND_SPSC, TTQ_LOCK_WRITER, TTQ_LOCK_READER, ttq_slot_size_for, ttq_stamp_done,
+    TTQ_KIND_SPSC, TTQ_KIND_BOARD, TTQ_LOCK_WRITER, TTQ_LOCK_READER, ttq_slot_size_for, ttq_stamp_done,
 )
 
 cdef extern from "sys/mman.h" nogil:
@@ -43,13 +43,14 @@ cdef extern from "sys/mman.h" nogil:
 
 __all__ = [
     "RingSegment", "RingError", "RingLayoutError", "RingNotFoundError", "RingBusyError",
-    "RingFullError", "ring_name", "list_segments", "unlink", "KIND_BROADCAST", "KIND_SPSC",
+    "RingFullError", "ring_name", "list_segments", "unlink", "KIND_BROADCAST", "KIND_SPSC", "KIND_BOARD",
     "KIND_NAMES", "SHM_DIR", "LAYOUT_VERSION", "HEADER_SIZE", "MAX_RECORD_SIZE",
 ]
 
 KIND_BROADCAST = TTQ_KIND_BROADCAST
 KIND_SPSC = TTQ_KIND_SPSC
-KIND_NAMES = {TTQ_KIND_BROADCAST: "broadcast", TTQ_KIND_SPSC: "spsc"}
+KIND_BOARD = TTQ_KIND_BOARD
+KIND_NAMES = {TTQ_KIND_BROADCAST: "broadcast", TTQ_KIND_SPSC: "spsc", TTQ_KIND_BOARD: "board"}
 LAYOUT_VERSION = TTQ_LAYOUT_VERSION
 HEADER_SIZE = TTQ_HEADER_SIZE
 MAX_RECORD_SIZE = 4096 - 8
@@ -198,7 +199,7 @@ cdef class RingSegment:
         """Create the ring, or attach to the existing one after checking it is the same ring."""
         _check_name(name)
         if ring_kind not in KIND_NAMES:
-            raise ValueError(f"ring kind {ring_kind} is neither broadcast nor spsc")
+            raise ValueError(f"ring kind {ring_kind} is not one of {sorted(KIND_NAMES)}")
         if capacity < 2 or capacity > MAX_CAPACITY or (capacity & (capacity - 1)) != 0:
             raise ValueError(f"ring {name}: capacity {capacity} must be a power of two in [2, 2**30]")
         if record_size == 0 or record_size > MAX_RECORD_SIZE:

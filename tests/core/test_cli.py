@@ -128,3 +128,21 @@ def test_rings_rm_removes_a_ring_whose_writer_is_gone(ring):
     BroadcastWriter(name, RecordType.MARKET_EVENT, 8).close()
     assert main(["rings", "rm", name]) == 0
     assert name not in list_segments()
+
+
+def test_rings_inspect_of_a_book_board(ring, capsys):
+    from ttquant.core.book.book_board import BookBoardWriter
+    from ttquant.core.book.order_book import OrderBook
+    name = ring("books")
+    w = BookBoardWriter(name, depth=5, instruments=8)
+    book = OrderBook(3)
+    book.load([[100, 2]], [[101, 4]])
+    w.publish(book, update_id=77)
+    assert main(["rings", "inspect", name]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 8 instruments, top 5 levels" in out
+    assert "instrument      3  synced  update 77  bid 100 x 2  ask 101 x 4" in out
+    assert main(["rings", "inspect", name, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["books"][0]["bids"] == [[100, 2]] and doc["kind"] == "board"
+    w.close()
