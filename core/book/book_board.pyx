@@ -201,3 +201,16 @@ cdef class BookBoard:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def c_layout():
+    """Offsets of the slot record's head as the C compiler laid them out (for the layout test)."""
+    cdef ttq_book_top t
+    base = <size_t>&t
+    return sizeof(ttq_book_top), {
+        "instrument_id": <size_t>&t.instrument_id - base, "n_bids": <size_t>&t.n_bids - base,
+        "n_asks": <size_t>&t.n_asks - base, "update_id": <size_t>&t.update_id - base,
+        "ts_exchange": <size_t>&t.ts_exchange - base, "ts_pub": <size_t>&t.ts_pub - base,
+        "flags": <size_t>&t.flags - base, "resets": <size_t>&t.resets - base,
+        "updates": <size_t>&t.updates - base,
+    }

@@ -114,3 +114,11 @@ def _attach(name):
         return BookBoard(name)
     except RingNotFoundError:
         return None
+
+
+def test_slot_head_layout_is_the_documented_one():
+    from ttquant.core.book.book_board import c_layout
+    size, offsets = c_layout()
+    assert size == 48 and board_record_size(20) == 48 + 20 * 32
+    assert offsets == {"instrument_id": 0, "n_bids": 4, "n_asks": 6, "update_id": 8, "ts_exchange": 16,
+                       "ts_pub": 24, "flags": 32, "resets": 36, "updates": 40}
