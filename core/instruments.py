@@ -148,6 +148,16 @@ class InstrumentTable:
         self._by_symbol[key] = inst
         return inst
 
+    def update(self, inst: Instrument) -> Instrument:
+        """Replace an instrument's entry (new filters from the venue); id and symbol stay."""
+        old = self._by_id.get(inst.instrument_id)
+        if old is None or (old.symbol, old.market_type) != (inst.symbol, inst.market_type):
+            raise ValueError(f"instrument id {inst.instrument_id} is not {inst.symbol} "
+                             f"({inst.market_type.name}) in this table")
+        self._by_id[inst.instrument_id] = inst
+        self._by_symbol[(inst.symbol, inst.market_type)] = inst
+        return inst
+
     def get(self, instrument_id: int) -> Instrument | None:
         return self._by_id.get(instrument_id)
 

@@ -4,7 +4,8 @@ Two formats hold Binance data (see SOURCES.md beside the data):
 - hftbacktest: gzip text, one `<local_recv_ns> <json>` per line; combined-stream frames
   ({"stream": ..., "data": ...}) and, inline, the REST depth snapshot ({"lastUpdateId": ...}).
 - cryptofeed: `<name>.ws.0` starts with the connect line `wss://... <-> <ts>` and then has
-  `<ts>: <frame>` lines; `<name>.http.0` has `<url> -> <ts>: <body>` lines (REST replies).
+  `<ts>: <frame>` lines; `<name>.http.0` has `<url> -> <ts>: <body>` lines (REST replies),
+  and may have a `configuration: {...}` line (cryptofeed's own settings, skipped).
 Each reader yields CaptureMessage(recv_ns, source, payload): source is "ws" for a stream
 frame (payload: the frame bytes as received) or the REST URL (payload: the body bytes).
 """
@@ -78,8 +79,8 @@ def read_cryptofeed_http(path) -> Iterator[CaptureMessage]:
     with open(path, "rb") as f:
         for lineno, line in enumerate(f, 1):
             line = line.rstrip(b"\r\n")
-            if not line:
-                continue
+            if not line or line.startswith(b"configuration: "):
+                continue        # cryptofeed's record of its own feed configuration
             url, sep, rest = line.partition(b" -> ")
             ts, sep2, body = rest.partition(b": ")
             if not sep or not sep2:
