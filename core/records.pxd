@@ -27,6 +27,24 @@ cdef enum ttq_record_type:
     RECORD_EXEC_REPORT = 3
     RECORD_BOOK_TOP = 4             # core/book/book_board.pxd
 
+# MarketEvent.kind and .flags (records.pyx: EventKind, EventFlag)
+cdef enum event_kind:
+    EVENT_TRADE = 1
+    EVENT_BBO = 2
+    EVENT_BOOK_LEVEL = 3
+    EVENT_BOOK_RESET = 4
+    EVENT_KLINE = 5
+    EVENT_MARK = 6
+
+cdef enum event_flag:
+    FLAG_BUYER_AGGRESSOR = 1
+    FLAG_ASK_SIDE = 2
+    FLAG_SNAPSHOT = 4
+    FLAG_LAST_IN_BATCH = 8
+    FLAG_AGGREGATED = 16
+    FLAG_CLOSED = 32
+    FLAG_FROM_BOOK = 64
+
 
 cdef struct ttq_trade_body:
     uint64_t first_trade_id

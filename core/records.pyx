@@ -31,22 +31,23 @@ class RecordType(enum.IntEnum):
 
 
 class EventKind(enum.IntEnum):
-    TRADE = 1
-    BBO = 2
-    BOOK_LEVEL = 3
-    BOOK_RESET = 4       # the book was rebuilt (gap, resync); strategies drop what they knew
-    KLINE = 5
-    MARK = 6             # mark price, index price and funding of a perpetual
+    TRADE = EVENT_TRADE
+    BBO = EVENT_BBO
+    BOOK_LEVEL = EVENT_BOOK_LEVEL
+    BOOK_RESET = EVENT_BOOK_RESET   # the book was rebuilt (gap, resync); strategies drop what they knew
+    KLINE = EVENT_KLINE
+    MARK = EVENT_MARK               # mark price, index price and funding of a perpetual
 
 
 class EventFlag(enum.IntFlag):
     NONE = 0
-    BUYER_AGGRESSOR = 1  # trade: the taker bought
-    ASK_SIDE = 2         # book level: ask side (else bid)
-    SNAPSHOT = 4         # part of a REST snapshot, not a diff
-    LAST_IN_BATCH = 8    # last event of one venue message
-    AGGREGATED = 16      # trade: an aggTrade covering first..last trade id
-    CLOSED = 32          # kline: the bar is final
+    BUYER_AGGRESSOR = FLAG_BUYER_AGGRESSOR  # trade: the taker bought
+    ASK_SIDE = FLAG_ASK_SIDE                # book level: ask side (else bid)
+    SNAPSHOT = FLAG_SNAPSHOT                # part of a REST snapshot, not a diff
+    LAST_IN_BATCH = FLAG_LAST_IN_BATCH      # last event of one venue message
+    AGGREGATED = FLAG_AGGREGATED            # trade: an aggTrade covering first..last trade id
+    CLOSED = FLAG_CLOSED                    # kline: the bar is final
+    FROM_BOOK = FLAG_FROM_BOOK              # bbo: the top of the kept order book, not the venue ticker
 
 
 class OrderAction(enum.IntEnum):

@@ -58,3 +58,12 @@ cdef inline void board_publish(ring_view *r, uint64_t index, OrderBook book, uin
     top.flags = flags
     top.updates += 1
     ttq_store_release_u64(stamp, s + 1)
+
+
+cdef class BookBoardWriter:
+    cdef readonly RingSegment segment
+    cdef ring_view ring
+    cdef dict slots                 # instrument_id -> slot index
+
+    cdef uint64_t slot_index(self, uint32_t instrument_id) except? 0xFFFFFFFFFFFFFFFF
+    cpdef publish(self, OrderBook book, uint64_t update_id, int64_t ts_exchange=*, bint synced=*)

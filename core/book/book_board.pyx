@@ -34,9 +34,6 @@ def board_record_size(int depth):
 
 cdef class BookBoardWriter:
     """The md daemon's side: one slot per instrument, rewritten after every book change."""
-    cdef readonly RingSegment segment
-    cdef ring_view ring
-    cdef dict slots                 # instrument_id -> slot index
 
     def __init__(self, str name, int depth=DEFAULT_DEPTH, uint64_t instruments=DEFAULT_INSTRUMENTS,
                  int mode=0o660, group=None):
