@@ -50,6 +50,9 @@ cdef class BookSync:
     # counters
     cdef readonly uint64_t applied, stale, gaps, bad, snapshots, pending_dropped
 
+    cdef int ensure_levels(self, Py_ssize_t n) except -1
+    cdef int check_diff(self, uint64_t first_id, uint64_t last_id, uint64_t prev_id) noexcept
+    cdef int apply_diff(self, uint64_t last_id, Py_ssize_t n) except -1
     cdef int parse_levels(self, list bids, list asks) except -1
     cdef int apply_parsed(self, Py_ssize_t n) except -1
     cdef int on_diff_c(self, uint64_t first_id, uint64_t last_id, uint64_t prev_id,

@@ -59,10 +59,7 @@ cdef class BookSync:
     def __dealloc__(self):
         free(self.levels)
 
-    cdef int parse_levels(self, list bids, list asks) except -1:
-        """Parse both sides into self.levels; the count, or -1 with nothing kept if any is bad."""
-        cdef Py_ssize_t nb = PyList_GET_SIZE(bids), na = PyList_GET_SIZE(asks), i, k = 0
-        cdef Py_ssize_t n = nb + na
+    cdef int ensure_levels(self, Py_ssize_t n) except -1:
         cdef level_update *grown
         if n > self.levels_capacity:
             grown = <level_update *>realloc(self.levels, n * sizeof(level_update))
@@ -70,6 +67,38 @@ cdef class BookSync:
                 raise MemoryError()
             self.levels = grown
             self.levels_capacity = n
+        return 0
+
+    cdef int check_diff(self, uint64_t first_id, uint64_t last_id, uint64_t prev_id) noexcept:
+        """What on_diff would do with these ids, changing nothing."""
+        if not self.synced:
+            return DIFF_BUFFERED
+        if self.rule == RULE_SPOT:
+            if last_id <= self.update_id:
+                return DIFF_STALE
+            if self.first_after_snapshot:
+                return DIFF_APPLIED if first_id <= self.update_id + 1 else DIFF_GAP
+            return DIFF_APPLIED if first_id == self.update_id + 1 else DIFF_GAP
+        if last_id < self.update_id:
+            return DIFF_STALE
+        if self.first_after_snapshot:
+            return DIFF_APPLIED if first_id <= self.update_id else DIFF_GAP
+        return DIFF_APPLIED if prev_id == self.update_id else DIFF_GAP
+
+    cdef int apply_diff(self, uint64_t last_id, Py_ssize_t n) except -1:
+        """Apply the n levels already parsed into self.levels (check_diff said APPLIED)."""
+        self.apply_parsed(n)
+        self.update_id = last_id
+        self.first_after_snapshot = False
+        self.applied += 1
+        self.book.last_update_id = last_id
+        return 0
+
+    cdef int parse_levels(self, list bids, list asks) except -1:
+        """Parse both sides into self.levels; the count, or -2 with nothing kept if any is bad."""
+        cdef Py_ssize_t nb = PyList_GET_SIZE(bids), na = PyList_GET_SIZE(asks), i
+        cdef Py_ssize_t n = nb + na
+        self.ensure_levels(n)
         for i in range(n):
             level = <object>PyList_GET_ITEM(bids, i) if i < nb else <object>PyList_GET_ITEM(asks, i - nb)
             if not parse_pair(level, self.price_precision, self.qty_precision,
@@ -98,34 +127,18 @@ cdef class BookSync:
                 self.pending_dropped += 1
             self.pending.append((first_id, last_id, prev_id, bids, asks))
             return DIFF_BUFFERED
-        if self.rule == RULE_SPOT:
-            if last_id <= self.update_id:
-                self.stale += 1
-                return DIFF_STALE
-            if self.first_after_snapshot:
-                ok = first_id <= self.update_id + 1
-            else:
-                ok = first_id == self.update_id + 1
-        else:
-            if last_id < self.update_id:
-                self.stale += 1
-                return DIFF_STALE
-            if self.first_after_snapshot:
-                ok = first_id <= self.update_id
-            else:
-                ok = prev_id == self.update_id
-        if not ok:
+        cdef int verdict = self.check_diff(first_id, last_id, prev_id)
+        if verdict == DIFF_STALE:
+            self.stale += 1
+            return DIFF_STALE
+        if verdict == DIFF_GAP:
             self._lose_sync((first_id, last_id, prev_id, bids, asks))
             return DIFF_GAP
         n = self.parse_levels(bids, asks)
         if n < 0:
             self.bad += 1
             return DIFF_BAD         # update_id stays: the next diff will not follow on -> gap
-        self.apply_parsed(n)
-        self.update_id = last_id
-        self.first_after_snapshot = False
-        self.applied += 1
-        self.book.last_update_id = last_id
+        self.apply_diff(last_id, n)
         return DIFF_APPLIED
 
     def _lose_sync(self, diff):

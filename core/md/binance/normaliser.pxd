@@ -7,6 +7,7 @@ from ttquant.core.records cimport ttq_market_event
 from ttquant.core.rings.broadcast cimport BroadcastWriter
 from ttquant.core.book.book_board cimport BookBoardWriter
 from ttquant.core.md.binance.book_sync cimport BookSync
+from ttquant.core.md.binance.frame_scan cimport frame_scan
 
 # Counters by index; COUNTER_NAMES in normaliser.pyx names them in this order.
 cdef enum:                      # md counter indexes
@@ -35,11 +36,13 @@ cdef enum:                      # md counter indexes
     C_BOOK_GAPS
     C_BOOK_SNAPSHOTS
     C_BOOK_SNAPSHOT_REJECTED    # too old, gap on replay or bad levels: another one is fetched
+    C_FAST_PATH                 # frames handled by the scanner without Python objects
     C_COUNTER_COUNT
 
 
 cdef class SymbolState:
     cdef readonly str symbol
+    cdef bytes symbol_bytes
     cdef readonly uint32_t instrument_id
     cdef readonly int price_precision
     cdef readonly int qty_precision
@@ -59,6 +62,12 @@ cdef class BinanceNormaliser:
     cdef readonly object snapshot_needed    # callable(symbol), or None
     cdef int rule
     cdef ttq_market_event ev
+    cdef frame_scan scan
+    cdef bint fast_path_enabled
+    # symbol lookup without a str: open addressing on FNV-1a of the symbol bytes
+    cdef uint64_t *sym_hash
+    cdef void **sym_state               # borrowed SymbolState; self.symbols keeps them alive
+    cdef uint64_t sym_mask
 
     cpdef int on_frame(self, bytes payload, int64_t ts_recv) except -1
     cdef int publish(self) except -1
@@ -66,3 +75,5 @@ cdef class BinanceNormaliser:
     cdef int publish_changes(self, SymbolState st, uint64_t first_id, uint64_t last_id,
                              uint64_t prev_id, int extra_flags) except -1
     cdef int publish_bbo_if_moved(self, SymbolState st) except -1
+    cdef SymbolState find_symbol(self, const char *s, Py_ssize_t n)
+    cdef int fast_frame(self, int64_t ts_recv) except -1

@@ -5,7 +5,8 @@ never half-published. Prices and quantities go from the venue's strings to int64
 point at the instrument's precision without a float (fixed_point.pxd).
 """
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memset
+from libc.string cimport memset, memcmp
+from libc.stdlib cimport calloc, free
 from cpython.dict cimport PyDict_GetItem
 from cpython.ref cimport PyObject
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
@@ -23,8 +24,13 @@ from ttquant.core.rings.broadcast cimport BroadcastWriter, broadcast_push
 from ttquant.core.book.book_board cimport BookBoardWriter, board_publish, BOARD_SYNCED
 from ttquant.core.book.order_book cimport OrderBook, book_side
 from ttquant.core.md.fixed_point cimport parse_fixed, FIXED_OK, FIXED_NEGATIVE
+from ttquant.core.md.binance.frame_scan cimport (
+    frame_scan, scan_value, scan_frame, next_level, SCAN_OK, V_NONE, V_STRING, V_INT, V_BOOL,
+    V_LEVELS, F_e, F_E, F_s, F_t, F_a, F_f, F_l, F_p, F_q, F_T, F_m, F_u, F_U, F_pu, F_b, F_B,
+    F_A, F_X,
+)
 from ttquant.core.md.binance.book_sync cimport (
-    BookSync, RULE_SPOT, RULE_FUTURES, DIFF_APPLIED, DIFF_BUFFERED, DIFF_STALE, DIFF_GAP, DIFF_BAD,
+    BookSync, level_update, RULE_SPOT, RULE_FUTURES, DIFF_APPLIED, DIFF_BUFFERED, DIFF_STALE, DIFF_GAP, DIFF_BAD,
     SNAPSHOT_SYNCED,
 )
 
@@ -41,6 +47,7 @@ COUNTER_NAMES = (
     "drop_unknown_symbol", "drop_missing_field", "drop_bad_type", "drop_bad_number",
     "drop_negative", "drop_bad_level", "ignored_non_market_trade",
     "book_buffered", "book_stale", "book_gaps", "book_snapshots", "book_snapshot_rejected",
+    "fast_path",
 )
 assert len(COUNTER_NAMES) == C_COUNTER_COUNT
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
@@ -93,9 +100,54 @@ cdef int64_t ms_to_ns(dict d, str key) except? -1:
     return <int64_t>integer(d, key) * MS
 
 
+cdef inline uint64_t fnv1a(const char *s, Py_ssize_t n) noexcept:
+    cdef uint64_t h = 0xcbf29ce484222325ULL
+    cdef Py_ssize_t i
+    for i in range(n):
+        h = (h ^ <unsigned char>s[i]) * 0x100000001b3ULL
+    return h | 1         # never 0: 0 marks an empty slot's hash
+
+
+cdef inline bint is_str(const scan_value *v, const char *text, Py_ssize_t n) noexcept:
+    return v.kind == V_STRING and v.len == n and memcmp(v.ptr, text, n) == 0
+
+
+cdef inline bint get_int(const frame_scan *f, int i, int64_t *out) noexcept:
+    if f.field[i].kind != V_INT:
+        return False
+    out[0] = f.field[i].integer
+    return True
+
+
+cdef inline bint get_qty(const frame_scan *f, int i, int precision, int64_t *out) noexcept:
+    return f.field[i].kind == V_STRING and parse_fixed(f.field[i].ptr, f.field[i].len, precision, False, out) == FIXED_OK
+
+
+cdef inline bint get_price(const frame_scan *f, int i, int precision, int64_t *out) noexcept:
+    return get_qty(f, i, precision, out) and out[0] > 0
+
+
+cdef bint parse_levels_into(BookSync sync, const scan_value *levels, Py_ssize_t at, int pp, int qp,
+                            uint32_t is_ask) noexcept:
+    cdef const char *cursor = levels.ptr
+    cdef const char *end = levels.ptr + (1 << 30)   # the array was checked closed by the scan
+    cdef const char *ps
+    cdef const char *qs
+    cdef Py_ssize_t pl, ql, k
+    for k in range(levels.len):
+        next_level(&cursor, end, &ps, &pl, &qs, &ql)
+        if parse_fixed(ps, pl, pp, False, &sync.levels[at + k].price) != FIXED_OK \
+                or sync.levels[at + k].price <= 0 \
+                or parse_fixed(qs, ql, qp, False, &sync.levels[at + k].qty) != FIXED_OK:
+            return False
+        sync.levels[at + k].is_ask = is_ask
+    return True
+
+
 cdef class SymbolState:
     def __init__(self, instrument, int rule, bint with_book):
         self.symbol = instrument.symbol
+        self.symbol_bytes = instrument.symbol.encode()
         self.instrument_id = instrument.instrument_id
         self.price_precision = instrument.price_precision
         self.qty_precision = instrument.size_precision
@@ -107,7 +159,7 @@ cdef class BinanceNormaliser:
 
     def __init__(self, str market, instruments, BroadcastWriter ticks, BookBoardWriter board=None,
                  uint16_t venue_id=1, counters=None, Py_ssize_t max_frame_bytes=DEFAULT_MAX_FRAME_BYTES,
-                 snapshot_needed=None):
+                 snapshot_needed=None, bint fast_path=True):
         if market not in (SPOT, USDM):
             raise ValueError(f"market {market!r} is neither {SPOT!r} nor {USDM!r}")
         self.market = market
@@ -127,6 +179,135 @@ cdef class BinanceNormaliser:
         self.count = &view[0]
         self.max_frame_bytes = max_frame_bytes
         self.snapshot_needed = snapshot_needed
+        self.fast_path_enabled = fast_path
+        cdef uint64_t cap = 16
+        while cap < 2 * len(self.symbols):
+            cap *= 2
+        self.sym_hash = <uint64_t *>calloc(cap, sizeof(uint64_t))
+        self.sym_state = <void **>calloc(cap, sizeof(void *))
+        if self.sym_hash == NULL or self.sym_state == NULL:
+            raise MemoryError()
+        self.sym_mask = cap - 1
+        cdef uint64_t h, slot
+        cdef SymbolState st
+        for st in self.symbols.values():
+            h = fnv1a(st.symbol_bytes, len(st.symbol_bytes))
+            slot = h & self.sym_mask
+            while self.sym_state[slot] != NULL:
+                slot = (slot + 1) & self.sym_mask
+            self.sym_hash[slot] = h
+            self.sym_state[slot] = <void *>st
+
+    def __dealloc__(self):
+        free(self.sym_hash)
+        free(self.sym_state)
+
+    cdef SymbolState find_symbol(self, const char *s, Py_ssize_t n):
+        cdef uint64_t h = fnv1a(s, n)
+        cdef uint64_t i = h & self.sym_mask
+        cdef SymbolState st
+        while self.sym_state[i] != NULL:
+            if self.sym_hash[i] == h:
+                st = <SymbolState>self.sym_state[i]
+                if len(st.symbol_bytes) == n and memcmp(<const char *>st.symbol_bytes, s, n) == 0:
+                    return st
+            i = (i + 1) & self.sym_mask
+        return None
+
+    cdef int fast_frame(self, int64_t ts_recv) except -1:
+        """Publish a hot frame straight from the scan: 1 if done, 0 to take the orjson path.
+        Nothing is counted or published before every field has been read successfully."""
+        cdef frame_scan *f = &self.scan
+        cdef scan_value *e = &f.field[F_e]
+        cdef scan_value *sym = &f.field[F_s]
+        if sym.kind != V_STRING:
+            return 0
+        cdef SymbolState st = self.find_symbol(sym.ptr, sym.len)
+        if st is None:
+            return 0
+        cdef int pp = st.price_precision, qp = st.qty_precision
+        cdef ttq_market_event *ev = &self.ev
+        memset(ev, 0, sizeof(ttq_market_event))
+        ev.ts_recv = ts_recv
+        ev.instrument_id = st.instrument_id
+        ev.venue_id = self.venue_id
+        cdef int which           # 1 trade, 2 aggTrade, 3 bookTicker, 4 depthUpdate
+        if e.kind == V_NONE:
+            which = 3
+        elif e.kind != V_STRING:
+            return 0
+        elif e.len == 5 and memcmp(e.ptr, b"trade", 5) == 0:
+            which = 1
+        elif e.len == 8 and memcmp(e.ptr, b"aggTrade", 8) == 0:
+            which = 2
+        elif e.len == 10 and memcmp(e.ptr, b"bookTicker", 10) == 0:
+            which = 3
+        elif e.len == 11 and memcmp(e.ptr, b"depthUpdate", 11) == 0:
+            which = 4
+        else:
+            return 0
+        if which == 1 or which == 2:
+            if not (get_int(f, F_T, &ev.ts_exchange) and get_price(f, F_p, pp, &ev.price)
+                    and get_qty(f, F_q, qp, &ev.qty) and f.field[F_m].kind == V_BOOL):
+                return 0
+            ev.ts_exchange *= MS
+            if which == 1:
+                if not get_int(f, F_t, <int64_t *>&ev.seq):
+                    return 0
+                if f.field[F_X].kind != V_NONE and not is_str(&f.field[F_X], b"MARKET", 6):
+                    return 0
+                ev.body.trade.first_trade_id = ev.body.trade.last_trade_id = ev.seq
+                ev.flags = FLAG_LAST_IN_BATCH
+                self.count[C_TRADES] += 1
+            else:
+                if not (f.field[F_a].kind == V_INT and get_int(f, F_f, <int64_t *>&ev.body.trade.first_trade_id)
+                        and get_int(f, F_l, <int64_t *>&ev.body.trade.last_trade_id)):
+                    return 0
+                ev.seq = <uint64_t>f.field[F_a].integer
+                ev.flags = FLAG_LAST_IN_BATCH | FLAG_AGGREGATED
+                self.count[C_AGG_TRADES] += 1
+            if not f.field[F_m].integer:
+                ev.flags |= FLAG_BUYER_AGGRESSOR
+            ev.kind = EVENT_TRADE
+            self.publish()
+            return 1
+        if which == 3:
+            if not (f.field[F_a].kind == V_STRING and get_int(f, F_u, <int64_t *>&ev.seq)
+                    and get_price(f, F_b, pp, &ev.price) and get_qty(f, F_B, qp, &ev.qty)
+                    and get_price(f, F_a, pp, &ev.body.bbo.ask_price)
+                    and get_qty(f, F_A, qp, &ev.body.bbo.ask_qty)):
+                return 0
+            if f.field[F_T].kind == V_INT:
+                ev.ts_exchange = f.field[F_T].integer * MS
+            elif f.field[F_E].kind == V_INT:
+                ev.ts_exchange = f.field[F_E].integer * MS
+            elif f.field[F_T].kind != V_NONE or f.field[F_E].kind != V_NONE:
+                return 0
+            ev.kind = EVENT_BBO
+            ev.flags = FLAG_LAST_IN_BATCH
+            self.count[C_BOOK_TICKERS] += 1
+            self.publish()
+            return 1
+        # depthUpdate: only a diff that applies cleanly; buffering, gaps and stale go the slow way
+        cdef int64_t first_id, last_id, prev_id = 0, event_ms
+        if not (get_int(f, F_U, &first_id) and get_int(f, F_u, &last_id) and get_int(f, F_E, &event_ms)
+                and f.field[F_b].kind == V_LEVELS and f.field[F_a].kind == V_LEVELS):
+            return 0
+        if self.rule == RULE_FUTURES and not get_int(f, F_pu, &prev_id):
+            return 0
+        cdef BookSync sync = st.book
+        if sync.check_diff(first_id, last_id, prev_id) != DIFF_APPLIED:
+            return 0
+        cdef Py_ssize_t nb = f.field[F_b].len, na = f.field[F_a].len
+        sync.ensure_levels(nb + na)
+        if not (parse_levels_into(sync, &f.field[F_b], 0, pp, qp, 0)
+                and parse_levels_into(sync, &f.field[F_a], nb, pp, qp, 1)):
+            return 0
+        sync.apply_diff(last_id, nb + na)
+        self.count[C_DEPTH_UPDATES] += 1
+        ev.ts_exchange = event_ms * MS
+        self.publish_changes(st, first_id, last_id, prev_id, 0)
+        return 1
 
     def counter_dict(self):
         return {name: int(self.counters[i]) for i, name in enumerate(COUNTER_NAMES)}
@@ -144,6 +325,10 @@ cdef class BinanceNormaliser:
         if len(payload) > self.max_frame_bytes:
             self.count[C_DROP_OVERSIZED] += 1
             return 0
+        if self.fast_path_enabled and scan_frame(payload, len(payload), &self.scan) == SCAN_OK:
+            if self.fast_frame(ts_recv):
+                self.count[C_FAST_PATH] += 1
+                return <int>(self.count[C_EVENTS_PUBLISHED] - published)
         try:
             frame = orjson.loads(payload)
         except orjson.JSONDecodeError:

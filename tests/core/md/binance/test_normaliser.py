@@ -192,3 +192,28 @@ def test_a_gap_publishes_a_reset_asks_for_a_snapshot_and_recovers(feed):
     assert top.synced and top.bids.tolist()[0][1] == 300000000     # diff 20..21 replayed on top
     assert norm.on_snapshot("BTCUSDT", b'{"nope":1}') is False
     assert norm.counter_dict()["book_snapshot_rejected"] == 1
+
+
+@pytest.mark.parametrize("market,capture", [(SPOT, "spot_btcusdt_20240808.gz"), (USDM, "usdm_btcusdt_20240808.gz")])
+def test_fast_path_publishes_exactly_what_the_orjson_path_does(ring, table, market, capture):
+    runs = []
+    for fast in (True, False):
+        name = ring("ticks", "fast" if fast else "slow")
+        w = BroadcastWriter(name, RecordType.MARKET_EVENT, 1 << 20)
+        r = BroadcastReader(name, start="oldest")
+        norm = BinanceNormaliser(market, list(table), w, None, fast_path=fast)
+        for m in read_hftbacktest(DATA / capture):
+            if m.source == "ws":
+                norm.on_frame(m.payload, m.recv_ns)
+            else:
+                norm.on_snapshot("BTCUSDT", m.payload, m.recv_ns)
+        events = drain(r)
+        events["ts_pub"] = 0
+        runs.append((events, norm.counter_dict()))
+        r.close()
+        w.close()
+    (fast_events, fast_counts), (slow_events, slow_counts) = runs
+    assert fast_counts.pop("fast_path") > 0.9 * fast_counts["frames"]
+    assert slow_counts.pop("fast_path") == 0
+    assert fast_counts == slow_counts
+    assert len(fast_events) == len(slow_events) and (fast_events == slow_events).all()

@@ -1,0 +1,321 @@
+"""See frame_scan.pxd. scan() is the Python face, for tests."""
+from libc.stdint cimport int64_t, uint64_t, uint8_t
+from libc.string cimport memset, memcmp
+
+__all__ = ["scan", "FIELD_NAMES"]
+
+FIELD_NAMES = ("e", "E", "s", "t", "a", "f", "l", "p", "q", "T", "m", "u", "U", "pu", "b", "B", "A", "X")
+DEF MAX_DEPTH = 16
+
+
+cdef inline const char *skip_ws(const char *p, const char *end) noexcept nogil:
+    while p < end and (p[0] == b' ' or p[0] == b'\n' or p[0] == b'\r' or p[0] == b'\t'):
+        p += 1
+    return p
+
+
+cdef const char *scan_string(const char *p, const char *end, const char **start,
+                             Py_ssize_t *length) noexcept nogil:
+    """p at the opening quote; the byte after the closing one, or NULL (escape, control, end)."""
+    cdef unsigned char c
+    p += 1
+    start[0] = p
+    while p < end:
+        c = <unsigned char>p[0]
+        if c == 34:                         # '"'
+            length[0] = p - start[0]
+            return p + 1
+        if c == 92 or c < 0x20 or c >= 0x80:    # escapes and non-ASCII: let orjson decide
+            return NULL
+        p += 1
+    return NULL
+
+
+cdef const char *scan_int(const char *p, const char *end, int64_t *value) noexcept nogil:
+    """A non-negative JSON integer; NULL for anything else (fractions, exponents, minus)."""
+    cdef uint64_t v = 0
+    cdef const char *start = p
+    cdef unsigned int d
+    while p < end:
+        d = <unsigned char>p[0] - 48
+        if d >= 10:
+            break
+        if v > (<uint64_t>9223372036854775807 - d) // 10:
+            return NULL
+        v = v * 10 + d
+        p += 1
+    if p == start or (p - start > 1 and start[0] == b'0'):
+        return NULL
+    if p < end and (p[0] == b'.' or p[0] == b'e' or p[0] == b'E'):
+        return NULL
+    value[0] = <int64_t>v
+    return p
+
+
+cdef const char *scan_levels(const char *p, const char *end, Py_ssize_t *count) noexcept nogil:
+    """p at '[': an array of ["..","..."] pairs; the byte after its ']', or NULL."""
+    cdef const char *s
+    cdef Py_ssize_t n = 0, length
+    p = skip_ws(p + 1, end)
+    if p < end and p[0] == b']':
+        count[0] = 0
+        return p + 1
+    while p < end:
+        if p[0] != b'[':
+            return NULL
+        p = skip_ws(p + 1, end)
+        if p >= end or p[0] != b'"':
+            return NULL
+        p = scan_string(p, end, &s, &length)
+        if p == NULL:
+            return NULL
+        p = skip_ws(p, end)
+        if p >= end or p[0] != b',':
+            return NULL
+        p = skip_ws(p + 1, end)
+        if p >= end or p[0] != b'"':
+            return NULL
+        p = scan_string(p, end, &s, &length)
+        if p == NULL:
+            return NULL
+        p = skip_ws(p, end)
+        if p >= end or p[0] != b']':
+            return NULL
+        n += 1
+        p = skip_ws(p + 1, end)
+        if p >= end:
+            return NULL
+        if p[0] == b']':
+            count[0] = n
+            return p + 1
+        if p[0] != b',':
+            return NULL
+        p = skip_ws(p + 1, end)
+    return NULL
+
+
+cdef const char *skip_value(const char *p, const char *end) noexcept nogil:
+    """Any JSON value the fast path does not use; NULL if it is not plain enough to skip."""
+    cdef const char *s
+    cdef Py_ssize_t length
+    cdef int depth = 0
+    cdef int64_t ignored
+    while p < end:
+        p = skip_ws(p, end)
+        if p >= end:
+            return NULL
+        if p[0] == b'"':
+            p = scan_string(p, end, &s, &length)
+            if p == NULL:
+                return NULL
+        elif p[0] == b'{' or p[0] == b'[':
+            depth += 1
+            if depth > MAX_DEPTH:
+                return NULL
+            p += 1
+            continue
+        elif p[0] == b'}' or p[0] == b']':
+            if depth == 0:
+                return NULL
+            depth -= 1
+            p += 1
+        elif p[0] == b't' and end - p >= 4 and memcmp(p, b"true", 4) == 0:
+            p += 4
+        elif p[0] == b'f' and end - p >= 5 and memcmp(p, b"false", 5) == 0:
+            p += 5
+        elif p[0] == b'n' and end - p >= 4 and memcmp(p, b"null", 4) == 0:
+            p += 4
+        else:
+            p = scan_int(p, end, &ignored)      # strict: a float makes the whole frame fall back
+            if p == NULL:
+                return NULL
+        p = skip_ws(p, end)
+        if depth == 0:
+            return p
+        if p < end and p[0] == b',':
+            p += 1
+        elif p < end and (p[0] == b'}' or p[0] == b']'):
+            continue
+        elif p < end and p[0] == b':':
+            p += 1
+        else:
+            return NULL
+    return NULL
+
+
+cdef inline int field_index(const char *k, Py_ssize_t n) noexcept nogil:
+    if n == 1:
+        c = k[0]
+        if c == b'e': return F_e
+        if c == b'E': return F_E
+        if c == b's': return F_s
+        if c == b't': return F_t
+        if c == b'a': return F_a
+        if c == b'f': return F_f
+        if c == b'l': return F_l
+        if c == b'p': return F_p
+        if c == b'q': return F_q
+        if c == b'T': return F_T
+        if c == b'm': return F_m
+        if c == b'u': return F_u
+        if c == b'U': return F_U
+        if c == b'b': return F_b
+        if c == b'B': return F_B
+        if c == b'A': return F_A
+        if c == b'X': return F_X
+    elif n == 2 and k[0] == b'p' and k[1] == b'u':
+        return F_pu
+    return -1
+
+
+cdef const char *scan_data(const char *p, const char *end, frame_scan *out) noexcept nogil:
+    """p at the '{' of data; fills out; the byte after its '}', or NULL."""
+    cdef const char *key
+    cdef Py_ssize_t key_len
+    cdef int i
+    cdef scan_value *v
+    p = skip_ws(p + 1, end)
+    if p < end and p[0] == b'}':
+        return p + 1
+    while p < end:
+        if p[0] != b'"':
+            return NULL
+        p = scan_string(p, end, &key, &key_len)
+        if p == NULL:
+            return NULL
+        p = skip_ws(p, end)
+        if p >= end or p[0] != b':':
+            return NULL
+        p = skip_ws(p + 1, end)
+        if p >= end:
+            return NULL
+        i = field_index(key, key_len)
+        if i < 0:
+            p = skip_value(p, end)
+        else:
+            v = &out.field[i]
+            if v.kind != V_NONE:
+                return NULL                 # a repeated key: orjson's rules, not ours
+            if p[0] == b'"':
+                v.kind = V_STRING
+                p = scan_string(p, end, &v.ptr, &v.len)
+            elif p[0] == b'[' and (i == F_a or i == F_b):
+                v.kind = V_LEVELS
+                v.ptr = p
+                p = scan_levels(p, end, &v.len)
+            elif p[0] == b't' and end - p >= 4 and memcmp(p, b"true", 4) == 0:
+                v.kind = V_BOOL
+                v.integer = 1
+                p += 4
+            elif p[0] == b'f' and end - p >= 5 and memcmp(p, b"false", 5) == 0:
+                v.kind = V_BOOL
+                v.integer = 0
+                p += 5
+            elif <unsigned char>p[0] - 48 < 10:
+                v.kind = V_INT
+                p = scan_int(p, end, &v.integer)
+            else:
+                v.kind = V_OTHER
+                p = skip_value(p, end)
+        if p == NULL:
+            return NULL
+        p = skip_ws(p, end)
+        if p >= end:
+            return NULL
+        if p[0] == b'}':
+            return p + 1
+        if p[0] != b',':
+            return NULL
+        p = skip_ws(p + 1, end)
+    return NULL
+
+
+cdef int scan_frame(const char *s, Py_ssize_t n, frame_scan *out) noexcept nogil:
+    cdef const char *p = s
+    cdef const char *end = s + n
+    cdef const char *key
+    cdef Py_ssize_t key_len
+    cdef bint seen_stream = False, seen_data = False
+    memset(out, 0, sizeof(frame_scan))
+    p = skip_ws(p, end)
+    if p >= end or p[0] != b'{':
+        return SCAN_FALLBACK
+    p = skip_ws(p + 1, end)
+    while p < end:
+        if p[0] != b'"':
+            return SCAN_FALLBACK
+        p = scan_string(p, end, &key, &key_len)
+        if p == NULL:
+            return SCAN_FALLBACK
+        p = skip_ws(p, end)
+        if p >= end or p[0] != b':':
+            return SCAN_FALLBACK
+        p = skip_ws(p + 1, end)
+        if p >= end:
+            return SCAN_FALLBACK
+        if key_len == 6 and memcmp(key, b"stream", 6) == 0 and not seen_stream and p[0] == b'"':
+            seen_stream = True
+            p = scan_string(p, end, &key, &key_len)
+        elif key_len == 4 and memcmp(key, b"data", 4) == 0 and not seen_data and p[0] == b'{':
+            seen_data = True
+            p = scan_data(p, end, out)
+        else:
+            return SCAN_FALLBACK
+        if p == NULL:
+            return SCAN_FALLBACK
+        p = skip_ws(p, end)
+        if p >= end:
+            return SCAN_FALLBACK
+        if p[0] == b'}':
+            p = skip_ws(p + 1, end)
+            return SCAN_OK if p == end and seen_data else SCAN_FALLBACK
+        if p[0] != b',':
+            return SCAN_FALLBACK
+        p = skip_ws(p + 1, end)
+    return SCAN_FALLBACK
+
+
+cdef int next_level(const char **cursor, const char *end, const char **price, Py_ssize_t *price_len,
+                    const char **qty, Py_ssize_t *qty_len) noexcept nogil:
+    """The next pair of an array scan_levels already checked: no validation needed again."""
+    cdef const char *p = cursor[0]
+    while p < end and p[0] != b'"':
+        p += 1
+    p = scan_string(p, end, price, price_len)
+    while p < end and p[0] != b'"':
+        p += 1
+    p = scan_string(p, end, qty, qty_len)
+    cursor[0] = p
+    return 1
+
+
+def scan(bytes frame):
+    """{field: value} of what the fast path saw in data, or None when it would fall back."""
+    cdef frame_scan out
+    if scan_frame(frame, len(frame), &out) != SCAN_OK:
+        return None
+    result = {}
+    cdef int i
+    cdef const char *cursor
+    cdef const char *end = <const char *>frame + len(frame)
+    cdef const char *ps
+    cdef const char *qs
+    cdef Py_ssize_t pl, ql, k
+    for i in range(F_COUNT):
+        v = out.field[i]
+        if v.kind == V_STRING:
+            result[FIELD_NAMES[i]] = v.ptr[:v.len].decode()
+        elif v.kind == V_INT:
+            result[FIELD_NAMES[i]] = v.integer
+        elif v.kind == V_BOOL:
+            result[FIELD_NAMES[i]] = bool(v.integer)
+        elif v.kind == V_LEVELS:
+            cursor = v.ptr
+            levels = []
+            for k in range(v.len):
+                next_level(&cursor, end, &ps, &pl, &qs, &ql)
+                levels.append([ps[:pl].decode(), qs[:ql].decode()])
+            result[FIELD_NAMES[i]] = levels
+        elif v.kind == V_OTHER:
+            result[FIELD_NAMES[i]] = ...
+    return result
