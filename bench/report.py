@@ -16,6 +16,10 @@ TARGETS = [
     ("ring hop p50 vs pyzmq ipc", "ring_hop", "ttquant_spin", "ratio:pyzmq_ipc:p50_ns", ">=", 50),
     ("Python -> Python records/s", "ring_throughput", "ttquant_py", "per_s", ">=", 5e6),
     ("Cython -> Cython records/s", "ring_throughput", "ttquant_cy", "per_s", ">=", 30e6),
+    ("bookTicker decode + normalise p50", "decode_book_ticker", "ttquant", "p50_ns", "<=", 1000),
+    ("bookTicker decode vs stdlib json + float", "decode_book_ticker", "ttquant", "ratio:stdlib_json:p50_ns", ">=", 3),
+    ("trade decode vs stdlib json + float", "decode_trade", "ttquant", "ratio:stdlib_json:p50_ns", ">=", 3),
+    ("depth diff decode vs stdlib json + float", "decode_depth", "ttquant", "ratio:stdlib_json:p50_ns", ">=", 3),
 ]
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
