@@ -26,6 +26,7 @@ cdef enum ttq_record_type:
     RECORD_ORDER = 2
     RECORD_EXEC_REPORT = 3
     RECORD_BOOK_TOP = 4             # core/book/book_board.pxd
+    RECORD_MD_STATS = 5             # core/md/feed_stats.pyx
 
 # MarketEvent.kind and .flags (records.pyx: EventKind, EventFlag)
 cdef enum event_kind:

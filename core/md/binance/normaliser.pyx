@@ -100,6 +100,10 @@ cdef int64_t ms_to_ns(dict d, str key) except? -1:
     return <int64_t>integer(d, key) * MS
 
 
+cdef extern from *:
+    int __builtin_clzll(unsigned long long x) nogil
+
+
 cdef inline uint64_t fnv1a(const char *s, Py_ssize_t n) noexcept:
     cdef uint64_t h = 0xcbf29ce484222325ULL
     cdef Py_ssize_t i
@@ -159,7 +163,7 @@ cdef class BinanceNormaliser:
 
     def __init__(self, str market, instruments, BroadcastWriter ticks, BookBoardWriter board=None,
                  uint16_t venue_id=1, counters=None, Py_ssize_t max_frame_bytes=DEFAULT_MAX_FRAME_BYTES,
-                 snapshot_needed=None, bint fast_path=True):
+                 snapshot_needed=None, bint fast_path=True, latency_hist=None):
         if market not in (SPOT, USDM):
             raise ValueError(f"market {market!r} is neither {SPOT!r} nor {USDM!r}")
         self.market = market
@@ -177,6 +181,13 @@ cdef class BinanceNormaliser:
         self.counters = counters
         cdef uint64_t[::1] view = counters
         self.count = &view[0]
+        if latency_hist is None:
+            latency_hist = np.zeros(64, np.uint64)
+        if latency_hist.dtype != np.uint64 or latency_hist.shape[0] < 64 or not latency_hist.flags.c_contiguous:
+            raise ValueError("latency_hist must be a contiguous uint64 array of at least 64")
+        self.latency_hist = latency_hist
+        cdef uint64_t[::1] hview = latency_hist
+        self.hist = &hview[0]
         self.max_frame_bytes = max_frame_bytes
         self.snapshot_needed = snapshot_needed
         self.fast_path_enabled = fast_path
@@ -316,6 +327,9 @@ cdef class BinanceNormaliser:
         self.ev.ts_pub = ttq_now_ns()
         broadcast_push(&self.ticks.ring, &self.ticks._position, &self.ev)
         self.count[C_EVENTS_PUBLISHED] += 1
+        cdef int64_t waited = self.ev.ts_pub - self.ev.ts_recv
+        if self.ev.ts_recv > 0 and waited > 0:
+            self.hist[63 - __builtin_clzll(<unsigned long long>waited)] += 1
         return 0
 
     cpdef int on_frame(self, bytes payload, int64_t ts_recv) except -1:
