@@ -1,0 +1,438 @@
+"""`ttquant venue-sim binance`: Binance's public market-data interface on 127.0.0.1.
+
+One port serves both markets the way the md daemon reaches them, only the bases differ:
+  WebSocket  /spot/stream?streams=a/b/c   and  /usdm/stream?streams=a/b/c   (combined frames)
+  REST       /api/v3/exchangeInfo, /api/v3/depth?symbol=S&limit=N            (spot)
+             /fapi/v1/exchangeInfo, /fapi/v1/depth?symbol=S&limit=N          (USDT-M)
+  control    /_sim/status, /_sim/fault?kind=...                              (tests, demo)
+Plain HTTP requests are answered by the WebSocket server's upgrade hook (picows) with
+Connection: close, so one listener does both.
+
+Frames come from a source (a replayed capture or the synthetic generator) on one timeline
+shared by every client, like a live venue: a client that connects late gets what is
+published from then on. The venue keeps each market's books from the same frames, so a depth
+snapshot requested at any moment matches the diffs around it (before the book is known, the
+captured snapshot itself is served). Frames are pre-framed and written in large chunks;
+a client whose socket stays full is paused, and dropped when its backlog grows past a limit,
+as Binance does.
+
+Faults (GET /_sim/fault?kind=K[&seconds=S][&count=N][&symbol=X][&market=M]):
+  drop       close every WebSocket connection now
+  gap        skip the next depth update of symbol (its ids never arrive)
+  malformed  send N frames that are broken JSON, truncated, or oversized
+  stall      send nothing for S seconds (connections stay open)
+  refuse     refuse new WebSocket connections for S seconds (HTTP 503)
+  ping       send a ping on every connection now (and count the pongs)
+"""
+from __future__ import annotations
+
+import asyncio
+import bisect
+import dataclasses
+import logging
+import os
+import random
+import signal
+import time
+import urllib.parse
+from typing import Iterable
+
+import orjson
+from picows import (WSListener, WSMsgType, WSUpgradeRequest, WSUpgradeResponse,
+                    WSUpgradeResponseWithListener, ws_create_server)
+
+from ttquant.core.book.order_book import ASK, BID
+from ttquant.core.md.binance.book_sync import FUTURES, SPOT as SPOT_RULE, BookSync, SnapshotResult
+from ttquant.core.md.fixed_point import format_fixed
+from ttquant.core.sim.captures import CaptureMessage, read_cryptofeed_http, read_hftbacktest, sample_data_dir
+
+__all__ = ["BinanceVenue", "VenueConfig", "ReplayFeed", "ws_frame", "main"]
+
+log = logging.getLogger("ttquant.venue_sim")
+MARKETS = ("spot", "usdm")
+VENUE_PRECISION = 8         # the venue's own books hold the strings at 8 decimals, as Binance sends
+MAX_BACKLOG = 64 << 20      # bytes queued for one client before it is dropped as too slow
+
+
+def ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """One unmasked server-to-client frame (FIN set)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x80 | opcode, n)) + payload
+    if n < 1 << 16:
+        return bytes((0x80 | opcode, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x80 | opcode, 127)) + n.to_bytes(8, "big") + payload
+
+
+def stream_key(name: str) -> str:
+    """btcusdt@depth@100ms -> btcusdt@depth: a client gets a symbol's stream whatever speed it asks."""
+    symbol, _, kind = name.lower().partition("@")
+    if kind.startswith("depth"):
+        kind = "depth"
+    elif kind.startswith("markprice"):
+        kind = "markprice"
+    return f"{symbol}@{kind}"
+
+
+@dataclasses.dataclass
+class FeedFrame:
+    at_ns: int              # when, on the source's own clock
+    market: str
+    key: str                # stream_key of the frame's stream
+    payload: bytes
+    depth: tuple | None = None      # (symbol, U, u, pu, bids, asks) for depth diffs
+
+
+@dataclasses.dataclass
+class ReplayFeed:
+    """A capture turned into frames on a timeline, with the snapshots it holds."""
+    frames: list[FeedFrame]
+    snapshots: dict            # (market, SYMBOL) -> [(at_ns, body bytes)]
+    exchange_info: dict        # market -> body bytes
+    description: str
+
+    @classmethod
+    def from_hftbacktest(cls, path, market: str, exchange_info: bytes | None = None):
+        frames, snapshots = [], {}
+        symbol = None
+        for m in read_hftbacktest(path):
+            if m.source != "ws":
+                snapshots.setdefault((market, symbol or "BTCUSDT"), []).append((m.recv_ns, m.payload))
+                continue
+            frames.append(_feed_frame(m, market))
+            symbol = symbol or orjson.loads(m.payload)["data"].get("s")
+        if symbol and (market, "BTCUSDT") in snapshots and symbol != "BTCUSDT":
+            snapshots[(market, symbol)] = snapshots.pop((market, "BTCUSDT"))
+        return cls(frames, snapshots, {market: exchange_info} if exchange_info else {},
+                   f"replay of {os.path.basename(str(path))}")
+
+    @classmethod
+    def default(cls, data_dir=None):
+        """The real captures: BTCUSDT spot and USDT-M (hftbacktest), merged on one timeline."""
+        d = (data_dir or sample_data_dir()) / "binance"
+        infos = {}
+        for market, name in (("spot", "cryptofeed_spot_exchangeinfo.0"), ("usdm", "cryptofeed_usdm_exchangeinfo.0")):
+            (msg,) = read_cryptofeed_http(d / name)
+            infos[market] = msg.payload
+        spot = cls.from_hftbacktest(d / "spot_btcusdt_20240808.gz", "spot")
+        usdm = cls.from_hftbacktest(d / "usdm_btcusdt_20240808.gz", "usdm")
+        frames = sorted(spot.frames + usdm.frames, key=lambda f: f.at_ns)
+        return cls(frames, {**spot.snapshots, **usdm.snapshots}, infos,
+                   "replay of the BTCUSDT spot and USDT-M captures (hftbacktest, 2024-08-08)")
+
+
+def _feed_frame(m: CaptureMessage, market: str) -> FeedFrame:
+    doc = orjson.loads(m.payload)
+    data = doc["data"]
+    depth = None
+    if data.get("e") == "depthUpdate":
+        depth = (data["s"], data["U"], data["u"], data.get("pu", 0), data["b"], data["a"])
+    return FeedFrame(m.recv_ns, market, stream_key(doc["stream"]), m.payload, depth)
+
+
+@dataclasses.dataclass
+class VenueConfig:
+    host: str = "127.0.0.1"
+    port: int = 0
+    speed: float = 1.0                  # 1 = the capture's own pace; 0 = as fast as possible
+    ping_interval_s: float = 20.0       # Binance spot pings every 20 s
+    pong_timeout_s: float = 60.0
+    chunk_bytes: int = 256 << 10
+
+
+class _Client(WSListener):
+    def __init__(self, venue: "BinanceVenue", market: str, keys: set[str], path: str):
+        self.venue, self.market, self.keys, self.path = venue, market, keys, path
+        self.transport = None
+        self.backlog = bytearray()
+        self.paused = False
+        self.last_pong = time.monotonic()
+        self.sent_frames = 0
+
+    def on_ws_connected(self, transport):
+        self.transport = transport
+        self.venue.clients.add(self)
+        self.venue.stats["connections"] += 1
+
+    def on_ws_frame(self, transport, frame):
+        if frame.msg_type == WSMsgType.PONG:
+            self.last_pong = time.monotonic()
+            self.venue.stats["pongs"] += 1
+        elif frame.msg_type == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+        elif frame.msg_type == WSMsgType.TEXT:
+            self.venue.on_client_request(self, frame.get_payload_as_bytes())
+
+    def on_ws_disconnected(self, transport):
+        self.venue.clients.discard(self)
+
+    def pause_writing(self):
+        self.paused = True
+
+    def resume_writing(self):
+        self.paused = False
+        self.flush()
+
+    def queue(self, framed: bytes):
+        self.backlog += framed
+        self.sent_frames += 1
+
+    def flush(self):
+        if self.transport is None or self.transport.is_disconnected:
+            return
+        if self.backlog and not self.paused:
+            self.transport.underlying_transport.write(bytes(self.backlog))
+            self.backlog.clear()
+        elif len(self.backlog) > MAX_BACKLOG:
+            log.warning("dropping a client %d bytes behind", len(self.backlog))
+            self.venue.stats["slow_clients_dropped"] += 1
+            self.transport.disconnect(graceful=False)
+
+
+class BinanceVenue:
+    def __init__(self, feed: ReplayFeed, config: VenueConfig | None = None):
+        self.feed = feed
+        self.config = config or VenueConfig()
+        self.clients: set[_Client] = set()
+        self.books: dict[tuple[str, str], BookSync] = {}
+        self.last_update: dict[tuple[str, str], int] = {}
+        self.stats = {"connections": 0, "frames_sent": 0, "pongs": 0, "pings": 0, "refused": 0,
+                      "depth_requests": 0, "gaps_injected": 0, "malformed_sent": 0, "drops": 0,
+                      "slow_clients_dropped": 0, "replay_position": 0, "replay_done": False}
+        self.server = None
+        self.port = None
+        self._gap_next: set[tuple[str, str]] = set()
+        self._stall_until = 0.0
+        self._refuse_until = 0.0
+        self._tasks = []
+        self._rng = random.Random(1)
+
+    # -- HTTP and WebSocket entry ---------------------------------------------------------------
+    def _listener_factory(self, request: WSUpgradeRequest):
+        url = urllib.parse.urlsplit(request.path.decode("latin-1"))
+        query = dict(urllib.parse.parse_qsl(url.query))
+        parts = url.path.strip("/").split("/")
+        if len(parts) == 2 and parts[0] in MARKETS and parts[1] == "stream":
+            if time.monotonic() < self._refuse_until:
+                self.stats["refused"] += 1
+                return WSUpgradeResponseWithListener(
+                    WSUpgradeResponse.create_error_response(503, b"refusing connections (fault)"), None)
+            streams = [s for s in query.get("streams", "").split("/") if s]
+            if not streams:
+                return WSUpgradeResponseWithListener(
+                    WSUpgradeResponse.create_error_response(400, b"no streams"), None)
+            return _Client(self, parts[0], {stream_key(s) for s in streams}, url.path)
+        status, body = self._http(url.path, query)
+        response = (WSUpgradeResponse.create_ok_response(body, {"Content-Type": "application/json"})
+                    if status == 200 else WSUpgradeResponse.create_error_response(status, body))
+        return WSUpgradeResponseWithListener(response, None)
+
+    def _http(self, path: str, query: dict) -> tuple[int, bytes]:
+        prefix, _, endpoint = path.rpartition("/")
+        market = {"/api/v3": "spot", "/fapi/v1": "usdm"}.get(prefix)
+        if market and endpoint == "exchangeInfo":
+            body = self.feed.exchange_info.get(market)
+            return (200, body) if body else (404, b'{"code":-1,"msg":"no exchangeInfo for this market"}')
+        if market and endpoint == "depth":
+            symbol = query.get("symbol", "").upper()
+            limit = int(query.get("limit", "100"))
+            return self._depth(market, symbol, limit)
+        if path == "/_sim/status":
+            return 200, orjson.dumps({**self.stats, "clients": len(self.clients),
+                                      "source": self.feed.description})
+        if path == "/_sim/fault":
+            return self._fault(query)
+        return 404, b'{"code":-1,"msg":"unknown path"}'
+
+    def _depth(self, market, symbol, limit):
+        self.stats["depth_requests"] += 1
+        book = self.books.get((market, symbol))
+        if book is None or not book.synced:
+            snaps = self.feed.snapshots.get((market, symbol))
+            if not snaps:
+                return 400, b'{"code":-1121,"msg":"Invalid symbol."}'
+            return 200, snaps[0][1]         # before the venue knows the book: the captured one
+        bids, asks = book.book.top(limit)
+        body = {"lastUpdateId": book.update_id,
+                "bids": [[format_fixed(p, VENUE_PRECISION), format_fixed(q, VENUE_PRECISION)] for p, q in bids.tolist()],
+                "asks": [[format_fixed(p, VENUE_PRECISION), format_fixed(q, VENUE_PRECISION)] for p, q in asks.tolist()]}
+        if market == "usdm":
+            body["E"] = body["T"] = int(time.time() * 1000)
+        return 200, orjson.dumps(body)
+
+    def _fault(self, q):
+        kind = q.get("kind")
+        seconds = float(q.get("seconds", "1"))
+        if kind == "drop":
+            for c in list(self.clients):
+                c.transport.disconnect(graceful=False)
+            self.stats["drops"] += 1
+        elif kind == "gap":
+            self._gap_next.add((q.get("market", "spot"), q.get("symbol", "BTCUSDT").upper()))
+        elif kind == "malformed":
+            self._send_malformed(int(q.get("count", "3")))
+        elif kind == "stall":
+            self._stall_until = time.monotonic() + seconds
+        elif kind == "refuse":
+            self._refuse_until = time.monotonic() + seconds
+        elif kind == "ping":
+            for c in self.clients:
+                c.transport.send_ping(b"sim")
+                self.stats["pings"] += 1
+        else:
+            return 400, orjson.dumps({"error": f"unknown fault kind {kind!r}"})
+        return 200, orjson.dumps({"ok": kind})
+
+    def _send_malformed(self, count):
+        bad = [b'{"stream":"btcusdt@trade","data":{"e":"trade"', b"\xff\xfe not json",
+               b'{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT","p":"nan"}}',
+               b'{"stream":"x","data":' + b"[" * 10 + b"]" * 10 + b"}",
+               b'{"stream":"btcusdt@trade","data":{"pad":"' + b"x" * (2 << 20) + b'"}}']
+        for c in self.clients:
+            for i in range(count):
+                c.queue(ws_frame(bad[i % len(bad)]))
+                self.stats["malformed_sent"] += 1
+            c.flush()
+
+    def on_client_request(self, client, payload):
+        """SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS as Binance answers them."""
+        try:
+            req = orjson.loads(payload)
+            method, params, rid = req["method"], req.get("params", []), req["id"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            client.queue(ws_frame(b'{"error":{"code":2,"msg":"Invalid request"}}'))
+            client.flush()
+            return
+        if method == "SUBSCRIBE":
+            client.keys |= {stream_key(p) for p in params}
+            result = None
+        elif method == "UNSUBSCRIBE":
+            client.keys -= {stream_key(p) for p in params}
+            result = None
+        elif method == "LIST_SUBSCRIPTIONS":
+            result = sorted(client.keys)
+        else:
+            client.queue(ws_frame(orjson.dumps({"error": {"code": 1, "msg": f"unknown method {method}"}, "id": rid})))
+            client.flush()
+            return
+        client.queue(ws_frame(orjson.dumps({"result": result, "id": rid})))
+        client.flush()
+
+    # -- the timeline ---------------------------------------------------------------------------
+    async def _replay(self):
+        cfg = self.config
+        frames = self.feed.frames
+        if not frames:
+            return
+        t0_src = frames[0].at_ns
+        t0 = time.monotonic_ns()
+        pending_snapshots = {k: list(v) for k, v in self.feed.snapshots.items()}
+        i = 0
+        while i < len(frames):
+            if time.monotonic() < self._stall_until:
+                await asyncio.sleep(0.01)
+                t0 += 10_000_000            # the stall shifts the timeline, it does not burst after
+                continue
+            now = time.monotonic_ns()
+            batch_end = i
+            while batch_end < len(frames) and batch_end - i < 4096:
+                due = t0 + (frames[batch_end].at_ns - t0_src) / cfg.speed if cfg.speed > 0 else 0
+                if due > now:
+                    break
+                batch_end += 1
+            if batch_end == i:
+                due = t0 + (frames[i].at_ns - t0_src) / cfg.speed
+                await asyncio.sleep(min(max((due - now) / 1e9, 0), 0.05))
+                continue
+            for f in frames[i:batch_end]:
+                self._emit(f, pending_snapshots)
+            for c in list(self.clients):
+                c.flush()
+            i = batch_end
+            self.stats["replay_position"] = i
+            if cfg.speed <= 0:
+                await asyncio.sleep(0)      # let the clients' sockets drain
+        self.stats["replay_done"] = True
+        log.info("replay finished: %d frames", len(frames))
+
+    def _emit(self, f: FeedFrame, pending_snapshots):
+        if f.depth is not None:
+            key = (f.market, f.depth[0])
+            book = self.books.get(key)
+            if book is None:
+                book = self.books[key] = BookSync(0, SPOT_RULE if f.market == "spot" else FUTURES,
+                                                  VENUE_PRECISION, VENUE_PRECISION)
+            snaps = pending_snapshots.get(key)
+            if snaps and f.at_ns >= snaps[0][0]:
+                at, body = snaps.pop(0)
+                doc = orjson.loads(body)
+                book.on_snapshot(doc["lastUpdateId"], doc["bids"], doc["asks"])
+            book.on_diff(*f.depth[1:])
+            if key in self._gap_next:
+                self._gap_next.discard(key)
+                self.stats["gaps_injected"] += 1
+                return                      # the clients never see these update ids
+        framed = None
+        for c in self.clients:
+            if c.market == f.market and f.key in c.keys:
+                if framed is None:
+                    framed = ws_frame(f.payload)
+                c.queue(framed)
+                self.stats["frames_sent"] += 1
+                if len(c.backlog) >= self.config.chunk_bytes:
+                    c.flush()
+
+    async def _pinger(self):
+        while True:
+            await asyncio.sleep(self.config.ping_interval_s)
+            now = time.monotonic()
+            for c in list(self.clients):
+                if now - c.last_pong > self.config.pong_timeout_s:
+                    log.warning("no pong for %.0f s: closing", now - c.last_pong)
+                    c.transport.disconnect(graceful=False)
+                else:
+                    c.transport.send_ping(b"sim")
+                    self.stats["pings"] += 1
+
+    async def start(self):
+        self.server = await ws_create_server(self._listener_factory, self.config.host, self.config.port,
+                                             enable_auto_pong=True, max_frame_size=1 << 20)
+        self.port = self.server.sockets[0].getsockname()[1]
+        self._tasks = [asyncio.ensure_future(self._replay()), asyncio.ensure_future(self._pinger())]
+        return self.port
+
+    async def stop(self):
+        for t in self._tasks:
+            t.cancel()
+        for c in list(self.clients):
+            c.transport.disconnect(graceful=False)
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def main(argv=None) -> int:
+    import argparse
+    parser = argparse.ArgumentParser(prog="ttquant venue-sim binance",
+                                     description="Binance's public market-data interface on 127.0.0.1.")
+    parser.add_argument("--port", type=int, default=0, help="TCP port (0: any free one, printed)")
+    parser.add_argument("--speed", type=float, default=1.0, help="replay speed; 0 = as fast as possible")
+    parser.add_argument("--ping-interval", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    return asyncio.run(_serve(VenueConfig(port=args.port, speed=args.speed,
+                                          ping_interval_s=args.ping_interval)))
+
+
+async def _serve(cfg: VenueConfig) -> int:
+    feed = ReplayFeed.default()
+    venue = BinanceVenue(feed, cfg)
+    port = await venue.start()
+    print(f"venue-sim binance: listening on 127.0.0.1:{port} ({feed.description}, speed {cfg.speed})",
+          flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await venue.stop()
+    return 0
