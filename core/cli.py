@@ -67,8 +67,11 @@ def cmd_rings_inspect(args) -> int:
     from ttquant.core.records import RECORD_CLASSES
     from ttquant.core.rings.inspect import last_records, ring_info
 
-    if ring_info(args.name)["kind"] == "board":
+    kind = ring_info(args.name)
+    if kind["kind"] == "board" and kind["record"] == "book_top":
         return _inspect_board(args)
+    if kind["kind"] == "board" and kind["record"] == "md_stats":
+        return _inspect_md_stats(args, kind)
     info, records = last_records(args.name, args.count)
     cls = RECORD_CLASSES.get(info["header"]["record_type"])
     if args.json:
@@ -123,6 +126,23 @@ def _inspect_board(args) -> int:
     return 0
 
 
+def _inspect_md_stats(args, info) -> int:
+    from ttquant.core.md.daemon import read_md_counters
+    name = info["name"][len("/ttq."):].rsplit(".", 1)[0]
+    counters = read_md_counters(name)
+    if args.json:
+        print(json.dumps({**_jsonable(info), "feeds": counters}, indent=1))
+        return 0
+    print(f"md counters {info['name']}: writer pid {info['writer_pid'] or '-'} "
+          f"{'alive' if info['writer_alive'] else 'not running'}, epoch {info['epoch']}")
+    for feed, c in counters.items():
+        hist = c.pop("latency_log2_ns")
+        print(f"  {feed}: " + ", ".join(f"{k} {v}" for k, v in c.items() if v))
+        if hist:
+            print("    frame-to-ring latency: " + ", ".join(f"<{2 ** (k + 1)} ns: {v}" for k, v in hist.items()))
+    return 0
+
+
 def cmd_rings_rm(args) -> int:
     from ttquant.core.rings import RingError, RingSegment, unlink
 
@@ -152,6 +172,22 @@ def cmd_demo(args) -> int:
     return run_demo(seconds=args.seconds, venue=args.venue)
 
 
+def cmd_md(args) -> int:
+    from ttquant.core.md.config import ConfigError
+    from ttquant.core.md.daemon import run_md
+    try:
+        return run_md(args.config)
+    except ConfigError as exc:
+        print(f"ttquant md: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_venue_sim(args) -> int:
+    from ttquant.core.sim.binance_venue import main as venue_main
+    return venue_main(["--port", str(args.port), "--speed", str(args.speed),
+                       "--ping-interval", str(args.ping_interval)])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ttquant", description="TTQuant: low-latency crypto trading over shared-memory rings.")
@@ -176,6 +212,25 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("names", nargs="+", metavar="NAME")
     rm.add_argument("--force", action="store_true", help="remove even with a live writer")
     rm.set_defaults(func=cmd_rings_rm)
+
+    md = sub.add_parser("md", help="run a market-data daemon", description="Market data of one venue "
+                        "into the tick ring, books and the book board (systemd notify when run by systemd).")
+    md_sub = md.add_subparsers(dest="venue", metavar="VENUE", required=True)
+    md_binance = md_sub.add_parser("binance", help="Binance spot and USDT-M futures",
+                                   description="Binance spot and USDT-M futures market data.")
+    md_binance.add_argument("--config", required=True, help="TOML file (see README: market data)")
+    md_binance.set_defaults(func=cmd_md)
+
+    sim = sub.add_parser("venue-sim", help="a simulated venue on 127.0.0.1",
+                         description="A simulated venue speaking the venue's own public formats.")
+    sim_sub = sim.add_subparsers(dest="venue", metavar="VENUE", required=True)
+    sim_binance = sim_sub.add_parser("binance", help="Binance: replay of the captures",
+                                     description="Binance combined streams and REST, replaying the captures "
+                                                 "in $TTQ_SAMPLE_DATA (default ../shared/data).")
+    sim_binance.add_argument("--port", type=int, default=0, help="TCP port (0: a free one, printed)")
+    sim_binance.add_argument("--speed", type=float, default=1.0, help="replay speed; 0 = as fast as possible")
+    sim_binance.add_argument("--ping-interval", type=float, default=20.0, help="seconds between pings")
+    sim_binance.set_defaults(func=cmd_venue_sim)
 
     demo = sub.add_parser("demo", help="the main job on the embedded default",
                           description="At this stage: one tick writer, two tick readers and an "

@@ -141,6 +141,14 @@ cdef class BookSync:
         self.apply_diff(last_id, n)
         return DIFF_APPLIED
 
+    def restart(self):
+        """Forget the book (a new connection): buffer diffs again until the next snapshot."""
+        self.synced = False
+        self.first_after_snapshot = False
+        self.pending = []
+        self.book.clear()
+        self.update_id = 0
+
     def _lose_sync(self, diff):
         self.synced = False
         self.gaps += 1

@@ -518,10 +518,19 @@ cdef class BinanceNormaliser:
         if self.snapshot_needed is not None:
             self.snapshot_needed(st.symbol)
 
-    def start_book(self, str symbol):
-        """Begin (or restart) a book: buffer diffs until on_snapshot; the caller fetches it."""
-        st = self.symbols[symbol]
-        (<SymbolState>st).book.synced = False
+    def restart_books(self):
+        """A new connection: every book starts again from a snapshot. Publishes BOOK_RESET,
+        marks the board, and asks for each snapshot (snapshot_needed)."""
+        cdef SymbolState st
+        for st in self.symbols.values():
+            st.book.restart()
+            self._book_lost(st, 0)
+
+    def books_in_sync(self):
+        """(books in sync, books kept)."""
+        cdef SymbolState st
+        synced = sum(1 for st in self.symbols.values() if st.book.synced)
+        return synced, len(self.symbols)
 
     def on_snapshot(self, str symbol, bytes body, int64_t ts_recv=0):
         """A REST depth snapshot for symbol; returns True when the book is in sync."""

@@ -1,0 +1,350 @@
+"""`ttquant md binance --config FILE`: one market-data process per venue.
+
+Threads:
+  main          setup, then waits for SIGTERM/SIGINT and shuts down in order (exit 0)
+  md-ws         the uvloop event loop: one picows connection per market, frames straight into
+                the normaliser (tick ring, books, board); pinned to threads.ws_cpus when given
+  md-house      REST snapshots and exchangeInfo, stats, ring heartbeats, systemd notify and
+                watchdog; pinned to threads.housekeeping_cpus when given
+Snapshots are fetched on md-house and applied on md-ws (call_soon_threadsafe), so a book is
+only ever touched by the thread that reads its stream.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import random
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import orjson
+
+from ttquant.core.book.book_board import BookBoardWriter
+from ttquant.core.instruments import InstrumentTable, instruments_path
+from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
+from ttquant.core.md.binance.normaliser import COUNTER_NAMES, BinanceNormaliser
+from ttquant.core.md.config import MdConfig, load_config
+from ttquant.core.md.feed_stats import FeedStatsWriter
+from ttquant.core.records import RecordType
+from ttquant.core.rings import BroadcastWriter
+
+__all__ = ["MdDaemon", "run_md", "read_md_counters", "DAEMON_COUNTERS"]
+
+log = logging.getLogger("ttquant.md")
+REST_PATHS = {"spot": ("/api/v3/exchangeInfo", "/api/v3/depth"),
+              "usdm": ("/fapi/v1/exchangeInfo", "/fapi/v1/depth")}
+# the daemon's own counters, after the normaliser's in each feed's md_stats slot
+DAEMON_COUNTERS = {name: 40 + i for i, name in enumerate((
+    "connects", "connect_failures", "disconnects", "idle_timeouts", "snapshot_requests",
+    "snapshot_http_errors", "rollovers"))}
+
+
+def http_get(url: str, timeout: float = 10.0) -> bytes:
+    req = urllib.request.Request(url, headers={"User-Agent": "ttquant-md"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return resp.read()
+
+
+def _pin(cpus, what):
+    if cpus:
+        os.sched_setaffinity(threading.get_native_id(), set(cpus))
+        log.info("%s pinned to CPUs %s", what, sorted(cpus))
+
+
+class _Notifier:
+    """sd_notify when NOTIFY_SOCKET is set (systemd Type=notify), else nothing."""
+
+    def __init__(self):
+        self._n = None
+        if os.environ.get("NOTIFY_SOCKET"):
+            import sdnotify
+            self._n = sdnotify.SystemdNotifier()
+
+    def __call__(self, text: str):
+        if self._n is not None:
+            self._n.notify(text)
+
+
+class _MarketFeed:
+    """One market's connection, reconnected with backoff, on the md-ws loop."""
+
+    def __init__(self, daemon: "MdDaemon", market, normaliser: BinanceNormaliser, counters):
+        self.d, self.market, self.norm, self.counters = daemon, market, normaliser, counters
+        self.url = f"{market.ws_url}/stream?streams={'/'.join(market.stream_names())}"
+        self.transport = None
+        self.connected_at = 0.0
+        self.last_frame = time.monotonic()
+        self.frames_seen = 0
+        self.closed = None
+
+    def count(self, name):
+        self.counters[DAEMON_COUNTERS[name]] += 1
+
+    async def run(self):
+        from picows import WSListener, WSMsgType, ws_connect
+        feed = self
+        cfg = self.d.cfg
+
+        class Listener(WSListener):
+            def on_ws_frame(self, transport, frame):
+                if frame.msg_type == WSMsgType.TEXT:
+                    ts_recv = time.time_ns()
+                    feed.last_frame = time.monotonic()
+                    feed.frames_seen += 1
+                    feed.norm.on_frame(frame.get_payload_as_bytes(), ts_recv)
+                elif frame.msg_type == WSMsgType.PING:
+                    feed.last_frame = time.monotonic()
+                    transport.send_pong(frame.get_payload_as_bytes())
+                elif frame.msg_type == WSMsgType.CLOSE:
+                    transport.disconnect()
+
+            def on_ws_disconnected(self, transport):
+                if feed.closed is not None and not feed.closed.done():
+                    feed.closed.set_result(True)
+
+        backoff = cfg.backoff_initial_s
+        while not self.d.stopping:
+            loop = asyncio.get_running_loop()
+            self.closed = loop.create_future()
+            try:
+                transport, _ = await ws_connect(Listener, self.url, enable_auto_pong=False,
+                                                max_frame_size=max(cfg.max_frame_bytes * 4, 1 << 20),
+                                                websocket_handshake_timeout=10)
+            except (OSError, asyncio.TimeoutError, Exception) as exc:      # picows raises its own types too
+                self.count("connect_failures")
+                delay = min(backoff, cfg.backoff_max_s) * random.uniform(0.5, 1.0)
+                log.warning("%s: connect failed (%s); next try in %.2f s", self.market.name, exc, delay)
+                await asyncio.sleep(delay)
+                backoff = min(backoff * 2, cfg.backoff_max_s)
+                continue
+            self.transport = transport
+            self.connected_at = time.monotonic()
+            self.last_frame = time.monotonic()
+            self.count("connects")
+            log.info("%s: connected, %d streams", self.market.name, len(self.market.stream_names()))
+            self.norm.restart_books()       # BOOK_RESET, board unsynced, snapshots requested
+            while not self.closed.done() and not self.d.stopping:
+                await asyncio.wait([self.closed], timeout=0.5)
+                now = time.monotonic()
+                if now - self.last_frame > cfg.idle_timeout_s:
+                    self.count("idle_timeouts")
+                    log.warning("%s: nothing for %.0f s, reconnecting", self.market.name, now - self.last_frame)
+                    transport.disconnect(graceful=False)
+                elif now - self.connected_at > cfg.max_connection_age_s:
+                    self.count("rollovers")
+                    log.info("%s: connection %.0f s old, renewing", self.market.name, now - self.connected_at)
+                    transport.disconnect(graceful=True)
+                else:
+                    backoff = cfg.backoff_initial_s     # a connection that stayed up resets the backoff
+            self.transport = None
+            if not self.d.stopping:
+                self.count("disconnects")
+                delay = min(backoff, cfg.backoff_max_s) * random.uniform(0.5, 1.0)
+                log.warning("%s: disconnected; reconnecting in %.2f s", self.market.name, delay)
+                await asyncio.sleep(delay)
+                backoff = min(backoff * 2, cfg.backoff_max_s)
+        if self.transport is not None:
+            self.transport.send_close()
+            self.transport.disconnect()
+
+
+class MdDaemon:
+    def __init__(self, cfg: MdConfig):
+        self.cfg = cfg
+        self.stopping = False
+        self.stop_event = threading.Event()
+        self.notify = _Notifier()
+        self.snapshot_requests: queue.Queue = queue.Queue()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.feeds: dict[str, _MarketFeed] = {}
+        self.loop_alive = time.monotonic()
+        self.ready_sent = False
+
+    # -- setup (main thread) --------------------------------------------------------------------
+    def setup(self):
+        cfg = self.cfg
+        path = instruments_path(cfg.ring_name)
+        table = InstrumentTable.load(path) if os.path.exists(path) else InstrumentTable(cfg.venue)
+        chosen = {}
+        for m in cfg.markets:
+            doc = orjson.loads(http_get(m.rest_url + REST_PATHS[m.name][0]))
+            insts, skipped = instruments_from_exchange_info(doc, m.name, cfg.venue, symbols=m.symbols)
+            missing = set(m.symbols) - {i.symbol for i in insts}
+            if missing:
+                raise SystemExit(f"md: {cfg.path}: markets.{m.name}.symbols: not listed by the venue: "
+                                 f"{', '.join(sorted(missing))} {[skipped.get(s) for s in missing]}")
+            chosen[m.name] = merge_instruments(table, insts)
+        table.save(path)
+        group = cfg.shm_group
+        self.ticks = BroadcastWriter(f"/ttq.{cfg.ring_name}.ticks", RecordType.MARKET_EVENT, cfg.tick_capacity,
+                                     group=group)
+        self.board = BookBoardWriter(f"/ttq.{cfg.ring_name}.books", cfg.board_depth, cfg.board_instruments,
+                                     group=group)
+        self.stats = FeedStatsWriter(f"/ttq.{cfg.ring_name}.md_stats", group=group)
+        for m in cfg.markets:
+            counters, hist = self.stats.feed(m.name)
+            norm = BinanceNormaliser(m.name, chosen[m.name], self.ticks, self.board, cfg.venue_id,
+                                     counters, cfg.max_frame_bytes,
+                                     snapshot_needed=lambda sym, mk=m.name: self.snapshot_requests.put((mk, sym, 0.0)),
+                                     latency_hist=hist)
+            self.feeds[m.name] = _MarketFeed(self, m, norm, counters)
+        log.info("md %s: %s", cfg.venue, ", ".join(f"{m.name} {list(m.symbols)}" for m in cfg.markets))
+
+    # -- md-ws ----------------------------------------------------------------------------------
+    def _ws_thread(self):
+        _pin(self.cfg.ws_cpus, "md-ws")
+        import uvloop
+        self.loop = uvloop.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+
+        async def main():
+            tasks = [asyncio.ensure_future(f.run()) for f in self.feeds.values()]
+            while not self.stopping:
+                self.loop_alive = time.monotonic()
+                await asyncio.sleep(0.2)
+            await asyncio.wait(tasks, timeout=5)
+
+        try:
+            self.loop.run_until_complete(main())
+        finally:
+            self.loop.close()
+
+    def _apply_snapshot(self, market, symbol, body, ts_recv):
+        if not self.feeds[market].norm.on_snapshot(symbol, body, ts_recv):
+            log.warning("%s %s: snapshot did not sync the book; fetching another", market, symbol)
+            self.snapshot_requests.put((market, symbol, time.monotonic() + self.cfg.snapshot_retry_s))
+
+    # -- md-house -------------------------------------------------------------------------------
+    def _house_thread(self):
+        _pin(self.cfg.housekeeping_cpus, "md-house")
+        delayed = []
+        last_stats = time.monotonic()
+        last_frames = {k: 0 for k in self.feeds}
+        while not self.stopping:
+            try:
+                item = self.snapshot_requests.get(timeout=0.2)
+                delayed.append(item)
+            except queue.Empty:
+                pass
+            now = time.monotonic()
+            due = [d for d in delayed if d[2] <= now]
+            delayed = [d for d in delayed if d[2] > now]
+            for market, symbol, _ in due:
+                self._fetch_snapshot(market, symbol, delayed)
+            self.ticks.heartbeat()
+            self.board.heartbeat()
+            self.stats.heartbeat()
+            self._notify_health()
+            if now - last_stats >= self.cfg.stats_interval_s:
+                rates = {k: (f.frames_seen - last_frames[k]) / (now - last_stats) for k, f in self.feeds.items()}
+                last_frames = {k: f.frames_seen for k, f in self.feeds.items()}
+                last_stats = now
+                self.notify("STATUS=" + self._status_text(rates))
+
+    def _fetch_snapshot(self, market, symbol, delayed):
+        feed = self.feeds[market]
+        m = feed.market
+        feed.count("snapshot_requests")
+        url = f"{m.rest_url}{REST_PATHS[market][1]}?symbol={symbol}&limit={m.snapshot_limit}"
+        try:
+            body = http_get(url)
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            feed.count("snapshot_http_errors")
+            log.warning("%s %s: snapshot request failed: %s", market, symbol, exc)
+            delayed.append((market, symbol, time.monotonic() + self.cfg.snapshot_retry_s))
+            return
+        ts_recv = time.time_ns()
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._apply_snapshot, market, symbol, body, ts_recv)
+
+    def books_in_sync(self):
+        synced = total = 0
+        for f in self.feeds.values():
+            s, t = f.norm.books_in_sync()
+            synced, total = synced + s, total + t
+        return synced, total
+
+    def _notify_health(self):
+        now = time.monotonic()
+        synced, total = self.books_in_sync()
+        if not self.ready_sent and synced == total and all(f.transport for f in self.feeds.values()):
+            self.ready_sent = True
+            self.notify("READY=1")
+            log.info("ready: %d books in sync", total)
+        frames_flowing = all(now - f.last_frame < self.cfg.idle_timeout_s for f in self.feeds.values())
+        if self.ready_sent and frames_flowing and now - self.loop_alive < 2.0:
+            self.notify("WATCHDOG=1")
+
+    def _status_text(self, rates):
+        parts = []
+        for name, f in self.feeds.items():
+            s, t = f.norm.books_in_sync()
+            parts.append(f"{name}: {'connected' if f.transport else 'DISCONNECTED'}, "
+                         f"{len(f.market.stream_names())} streams, {s}/{t} books in sync, {rates[name]:.0f} msg/s")
+        return "; ".join(parts)
+
+    def counters(self):
+        """{market: {counter: value}} of the normaliser's and the daemon's counters."""
+        out = {}
+        for name, f in self.feeds.items():
+            c = f.norm.counter_dict()
+            c.update({k: int(f.counters[i]) for k, i in DAEMON_COUNTERS.items()})
+            out[name] = c
+        return out
+
+    # -- life -----------------------------------------------------------------------------------
+    def run(self) -> int:
+        threads = [threading.Thread(target=self._ws_thread, name="md-ws", daemon=True),
+                   threading.Thread(target=self._house_thread, name="md-house", daemon=True)]
+        for t in threads:
+            t.start()
+        while not self.stop_event.wait(0.5):
+            if not all(t.is_alive() for t in threads):
+                log.error("a thread died; stopping")
+                break
+        self.notify("STOPPING=1")
+        self.stopping = True
+        for t in threads:
+            t.join(timeout=10)
+        alive = [t.name for t in threads if t.is_alive()]
+        log.info("md stopped: %s", orjson.dumps(self.counters()).decode())
+        if alive:           # a thread still inside the rings: leave them mapped, exit anyway
+            log.error("threads did not stop: %s", alive)
+            return 1
+        self.feeds.clear()  # the normalisers hold views of the stats segment: gone before it
+        self.ticks.close()
+        self.board.close()
+        self.stats.close()
+        return 0
+
+
+def read_md_counters(ring_name: str) -> dict:
+    """{market: {counter: value}} from /ttq.<ring_name>.md_stats, for tools and tests."""
+    from ttquant.core.md.feed_stats import FeedStatsReader
+    reader = FeedStatsReader(f"/ttq.{ring_name}.md_stats")
+    try:
+        out = {}
+        for feed, (counters, hist) in reader.read().items():
+            c = {name: int(counters[i]) for i, name in enumerate(COUNTER_NAMES)}
+            c.update({name: int(counters[i]) for name, i in DAEMON_COUNTERS.items()})
+            c["latency_log2_ns"] = {int(k): int(v) for k, v in enumerate(hist) if v}
+            out[feed] = c
+        return out
+    finally:
+        reader.close()
+
+
+def run_md(config_path: str) -> int:
+    logging.basicConfig(level=os.environ.get("TTQ_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(name)s %(threadName)s %(levelname)s %(message)s")
+    cfg = load_config(config_path)
+    daemon = MdDaemon(cfg)
+    daemon.setup()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: daemon.stop_event.set())
+    return daemon.run()

@@ -1,0 +1,205 @@
+"""The md daemon against the simulated venue, both real processes: books synced on the board,
+ticks in the ring, every injected fault detected and recovered, clean SIGTERM, SIGKILL + restart."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from ttq_testing import wait_for
+from ttquant.core.book.book_board import BookBoard
+from ttquant.core.md.daemon import read_md_counters
+from ttquant.core.records import MARKET_EVENT_DTYPE, EventKind
+from ttquant.core.rings import BroadcastReader, RingNotFoundError
+
+CLI = [sys.executable, "-m", "ttquant.core.cli"]
+
+
+@pytest.fixture
+def sim_venue(children):
+    """A running `ttquant venue-sim binance` at 4x speed; yields (port, fault(kind, **q), status())."""
+    proc = children.start("-m", "ttquant.core.cli", "venue-sim", "binance", "--port", "0", "--speed", "4",
+                          "--ping-interval", "1", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    line = proc.stdout.readline().decode()
+    assert "listening on 127.0.0.1:" in line, line
+    port = int(line.split("127.0.0.1:")[1].split()[0])
+
+    def get(path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return json.loads(r.read())
+
+    def fault(kind, **q):
+        query = "&".join(f"{k}={v}" for k, v in {"kind": kind, **q}.items())
+        return get(f"/_sim/fault?{query}")
+
+    yield port, fault, lambda: get("/_sim/status")
+
+
+def write_config(tmp_path, venue, port, **connection):
+    conn = "".join(f"{k} = {v}\n" for k, v in connection.items())
+    path = tmp_path / "md.toml"
+    path.write_text(f"""
+[rings]
+name = "{venue}"
+tick_capacity = 262144
+[markets.spot]
+symbols = ["BTCUSDT"]
+ws_url = "ws://127.0.0.1:{port}/spot"
+rest_url = "http://127.0.0.1:{port}"
+[markets.usdm]
+symbols = ["BTCUSDT"]
+streams = ["trade", "bookTicker", "depth@0ms"]
+ws_url = "ws://127.0.0.1:{port}/usdm"
+rest_url = "http://127.0.0.1:{port}"
+[connection]
+backoff_initial_s = 0.1
+backoff_max_s = 1.0
+{conn}""")
+    return path
+
+
+def start_md(children, config):
+    return children.start("-m", "ttquant.core.cli", "md", "binance", "--config", config,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          env={"TTQ_LOG_LEVEL": "INFO"})
+
+
+def board_when_ready(venue, timeout=30):
+    def ready():
+        try:
+            board = BookBoard(f"/ttq.{venue}.books")
+        except RingNotFoundError:
+            return None
+        ids = board.instruments()
+        if len(ids) == 2 and all(board.read(i).synced for i in ids):
+            return board
+        board.close()
+        return None
+    return wait_for(ready, timeout=timeout, interval=0.05, what="both books in sync on the board")
+
+
+def cleanup(venue):
+    for kind in ("ticks", "books", "md_stats"):
+        try:
+            os.unlink(f"/dev/shm/ttq.{venue}.{kind}")
+        except FileNotFoundError:
+            pass
+    try:
+        os.unlink(f"/dev/shm/ttq.{venue}.instruments.json")
+    except FileNotFoundError:
+        pass
+
+
+@pytest.fixture
+def md_run(sim_venue, children, venue, tmp_path):
+    port, fault, status = sim_venue
+    config = write_config(tmp_path, venue, port)
+    proc = start_md(children, config)
+    yield venue, proc, fault, status, config
+    cleanup(venue)
+
+
+def test_books_sync_ticks_flow_and_sigterm_is_clean(md_run):
+    venue, proc, fault, status, _ = md_run
+    board = board_when_ready(venue)
+    reader = BroadcastReader(f"/ttq.{venue}.ticks", start="oldest")
+    wait_for(lambda: read_md_counters(venue)["spot"]["trades"] > 50, timeout=30, what="trades")
+    events = np.zeros(200_000, MARKET_EVENT_DTYPE)
+    n = reader.poll_into(events)
+    events = events[:n]
+    kinds = set(events["kind"].tolist())
+    assert {EventKind.TRADE, EventKind.BBO, EventKind.BOOK_LEVEL, EventKind.BOOK_RESET} <= kinds
+    for inst in board.instruments():
+        top = board.read(inst)
+        assert len(top.bids) == 20 and len(top.asks) == 20
+        assert top.bids[0, 0] < top.asks[0, 0]          # never crossed
+    c = read_md_counters(venue)
+    for market in ("spot", "usdm"):
+        assert c[market]["book_gaps"] == 0 and c[market]["connects"] == 1
+        assert not {k: v for k, v in c[market].items() if k.startswith("drop_") and v}
+    reader.close()
+    board.close()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0, proc.stderr.read().decode()[-3000:]
+
+
+def test_gap_is_detected_and_the_book_resyncs(md_run):
+    venue, proc, fault, status, _ = md_run
+    board = board_when_ready(venue)
+    fault("gap", market="spot", symbol="BTCUSDT")
+    wait_for(lambda: read_md_counters(venue)["spot"]["book_gaps"] >= 1, timeout=30, what="the gap")
+    spot_id = board.instruments()[0]
+    wait_for(lambda: board.read(spot_id).synced and board.read(spot_id).resets >= 2, timeout=30,
+             what="the spot book back in sync")
+    assert read_md_counters(venue)["spot"]["book_snapshots"] >= 2
+    board.close()
+
+
+def test_disconnect_reconnects_and_resyncs(md_run):
+    venue, proc, fault, status, _ = md_run
+    board_when_ready(venue).close()
+    t0 = time.monotonic()
+    fault("drop")
+    wait_for(lambda: all(c["connects"] >= 2 for c in read_md_counters(venue).values()), timeout=30,
+             what="both markets reconnected")
+    assert time.monotonic() - t0 < 5        # the backoff starts at 100 ms
+    board_when_ready(venue).close()
+    assert all(c["disconnects"] >= 1 for c in read_md_counters(venue).values())
+
+
+def test_malformed_frames_are_counted_and_the_feed_goes_on(md_run):
+    venue, proc, fault, status, _ = md_run
+    board_when_ready(venue).close()
+    before = read_md_counters(venue)["spot"]
+    fault("malformed", count=5)
+    def counted():
+        c = read_md_counters(venue)["spot"]
+        dropped = sum(v for k, v in c.items() if k.startswith("drop_")) - \
+            sum(v for k, v in before.items() if k.startswith("drop_"))
+        return dropped >= 5 and c["trades"] > before["trades"] and c
+    c = wait_for(counted, timeout=30, what="5 drops and more trades after them")
+    assert c["drop_malformed_json"] >= 2 and c["drop_oversized"] >= 1
+
+
+def test_refused_connections_back_off_then_recover(md_run):
+    venue, proc, fault, status, _ = md_run
+    board_when_ready(venue).close()
+    fault("refuse", seconds=1.5)
+    fault("drop")
+    wait_for(lambda: read_md_counters(venue)["spot"]["connect_failures"] >= 1, timeout=30,
+             what="a refused connect")
+    wait_for(lambda: all(c["connects"] >= 2 for c in read_md_counters(venue).values()), timeout=30,
+             what="connected again once the venue accepts")
+    board_when_ready(venue).close()
+
+
+def test_sigkill_then_restart_readers_carry_on_with_the_new_epoch(md_run, children):
+    venue, proc, fault, status, config = md_run
+    board_when_ready(venue).close()
+    reader = BroadcastReader(f"/ttq.{venue}.ticks", wait="hybrid")
+    epoch = reader.writer_status()["writer_epoch"]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    wait_for(lambda: not reader.writer_status()["writer_alive"], what="the writer seen dead")
+    start_md(children, config)
+    status = wait_for(lambda: (st := reader.writer_status())["writer_epoch"] == epoch + 1 and st,
+                      timeout=30, what="a new epoch")
+    assert status["epoch_changed"] and status["writer_alive"]     # told once, on the first look
+    got = wait_for(lambda: reader.wait(timeout=1.0), timeout=30, what="ticks after the restart")
+    assert got.instrument_id in (1, 2)
+    board_when_ready(venue).close()
+    reader.close()
+
+
+def test_bad_config_names_the_file_and_key(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[markets.spot]\nsymbols = "BTCUSDT"\n')
+    proc = subprocess.run([*CLI, "md", "binance", "--config", str(path)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert "bad.toml" in proc.stderr and "markets.spot.symbols" in proc.stderr
