@@ -167,6 +167,12 @@ def cmd_rings_rm(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from ttquant.core.md.demo import run_md_demo
+
+    return run_md_demo(seconds=args.seconds, speed=args.speed)
+
+
+def cmd_rings_demo(args) -> int:
     from ttquant.core.demo import run_demo
 
     return run_demo(seconds=args.seconds, venue=args.venue)
@@ -232,12 +238,20 @@ def build_parser() -> argparse.ArgumentParser:
     sim_binance.add_argument("--ping-interval", type=float, default=20.0, help="seconds between pings")
     sim_binance.set_defaults(func=cmd_venue_sim)
 
+    rings_demo = rings_sub.add_parser("demo", help="the rings alone across processes",
+                                      description="One tick writer, two tick readers and an order SPSC "
+                                                  "pair in separate processes; prints records moved, laps "
+                                                  "and hop latency percentiles.")
+    rings_demo.add_argument("--seconds", type=float, default=10.0, help="how long to run (default 10)")
+    rings_demo.add_argument("--venue", help="venue part of the ring names (default: demo<pid>)")
+    rings_demo.set_defaults(func=cmd_rings_demo)
+
     demo = sub.add_parser("demo", help="the main job on the embedded default",
-                          description="At this stage: one tick writer, two tick readers and an "
-                                      "order SPSC pair in separate processes; prints records moved, "
-                                      "laps and hop latency percentiles.")
-    demo.add_argument("--seconds", type=float, default=10.0, help="how long to run (default 10)")
-    demo.add_argument("--venue", help="venue part of the ring names (default: demo<pid>)")
+                          description="At this stage: the simulated Binance venue replaying the real "
+                                      "captures, the md daemon, and a reader printing live best bid/ask, "
+                                      "trades per second and drop/gap counters, then a summary.")
+    demo.add_argument("--seconds", type=float, default=20.0, help="how long to read (default 20)")
+    demo.add_argument("--speed", type=float, default=1.0, help="replay speed (default 1: real time)")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -6,7 +6,7 @@ from ttquant.core.rings import list_segments
 
 
 def test_demo_moves_ticks_and_orders_and_cleans_up(venue, children):
-    proc = children.start("-m", "ttquant.core.cli", "demo", "--seconds", "3", "--venue", venue,
+    proc = children.start("-m", "ttquant.core.cli", "rings", "demo", "--seconds", "3", "--venue", venue,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate(timeout=120)
     out, err = out.decode(), err.decode()

@@ -328,7 +328,8 @@ cdef class BinanceNormaliser:
         broadcast_push(&self.ticks.ring, &self.ticks._position, &self.ev)
         self.count[C_EVENTS_PUBLISHED] += 1
         cdef int64_t waited = self.ev.ts_pub - self.ev.ts_recv
-        if self.ev.ts_recv > 0 and waited > 0:
+        # one sample per venue message: its last event is when the whole frame is in the ring
+        if self.ev.flags & FLAG_LAST_IN_BATCH and self.ev.ts_recv > 0 and waited > 0:
             self.hist[63 - __builtin_clzll(<unsigned long long>waited)] += 1
         return 0
 

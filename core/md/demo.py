@@ -1,0 +1,175 @@
+"""`ttquant demo` at the market-data stage: simulated venue -> md daemon -> a live reader.
+
+Starts `ttquant venue-sim binance` (replaying the real BTCUSDT spot and USDT-M captures from
+$TTQ_SAMPLE_DATA, default ../shared/data) and `ttquant md binance` against it, as separate
+processes, then reads the tick ring and the book board like a strategy would: every second it
+prints each book's best bid/ask, trades per second and the drop/gap counters; at the end a
+summary and one machine-readable line. Everything it started is stopped, and its rings
+removed, whatever happens.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from ttquant.core.instruments import InstrumentTable, instruments_path
+from ttquant.core.records import MARKET_EVENT_DTYPE, EventFlag, EventKind
+
+__all__ = ["run_md_demo"]
+
+
+def _spawn(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "ttquant.core.cli", *args], start_new_session=True, **kw)
+
+
+def _stop(proc, sig=signal.SIGTERM, timeout=15):
+    if proc is None or proc.poll() is not None:
+        return proc.returncode if proc else None
+    try:
+        os.killpg(proc.pid, sig)
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait()
+    except ProcessLookupError:
+        return proc.wait()
+
+
+def run_md_demo(seconds: float = 20.0, speed: float = 1.0, out=print) -> int:
+    from ttquant.core.book.book_board import BookBoard
+    from ttquant.core.md.daemon import read_md_counters
+    from ttquant.core.rings import BroadcastReader, RingNotFoundError, unlink
+    from ttquant.core.sim.captures import sample_data_dir
+
+    data = sample_data_dir()
+    if not (data / "binance" / "spot_btcusdt_20240808.gz").exists():
+        out(f"demo: no sample data at {data} (set TTQ_SAMPLE_DATA); the synthetic source is not built yet")
+        return 2
+    name = f"demo{os.getpid()}"
+    venue = md = None
+    tmp = tempfile.TemporaryDirectory(prefix="ttq-demo-")
+    summary = {}
+    try:
+        venue = _spawn("venue-sim", "binance", "--port", "0", "--speed", str(speed),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        line = venue.stdout.readline().decode().strip()
+        if "listening on 127.0.0.1:" not in line:
+            out(f"demo: the simulated venue did not start: {line}")
+            return 1
+        port = int(line.split("127.0.0.1:")[1].split()[0])
+        out(f"demo: {line.split(': ', 1)[1]}")
+        config = os.path.join(tmp.name, "md.toml")
+        with open(config, "w") as f:
+            f.write(f"""[rings]\nname = "{name}"\n
+[markets.spot]\nsymbols = ["BTCUSDT"]\nws_url = "ws://127.0.0.1:{port}/spot"\nrest_url = "http://127.0.0.1:{port}"\n
+[markets.usdm]\nsymbols = ["BTCUSDT"]\nstreams = ["trade", "bookTicker", "depth@0ms"]
+ws_url = "ws://127.0.0.1:{port}/usdm"\nrest_url = "http://127.0.0.1:{port}"\n""")
+        log_path = os.path.join(tmp.name, "md.log")
+        md = _spawn("md", "binance", "--config", config, stdout=subprocess.DEVNULL,
+                    stderr=open(log_path, "w"))
+        out(f"demo: md daemon pid {md.pid} (rings /ttq.{name}.*), reading for {seconds:.0f} s")
+        deadline = time.monotonic() + 30
+        reader = board = None
+        while time.monotonic() < deadline and (reader is None or board is None):
+            if md.poll() is not None:
+                out(f"demo: md exited with {md.returncode}: {open(log_path).read()[-2000:]}")
+                return 1
+            try:
+                reader = reader or BroadcastReader(f"/ttq.{name}.ticks", start="oldest", wait="sleep")
+                board = board or BookBoard(f"/ttq.{name}.books")
+            except RingNotFoundError:
+                time.sleep(0.1)
+        if reader is None or board is None:
+            out("demo: the md daemon did not create its rings in 30 s")
+            return 1
+        table = InstrumentTable.load(instruments_path(name))
+        labels = {i.instrument_id: (f"{i.symbol} {i.market_type.name.lower()}", i) for i in table}
+        buf = np.zeros(1 << 16, MARKET_EVENT_DTYPE)
+        trades_total = events_total = 0
+        t_start = time.monotonic()
+        next_print = t_start + 1
+        trades_window = 0
+        while time.monotonic() - t_start < seconds:
+            n = reader.wait_into(buf, timeout=0.2)
+            events = buf[:n]
+            events_total += n
+            k = int((events["kind"] == EventKind.TRADE).sum())
+            trades_total += k
+            trades_window += k
+            if time.monotonic() >= next_print:
+                next_print += 1
+                c = read_md_counters(name)
+                drops = sum(v for f in c.values() for key, v in f.items() if key.startswith("drop_"))
+                gaps = sum(f["book_gaps"] for f in c.values())
+                tops = []
+                for inst_id in board.instruments():
+                    top = board.read(inst_id)
+                    label, inst = labels.get(inst_id, (str(inst_id), None))
+                    if top.synced and len(top.bids) and len(top.asks) and inst:
+                        tick = inst.price_from_raw(inst.tick_size)
+                        tops.append(f"{label} {inst.price_from_raw(int(top.bids[0, 0])).quantize(tick)} / "
+                                    f"{inst.price_from_raw(int(top.asks[0, 0])).quantize(tick)}")
+                    else:
+                        tops.append(f"{label} (syncing)")
+                out(f"  t={time.monotonic() - t_start:4.1f}s  {' | '.join(tops)}  trades/s {trades_window:>5}  "
+                    f"drops {drops}  gaps {gaps}  lost {reader.lost}")
+                trades_window = 0
+        c = read_md_counters(name)
+        synced = sum(board.read(i).synced for i in board.instruments())
+        hist = {}
+        for f in c.values():
+            for b, v in f["latency_log2_ns"].items():
+                hist[b] = hist.get(b, 0) + v
+        summary = {"frames": sum(f["frames"] for f in c.values()),
+                   "events": events_total, "trades": trades_total,
+                   "books_synced": f"{synced}/{len(board.instruments())}",
+                   "gaps": sum(f["book_gaps"] for f in c.values()),
+                   "drops": sum(v for f in c.values() for key, v in f.items() if key.startswith("drop_")),
+                   "lost": reader.lost,
+                   "frame_to_ring_p50_ns": _hist_percentile(hist, 0.5),
+                   "frame_to_ring_p99_ns": _hist_percentile(hist, 0.99)}
+        reader.close()
+        board.close()
+        rc = _stop(md)
+        md = None
+        out("")
+        for market, f in c.items():
+            out(f"{market}: {f['frames']:,} frames, {f['trades']:,} trades, {f['book_tickers']:,} book tickers, "
+                f"{f['depth_updates']:,} depth diffs, {f['book_snapshots']} snapshots, gaps {f['book_gaps']}, "
+                f"fast path {f['fast_path'] / max(f['frames'], 1):.0%}")
+        out(f"reader: {events_total:,} events, {trades_total:,} trades, lost {summary['lost']}; "
+            f"md exit code {rc}; frame-to-ring (callback to last event in the ring) p50 < "
+            f"{summary['frame_to_ring_p50_ns']} ns, p99 < {summary['frame_to_ring_p99_ns']} ns (log2 buckets)")
+        ok = (rc == 0 and summary["drops"] == 0 and summary["gaps"] == 0 and summary["trades"] > 0
+              and synced == len(table))
+        out("demo: " + " ".join(f"{k}={v}" for k, v in summary.items()) + (" ok" if ok else " FAILED"))
+        return 0 if ok else 1
+    finally:
+        _stop(md)
+        _stop(venue)
+        for kind in ("ticks", "books", "md_stats"):
+            unlink(f"/ttq.{name}.{kind}")
+        try:
+            os.unlink(instruments_path(name))
+        except FileNotFoundError:
+            pass
+        tmp.cleanup()
+
+
+def _hist_percentile(hist, q):
+    """Upper edge (ns) of the log2 bucket holding quantile q."""
+    total = sum(hist.values())
+    if not total:
+        return -1
+    seen = 0
+    for bucket in sorted(hist):
+        seen += hist[bucket]
+        if seen >= q * total:
+            return 2 ** (bucket + 1)
+    return -1

@@ -1,0 +1,20 @@
+"""`ttquant demo` at the md stage: venue, md daemon and reader run and end cleanly."""
+import subprocess
+
+from ttquant.core.rings import list_segments
+
+
+def test_md_demo_runs_and_cleans_up(children):
+    before = set(list_segments())
+    proc = children.start("-m", "ttquant.core.cli", "demo", "--seconds", "4", "--speed", "3",
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out, _ = proc.communicate(timeout=180)
+    out = out.decode()
+    assert proc.returncode == 0, out[-3000:]
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("demo: ") and last.endswith(" ok"), out[-3000:]
+    fields = dict(kv.split("=") for kv in last.split()[1:-1])
+    assert int(fields["trades"]) > 0 and fields["books_synced"] == "2/2"
+    assert fields["gaps"] == "0" and fields["drops"] == "0"
+    assert "BTCUSDT spot" in out and "BTCUSDT linear_perpetual" in out
+    assert set(list_segments()) == before
