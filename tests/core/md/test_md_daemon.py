@@ -203,3 +203,44 @@ def test_bad_config_names_the_file_and_key(tmp_path):
                           timeout=60)
     assert proc.returncode == 2
     assert "bad.toml" in proc.stderr and "markets.spot.symbols" in proc.stderr
+
+
+def test_systemd_notify_ready_after_sync_then_watchdog_and_status(sim_venue, children, venue, tmp_path):
+    import socket
+    port, fault, status = sim_venue
+    sock_path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(30)
+    config = write_config(tmp_path, venue, port)
+    with open(config, "a") as f:
+        f.write("[limits]\nstats_interval_s = 0.5\n")
+    proc = children.start("-m", "ttquant.core.cli", "md", "binance", "--config", config,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={"NOTIFY_SOCKET": sock_path})
+    try:
+        seen = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not ("READY=1" in seen and "WATCHDOG=1" in seen
+                                                   and any(m.startswith("STATUS=") for m in seen)):
+            msg = sock.recv(4096).decode()
+            if msg == "READY=1":
+                board = BookBoard(f"/ttq.{venue}.books")      # ready means every book is in sync
+                assert all(board.read(i).synced for i in board.instruments()) and len(board.instruments()) == 2
+                board.close()
+            seen.append(msg)
+        assert seen.index("READY=1") < seen.index("WATCHDOG=1")
+        status_text = next(m for m in seen if m.startswith("STATUS="))
+        assert "spot: connected" in status_text and "books in sync" in status_text and "msg/s" in status_text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        rest = []
+        sock.settimeout(0.5)
+        try:
+            while True:
+                rest.append(sock.recv(4096).decode())
+        except socket.timeout:
+            pass
+        assert "STOPPING=1" in rest
+    finally:
+        sock.close()
+        cleanup(venue)
