@@ -191,7 +191,8 @@ def cmd_md(args) -> int:
 def cmd_venue_sim(args) -> int:
     from ttquant.core.sim.binance_venue import main as venue_main
     return venue_main(["--port", str(args.port), "--speed", str(args.speed),
-                       "--ping-interval", str(args.ping_interval)])
+                       "--ping-interval", str(args.ping_interval), "--replay", args.replay,
+                       "--wait-clients", str(args.wait_clients)])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim_binance.add_argument("--port", type=int, default=0, help="TCP port (0: a free one, printed)")
     sim_binance.add_argument("--speed", type=float, default=1.0, help="replay speed; 0 = as fast as possible")
     sim_binance.add_argument("--ping-interval", type=float, default=20.0, help="seconds between pings")
+    sim_binance.add_argument("--replay", default="btcusdt", choices=["btcusdt", "cryptofeed-spot", "cryptofeed-usdm"],
+                             help="which capture to replay (default btcusdt)")
+    sim_binance.add_argument("--wait-clients", type=int, default=0,
+                             help="hold the timeline until this many WebSocket clients are connected")
     sim_binance.set_defaults(func=cmd_venue_sim)
 
     rings_demo = rings_sub.add_parser("demo", help="the rings alone across processes",

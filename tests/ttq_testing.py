@@ -63,6 +63,17 @@ def venue(request):
         pytest.fail(f"{request.node.name} left segments behind: {left}")
 
 
+def unlink_venue(venue):
+    """Remove every /dev/shm entry of a venue (rings, board, stats, instrument table): what a
+    daemon under test leaves on purpose, since its segments outlive it."""
+    for entry in _ttq_entries():
+        if entry.startswith(f"ttq.{venue}."):
+            try:
+                os.unlink(os.path.join(SHM_DIR, entry))
+            except FileNotFoundError:
+                pass
+
+
 @pytest.fixture
 def ring(venue):
     """ring("ticks") -> a unique /ttq.<venue>.ticks name; unlinked after the test."""

@@ -44,7 +44,8 @@ from picows import (WSListener, WSMsgType, WSUpgradeRequest, WSUpgradeResponse,
 from ttquant.core.book.order_book import ASK, BID
 from ttquant.core.md.binance.book_sync import FUTURES, SPOT as SPOT_RULE, BookSync, SnapshotResult
 from ttquant.core.md.fixed_point import format_fixed
-from ttquant.core.sim.captures import CaptureMessage, read_cryptofeed_http, read_hftbacktest, sample_data_dir
+from ttquant.core.sim.captures import (CaptureMessage, read_cryptofeed_http, read_cryptofeed_ws, read_hftbacktest,
+                                      sample_data_dir)
 
 __all__ = ["BinanceVenue", "VenueConfig", "ReplayFeed", "ws_frame", "main"]
 
@@ -107,6 +108,31 @@ class ReplayFeed:
                    f"replay of {os.path.basename(str(path))}")
 
     @classmethod
+    def from_cryptofeed(cls, ws_path, http_path, exchange_info_path, market: str, description: str):
+        """A cryptofeed capture: stream frames, and the REST depth replies by the symbol in their URL."""
+        frames = [_feed_frame(m, market) for m in read_cryptofeed_ws(ws_path)]
+        snapshots = {}
+        for m in read_cryptofeed_http(http_path):
+            if "symbol=" in m.source and "/depth" in m.source:
+                symbol = urllib.parse.parse_qs(urllib.parse.urlsplit(m.source).query)["symbol"][0].upper()
+                snapshots.setdefault((market, symbol), []).append((m.recv_ns, m.payload))
+        (info,) = read_cryptofeed_http(exchange_info_path)
+        return cls(frames, snapshots, {market: info.payload}, description)
+
+    @classmethod
+    def named(cls, name: str, data_dir=None):
+        """'btcusdt' (the default), 'cryptofeed-spot' or 'cryptofeed-usdm'."""
+        d = (data_dir or sample_data_dir()) / "binance"
+        if name == "btcusdt":
+            return cls.default(data_dir)
+        if name in ("cryptofeed-spot", "cryptofeed-usdm"):
+            market = name.split("-")[1]
+            return cls.from_cryptofeed(d / f"cryptofeed_{market}.ws.0", d / f"cryptofeed_{market}.http.0",
+                                       d / f"cryptofeed_{market}_exchangeinfo.0", market,
+                                       f"replay of the cryptofeed {market} capture (4 symbols)")
+        raise ValueError(f"unknown replay {name!r}: btcusdt, cryptofeed-spot or cryptofeed-usdm")
+
+    @classmethod
     def default(cls, data_dir=None):
         """The real captures: BTCUSDT spot and USDT-M (hftbacktest), merged on one timeline."""
         d = (data_dir or sample_data_dir()) / "binance"
@@ -138,6 +164,7 @@ class VenueConfig:
     ping_interval_s: float = 20.0       # Binance spot pings every 20 s
     pong_timeout_s: float = 60.0
     chunk_bytes: int = 256 << 10
+    wait_clients: int = 0               # hold the timeline until this many WebSocket clients are in
 
 
 class _Client(WSListener):
@@ -153,6 +180,7 @@ class _Client(WSListener):
         self.transport = transport
         self.venue.clients.add(self)
         self.venue.stats["connections"] += 1
+        self.venue.client_joined()
 
     def on_ws_frame(self, transport, frame):
         if frame.msg_type == WSMsgType.PONG:
@@ -207,6 +235,7 @@ class BinanceVenue:
         self._refuse_until = 0.0
         self._tasks = []
         self._rng = random.Random(1)
+        self._clients_in: asyncio.Event | None = None     # made on the loop, in _replay
 
     # -- HTTP and WebSocket entry ---------------------------------------------------------------
     def _listener_factory(self, request: WSUpgradeRequest):
@@ -319,10 +348,17 @@ class BinanceVenue:
         client.queue(ws_frame(orjson.dumps({"result": result, "id": rid})))
         client.flush()
 
+    def client_joined(self):
+        if self._clients_in is not None and self.stats["connections"] >= self.config.wait_clients:
+            self._clients_in.set()
+
     # -- the timeline ---------------------------------------------------------------------------
     async def _replay(self):
         cfg = self.config
         frames = self.feed.frames
+        self._clients_in = asyncio.Event()
+        self.client_joined()        # clients may already be in; 0 waits for nobody
+        await self._clients_in.wait()
         if not frames:
             return
         t0_src = frames[0].at_ns
@@ -418,13 +454,17 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=0, help="TCP port (0: any free one, printed)")
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed; 0 = as fast as possible")
     parser.add_argument("--ping-interval", type=float, default=20.0)
+    parser.add_argument("--replay", default="btcusdt", choices=["btcusdt", "cryptofeed-spot", "cryptofeed-usdm"],
+                        help="which capture (default btcusdt: the hftbacktest spot and USDT-M files)")
+    parser.add_argument("--wait-clients", type=int, default=0,
+                        help="start the timeline only once this many WebSocket clients are connected")
     args = parser.parse_args(argv)
-    return asyncio.run(_serve(VenueConfig(port=args.port, speed=args.speed,
-                                          ping_interval_s=args.ping_interval)))
+    return asyncio.run(_serve(VenueConfig(port=args.port, speed=args.speed, ping_interval_s=args.ping_interval,
+                                          wait_clients=args.wait_clients), args.replay))
 
 
-async def _serve(cfg: VenueConfig) -> int:
-    feed = ReplayFeed.default()
+async def _serve(cfg: VenueConfig, replay: str = "btcusdt") -> int:
+    feed = ReplayFeed.named(replay)
     venue = BinanceVenue(feed, cfg)
     port = await venue.start()
     print(f"venue-sim binance: listening on 127.0.0.1:{port} ({feed.description}, speed {cfg.speed})",

@@ -11,7 +11,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from ttq_testing import wait_for
+from ttq_testing import unlink_venue, wait_for
 from ttquant.core.book.book_board import BookBoard
 from ttquant.core.md.daemon import read_md_counters
 from ttquant.core.records import MARKET_EVENT_DTYPE, EventKind
@@ -84,15 +84,7 @@ def board_when_ready(venue, timeout=30):
 
 
 def cleanup(venue):
-    for kind in ("ticks", "books", "md_stats"):
-        try:
-            os.unlink(f"/dev/shm/ttq.{venue}.{kind}")
-        except FileNotFoundError:
-            pass
-    try:
-        os.unlink(f"/dev/shm/ttq.{venue}.instruments.json")
-    except FileNotFoundError:
-        pass
+    unlink_venue(venue)
 
 
 @pytest.fixture
