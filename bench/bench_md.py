@@ -17,7 +17,7 @@ from support import QUICK, latency_info
 from ttquant.core.instruments import InstrumentTable
 from ttquant.core.md.binance.exchange_info import SPOT, instruments_from_exchange_info, merge_instruments
 from ttquant.core.md.binance.normaliser import BinanceNormaliser
-from ttquant.core.records import RecordType
+from ttquant.core.records import MARKET_EVENT_DTYPE, EventFlag, RecordType
 from ttquant.core.rings import BroadcastWriter
 from ttquant.core.sim.captures import read_cryptofeed_http, read_hftbacktest, sample_data_dir
 
@@ -87,3 +87,109 @@ def test_decode(benchmark, path, impl, ring):
                                              frame_bytes_mean=int(np.mean(sizes))))
     w.close()
 
+
+
+# -- one md process fed by the simulated venue over loopback -------------------------------------
+
+def _run_md_against_venue(tmp_path, name, children_procs):
+    """Start venue-sim (full speed, waiting for both markets) and md (trade + bookTicker only);
+    return (events, md counters) once the whole capture is through."""
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+    from ttquant.core.md.daemon import read_md_counters
+    from ttquant.core.rings import BroadcastReader, RingNotFoundError
+
+    cli = [sys.executable, "-m", "ttquant.core.cli"]
+    sim = subprocess.Popen([*cli, "venue-sim", "binance", "--port", "0", "--speed", "0", "--wait-clients", "2"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    children_procs.append(sim)
+    port = int(sim.stdout.readline().decode().split("127.0.0.1:")[1].split()[0])
+    config = tmp_path / f"{name}.toml"
+    config.write_text(f'[rings]\nname = "{name}"\ntick_capacity = 1048576\n' + "".join(
+        f'[markets.{m}]\nsymbols = ["BTCUSDT"]\nstreams = ["trade", "bookTicker"]\n'
+        f'ws_url = "ws://127.0.0.1:{port}/{m}"\nrest_url = "http://127.0.0.1:{port}"\n' for m in ("spot", "usdm")))
+    md = subprocess.Popen([*cli, "md", "binance", "--config", str(config)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True)
+    children_procs.append(md)
+    deadline = time.monotonic() + 120
+    reader = None
+    while reader is None and time.monotonic() < deadline:
+        try:
+            reader = BroadcastReader(f"/ttq.{name}.ticks", start="oldest", wait="sleep")
+        except RingNotFoundError:
+            time.sleep(0.05)
+    status = lambda: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/_sim/status", timeout=10).read())
+    while time.monotonic() < deadline:
+        st = status()
+        if st["replay_done"]:
+            c = read_md_counters(name)
+            if sum(f["frames"] for f in c.values()) >= st["frames_sent"]:
+                break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the capture did not get through md in 120 s")
+    events = np.zeros(reader.lag, MARKET_EVENT_DTYPE)
+    n = reader.poll_into(events)
+    lost = reader.lost
+    reader.close()
+    return events[:n], read_md_counters(name), lost
+
+
+def _kill(procs):
+    import os
+    import signal
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
+    procs.clear()
+
+
+@pytest.fixture(scope="module")
+def md_rounds(tmp_path_factory):
+    """Three runs of venue-sim (full speed) -> md over loopback: trade + bookTicker of the BTCUSDT
+    spot and USDT-M captures, ~125k frames each. Per run: (frames/s, frames, seconds, per-frame
+    ts_recv -> ts_pub of the frame's last event). The rate runs from the first frame's ts_recv
+    to the last frame's ts_pub."""
+    import uuid
+    from ttq_testing import SESSION_PREFIX, unlink_venue
+    tmp_path = tmp_path_factory.mktemp("md")
+    rounds, procs = [], []
+    for i in range(3):
+        name = f"{SESSION_PREFIX}md{uuid.uuid4().hex[:6]}"
+        try:
+            events, counters, lost = _run_md_against_venue(tmp_path, name, procs)
+        finally:
+            _kill(procs)
+            unlink_venue(name)
+        last = events[(events["flags"] & EventFlag.LAST_IN_BATCH) != 0]
+        frames = sum(f["frames"] for f in counters.values())
+        assert lost == 0 and len(last) == frames, (lost, len(last), frames)
+        assert not any(v for f in counters.values() for k, v in f.items() if k.startswith("drop_"))
+        seconds = (int(last["ts_pub"].max()) - int(last["ts_recv"].min())) / 1e9
+        rounds.append((frames / seconds, frames, seconds, (last["ts_pub"] - last["ts_recv"]).astype(np.int64)))
+    return rounds
+
+
+@pytest.mark.quick
+def test_md_throughput(benchmark, md_rounds):
+    """md_throughput: frames/s into the ring, median of three runs (every run listed)."""
+    from support import rate_info
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    rates = [r[0] for r in md_rounds]
+    rate, frames, seconds, _ = md_rounds[sorted(range(3), key=lambda i: rates[i])[1]]
+    benchmark.extra_info.update(rate_info("md_throughput", "ttquant", frames, seconds,
+                                          rounds_per_s=[round(x) for x in rates]))
+
+
+@pytest.mark.quick
+def test_frame_to_ring(benchmark, md_rounds):
+    """frame_to_ring: the frame's callback on the md WebSocket thread (ts_recv) to its last event
+    in the tick ring (ts_pub), every frame of the three runs."""
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    samples = np.concatenate([r[3] for r in md_rounds])
+    benchmark.extra_info.update(latency_info("frame_to_ring", "ttquant", samples))

@@ -20,6 +20,8 @@ TARGETS = [
     ("bookTicker decode vs stdlib json + float", "decode_book_ticker", "ttquant", "ratio:stdlib_json:p50_ns", ">=", 3),
     ("trade decode vs stdlib json + float", "decode_trade", "ttquant", "ratio:stdlib_json:p50_ns", ">=", 3),
     ("depth diff decode vs stdlib json + float", "decode_depth", "ttquant", "ratio:stdlib_json:p50_ns", ">=", 3),
+    ("md frames/s from venue-sim over loopback", "md_throughput", "ttquant", "per_s", ">=", 300e3),
+    ("frame to ring p99", "frame_to_ring", "ttquant", "p99_ns", "<=", 50_000),
 ]
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]

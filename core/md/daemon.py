@@ -191,7 +191,7 @@ class MdDaemon:
             norm = BinanceNormaliser(m.name, chosen[m.name], self.ticks, self.board, cfg.venue_id,
                                      counters, cfg.max_frame_bytes,
                                      snapshot_needed=lambda sym, mk=m.name: self.snapshot_requests.put((mk, sym, 0.0)),
-                                     latency_hist=hist)
+                                     latency_hist=hist, with_books=m.has_depth())
             self.feeds[m.name] = _MarketFeed(self, m, norm, counters)
         log.info("md %s: %s", cfg.venue, ", ".join(f"{m.name} {list(m.symbols)}" for m in cfg.markets))
 

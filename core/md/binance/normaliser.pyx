@@ -163,13 +163,13 @@ cdef class BinanceNormaliser:
 
     def __init__(self, str market, instruments, BroadcastWriter ticks, BookBoardWriter board=None,
                  uint16_t venue_id=1, counters=None, Py_ssize_t max_frame_bytes=DEFAULT_MAX_FRAME_BYTES,
-                 snapshot_needed=None, bint fast_path=True, latency_hist=None):
+                 snapshot_needed=None, bint fast_path=True, latency_hist=None, bint with_books=True):
         if market not in (SPOT, USDM):
             raise ValueError(f"market {market!r} is neither {SPOT!r} nor {USDM!r}")
         self.market = market
         self.rule = RULE_SPOT if market == SPOT else RULE_FUTURES
         wanted = MarketType.SPOT if market == SPOT else MarketType.LINEAR_PERPETUAL
-        self.symbols = {i.symbol: SymbolState(i, self.rule, True)
+        self.symbols = {i.symbol: SymbolState(i, self.rule, with_books)
                         for i in instruments if i.market_type == wanted}
         self.ticks = ticks
         self.board = board
@@ -307,7 +307,7 @@ cdef class BinanceNormaliser:
         if self.rule == RULE_FUTURES and not get_int(f, F_pu, &prev_id):
             return 0
         cdef BookSync sync = st.book
-        if sync.check_diff(first_id, last_id, prev_id) != DIFF_APPLIED:
+        if sync is None or sync.check_diff(first_id, last_id, prev_id) != DIFF_APPLIED:
             return 0
         cdef Py_ssize_t nb = f.field[F_b].len, na = f.field[F_a].len
         sync.ensure_levels(nb + na)
@@ -483,6 +483,8 @@ cdef class BinanceNormaliser:
 
     cdef int on_depth(self, SymbolState st, dict data) except -1:
         cdef BookSync sync = st.book
+        if sync is None:
+            raise _Drop(C_DROP_UNKNOWN_STREAM)     # depth for a market configured without books
         cdef uint64_t first_id = integer(data, "U")
         cdef uint64_t last_id = integer(data, "u")
         cdef uint64_t prev_id = integer(data, "pu") if self.rule == RULE_FUTURES else 0
@@ -524,18 +526,21 @@ cdef class BinanceNormaliser:
         marks the board, and asks for each snapshot (snapshot_needed)."""
         cdef SymbolState st
         for st in self.symbols.values():
-            st.book.restart()
-            self._book_lost(st, 0)
+            if st.book is not None:
+                st.book.restart()
+                self._book_lost(st, 0)
 
     def books_in_sync(self):
         """(books in sync, books kept)."""
         cdef SymbolState st
-        synced = sum(1 for st in self.symbols.values() if st.book.synced)
-        return synced, len(self.symbols)
+        books = [st.book for st in self.symbols.values() if st.book is not None]
+        return sum(1 for b in books if b.synced), len(books)
 
     def on_snapshot(self, str symbol, bytes body, int64_t ts_recv=0):
         """A REST depth snapshot for symbol; returns True when the book is in sync."""
         st = <SymbolState>self.symbols[symbol]
+        if st.book is None:
+            raise ValueError(f"{symbol}: this normaliser keeps no books")
         try:
             doc = orjson.loads(body)
             last_update_id = doc["lastUpdateId"]
