@@ -51,7 +51,9 @@ COUNTER_NAMES = (
 )
 assert len(COUNTER_NAMES) == C_COUNTER_COUNT
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
-MS = 1_000_000
+cdef enum:
+    MS = 1_000_000
+cdef int64_t MAX_MS = 9223372036854     # the last millisecond whose nanoseconds fit int64
 
 
 class _Drop(Exception):
@@ -97,7 +99,10 @@ cdef uint64_t integer(dict d, str key) except? 0xFFFFFFFFFFFFFFFF:
 
 
 cdef int64_t ms_to_ns(dict d, str key) except? -1:
-    return <int64_t>integer(d, key) * MS
+    cdef uint64_t ms = integer(d, key)
+    if ms > <uint64_t>MAX_MS:
+        raise _Drop(C_DROP_BAD_NUMBER)      # a time past the year 2262 is not a time
+    return <int64_t>ms * MS
 
 
 cdef extern from *:
@@ -261,6 +266,8 @@ cdef class BinanceNormaliser:
             if not (get_int(f, F_T, &ev.ts_exchange) and get_price(f, F_p, pp, &ev.price)
                     and get_qty(f, F_q, qp, &ev.qty) and f.field[F_m].kind == V_BOOL):
                 return 0
+            if ev.ts_exchange > MAX_MS:
+                return 0
             ev.ts_exchange *= MS
             if which == 1:
                 if not get_int(f, F_t, <int64_t *>&ev.seq):
@@ -288,9 +295,9 @@ cdef class BinanceNormaliser:
                     and get_price(f, F_a, pp, &ev.body.bbo.ask_price)
                     and get_qty(f, F_A, qp, &ev.body.bbo.ask_qty)):
                 return 0
-            if f.field[F_T].kind == V_INT:
+            if f.field[F_T].kind == V_INT and f.field[F_T].integer <= MAX_MS:
                 ev.ts_exchange = f.field[F_T].integer * MS
-            elif f.field[F_E].kind == V_INT:
+            elif f.field[F_T].kind == V_NONE and f.field[F_E].kind == V_INT and f.field[F_E].integer <= MAX_MS:
                 ev.ts_exchange = f.field[F_E].integer * MS
             elif f.field[F_T].kind != V_NONE or f.field[F_E].kind != V_NONE:
                 return 0
@@ -302,7 +309,7 @@ cdef class BinanceNormaliser:
         # depthUpdate: only a diff that applies cleanly; buffering, gaps and stale go the slow way
         cdef int64_t first_id, last_id, prev_id = 0, event_ms
         if not (get_int(f, F_U, &first_id) and get_int(f, F_u, &last_id) and get_int(f, F_E, &event_ms)
-                and f.field[F_b].kind == V_LEVELS and f.field[F_a].kind == V_LEVELS):
+                and event_ms <= MAX_MS and f.field[F_b].kind == V_LEVELS and f.field[F_a].kind == V_LEVELS):
             return 0
         if self.rule == RULE_FUTURES and not get_int(f, F_pu, &prev_id):
             return 0

@@ -217,3 +217,54 @@ def test_fast_path_publishes_exactly_what_the_orjson_path_does(ring, table, mark
     assert slow_counts.pop("fast_path") == 0
     assert fast_counts == slow_counts
     assert len(fast_events) == len(slow_events) and (fast_events == slow_events).all()
+
+
+# every outcome a frame can have, as counters: exactly one of them moves per frame
+OUTCOMES = {"events_published", "control", "ignored_non_market_trade", "book_buffered", "book_stale",
+            "book_gaps", "drop_bad_level"} | {n for n in COUNTER_NAMES if n.startswith("drop_")}
+
+
+def _mutations():
+    from hypothesis import strategies as st
+    frames = [m.payload for m in read_hftbacktest(DATA / "usdm_btcusdt_20240808.gz") if m.source == "ws"][:400]
+    return st.tuples(st.sampled_from(frames), st.lists(st.tuples(
+        st.sampled_from(["flip", "cut", "dup", "insert"]), st.integers(0, 10_000), st.integers(1, 12),
+        st.binary(min_size=1, max_size=3)), min_size=1, max_size=4))
+
+
+def _mutate(frame, ops):
+    frame = bytearray(frame)
+    for op, at, length, junk in ops:
+        i = at % max(len(frame), 1)
+        if op == "flip" and frame:
+            frame[i] = b'"{}[],:0123456789.-etrufalsnEuUbBaApq \\'[length % 38]
+        elif op == "cut":
+            del frame[i:i + length]
+        elif op == "dup":
+            frame[i:i] = frame[i:i + length]
+        else:
+            frame[i:i] = junk
+    return bytes(frame)
+
+
+def test_fuzz_mutated_real_frames_each_counted_once_never_a_crash(feed):
+    from hypothesis import HealthCheck, given, settings
+    make, reader, board, asked = feed
+    norm = make(USDM)
+    norm.on_snapshot("BTCUSDT", b'{"lastUpdateId":1,"bids":[["1.0","1"]],"asks":[["2.0","1"]]}')
+
+    @settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(_mutations())
+    def check(case):
+        frame, ops = case
+        before = norm.counter_dict()
+        norm.on_frame(_mutate(frame, ops), 1)
+        after = norm.counter_dict()
+        assert after["frames"] == before["frames"] + 1
+        moved = {k for k in OUTCOMES if after[k] != before[k]}
+        assert moved, "a frame with no outcome counted"
+        # a frame either publishes or is dropped/ignored, never both
+        assert not ({"events_published"} <= moved and moved & {n for n in OUTCOMES if n.startswith("drop_")}), moved
+
+    check()
+    reader.poll_into(np.zeros(1 << 16, MARKET_EVENT_DTYPE))
