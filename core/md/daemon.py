@@ -50,7 +50,17 @@ def http_get(url: str, timeout: float = 10.0) -> bytes:
         return resp.read()
 
 
+def _name_thread(name: str):
+    """The OS thread name (top -H, /proc/PID/task/TID/comm), as the threading name."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)     # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
 def _pin(cpus, what):
+    _name_thread(what)
     if cpus:
         os.sched_setaffinity(threading.get_native_id(), set(cpus))
         log.info("%s pinned to CPUs %s", what, sorted(cpus))

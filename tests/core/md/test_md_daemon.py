@@ -236,3 +236,47 @@ def test_systemd_notify_ready_after_sync_then_watchdog_and_status(sim_venue, chi
     finally:
         sock.close()
         cleanup(venue)
+
+
+def test_pings_are_answered(md_run):
+    venue, proc, fault, status, _ = md_run
+    board_when_ready(venue).close()
+    before = status()["pongs"]
+    fault("ping")
+    wait_for(lambda: status()["pongs"] >= before + 2, timeout=10, what="pongs from both connections")
+
+
+def test_stalled_venue_without_pings_is_left_and_rejoined(children, venue, tmp_path):
+    sim = children.start("-m", "ttquant.core.cli", "venue-sim", "binance", "--port", "0", "--speed", "4",
+                         "--ping-interval", "600", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    port = int(sim.stdout.readline().decode().split("127.0.0.1:")[1].split()[0])
+    config = write_config(tmp_path, venue, port, idle_timeout_s=1.0)
+    start_md(children, config)
+    try:
+        board_when_ready(venue).close()
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/_sim/fault?kind=stall&seconds=3", timeout=10).read()
+        wait_for(lambda: all(c["idle_timeouts"] >= 1 for c in read_md_counters(venue).values()), timeout=20,
+                 what="the silence noticed on both markets")
+        wait_for(lambda: all(c["connects"] >= 2 for c in read_md_counters(venue).values()), timeout=30,
+                 what="new connections")
+        board_when_ready(venue).close()
+    finally:
+        cleanup(venue)
+
+
+def test_threads_are_named_and_pinned_as_configured(sim_venue, children, venue, tmp_path):
+    port, fault, status = sim_venue
+    config = write_config(tmp_path, venue, port)
+    with open(config, "a") as f:
+        f.write("[threads]\nws_cpus = [1]\nhousekeeping_cpus = [0]\n")
+    proc = start_md(children, config)
+    try:
+        board_when_ready(venue).close()
+        cpus = {}
+        for tid in os.listdir(f"/proc/{proc.pid}/task"):
+            with open(f"/proc/{proc.pid}/task/{tid}/comm") as f:
+                cpus[f.read().strip()] = os.sched_getaffinity(int(tid))
+        assert cpus["md-ws"] == {1} and cpus["md-house"] == {0}, cpus
+        assert os.sched_getaffinity(proc.pid) == os.sched_getaffinity(0)    # the main thread is left alone
+    finally:
+        cleanup(venue)
