@@ -169,7 +169,7 @@ def cmd_rings_rm(args) -> int:
 def cmd_demo(args) -> int:
     from ttquant.core.md.demo import run_md_demo
 
-    return run_md_demo(seconds=args.seconds, speed=args.speed)
+    return run_md_demo(seconds=args.seconds, speed=args.speed, synthetic=args.synthetic)
 
 
 def cmd_rings_demo(args) -> int:
@@ -237,8 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim_binance.add_argument("--port", type=int, default=0, help="TCP port (0: a free one, printed)")
     sim_binance.add_argument("--speed", type=float, default=1.0, help="replay speed; 0 = as fast as possible")
     sim_binance.add_argument("--ping-interval", type=float, default=20.0, help="seconds between pings")
-    sim_binance.add_argument("--replay", default="btcusdt", choices=["btcusdt", "cryptofeed-spot", "cryptofeed-usdm"],
-                             help="which capture to replay (default btcusdt)")
+    sim_binance.add_argument("--replay", default="btcusdt",
+                             choices=["btcusdt", "cryptofeed-spot", "cryptofeed-usdm", "synthetic"],
+                             help="which capture to replay (default btcusdt), or the synthetic generator")
     sim_binance.add_argument("--wait-clients", type=int, default=0,
                              help="hold the timeline until this many WebSocket clients are connected")
     sim_binance.set_defaults(func=cmd_venue_sim)
@@ -257,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "trades per second and drop/gap counters, then a summary.")
     demo.add_argument("--seconds", type=float, default=20.0, help="how long to read (default 20)")
     demo.add_argument("--speed", type=float, default=1.0, help="replay speed (default 1: real time)")
+    demo.add_argument("--synthetic", action="store_true", help="the synthetic market even when captures exist")
     demo.set_defaults(func=cmd_demo)
     return parser
 

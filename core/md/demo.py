@@ -1,7 +1,7 @@
 """`ttquant demo` at the market-data stage: simulated venue -> md daemon -> a live reader.
 
 Starts `ttquant venue-sim binance` (replaying the real BTCUSDT spot and USDT-M captures from
-$TTQ_SAMPLE_DATA, default ../shared/data) and `ttquant md binance` against it, as separate
+$TTQ_SAMPLE_DATA, default ../shared/data, or the synthetic market when they are not there) and `ttquant md binance` against it, as separate
 processes, then reads the tick ring and the book board like a strategy would: every second it
 prints each book's best bid/ask, trades per second and the drop/gap counters; at the end a
 summary and one machine-readable line. Everything it started is stopped, and its rings
@@ -41,22 +41,25 @@ def _stop(proc, sig=signal.SIGTERM, timeout=15):
         return proc.wait()
 
 
-def run_md_demo(seconds: float = 20.0, speed: float = 1.0, out=print) -> int:
+def run_md_demo(seconds: float = 20.0, speed: float = 1.0, synthetic: bool = False, out=print) -> int:
     from ttquant.core.book.book_board import BookBoard
     from ttquant.core.md.daemon import read_md_counters
     from ttquant.core.rings import BroadcastReader, RingNotFoundError, unlink
     from ttquant.core.sim.captures import sample_data_dir
 
     data = sample_data_dir()
-    if not (data / "binance" / "spot_btcusdt_20240808.gz").exists():
-        out(f"demo: no sample data at {data} (set TTQ_SAMPLE_DATA); the synthetic source is not built yet")
-        return 2
+    source = "btcusdt"
+    if synthetic:
+        source = "synthetic"
+    elif not (data / "binance" / "spot_btcusdt_20240808.gz").exists():
+        out(f"demo: no captures at {data} (TTQ_SAMPLE_DATA): using the synthetic market instead")
+        source = "synthetic"
     name = f"demo{os.getpid()}"
     venue = md = None
     tmp = tempfile.TemporaryDirectory(prefix="ttq-demo-")
     summary = {}
     try:
-        venue = _spawn("venue-sim", "binance", "--port", "0", "--speed", str(speed),
+        venue = _spawn("venue-sim", "binance", "--port", "0", "--speed", str(speed), "--replay", source,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         line = venue.stdout.readline().decode().strip()
         if "listening on 127.0.0.1:" not in line:

@@ -121,8 +121,11 @@ class ReplayFeed:
 
     @classmethod
     def named(cls, name: str, data_dir=None):
-        """'btcusdt' (the default), 'cryptofeed-spot' or 'cryptofeed-usdm'."""
+        """'btcusdt' (the default), 'cryptofeed-spot', 'cryptofeed-usdm' or 'synthetic'."""
         d = (data_dir or sample_data_dir()) / "binance"
+        if name == "synthetic":
+            from ttquant.core.sim.synthetic import synthetic_feed
+            return synthetic_feed(seconds=120)
         if name == "btcusdt":
             return cls.default(data_dir)
         if name in ("cryptofeed-spot", "cryptofeed-usdm"):
@@ -130,7 +133,7 @@ class ReplayFeed:
             return cls.from_cryptofeed(d / f"cryptofeed_{market}.ws.0", d / f"cryptofeed_{market}.http.0",
                                        d / f"cryptofeed_{market}_exchangeinfo.0", market,
                                        f"replay of the cryptofeed {market} capture (4 symbols)")
-        raise ValueError(f"unknown replay {name!r}: btcusdt, cryptofeed-spot or cryptofeed-usdm")
+        raise ValueError(f"unknown replay {name!r}: btcusdt, cryptofeed-spot, cryptofeed-usdm or synthetic")
 
     @classmethod
     def default(cls, data_dir=None):
@@ -283,7 +286,11 @@ class BinanceVenue:
                 return 400, b'{"code":-1121,"msg":"Invalid symbol."}'
             return 200, snaps[0][1]         # before the venue knows the book: the captured one
         bids, asks = book.book.top(limit)
-        body = {"lastUpdateId": book.update_id,
+        # Futures clients need the next diff to cover lastUpdateId (U <= id <= u), as Binance's
+        # ids do; the book at the last diff sent is also the book at the next id minus that
+        # diff's changes, which the client applies on top (diffs carry absolute quantities).
+        last_id = book.update_id + (1 if market == "usdm" else 0)
+        body = {"lastUpdateId": last_id,
                 "bids": [[format_fixed(p, VENUE_PRECISION), format_fixed(q, VENUE_PRECISION)] for p, q in bids.tolist()],
                 "asks": [[format_fixed(p, VENUE_PRECISION), format_fixed(q, VENUE_PRECISION)] for p, q in asks.tolist()]}
         if market == "usdm":
@@ -454,7 +461,7 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=0, help="TCP port (0: any free one, printed)")
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed; 0 = as fast as possible")
     parser.add_argument("--ping-interval", type=float, default=20.0)
-    parser.add_argument("--replay", default="btcusdt", choices=["btcusdt", "cryptofeed-spot", "cryptofeed-usdm"],
+    parser.add_argument("--replay", default="btcusdt", choices=["btcusdt", "cryptofeed-spot", "cryptofeed-usdm", "synthetic"],
                         help="which capture (default btcusdt: the hftbacktest spot and USDT-M files)")
     parser.add_argument("--wait-clients", type=int, default=0,
                         help="start the timeline only once this many WebSocket clients are connected")

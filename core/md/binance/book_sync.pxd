@@ -20,12 +20,14 @@ cdef enum diff_result:
     DIFF_STALE = 2              # older than the book: dropped, as the rules say
     DIFF_GAP = 3                # an update id is missing: the book is invalid until a new snapshot
     DIFF_BAD = 4                # a level that is not a price/quantity: dropped (a gap follows)
+    DIFF_SNAPSHOT_MISMATCH = 5  # the first diff after a snapshot does not cover it: another snapshot
 
 cdef enum snapshot_result:
     SNAPSHOT_SYNCED = 0         # book valid, buffered diffs replayed
     SNAPSHOT_TOO_OLD = 1        # the buffered diffs start after it: fetch another
     SNAPSHOT_GAP = 2            # a buffered diff did not follow on: fetch another
     SNAPSHOT_BAD = 3            # a level that is not a price/quantity
+    SNAPSHOT_LOADED = 4         # loaded, but no buffered diff proved it fits: the next diff decides
 
 
 cdef struct level_update:
@@ -37,7 +39,8 @@ cdef struct level_update:
 cdef class BookSync:
     cdef readonly OrderBook book
     cdef readonly int rule
-    cdef readonly bint synced
+    cdef readonly bint synced               # a snapshot is loaded and diffs are being applied
+    cdef readonly bint verified             # ...and a diff has proved the snapshot fits the stream
     cdef readonly int price_precision
     cdef readonly int qty_precision
     cdef readonly uint64_t update_id        # u of the last diff applied (or the snapshot's id)
@@ -48,7 +51,7 @@ cdef class BookSync:
     cdef Py_ssize_t levels_capacity
     cdef readonly Py_ssize_t n_changes      # levels of the last diff that changed the book
     # counters
-    cdef readonly uint64_t applied, stale, gaps, bad, snapshots, pending_dropped
+    cdef readonly uint64_t applied, stale, gaps, bad, snapshots, pending_dropped, snapshot_mismatches
 
     cdef int ensure_levels(self, Py_ssize_t n) except -1
     cdef int check_diff(self, uint64_t first_id, uint64_t last_id, uint64_t prev_id) noexcept

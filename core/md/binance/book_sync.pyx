@@ -17,10 +17,11 @@ SPOT, FUTURES = RULE_SPOT, RULE_FUTURES
 
 class DiffResult:
     APPLIED, BUFFERED, STALE, GAP, BAD = DIFF_APPLIED, DIFF_BUFFERED, DIFF_STALE, DIFF_GAP, DIFF_BAD
+    SNAPSHOT_MISMATCH = DIFF_SNAPSHOT_MISMATCH
 
 
 class SnapshotResult:
-    SYNCED, TOO_OLD, GAP, BAD = SNAPSHOT_SYNCED, SNAPSHOT_TOO_OLD, SNAPSHOT_GAP, SNAPSHOT_BAD
+    SYNCED, TOO_OLD, GAP, BAD, LOADED = SNAPSHOT_SYNCED, SNAPSHOT_TOO_OLD, SNAPSHOT_GAP, SNAPSHOT_BAD, SNAPSHOT_LOADED
 
 
 cdef int parse_pair(object level, int pp, int qp, int64_t *price, int64_t *qty) except -1:
@@ -90,6 +91,7 @@ cdef class BookSync:
         self.apply_parsed(n)
         self.update_id = last_id
         self.first_after_snapshot = False
+        self.verified = True
         self.applied += 1
         self.book.last_update_id = last_id
         return 0
@@ -131,6 +133,13 @@ cdef class BookSync:
         if verdict == DIFF_STALE:
             self.stale += 1
             return DIFF_STALE
+        if verdict == DIFF_GAP and self.first_after_snapshot:
+            # the snapshot and the stream do not meet: not a gap in a live book, a bad snapshot
+            self.synced = self.verified = self.first_after_snapshot = False
+            self.snapshot_mismatches += 1
+            self.book.clear()
+            self.pending = [(first_id, last_id, prev_id, bids, asks)]
+            return DIFF_SNAPSHOT_MISMATCH
         if verdict == DIFF_GAP:
             self._lose_sync((first_id, last_id, prev_id, bids, asks))
             return DIFF_GAP
@@ -143,14 +152,14 @@ cdef class BookSync:
 
     def restart(self):
         """Forget the book (a new connection): buffer diffs again until the next snapshot."""
-        self.synced = False
+        self.synced = self.verified = False
         self.first_after_snapshot = False
         self.pending = []
         self.book.clear()
         self.update_id = 0
 
     def _lose_sync(self, diff):
-        self.synced = False
+        self.synced = self.verified = False
         self.gaps += 1
         self.book.clear()
         self.pending = [diff]
@@ -179,14 +188,15 @@ cdef class BookSync:
         self.book.last_update_id = last_update_id
         self.update_id = last_update_id
         self.synced = True
+        self.verified = False
         self.first_after_snapshot = True
         self.snapshots += 1
         for i, (first_id, last_id, prev_id, diff_bids, diff_asks) in enumerate(pending):
-            if self.on_diff_c(first_id, last_id, prev_id, diff_bids, diff_asks) == DIFF_GAP:
+            if self.on_diff_c(first_id, last_id, prev_id, diff_bids, diff_asks) in (DIFF_GAP, DIFF_SNAPSHOT_MISMATCH):
                 self.pending.extend(pending[i + 1:])    # still to replay after the next snapshot
                 return SNAPSHOT_GAP
         self.n_changes = 0
-        return SNAPSHOT_SYNCED
+        return SNAPSHOT_SYNCED if self.verified else SNAPSHOT_LOADED
 
     def changes(self):
         """The levels the last applied diff changed: an (n, 3) int64 array (price, qty, is_ask)."""

@@ -31,7 +31,7 @@ from ttquant.core.md.binance.frame_scan cimport (
 )
 from ttquant.core.md.binance.book_sync cimport (
     BookSync, level_update, RULE_SPOT, RULE_FUTURES, DIFF_APPLIED, DIFF_BUFFERED, DIFF_STALE, DIFF_GAP, DIFF_BAD,
-    SNAPSHOT_SYNCED,
+    DIFF_SNAPSHOT_MISMATCH, SNAPSHOT_SYNCED, SNAPSHOT_LOADED,
 )
 
 from ttquant.core.records import FUNDING_RATE_PRECISION
@@ -314,7 +314,7 @@ cdef class BinanceNormaliser:
         if self.rule == RULE_FUTURES and not get_int(f, F_pu, &prev_id):
             return 0
         cdef BookSync sync = st.book
-        if sync is None or sync.check_diff(first_id, last_id, prev_id) != DIFF_APPLIED:
+        if sync is None or not sync.verified or sync.check_diff(first_id, last_id, prev_id) != DIFF_APPLIED:
             return 0
         cdef Py_ssize_t nb = f.field[F_b].len, na = f.field[F_a].len
         sync.ensure_levels(nb + na)
@@ -498,8 +498,12 @@ cdef class BinanceNormaliser:
         bids, asks = field(data, "b"), field(data, "a")
         if type(bids) is not list or type(asks) is not list:
             raise _Drop(C_DROP_BAD_TYPE)
+        cdef bint was_verified = sync.verified
+        cdef int64_t ts_recv = self.ev.ts_recv
         cdef int result = sync.on_diff_c(first_id, last_id, prev_id, bids, asks)
-        if result == DIFF_APPLIED:
+        if result == DIFF_APPLIED and not was_verified:
+            self._announce_book(st, ts_recv)    # this diff proved the snapshot: now strategies see it
+        elif result == DIFF_APPLIED:
             self.ev.ts_exchange = ms_to_ns(data, "E")
             self.publish_changes(st, first_id, last_id, prev_id, 0)
         elif result == DIFF_BUFFERED:
@@ -509,6 +513,10 @@ cdef class BinanceNormaliser:
         elif result == DIFF_GAP:
             self.count[C_BOOK_GAPS] += 1
             self._book_lost(st, last_id)
+        elif result == DIFF_SNAPSHOT_MISMATCH:
+            self.count[C_BOOK_SNAPSHOT_REJECTED] += 1
+            if self.snapshot_needed is not None:
+                self.snapshot_needed(st.symbol)
         else:
             self.count[C_DROP_BAD_LEVEL] += 1
         return 0
@@ -541,7 +549,7 @@ cdef class BinanceNormaliser:
         """(books in sync, books kept)."""
         cdef SymbolState st
         books = [st.book for st in self.symbols.values() if st.book is not None]
-        return sum(1 for b in books if b.synced), len(books)
+        return sum(1 for b in books if b.verified), len(books)
 
     def on_snapshot(self, str symbol, bytes body, int64_t ts_recv=0):
         """A REST depth snapshot for symbol; returns True when the book is in sync."""
@@ -559,11 +567,19 @@ cdef class BinanceNormaliser:
             return False
         cdef BookSync sync = st.book
         result = sync.on_snapshot(last_update_id, bids, asks)
+        if result == SNAPSHOT_LOADED:
+            self.count[C_BOOK_SNAPSHOTS] += 1
+            return True         # the next diff proves it (then it is published) or asks for another
         if result != SNAPSHOT_SYNCED:
             self.count[C_BOOK_SNAPSHOT_REJECTED] += 1
             return False
         self.count[C_BOOK_SNAPSHOTS] += 1
-        # strategies rebuild from here: a reset, then every level of the synced book
+        self._announce_book(st, ts_recv)
+        return True
+
+    def _announce_book(self, SymbolState st, int64_t ts_recv):
+        """Strategies rebuild from here: a reset, then every level of the verified book."""
+        cdef BookSync sync = st.book
         memset(&self.ev, 0, sizeof(self.ev))
         self.ev.kind = EVENT_BOOK_RESET
         self.ev.instrument_id = st.instrument_id
@@ -572,7 +588,6 @@ cdef class BinanceNormaliser:
         self.ev.seq = sync.update_id
         self.publish()
         self._publish_whole_book(st, ts_recv)
-        return True
 
     def _publish_whole_book(self, SymbolState st, int64_t ts_recv):
         cdef OrderBook book = st.book.book

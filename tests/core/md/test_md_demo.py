@@ -18,3 +18,13 @@ def test_md_demo_runs_and_cleans_up(children):
     assert fields["gaps"] == "0" and fields["drops"] == "0"
     assert "BTCUSDT spot" in out and "BTCUSDT linear_perpetual" in out
     assert set(list_segments()) == before
+
+
+def test_md_demo_without_captures_uses_the_synthetic_market(children, tmp_path):
+    proc = children.start("-m", "ttquant.core.cli", "demo", "--seconds", "3", "--speed", "3",
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={"TTQ_SAMPLE_DATA": str(tmp_path)})
+    out, _ = proc.communicate(timeout=180)
+    out = out.decode()
+    assert proc.returncode == 0, out[-3000:]
+    assert "using the synthetic market" in out and "synthetic random-walk market" in out
+    assert out.strip().splitlines()[-1].endswith(" ok"), out[-3000:]

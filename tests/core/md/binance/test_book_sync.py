@@ -35,7 +35,7 @@ def test_spot_buffers_until_snapshot_then_replays_by_the_rules():
 
 def test_spot_gap_drops_the_book_and_a_new_snapshot_recovers():
     s = BookSync(1, SPOT, P, P)
-    s.on_snapshot(10, lv((1, 1)), lv((3, 1)))
+    assert s.on_snapshot(10, lv((1, 1)), lv((3, 1))) == SnapshotResult.LOADED
     assert s.on_diff(11, 12, 0, lv((1, 2)), []) == DiffResult.APPLIED
     assert s.on_diff(14, 15, 0, lv((1, 3)), []) == DiffResult.GAP              # 13 is missing
     assert not s.synced and s.gaps == 1 and s.book.depth == (0, 0) and s.pending_count == 1
@@ -66,8 +66,11 @@ def test_futures_uses_pu_and_the_first_event_must_cover_the_snapshot():
     assert s.on_diff(111, 112, 110, [], []) == DiffResult.APPLIED
     assert s.on_diff(120, 125, 119, [], []) == DiffResult.GAP                  # pu != previous u
     assert s.on_snapshot(119, [], []) == SnapshotResult.TOO_OLD                # U 120 > 119
-    assert s.on_snapshot(126, [], []) == SnapshotResult.SYNCED                 # diff 120..125 stale
-    assert s.stale == 2 and s.update_id == 126
+    assert s.on_snapshot(126, [], []) == SnapshotResult.LOADED                 # diff 120..125 stale
+    assert s.stale == 2 and s.update_id == 126 and s.synced and not s.verified
+    assert s.on_diff(127, 130, 125, [], []) == DiffResult.SNAPSHOT_MISMATCH    # U 127 > 126: no fit
+    assert s.gaps == 1 and s.snapshot_mismatches == 1 and not s.synced
+    assert s.on_snapshot(128, [], []) == SnapshotResult.SYNCED and s.verified  # 127..130 covers it
     s2 = BookSync(1, FUTURES, P, P)
     s2.on_diff(101, 105, 100, [], [])
     assert s2.on_snapshot(100, [], []) == SnapshotResult.TOO_OLD               # U > lastUpdateId
@@ -75,12 +78,13 @@ def test_futures_uses_pu_and_the_first_event_must_cover_the_snapshot():
 
 def test_a_bad_level_drops_the_diff_and_the_next_one_is_a_gap():
     s = BookSync(1, SPOT, P, P)
-    s.on_snapshot(10, lv((1, 1)), lv((3, 1)))
+    assert s.on_snapshot(10, lv((1, 1)), lv((3, 1))) == SnapshotResult.LOADED  # nothing buffered yet
+    assert s.on_diff(11, 11, 0, [], []) == DiffResult.APPLIED and s.verified
     for bad in ([["1.0", "-2"]], [["abc", "1"]], [["1"]], [[1.0, "1"]], ["x"], [["0", "1"]]):
-        assert s.on_diff(11, 11, 0, bad, []) == DiffResult.BAD
+        assert s.on_diff(12, 12, 0, bad, []) == DiffResult.BAD
     assert s.bad == 6 and s.book.best(BID) == (raw("1"), raw("1"))             # nothing half-applied
-    assert s.on_diff(12, 12, 0, [], []) == DiffResult.GAP
-    assert s.on_snapshot(11, [["1", "x"]], []) == SnapshotResult.BAD
+    assert s.on_diff(13, 13, 0, [], []) == DiffResult.GAP
+    assert s.on_snapshot(13, [["1", "x"]], []) == SnapshotResult.BAD
 
 
 def test_pending_diffs_are_capped_while_the_snapshot_is_late():
@@ -126,7 +130,8 @@ def replay(messages, rule):
             symbol = m.source.split("symbol=")[1].split("&")[0] if "symbol=" in m.source else "BTCUSDT"
             body = orjson.loads(m.payload)
             sync = books.setdefault(symbol, BookSync(len(books) + 1, rule, P, P))
-            assert sync.on_snapshot(body["lastUpdateId"], body["bids"], body["asks"]) == SnapshotResult.SYNCED
+            assert sync.on_snapshot(body["lastUpdateId"], body["bids"], body["asks"]) in (
+                SnapshotResult.SYNCED, SnapshotResult.LOADED)
             tops[symbol][body["lastUpdateId"]] = (sync.book.best(BID), sync.book.best(ASK))
     return books, tops, tickers, crossed
 
@@ -138,7 +143,8 @@ def test_captured_books_rebuild_without_gap_never_crossed_and_match_the_ticker(c
     books, tops, tickers, crossed = replay(read(), rule)
     assert books, "no depth stream in the capture"
     for symbol, sync in books.items():
-        assert sync.synced and sync.gaps == 0 and sync.bad == 0 and sync.applied > 0, (symbol, sync.gaps)
+        assert sync.verified and sync.gaps == 0 and sync.bad == 0 and sync.applied > 0, (symbol, sync.gaps)
+        assert sync.snapshot_mismatches == 0
     assert crossed == []
     compared = 0
     for symbol, ticks in tickers.items():

@@ -221,7 +221,7 @@ def test_fast_path_publishes_exactly_what_the_orjson_path_does(ring, table, mark
 
 # every outcome a frame can have, as counters: exactly one of them moves per frame
 OUTCOMES = {"events_published", "control", "ignored_non_market_trade", "book_buffered", "book_stale",
-            "book_gaps", "drop_bad_level"} | {n for n in COUNTER_NAMES if n.startswith("drop_")}
+            "book_gaps", "drop_bad_level", "book_snapshot_rejected"} | {n for n in COUNTER_NAMES if n.startswith("drop_")}
 
 
 def _mutations():
