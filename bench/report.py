@@ -107,7 +107,7 @@ def _target_rows(entries):
             shown = f"{value:.1f}x ({_ns(p[f])} / {_ns(e[f])})"
         else:
             value = e[field]
-            shown = f"{value / 1e6:.2f} M/s" if field == "per_s" else _ns(value)
+            shown = _rate(value) + "/s" if field == "per_s" else _ns(value)
         ok = value <= bar if op == "<=" else value >= bar
         rows.append((what, f"{path}/{impl}", shown, _bar(field, op, bar), "pass" if ok else "FAIL"))
     return rows
@@ -115,7 +115,7 @@ def _target_rows(entries):
 
 def _bar(field, op, bar):
     if field == "per_s":
-        return f"{op} {bar / 1e6:.0f} M/s"
+        return f"{op} {_rate(bar)}/s"
     if field.startswith("ratio:"):
         return f"{op} {bar:.0f}x"
     return f"{op} {_ns(bar)}"
@@ -164,21 +164,25 @@ def render(doc, out_dir):
         else:
             lines.append("Median of the rounds; every round's rate is listed, to show the spread.")
             lines.append("")
-            head = ("| impl | ring | batch | records | per second | rounds (M/s) | lost |"
+            head = ("| impl | ring | batch | records | per second | rounds (per s) | lost |"
                     + "".join(f" vs {p['impl']} |" for p in peers))
             lines.append(head)
             lines.append("|" + "---|" * (7 + len(peers)))
             for e in rows:
                 ratios = "".join(f" {e['per_s'] / p['per_s']:.1f}x |" for p in peers)
                 lines.append(f"| {e['impl']} | {e.get('ring', '-')} | {e.get('batch', '-')} | {e['n']:,} | "
-                             f"{e['per_s'] / 1e6:.2f} M | {_rounds(e)} | {e.get('lost', 0):,} |{ratios}")
+                             f"{_rate(e['per_s'])} | {_rounds(e)} | {e.get('lost', 0):,} |{ratios}")
         lines.append("")
     return "\n".join(lines) + "\n"
 
 
 def _rounds(entry):
     rates = entry.get("rounds_per_s") or []
-    return " / ".join(f"{r / 1e6:.1f}" for r in rates) or "-"
+    return " / ".join(_rate(r) for r in rates) or "-"
+
+
+def _rate(v):
+    return f"{v / 1e6:.2f} M" if v >= 1e6 else f"{v / 1e3:.0f} k"
 
 
 def main(argv):
