@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from ttquant.core.instruments import InstrumentTable, instruments_path
-from ttquant.core.records import MARKET_EVENT_DTYPE, EventFlag, EventKind
+from ttquant.core.records import MARKET_EVENT_DTYPE, EventKind
 
 __all__ = ["run_md_demo"]
 

@@ -27,22 +27,18 @@ Faults (GET /_sim/fault?kind=K[&seconds=S][&count=N][&symbol=X][&market=M]):
 from __future__ import annotations
 
 import asyncio
-import bisect
 import dataclasses
 import logging
 import os
-import random
 import signal
 import time
 import urllib.parse
-from typing import Iterable
 
 import orjson
 from picows import (WSListener, WSMsgType, WSUpgradeRequest, WSUpgradeResponse,
                     WSUpgradeResponseWithListener, ws_create_server)
 
-from ttquant.core.book.order_book import ASK, BID
-from ttquant.core.md.binance.book_sync import FUTURES, SPOT as SPOT_RULE, BookSync, SnapshotResult
+from ttquant.core.md.binance.book_sync import FUTURES, SPOT as SPOT_RULE, BookSync
 from ttquant.core.md.fixed_point import format_fixed
 from ttquant.core.sim.captures import (CaptureMessage, read_cryptofeed_http, read_cryptofeed_ws, read_hftbacktest,
                                       sample_data_dir)
@@ -177,7 +173,6 @@ class _Client(WSListener):
         self.backlog = bytearray()
         self.paused = False
         self.last_pong = time.monotonic()
-        self.sent_frames = 0
 
     def on_ws_connected(self, transport):
         self.transport = transport
@@ -207,7 +202,6 @@ class _Client(WSListener):
 
     def queue(self, framed: bytes):
         self.backlog += framed
-        self.sent_frames += 1
 
     def flush(self):
         if self.transport is None or self.transport.is_disconnected:
@@ -237,7 +231,6 @@ class BinanceVenue:
         self._stall_until = 0.0
         self._refuse_until = 0.0
         self._tasks = []
-        self._rng = random.Random(1)
         self._clients_in: asyncio.Event | None = None     # made on the loop, in _replay
 
     # -- HTTP and WebSocket entry ---------------------------------------------------------------

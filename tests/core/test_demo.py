@@ -1,6 +1,5 @@
 """`ttquant demo` at the spine stage: moves ticks and orders across processes and says so."""
 import subprocess
-import sys
 
 from ttquant.core.rings import list_segments
 

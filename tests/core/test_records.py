@@ -7,7 +7,7 @@ import pytest
 from ttquant.core import records
 from ttquant.core.records import (
     DTYPES, EXEC_REPORT_DTYPE, MARKET_EVENT_DTYPE, ORDER_DTYPE, RECORD_CLASSES, RECORD_SIZES,
-    EventKind, ExecReport, MarketEvent, Order, RecordType, c_layout, dtype_for,
+    EventKind, ExecReport, MarketEvent, Order, c_layout, dtype_for,
 )
 
 

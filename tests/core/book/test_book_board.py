@@ -1,14 +1,12 @@
 """The book board: top N per instrument in shared memory, consistent reads across processes."""
-import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from ttq_testing import wait_for
 from ttquant.core.book.book_board import BookBoard, BookBoardWriter, board_record_size
-from ttquant.core.book.order_book import ASK, BID, OrderBook
+from ttquant.core.book.order_book import OrderBook
 from ttquant.core.rings import RingError, RingLayoutError, RingNotFoundError
 from ttquant.core.rings.inspect import ring_info
 

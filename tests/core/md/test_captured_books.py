@@ -8,7 +8,6 @@ book's top (from the daemon's FROM_BOOK BBO events) equals the ticker exactly.
 """
 import json
 import subprocess
-import time
 import urllib.request
 
 import numpy as np

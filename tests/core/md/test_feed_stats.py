@@ -1,5 +1,4 @@
 """Market-data counters in shared memory: written in place, read by another process's view."""
-import numpy as np
 import pytest
 
 from ttquant.core.md.feed_stats import HIST_BUCKETS, NUM_COUNTERS, FeedStatsReader, FeedStatsWriter

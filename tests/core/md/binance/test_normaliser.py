@@ -6,7 +6,6 @@ import orjson
 import pytest
 
 from ttquant.core.book.book_board import BookBoard, BookBoardWriter
-from ttquant.core.book.order_book import ASK, BID
 from ttquant.core.instruments import InstrumentTable
 from ttquant.core.md.binance.exchange_info import SPOT, USDM, instruments_from_exchange_info, merge_instruments
 from ttquant.core.md.binance.normaliser import COUNTER_NAMES, BinanceNormaliser
@@ -153,7 +152,6 @@ def test_every_bad_frame_is_counted_by_reason_and_the_feed_goes_on(feed):
 def test_kline_mark_and_aggtrade(feed, table):
     make, reader, board, asked = feed
     norm = make(USDM)
-    sym = norm.symbols["BTCUSDT"]
     frames = [
         b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":5,"s":"BTCUSDT","a":9,"p":"100.5","q":"0.010","f":3,"l":6,"T":4,"m":true}}',
         b'{"stream":"btcusdt@kline_1m","data":{"e":"kline","E":10,"s":"BTCUSDT","k":{"t":60000,"T":119999,"s":"BTCUSDT","i":"1m","o":"1.00","c":"2.00","h":"3.00","l":"0.50","v":"7.000","n":12,"x":true,"q":"14.00"}}}',
