@@ -168,26 +168,48 @@ cdef inline int field_index(const char *k, Py_ssize_t n) noexcept nogil:
     return -1
 
 
+cdef inline const char *scan_key(const char *p, const char *end, const char **key,
+                                 Py_ssize_t *key_len) noexcept nogil:
+    """p at a member's '"': reads `"key" :`; the first byte of its value, or NULL."""
+    if p[0] != b'"':
+        return NULL
+    p = scan_string(p, end, key, key_len)
+    if p == NULL:
+        return NULL
+    p = skip_ws(p, end)
+    if p >= end or p[0] != b':':
+        return NULL
+    p = skip_ws(p + 1, end)
+    return p if p < end else NULL
+
+
+cdef inline const char *next_member(const char *p, const char *end, bint *closed) noexcept nogil:
+    """p after a member's value: past the ',' to the next key, or past the object's '}'
+    (*closed set); NULL if neither follows."""
+    p = skip_ws(p, end)
+    if p >= end:
+        return NULL
+    if p[0] == b'}':
+        closed[0] = True
+        return p + 1
+    if p[0] != b',':
+        return NULL
+    return skip_ws(p + 1, end)
+
+
 cdef const char *scan_data(const char *p, const char *end, frame_scan *out) noexcept nogil:
     """p at the '{' of data; fills out; the byte after its '}', or NULL."""
     cdef const char *key
     cdef Py_ssize_t key_len
     cdef int i
     cdef scan_value *v
+    cdef bint closed = False
     p = skip_ws(p + 1, end)
     if p < end and p[0] == b'}':
         return p + 1
     while p < end:
-        if p[0] != b'"':
-            return NULL
-        p = scan_string(p, end, &key, &key_len)
+        p = scan_key(p, end, &key, &key_len)
         if p == NULL:
-            return NULL
-        p = skip_ws(p, end)
-        if p >= end or p[0] != b':':
-            return NULL
-        p = skip_ws(p + 1, end)
-        if p >= end:
             return NULL
         i = field_index(key, key_len)
         if i < 0:
@@ -219,14 +241,9 @@ cdef const char *scan_data(const char *p, const char *end, frame_scan *out) noex
                 p = skip_value(p, end)
         if p == NULL:
             return NULL
-        p = skip_ws(p, end)
-        if p >= end:
-            return NULL
-        if p[0] == b'}':
-            return p + 1
-        if p[0] != b',':
-            return NULL
-        p = skip_ws(p + 1, end)
+        p = next_member(p, end, &closed)
+        if p == NULL or closed:
+            return p
     return NULL
 
 
@@ -235,23 +252,15 @@ cdef int scan_frame(const char *s, Py_ssize_t n, frame_scan *out) noexcept nogil
     cdef const char *end = s + n
     cdef const char *key
     cdef Py_ssize_t key_len
-    cdef bint seen_stream = False, seen_data = False
+    cdef bint seen_stream = False, seen_data = False, closed = False
     memset(out, 0, sizeof(frame_scan))
     p = skip_ws(p, end)
     if p >= end or p[0] != b'{':
         return SCAN_FALLBACK
     p = skip_ws(p + 1, end)
     while p < end:
-        if p[0] != b'"':
-            return SCAN_FALLBACK
-        p = scan_string(p, end, &key, &key_len)
+        p = scan_key(p, end, &key, &key_len)
         if p == NULL:
-            return SCAN_FALLBACK
-        p = skip_ws(p, end)
-        if p >= end or p[0] != b':':
-            return SCAN_FALLBACK
-        p = skip_ws(p + 1, end)
-        if p >= end:
             return SCAN_FALLBACK
         if key_len == 6 and memcmp(key, b"stream", 6) == 0 and not seen_stream and p[0] == b'"':
             seen_stream = True
@@ -263,15 +272,11 @@ cdef int scan_frame(const char *s, Py_ssize_t n, frame_scan *out) noexcept nogil
             return SCAN_FALLBACK
         if p == NULL:
             return SCAN_FALLBACK
-        p = skip_ws(p, end)
-        if p >= end:
+        p = next_member(p, end, &closed)
+        if p == NULL:
             return SCAN_FALLBACK
-        if p[0] == b'}':
-            p = skip_ws(p + 1, end)
-            return SCAN_OK if p == end and seen_data else SCAN_FALLBACK
-        if p[0] != b',':
-            return SCAN_FALLBACK
-        p = skip_ws(p + 1, end)
+        if closed:
+            return SCAN_OK if skip_ws(p, end) == end and seen_data else SCAN_FALLBACK
     return SCAN_FALLBACK
 
 
