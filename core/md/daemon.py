@@ -59,7 +59,8 @@ def _name_thread(name: str):
         pass
 
 
-def _pin(cpus, what):
+def _enter_thread(what, cpus):
+    """First thing on a daemon thread: its OS name, then its CPUs when configured."""
     _name_thread(what)
     if cpus:
         os.sched_setaffinity(threading.get_native_id(), set(cpus))
@@ -207,7 +208,7 @@ class MdDaemon:
 
     # -- md-ws ----------------------------------------------------------------------------------
     def _ws_thread(self):
-        _pin(self.cfg.ws_cpus, "md-ws")
+        _enter_thread("md-ws", self.cfg.ws_cpus)
         import uvloop
         self.loop = uvloop.new_event_loop()
         asyncio.set_event_loop(self.loop)
@@ -231,7 +232,7 @@ class MdDaemon:
 
     # -- md-house -------------------------------------------------------------------------------
     def _house_thread(self):
-        _pin(self.cfg.housekeeping_cpus, "md-house")
+        _enter_thread("md-house", self.cfg.housekeeping_cpus)
         delayed = []
         last_stats = time.monotonic()
         last_frames = {k: 0 for k in self.feeds}
