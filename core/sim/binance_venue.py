@@ -279,11 +279,9 @@ class BinanceVenue:
                 return 400, b'{"code":-1121,"msg":"Invalid symbol."}'
             return 200, snaps[0][1]         # before the venue knows the book: the captured one
         bids, asks = book.book.top(limit)
-        # Futures clients need the next diff to cover lastUpdateId (U <= id <= u), as Binance's
-        # ids do; the book at the last diff sent is also the book at the next id minus that
-        # diff's changes, which the client applies on top (diffs carry absolute quantities).
-        last_id = book.update_id + (1 if market == "usdm" else 0)
-        body = {"lastUpdateId": last_id,
+        # the id of the last diff sent: a client connected before it holds it and syncs; one
+        # that connected after it finds the next diff does not cover the id and asks again
+        body = {"lastUpdateId": book.update_id,
                 "bids": [[format_fixed(p, VENUE_PRECISION), format_fixed(q, VENUE_PRECISION)] for p, q in bids.tolist()],
                 "asks": [[format_fixed(p, VENUE_PRECISION), format_fixed(q, VENUE_PRECISION)] for p, q in asks.tolist()]}
         if market == "usdm":
