@@ -54,6 +54,7 @@ class MdConfig:
     backoff_initial_s: float = 0.1
     backoff_max_s: float = 30.0
     max_connection_age_s: float = 23.5 * 3600     # Binance closes connections at 24 h
+    rollover_overlap_s: float = 3.0                # both connections stream this long before the old closes
     idle_timeout_s: float = 30.0                   # no frame and no ping this long: reconnect
     snapshot_retry_s: float = 1.0
     exchange_info_refresh_s: float = 3600.0
@@ -164,6 +165,7 @@ def _parse(doc: dict, path: str) -> MdConfig:
         backoff_initial_s=_positive(_get(conn, "backoff_initial_s", float, "connection", 0.1), "connection.backoff_initial_s"),
         backoff_max_s=_positive(_get(conn, "backoff_max_s", float, "connection", 30.0), "connection.backoff_max_s"),
         max_connection_age_s=_positive(_get(conn, "max_connection_age_s", float, "connection", 23.5 * 3600), "connection.max_connection_age_s"),
+        rollover_overlap_s=_positive(_get(conn, "rollover_overlap_s", float, "connection", 3.0), "connection.rollover_overlap_s"),
         idle_timeout_s=_positive(_get(conn, "idle_timeout_s", float, "connection", 30.0), "connection.idle_timeout_s"),
         snapshot_retry_s=_positive(_get(conn, "snapshot_retry_s", float, "connection", 1.0), "connection.snapshot_retry_s"),
         exchange_info_refresh_s=_positive(_get(conn, "exchange_info_refresh_s", float, "connection", 3600.0), "connection.exchange_info_refresh_s"),

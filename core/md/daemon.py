@@ -41,7 +41,7 @@ REST_PATHS = {"spot": ("/api/v3/exchangeInfo", "/api/v3/depth"),
 # the daemon's own counters, after the normaliser's in each feed's md_stats slot
 DAEMON_COUNTERS = {name: 40 + i for i, name in enumerate((
     "connects", "connect_failures", "disconnects", "idle_timeouts", "snapshot_requests",
-    "snapshot_http_errors", "rollovers"))}
+    "snapshot_http_errors", "rollovers", "rollover_failures"))}
 
 
 def http_get(url: str, timeout: float = 10.0) -> bytes:
@@ -81,87 +81,205 @@ class _Notifier:
             self._n.notify(text)
 
 
+class _Connection:
+    """One WebSocket connection of a market feed."""
+
+    def __init__(self, loop):
+        self.transport = None
+        self.closed = loop.create_future()
+        self.connected_at = time.monotonic()
+        self.first_frame = 0.0          # monotonic time of its first frame (0: none yet)
+        self.last_frame = time.monotonic()
+        self.frames = 0
+        self.secondary = False          # the successor of a rollover until it takes over
+
+    def close(self, graceful=True):
+        if self.transport is not None and not self.closed.done():
+            if graceful:
+                self.transport.send_close()
+            self.transport.disconnect(graceful=graceful)
+
+
 class _MarketFeed:
-    """One market's connection, reconnected with backoff, on the md-ws loop."""
+    """One market's stream, on the md-ws loop: a primary connection, reconnected with backoff,
+    and before it grows too old a successor that overlaps it until it is proven up, so the tick
+    stream has no gap (the normaliser drops what both deliver)."""
 
     def __init__(self, daemon: "MdDaemon", market, normaliser: BinanceNormaliser, counters):
         self.d, self.market, self.norm, self.counters = daemon, market, normaliser, counters
         self.url = f"{market.ws_url}/stream?streams={'/'.join(market.stream_names())}"
-        self.transport = None
-        self.connected_at = 0.0
+        self.primary: _Connection | None = None
+        self.successor: _Connection | None = None
         self.last_frame = time.monotonic()
         self.frames_seen = 0
-        self.closed = None
+
+    @property
+    def transport(self):
+        return self.primary.transport if self.primary is not None else None
 
     def count(self, name):
         self.counters[DAEMON_COUNTERS[name]] += 1
 
-    async def run(self):
+    async def _open(self, successor=False) -> _Connection:
+        """Connect once; raises whatever the connect raised. A primary connection starts the
+        books again (before its first frame); a successor carries on with them."""
         from picows import WSListener, WSMsgType, ws_connect
         feed = self
-        cfg = self.d.cfg
+        conn = _Connection(asyncio.get_running_loop())
+        conn.secondary = successor
 
         class Listener(WSListener):
+            def on_ws_connected(self, transport):
+                if not conn.secondary:
+                    feed.norm.restart_books()   # BOOK_RESET, board unsynced, snapshots requested
+
             def on_ws_frame(self, transport, frame):
                 if frame.msg_type == WSMsgType.TEXT:
                     ts_recv = time.time_ns()
-                    feed.last_frame = time.monotonic()
+                    conn.last_frame = feed.last_frame = time.monotonic()
+                    if not conn.frames:
+                        conn.first_frame = conn.last_frame
+                    conn.frames += 1
                     feed.frames_seen += 1
-                    feed.norm.on_frame(frame.get_payload_as_bytes(), ts_recv)
+                    feed.norm.on_frame(frame.get_payload_as_bytes(), ts_recv, conn.secondary)
                 elif frame.msg_type == WSMsgType.PING:
-                    feed.last_frame = time.monotonic()
+                    conn.last_frame = feed.last_frame = time.monotonic()
                     transport.send_pong(frame.get_payload_as_bytes())
                 elif frame.msg_type == WSMsgType.CLOSE:
                     transport.disconnect()
 
             def on_ws_disconnected(self, transport):
-                if feed.closed is not None and not feed.closed.done():
-                    feed.closed.set_result(True)
+                if not conn.closed.done():
+                    conn.closed.set_result(True)
+                if conn.secondary:
+                    feed.norm.end_overlap(False)    # what it held, the primary delivers itself
 
+        cfg = self.d.cfg
+        transport, _ = await ws_connect(Listener, self.url, enable_auto_pong=False,
+                                        max_frame_size=max(cfg.max_frame_bytes * 4, 1 << 20),
+                                        websocket_handshake_timeout=10)
+        conn.transport = transport
+        conn.connected_at = conn.last_frame = time.monotonic()
+        self.count("connects")
+        return conn
+
+    def _backoff_delay(self, backoff):
+        return min(backoff, self.d.cfg.backoff_max_s) * random.uniform(0.5, 1.0)
+
+    async def run(self):
+        cfg = self.d.cfg
         backoff = cfg.backoff_initial_s
         while not self.d.stopping:
-            loop = asyncio.get_running_loop()
-            self.closed = loop.create_future()
             try:
-                transport, _ = await ws_connect(Listener, self.url, enable_auto_pong=False,
-                                                max_frame_size=max(cfg.max_frame_bytes * 4, 1 << 20),
-                                                websocket_handshake_timeout=10)
-            except (OSError, asyncio.TimeoutError, Exception) as exc:      # picows raises its own types too
+                self.primary = await self._open()
+            except Exception as exc:        # OSError, timeouts, and picows' own handshake errors
                 self.count("connect_failures")
-                delay = min(backoff, cfg.backoff_max_s) * random.uniform(0.5, 1.0)
+                delay = self._backoff_delay(backoff)
                 log.warning("%s: connect failed (%s); next try in %.2f s", self.market.name, exc, delay)
                 await asyncio.sleep(delay)
                 backoff = min(backoff * 2, cfg.backoff_max_s)
                 continue
-            self.transport = transport
-            self.connected_at = time.monotonic()
-            self.last_frame = time.monotonic()
-            self.count("connects")
             log.info("%s: connected, %d streams", self.market.name, len(self.market.stream_names()))
-            self.norm.restart_books()       # BOOK_RESET, board unsynced, snapshots requested
-            while not self.closed.done() and not self.d.stopping:
-                await asyncio.wait([self.closed], timeout=0.5)
-                now = time.monotonic()
-                if now - self.last_frame > cfg.idle_timeout_s:
-                    self.count("idle_timeouts")
-                    log.warning("%s: nothing for %.0f s, reconnecting", self.market.name, now - self.last_frame)
-                    transport.disconnect(graceful=False)
-                elif now - self.connected_at > cfg.max_connection_age_s:
-                    self.count("rollovers")
-                    log.info("%s: connection %.0f s old, renewing", self.market.name, now - self.connected_at)
-                    transport.disconnect(graceful=True)
-                else:
-                    backoff = cfg.backoff_initial_s     # a connection that stayed up resets the backoff
-            self.transport = None
+            if await self._serve():
+                backoff = cfg.backoff_initial_s     # a connection that stayed up resets the backoff
             if not self.d.stopping:
                 self.count("disconnects")
-                delay = min(backoff, cfg.backoff_max_s) * random.uniform(0.5, 1.0)
+                delay = self._backoff_delay(backoff)
                 log.warning("%s: disconnected; reconnecting in %.2f s", self.market.name, delay)
                 await asyncio.sleep(delay)
                 backoff = min(backoff * 2, cfg.backoff_max_s)
-        if self.transport is not None:
-            self.transport.send_close()
-            self.transport.disconnect()
+        for conn in (self.primary, self.successor):
+            if conn is not None:
+                conn.close()
+
+    async def _serve(self) -> bool:
+        """Watch the primary (and roll it over) until it is gone; True if it stayed up a while."""
+        cfg = self.d.cfg
+        stayed_up = False
+        rollover = None
+        next_rollover_try = 0.0
+        rollover_backoff = cfg.backoff_initial_s
+        while not self.d.stopping:
+            conn = self.primary
+            await asyncio.wait([conn.closed], timeout=0.5)
+            if self.primary is not conn:
+                continue                    # a rollover replaced it meanwhile
+            now = time.monotonic()
+            if conn.closed.done():
+                if self.successor is not None and not self.successor.closed.done() and self.successor.frames:
+                    self._promote()         # lost during a rollover: the successor is already streaming
+                    continue
+                break
+            if now - conn.last_frame > cfg.idle_timeout_s:
+                self.count("idle_timeouts")
+                log.warning("%s: nothing for %.0f s, reconnecting", self.market.name, now - conn.last_frame)
+                conn.close(graceful=False)
+                continue
+            stayed_up = stayed_up or now - conn.connected_at > 1.0
+            if rollover is None and now - conn.connected_at > cfg.max_connection_age_s and now >= next_rollover_try:
+                rollover = asyncio.ensure_future(self._roll_over(conn))
+            elif rollover is not None and rollover.done():
+                if not rollover.result():       # the old connection stays; try again, backing off
+                    next_rollover_try = now + self._backoff_delay(rollover_backoff)
+                    rollover_backoff = min(rollover_backoff * 2, cfg.backoff_max_s)
+                else:
+                    rollover_backoff = cfg.backoff_initial_s
+                rollover = None
+        if rollover is not None:
+            rollover.cancel()
+        if self.successor is not None:
+            self.successor.close(graceful=False)
+            self.successor = None
+        return stayed_up
+
+    async def _roll_over(self, old: _Connection) -> bool:
+        """A successor connection, up before `old` closes; True once it has taken over."""
+        cfg = self.d.cfg
+        log.info("%s: connection %.0f s old, opening its successor", self.market.name,
+                 time.monotonic() - old.connected_at)
+        try:
+            self.successor = await self._open(successor=True)
+        except Exception as exc:
+            self.count("rollover_failures")
+            log.warning("%s: successor connection failed (%s); the old one stays", self.market.name, exc)
+            return False
+        new = self.successor
+        try:
+            while not self.d.stopping:
+                await asyncio.sleep(0.05)
+                if new.closed.done():
+                    self.count("rollover_failures")
+                    log.warning("%s: successor closed before it took over", self.market.name)
+                    return False
+                if old.closed.done() and new.frames:
+                    break           # _serve promotes it
+                if new.frames and time.monotonic() - new.first_frame >= cfg.rollover_overlap_s:
+                    break
+                if time.monotonic() - new.connected_at > cfg.idle_timeout_s:
+                    self.count("rollover_failures")
+                    new.close(graceful=False)
+                    return False
+            if self.primary is old:
+                self._promote()
+            old.close(graceful=True)
+            try:
+                await asyncio.wait_for(asyncio.shield(old.closed), timeout=5.0)
+            except asyncio.TimeoutError:
+                old.close(graceful=False)
+            return True
+        finally:
+            if self.successor is new and new.closed.done():
+                self.successor = None
+
+    def _promote(self):
+        """The successor becomes the primary; books and ids carry on (no restart)."""
+        old, self.primary, self.successor = self.primary, self.successor, None
+        self.primary.secondary = False
+        if old is not None:
+            old.secondary = True        # until it has closed, what it still sends is a copy
+        released = self.norm.end_overlap(True)
+        self.count("rollovers")
+        log.info("%s: rolled over to a new connection (%d held events released)", self.market.name, released)
 
 
 class MdDaemon:

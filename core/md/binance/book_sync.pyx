@@ -43,6 +43,10 @@ cdef int parse_pair(object level, int pp, int qp, int64_t *price, int64_t *qty) 
     return 1
 
 
+def _last_id(diff):
+    return diff[1]
+
+
 cdef class BookSync:
     """One instrument's book kept in sync with a Binance depth stream."""
 
@@ -80,8 +84,8 @@ cdef class BookSync:
             if self.first_after_snapshot:
                 return DIFF_APPLIED if first_id <= self.update_id + 1 else DIFF_GAP
             return DIFF_APPLIED if first_id == self.update_id + 1 else DIFF_GAP
-        if last_id < self.update_id:
-            return DIFF_STALE
+        if last_id < self.update_id or (last_id == self.update_id and not self.first_after_snapshot):
+            return DIFF_STALE       # u == lastUpdateId may only be the first event after a snapshot
         if self.first_after_snapshot:
             return DIFF_APPLIED if first_id <= self.update_id else DIFF_GAP
         return DIFF_APPLIED if prev_id == self.update_id else DIFF_GAP
@@ -172,6 +176,7 @@ cdef class BookSync:
         """A REST snapshot: load it, replay the buffered diffs; returns a SnapshotResult value."""
         cdef Py_ssize_t n
         pending, self.pending = self.pending, []
+        pending.sort(key=_last_id)      # two overlapping connections may buffer out of order
         if pending and self.rule == RULE_SPOT and pending[0][0] > last_update_id + 1:
             self.pending = pending
             return SNAPSHOT_TOO_OLD

@@ -37,6 +37,8 @@ cdef enum:                      # md counter indexes
     C_BOOK_SNAPSHOTS
     C_BOOK_SNAPSHOT_REJECTED    # too old, gap on replay or bad levels: another one is fetched
     C_FAST_PATH                 # frames handled by the scanner without Python objects
+    C_DUPLICATES                # a trade / ticker / kline / mark already published (connection overlap)
+    C_OVERLAP_HELD              # a second connection's frame ahead of the stream, held until it fits
     C_COUNTER_COUNT
 
 
@@ -48,6 +50,10 @@ cdef class SymbolState:
     cdef readonly int qty_precision
     cdef readonly BookSync book         # None for a symbol without a depth stream yet
     cdef int64_t best_bid, best_bid_qty, best_ask, best_ask_qty
+    # the last id published per stream: what a second connection delivers again is dropped
+    cdef int64_t last_trade_id, last_agg_id, last_ticker_id, last_mark_ms
+    cdef dict last_kline            # kline interval ms -> (open time ms, event time ms)
+    cdef dict held                  # HOLD_* -> deque of (id, payload, ts_recv) from a second connection
 
 
 cdef class BinanceNormaliser:
@@ -66,12 +72,21 @@ cdef class BinanceNormaliser:
     cdef ttq_market_event ev
     cdef frame_scan scan
     cdef bint fast_path_enabled
+    # rollover: frames of the second connection that run ahead of the first wait here
+    cdef bint secondary                 # the frame being handled came from the second connection
+    cdef bint draining
+    cdef readonly Py_ssize_t held_frames
+    cdef set holding                    # SymbolStates with held frames
+    cdef readonly Py_ssize_t max_held
     # symbol lookup without a str: open addressing on FNV-1a of the symbol bytes
     cdef uint64_t *sym_hash
     cdef void **sym_state               # borrowed SymbolState; self.symbols keeps them alive
     cdef uint64_t sym_mask
 
-    cpdef int on_frame(self, bytes payload, int64_t ts_recv) except -1
+    cpdef int on_frame(self, bytes payload, int64_t ts_recv, bint secondary=*) except -1
+    cdef int handle(self, bytes payload, int64_t ts_recv) except -1
+    cdef int drain_held(self) except -1
+    cdef int drain_symbol(self, SymbolState st) except -1
     cdef int publish(self) except -1
     cdef int on_depth(self, SymbolState st, dict data) except -1
     cdef int publish_changes(self, SymbolState st, uint64_t first_id, uint64_t last_id,

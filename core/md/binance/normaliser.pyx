@@ -11,6 +11,8 @@ from cpython.dict cimport PyDict_GetItem
 from cpython.ref cimport PyObject
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 
+from collections import deque
+
 import numpy as np
 import orjson
 
@@ -47,7 +49,7 @@ COUNTER_NAMES = (
     "drop_unknown_symbol", "drop_missing_field", "drop_bad_type", "drop_bad_number",
     "drop_negative", "drop_bad_level", "ignored_non_market_trade",
     "book_buffered", "book_stale", "book_gaps", "book_snapshots", "book_snapshot_rejected",
-    "fast_path",
+    "fast_path", "duplicates", "overlap_held",
 )
 assert len(COUNTER_NAMES) == C_COUNTER_COUNT
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
@@ -60,6 +62,16 @@ class _Drop(Exception):
     """A frame that cannot be used: .counter says why."""
     def __init__(self, int counter):
         self.counter = counter
+
+
+class _Hold(Exception):
+    """A second connection's frame ahead of what the first has delivered: try it again later."""
+    def __init__(self, SymbolState st, int stream, key):
+        self.st, self.stream, self.key = st, stream, key
+
+
+# the streams whose frames a second connection's may have to wait (SymbolState.held)
+HOLD_TRADE, HOLD_AGG_TRADE, HOLD_TICKER, HOLD_DEPTH = range(4)
 
 
 cdef inline object field(dict d, str key):
@@ -161,6 +173,13 @@ cdef class SymbolState:
         self.price_precision = instrument.price_precision
         self.qty_precision = instrument.size_precision
         self.book = BookSync(self.instrument_id, rule, self.price_precision, self.qty_precision) if with_book else None
+        self.forget_ids()
+
+    def forget_ids(self):
+        """A fresh connection (not an overlapping one): ids start again from what it sends."""
+        self.last_trade_id = self.last_agg_id = self.last_ticker_id = self.last_mark_ms = -1
+        self.last_kline = {}
+        self.held = {}
 
 
 cdef class BinanceNormaliser:
@@ -168,7 +187,8 @@ cdef class BinanceNormaliser:
 
     def __init__(self, str market, instruments, BroadcastWriter ticks, BookBoardWriter board=None,
                  uint16_t venue_id=1, counters=None, Py_ssize_t max_frame_bytes=DEFAULT_MAX_FRAME_BYTES,
-                 snapshot_needed=None, bint fast_path=True, latency_hist=None, bint with_books=True):
+                 snapshot_needed=None, bint fast_path=True, latency_hist=None, bint with_books=True,
+                 Py_ssize_t max_held=100_000):
         if market not in (SPOT, USDM):
             raise ValueError(f"market {market!r} is neither {SPOT!r} nor {USDM!r}")
         self.market = market
@@ -196,6 +216,9 @@ cdef class BinanceNormaliser:
         self.max_frame_bytes = max_frame_bytes
         self.snapshot_needed = snapshot_needed
         self.fast_path_enabled = fast_path
+        self.held_frames = 0
+        self.holding = set()
+        self.max_held = max_held
         cdef uint64_t cap = 16
         while cap < 2 * len(self.symbols):
             cap *= 2
@@ -238,6 +261,8 @@ cdef class BinanceNormaliser:
         cdef scan_value *sym = &f.field[F_s]
         if sym.kind != V_STRING:
             return 0
+        if self.secondary:
+            return 0            # a rollover's second connection: the careful way (held frames)
         cdef SymbolState st = self.find_symbol(sym.ptr, sym.len)
         if st is None:
             return 0
@@ -277,6 +302,10 @@ cdef class BinanceNormaliser:
                 ev.body.trade.first_trade_id = ev.body.trade.last_trade_id = ev.seq
                 ev.flags = FLAG_LAST_IN_BATCH
                 self.count[C_TRADES] += 1
+                if <int64_t>ev.seq <= st.last_trade_id:
+                    self.count[C_DUPLICATES] += 1
+                    return 1
+                st.last_trade_id = <int64_t>ev.seq
             else:
                 if not (f.field[F_a].kind == V_INT and get_int(f, F_f, <int64_t *>&ev.body.trade.first_trade_id)
                         and get_int(f, F_l, <int64_t *>&ev.body.trade.last_trade_id)):
@@ -284,6 +313,10 @@ cdef class BinanceNormaliser:
                 ev.seq = <uint64_t>f.field[F_a].integer
                 ev.flags = FLAG_LAST_IN_BATCH | FLAG_AGGREGATED
                 self.count[C_AGG_TRADES] += 1
+                if <int64_t>ev.seq <= st.last_agg_id:
+                    self.count[C_DUPLICATES] += 1
+                    return 1
+                st.last_agg_id = <int64_t>ev.seq
             if not f.field[F_m].integer:
                 ev.flags |= FLAG_BUYER_AGGRESSOR
             ev.kind = EVENT_TRADE
@@ -304,6 +337,10 @@ cdef class BinanceNormaliser:
             ev.kind = EVENT_BBO
             ev.flags = FLAG_LAST_IN_BATCH
             self.count[C_BOOK_TICKERS] += 1
+            if <int64_t>ev.seq <= st.last_ticker_id:
+                self.count[C_DUPLICATES] += 1
+                return 1
+            st.last_ticker_id = <int64_t>ev.seq
             self.publish()
             return 1
         # depthUpdate: only a diff that applies cleanly; buffering, gaps and stale go the slow way
@@ -314,7 +351,15 @@ cdef class BinanceNormaliser:
         if self.rule == RULE_FUTURES and not get_int(f, F_pu, &prev_id):
             return 0
         cdef BookSync sync = st.book
-        if sync is None or not sync.verified or sync.check_diff(first_id, last_id, prev_id) != DIFF_APPLIED:
+        if sync is None or not sync.verified:
+            return 0
+        cdef int verdict = sync.check_diff(first_id, last_id, prev_id)
+        if verdict == DIFF_STALE:           # a copy from the other connection of a rollover
+            self.count[C_DEPTH_UPDATES] += 1
+            self.count[C_BOOK_STALE] += 1
+            sync.stale += 1
+            return 1
+        if verdict != DIFF_APPLIED:
             return 0
         cdef Py_ssize_t nb = f.field[F_b].len, na = f.field[F_a].len
         sync.ensure_levels(nb + na)
@@ -340,17 +385,31 @@ cdef class BinanceNormaliser:
             self.hist[63 - __builtin_clzll(<unsigned long long>waited)] += 1
         return 0
 
-    cpdef int on_frame(self, bytes payload, int64_t ts_recv) except -1:
-        """One WebSocket text frame as received; returns how many events it published."""
+    cpdef int on_frame(self, bytes payload, int64_t ts_recv, bint secondary=False) except -1:
+        """One WebSocket text frame as received; returns how many events it published.
+        secondary: it came from the second connection of a rollover (DESIGN.md §4): what that
+        one delivers first is published, what both deliver goes out once, and what it runs
+        ahead with waits until the first connection has delivered everything before it."""
         cdef uint64_t published = self.count[C_EVENTS_PUBLISHED]
         self.count[C_FRAMES] += 1
         if len(payload) > self.max_frame_bytes:
             self.count[C_DROP_OVERSIZED] += 1
             return 0
+        self.secondary = secondary
+        self.handle(payload, ts_recv)
+        self.secondary = False
+        if self.held_frames:
+            if self.held_frames > self.max_held:
+                self.end_overlap(True)          # the first connection has stopped delivering
+            else:
+                self.drain_held()
+        return <int>(self.count[C_EVENTS_PUBLISHED] - published)
+
+    cdef int handle(self, bytes payload, int64_t ts_recv) except -1:
         if self.fast_path_enabled and scan_frame(payload, len(payload), &self.scan) == SCAN_OK:
             if self.fast_frame(ts_recv):
                 self.count[C_FAST_PATH] += 1
-                return <int>(self.count[C_EVENTS_PUBLISHED] - published)
+                return 0
         try:
             frame = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -360,6 +419,96 @@ cdef class BinanceNormaliser:
             self._on_message(frame, ts_recv)
         except _Drop as drop:
             self.count[<int>drop.counter] += 1
+        except _Hold as hold:
+            st = <SymbolState>hold.st
+            queue = st.held.get(hold.stream)
+            if queue is None:
+                queue = st.held[hold.stream] = deque()
+            queue.append((hold.key, payload, ts_recv))
+            self.holding.add(st)
+            self.held_frames += 1
+            self.count[C_OVERLAP_HELD] += 1
+        return 0
+
+    cdef int drain_held(self) except -1:
+        """Release the held frames that the first connection has caught up with. Each was
+        counted as received when it came, so the received-message counters stay as they are."""
+        if self.draining:
+            return 0
+        cdef uint64_t received[C_EVENTS_PUBLISHED]
+        cdef uint64_t fast = self.count[C_FAST_PATH]
+        cdef int i
+        for i in range(C_EVENTS_PUBLISHED):
+            received[i] = self.count[i]
+        self.draining = True
+        try:
+            for st in list(self.holding):
+                self.drain_symbol(<SymbolState>st)
+        finally:
+            self.draining = False
+            for i in range(C_EVENTS_PUBLISHED):
+                self.count[i] = received[i]
+            self.count[C_FAST_PATH] = fast
+        return 0
+
+    cdef int drain_symbol(self, SymbolState st) except -1:
+        cdef BookSync sync = st.book
+        cdef int64_t last
+        cdef Py_ssize_t left = 0
+        for stream, queue in st.held.items():
+            while queue:
+                key, payload, ts_recv = queue[0]
+                if stream == HOLD_DEPTH:
+                    if sync.synced and sync.check_diff(key[0], key[1], key[2]) == DIFF_GAP:
+                        break
+                else:
+                    last = st.last_trade_id if stream == HOLD_TRADE else \
+                        st.last_agg_id if stream == HOLD_AGG_TRADE else st.last_ticker_id
+                    if key <= last:
+                        self.count[C_DUPLICATES] += 1       # the first connection delivered it
+                        queue.popleft()
+                        self.held_frames -= 1
+                        continue
+                    # a ticker is published only from the first connection while it is up
+                    if stream == HOLD_TICKER or key > last + 1:
+                        break
+                queue.popleft()
+                self.held_frames -= 1
+                self.handle(payload, ts_recv)     # it follows on now: as if it came from the first
+            left += len(queue)
+        if not left:
+            self.holding.discard(st)
+        return 0
+
+    def end_overlap(self, bint promoted):
+        """The rollover is over. promoted: the second connection is now the only one, so its
+        held frames go out in order (a hole left now is a real one: books resync); otherwise
+        it went away and the first one delivers everything itself. Returns the events published."""
+        cdef uint64_t published = self.count[C_EVENTS_PUBLISHED]
+        cdef uint64_t received[C_EVENTS_PUBLISHED]
+        cdef uint64_t fast = self.count[C_FAST_PATH]
+        cdef int i
+        holding, self.holding = self.holding, set()
+        self.held_frames = 0
+        if not promoted:
+            for st in holding:
+                (<SymbolState>st).held = {}
+            return 0
+        for i in range(C_EVENTS_PUBLISHED):
+            received[i] = self.count[i]
+        self.secondary = False
+        self.draining = True
+        try:
+            for st in holding:
+                held, (<SymbolState>st).held = (<SymbolState>st).held, {}
+                for queue in held.values():
+                    for key, payload, ts_recv in queue:
+                        self.handle(payload, ts_recv)
+        finally:
+            self.draining = False
+            for i in range(C_EVENTS_PUBLISHED):
+                self.count[i] = received[i]
+            self.count[C_FAST_PATH] = fast
         return <int>(self.count[C_EVENTS_PUBLISHED] - published)
 
     def _on_message(self, frame, int64_t ts_recv):
@@ -410,19 +559,20 @@ cdef class BinanceNormaliser:
 
     def _trade(self, SymbolState st, dict data, bint aggregated):
         cdef uint64_t trade_id
+        cdef int64_t *last
         if aggregated:
             self.count[C_AGG_TRADES] += 1
             trade_id = integer(data, "a")
+            last = &st.last_agg_id
             self.ev.body.trade.first_trade_id = integer(data, "f")
             self.ev.body.trade.last_trade_id = integer(data, "l")
             self.ev.flags = FLAG_AGGREGATED
         else:
             self.count[C_TRADES] += 1
             trade_id = integer(data, "t")
+            last = &st.last_trade_id
             self.ev.body.trade.first_trade_id = self.ev.body.trade.last_trade_id = trade_id
-            x = PyDict_GetItem(data, "X")
-            if x != NULL and <object>x != "MARKET":
-                raise _Drop(C_IGNORED_NON_MARKET_TRADE)
+
         self.ev.kind = EVENT_TRADE
         self.ev.seq = trade_id
         self.ev.price = price(data, "p", st.price_precision)
@@ -434,6 +584,17 @@ cdef class BinanceNormaliser:
             self.ev.flags |= FLAG_BUYER_AGGRESSOR
         self.ev.ts_exchange = ms_to_ns(data, "T")
         self.ev.flags |= FLAG_LAST_IN_BATCH
+        # trade ids run without a hole: one a second connection has skipped to must wait
+        if <int64_t>trade_id <= last[0]:
+            raise _Drop(C_DUPLICATES)
+        cdef int stream = HOLD_AGG_TRADE if aggregated else HOLD_TRADE
+        if self.secondary and last[0] >= 0 and (<int64_t>trade_id > last[0] + 1 or st.held.get(stream)):
+            raise _Hold(st, stream, <int64_t>trade_id)
+        last[0] = <int64_t>trade_id
+        if not aggregated:
+            x = PyDict_GetItem(data, "X")
+            if x != NULL and <object>x != "MARKET":
+                raise _Drop(C_IGNORED_NON_MARKET_TRADE)     # not on the book, but its id is taken
         self.publish()
 
     def _book_ticker(self, SymbolState st, dict data):
@@ -449,6 +610,11 @@ cdef class BinanceNormaliser:
         elif PyDict_GetItem(data, "E") != NULL:
             self.ev.ts_exchange = ms_to_ns(data, "E")
         self.ev.flags = FLAG_LAST_IN_BATCH
+        if <int64_t>self.ev.seq <= st.last_ticker_id:
+            raise _Drop(C_DUPLICATES)
+        if self.secondary and st.last_ticker_id >= 0:
+            raise _Hold(st, HOLD_TICKER, <int64_t>self.ev.seq)    # ticker ids have holes: wait for the first
+        st.last_ticker_id = <int64_t>self.ev.seq
         self.publish()
 
     def _kline(self, SymbolState st, dict data):
@@ -472,6 +638,12 @@ cdef class BinanceNormaliser:
         if type(closed) is not bool:
             raise _Drop(C_DROP_BAD_TYPE)
         self.ev.flags = FLAG_LAST_IN_BATCH | (FLAG_CLOSED if closed else 0)
+        interval = k["T"] - k["t"]
+        stamp = (k["t"], data["E"])
+        last = st.last_kline.get(interval)
+        if last is not None and stamp <= last:
+            raise _Drop(C_DUPLICATES)
+        st.last_kline[interval] = stamp
         self.publish()
 
     def _mark(self, SymbolState st, dict data):
@@ -486,6 +658,9 @@ cdef class BinanceNormaliser:
             if type(field(data, "r")) is str and field(data, "r") != "" else 0
         self.ev.body.mark.next_funding_ns = ms_to_ns(data, "T")
         self.ev.flags = FLAG_LAST_IN_BATCH
+        if <int64_t>self.ev.seq <= st.last_mark_ms:
+            raise _Drop(C_DUPLICATES)
+        st.last_mark_ms = <int64_t>self.ev.seq
         self.publish()
 
     cdef int on_depth(self, SymbolState st, dict data) except -1:
@@ -500,6 +675,9 @@ cdef class BinanceNormaliser:
             raise _Drop(C_DROP_BAD_TYPE)
         cdef bint was_verified = sync.verified
         cdef int64_t ts_recv = self.ev.ts_recv
+        if self.secondary and sync.synced and (st.held.get(HOLD_DEPTH) or
+                                               sync.check_diff(first_id, last_id, prev_id) == DIFF_GAP):
+            raise _Hold(st, HOLD_DEPTH, (first_id, last_id, prev_id))   # the ids before it are still to come
         cdef int result = sync.on_diff_c(first_id, last_id, prev_id, bids, asks)
         if result == DIFF_APPLIED and not was_verified:
             self._announce_book(st, ts_recv)    # this diff proved the snapshot: now strategies see it
@@ -538,9 +716,11 @@ cdef class BinanceNormaliser:
 
     def restart_books(self):
         """A new connection: every book starts again from a snapshot. Publishes BOOK_RESET,
-        marks the board, and asks for each snapshot (snapshot_needed)."""
+        marks the board, and asks for each snapshot (snapshot_needed). Ids start afresh too."""
         cdef SymbolState st
+        self.end_overlap(False)
         for st in self.symbols.values():
+            st.forget_ids()
             if st.book is not None:
                 st.book.restart()
                 self._book_lost(st, 0)

@@ -130,15 +130,15 @@ BAD_FRAMES = {
 def test_every_bad_frame_is_counted_by_reason_and_the_feed_goes_on(feed):
     make, reader, board, asked = feed
     norm = make(SPOT)
-    good = b'{"stream":"btcusdt@trade","data":{"e":"trade","E":2,"s":"BTCUSDT","t":7,"p":"61000.10","q":"0.5","T":2,"m":false}}'
-    for frame, reason in BAD_FRAMES.items():
+    good = lambda t: b'{"stream":"btcusdt@trade","data":{"e":"trade","E":2,"s":"BTCUSDT","t":%d,"p":"61000.10","q":"0.5","T":2,"m":false}}' % t
+    for t, (frame, reason) in enumerate(BAD_FRAMES.items(), 7):
         before = norm.counter_dict()
         assert norm.on_frame(frame, 1) == 0
         after = norm.counter_dict()
         changed = {k for k in COUNTER_NAMES if after[k] != before[k]} - {"frames", "trades", "klines",
                                                                            "depth_updates", "book_tickers"}
         assert changed == {reason}, (frame, changed)
-        assert norm.on_frame(good, 1) == 1      # and the next good frame still goes through
+        assert norm.on_frame(good(t), 1) == 1   # and the next good frame still goes through
     assert norm.on_frame(b"x" * (norm.max_frame_bytes + 1), 1) == 0
     assert norm.counter_dict()["drop_oversized"] == 1
     assert norm.on_frame(b'{"result":null,"id":1}', 1) == 0 and norm.counter_dict()["control"] == 1
@@ -218,7 +218,7 @@ def test_fast_path_publishes_exactly_what_the_orjson_path_does(ring, table, mark
 
 
 # every outcome a frame can have, as counters: exactly one of them moves per frame
-OUTCOMES = {"events_published", "control", "ignored_non_market_trade", "book_buffered", "book_stale",
+OUTCOMES = {"events_published", "control", "ignored_non_market_trade", "book_buffered", "book_stale", "duplicates", "overlap_held",
             "book_gaps", "drop_bad_level", "book_snapshot_rejected"} | {n for n in COUNTER_NAMES if n.startswith("drop_")}
 
 
@@ -266,3 +266,70 @@ def test_fuzz_mutated_real_frames_each_counted_once_never_a_crash(feed):
 
     check()
     reader.poll_into(np.zeros(1 << 16, MARKET_EVENT_DTYPE))
+
+
+def _streams(events):
+    """Per (instrument, kind, from-book) the events in order, without the times of this run."""
+    events = events.copy()
+    events["ts_pub"] = events["ts_recv"] = 0
+    out = {}
+    for key in sorted({(int(e["instrument_id"]), int(e["kind"]), int(e["flags"]) & EventFlag.FROM_BOOK)
+                       for e in events}):
+        inst, kind, from_book = key
+        sel = (events["instrument_id"] == inst) & (events["kind"] == kind) & \
+            ((events["flags"] & EventFlag.FROM_BOOK) == from_book)
+        out[key] = events[sel]
+    return out
+
+
+@pytest.mark.parametrize("skew", [-7, 0, 5])
+@pytest.mark.parametrize("market,capture", [(SPOT, "spot_btcusdt_20240808.gz"), (USDM, "usdm_btcusdt_20240808.gz")])
+def test_two_overlapping_connections_publish_each_event_once_and_no_gap(ring, table, market, capture, skew):
+    """A rollover as the normaliser sees it: connection A delivers the capture up to a cut, B
+    joins from an earlier point and runs `skew` frames ahead of (or behind) A while both are up,
+    then B alone carries on. Every stream must come out exactly as from one connection."""
+    messages = list(read_hftbacktest(DATA / capture))
+    runs = []
+    for overlapped in (False, True):
+        name = ring("ticks", "two" if overlapped else "one")
+        w = BroadcastWriter(name, RecordType.MARKET_EVENT, 1 << 20)
+        r = BroadcastReader(name, start="oldest")
+        norm = BinanceNormaliser(market, list(table), w, None)
+        ws = [m for m in messages if m.source == "ws"]
+        snap_at = next(i for i, m in enumerate(messages) if m.source != "ws")
+        snapshot = messages[snap_at]
+        n_before_snapshot = sum(1 for m in messages[:snap_at] if m.source == "ws")
+        for m in ws[:n_before_snapshot]:
+            norm.on_frame(m.payload, m.recv_ns)
+        norm.on_snapshot("BTCUSDT", snapshot.payload, snapshot.recv_ns)
+        rest = ws[n_before_snapshot:]
+        if not overlapped:
+            for m in rest:
+                norm.on_frame(m.payload, m.recv_ns)
+        else:
+            join, cut = len(rest) // 3, 2 * len(rest) // 3      # B joins at `join`, A leaves at `cut`
+            for m in rest[:join]:
+                norm.on_frame(m.payload, m.recv_ns)
+            a, b = join, join + skew if skew > 0 else join
+            while a < cut:
+                norm.on_frame(rest[a].payload, rest[a].recv_ns)
+                a += 1
+                if a - join >= -skew:           # B starts late when behind
+                    norm.on_frame(rest[b].payload, rest[b].recv_ns, secondary=True)
+                    b += 1
+            norm.end_overlap(True)              # A has closed: B is the only connection
+            for m in rest[b:]:
+                norm.on_frame(m.payload, m.recv_ns)
+        counts = norm.counter_dict()
+        runs.append((_streams(drain(r)), counts))
+        r.close()
+        w.close()
+    (single, single_counts), (double, double_counts) = runs
+    assert single_counts["duplicates"] == 0 and single_counts["overlap_held"] == 0
+    assert double_counts["duplicates"] > 100 and double_counts["book_gaps"] == 0
+    assert double_counts["events_published"] == single_counts["events_published"]
+    if skew > 0:
+        assert double_counts["overlap_held"] > 0        # B's frames ahead of A's waited for them
+    assert single.keys() == double.keys()
+    for key in single:
+        assert len(single[key]) == len(double[key]) and (single[key] == double[key]).all(), key
