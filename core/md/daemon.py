@@ -12,6 +12,7 @@ only ever touched by the thread that reads its stream.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import queue
@@ -41,7 +42,8 @@ REST_PATHS = {"spot": ("/api/v3/exchangeInfo", "/api/v3/depth"),
 # the daemon's own counters, after the normaliser's in each feed's md_stats slot
 DAEMON_COUNTERS = {name: 40 + i for i, name in enumerate((
     "connects", "connect_failures", "disconnects", "idle_timeouts", "snapshot_requests",
-    "snapshot_http_errors", "rollovers", "rollover_failures"))}
+    "snapshot_http_errors", "rollovers", "rollover_failures", "exchange_info_refreshes",
+    "exchange_info_errors", "instrument_updates", "instrument_changes_refused"))}
 
 
 def http_get(url: str, timeout: float = 10.0) -> bytes:
@@ -309,6 +311,7 @@ class MdDaemon:
                                  f"{', '.join(sorted(missing))} {[skipped.get(s) for s in missing]}")
             chosen[m.name] = merge_instruments(table, insts)
         table.save(path)
+        self.table, self.table_path = table, path
         group = cfg.shm_group
         self.ticks = BroadcastWriter(f"/ttq.{cfg.ring_name}.ticks", RecordType.MARKET_EVENT, cfg.tick_capacity,
                                      group=group)
@@ -352,9 +355,12 @@ class MdDaemon:
     def _house_thread(self):
         _enter_thread("md-house", self.cfg.housekeeping_cpus)
         delayed = []
-        last_stats = time.monotonic()
+        last_stats = last_refresh = time.monotonic()
         last_frames = {k: 0 for k in self.feeds}
         while not self.stopping:
+            if time.monotonic() - last_refresh >= self.cfg.exchange_info_refresh_s:
+                last_refresh = time.monotonic()
+                self.refresh_instruments()
             try:
                 item = self.snapshot_requests.get(timeout=0.2)
                 delayed.append(item)
@@ -374,6 +380,42 @@ class MdDaemon:
                 last_frames = {k: f.frames_seen for k, f in self.feeds.items()}
                 last_stats = now
                 self.notify("STATUS=" + self._status_text(rates))
+
+    def refresh_instruments(self):
+        """exchangeInfo again: new filters (tick, step, limits) go into the saved table for the
+        gateway and tools; a precision change is refused (readers scale by it) until a restart."""
+        changed = False
+        for name, feed in self.feeds.items():
+            m = feed.market
+            try:
+                doc = orjson.loads(http_get(m.rest_url + REST_PATHS[name][0]))
+                insts, skipped = instruments_from_exchange_info(doc, name, self.cfg.venue, symbols=m.symbols)
+            except Exception as exc:        # HTTP, JSON or a document without symbols: try next time
+                feed.count("exchange_info_errors")
+                log.warning("%s: exchangeInfo refresh failed: %s", name, exc)
+                continue
+            feed.count("exchange_info_refreshes")
+            for symbol in sorted(set(m.symbols) - {i.symbol for i in insts}):
+                log.warning("%s %s: no longer listed by the venue (%s)", name, symbol, skipped.get(symbol, "absent"))
+            for inst in insts:
+                known = self.table.by_symbol(inst.symbol, inst.market_type)
+                inst = dataclasses.replace(inst, instrument_id=known.instrument_id)
+                if inst == known:
+                    continue
+                if (inst.price_precision, inst.size_precision) != (known.price_precision, known.size_precision):
+                    feed.count("instrument_changes_refused")
+                    log.error("%s %s: the venue changed its precision (price %d -> %d, size %d -> %d); "
+                              "keeping the old one until md restarts", name, inst.symbol, known.price_precision,
+                              inst.price_precision, known.size_precision, inst.size_precision)
+                    continue
+                self.table.update(inst)
+                feed.count("instrument_updates")
+                changed = True
+                log.info("%s %s: instrument updated from exchangeInfo: %s", name, inst.symbol, ", ".join(
+                    f"{f.name} {getattr(known, f.name)} -> {getattr(inst, f.name)}"
+                    for f in dataclasses.fields(inst) if getattr(known, f.name) != getattr(inst, f.name)))
+        if changed:
+            self.table.save(self.table_path)
 
     def _fetch_snapshot(self, market, symbol, delayed):
         feed = self.feeds[market]

@@ -23,6 +23,7 @@ Faults (GET /_sim/fault?kind=K[&seconds=S][&count=N][&symbol=X][&market=M]):
   stall      send nothing for S seconds (connections stay open)
   refuse     refuse new WebSocket connections for S seconds (HTTP 503)
   ping       send a ping on every connection now (and count the pongs)
+  filter     change a symbol's exchangeInfo filter (&filter=PRICE_FILTER&field=tickSize&value=0.1)
 """
 from __future__ import annotations
 
@@ -303,6 +304,8 @@ class BinanceVenue:
             self._stall_until = time.monotonic() + seconds
         elif kind == "refuse":
             self._refuse_until = time.monotonic() + seconds
+        elif kind == "filter":
+            return self._set_filter(q)
         elif kind == "ping":
             for c in self.clients:
                 c.transport.send_ping(b"sim")
@@ -310,6 +313,23 @@ class BinanceVenue:
         else:
             return 400, orjson.dumps({"error": f"unknown fault kind {kind!r}"})
         return 200, orjson.dumps({"ok": kind})
+
+    def _set_filter(self, q):
+        """A venue that changes a symbol's filters, as Binance does now and then: the
+        exchangeInfo served from now on says so (filter=PRICE_FILTER&field=tickSize&value=0.1)."""
+        market, symbol = q.get("market", "spot"), q.get("symbol", "BTCUSDT").upper()
+        body = self.feed.exchange_info.get(market)
+        if body is None:
+            return 404, b'{"error":"no exchangeInfo for this market"}'
+        doc = orjson.loads(body)
+        for entry in doc.get("symbols", ()):
+            if entry.get("symbol") == symbol:
+                for f in entry.get("filters", ()):
+                    if f.get("filterType") == q.get("filter", "PRICE_FILTER") and q.get("field") in f:
+                        f[q["field"]] = q["value"]
+                        self.feed.exchange_info[market] = orjson.dumps(doc)
+                        return 200, orjson.dumps({"ok": "filter", "symbol": symbol, q["field"]: q["value"]})
+        return 400, orjson.dumps({"error": f"no such filter field for {symbol}"})
 
     def _send_malformed(self, count):
         bad = [b'{"stream":"btcusdt@trade","data":{"e":"trade"', b"\xff\xfe not json",

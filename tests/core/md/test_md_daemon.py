@@ -362,3 +362,79 @@ def test_a_refused_successor_keeps_the_old_connection_until_a_later_rollover(sim
         board.close()
     finally:
         cleanup(venue)
+
+
+def _watchdog_times(sock, seconds):
+    """Monotonic times of the WATCHDOG=1 messages on sock over the next `seconds`."""
+    import socket
+    times = []
+    deadline = time.monotonic() + seconds
+    sock.settimeout(0.1)
+    while time.monotonic() < deadline:
+        try:
+            if sock.recv(4096) == b"WATCHDOG=1":
+                times.append(time.monotonic())
+        except socket.timeout:
+            pass
+    return times
+
+
+@pytest.mark.parametrize("pings", [True, False])
+def test_watchdog_goes_on_through_a_quiet_venue_only_while_pings_are_answered(children, venue, tmp_path, pings):
+    """A stalled venue that still pings: the md is healthy, WATCHDOG=1 goes on and the connection
+    stays. One that sends nothing at all: WATCHDOG=1 stops until frames come again."""
+    import socket
+    sim = children.start("-m", "ttquant.core.cli", "venue-sim", "binance", "--port", "0", "--speed", "4",
+                         "--ping-interval", "0.3" if pings else "600",
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    port = int(sim.stdout.readline().decode().split("127.0.0.1:")[1].split()[0])
+    sock_path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    config = write_config(tmp_path, venue, port, idle_timeout_s=1.5)
+    children.start("-m", "ttquant.core.cli", "md", "binance", "--config", config,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"NOTIFY_SOCKET": sock_path})
+    try:
+        board_when_ready(venue).close()
+        assert len(_watchdog_times(sock, 1.0)) >= 2                # healthy and streaming
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/_sim/fault?kind=stall&seconds=4", timeout=10).read()
+        stall_start = time.monotonic()
+        times = _watchdog_times(sock, 3.5)
+        during = [t - stall_start for t in times]
+        c = read_md_counters(venue)
+        if pings:
+            assert max(np.diff([0.0] + during + [3.5])) < 1.0, during      # never quiet for long
+            assert all(m["idle_timeouts"] == 0 and m["disconnects"] == 0 for m in c.values()), c
+        else:
+            assert not [t for t in during if t > 2.0], during              # silent past the idle limit
+            assert all(m["idle_timeouts"] >= 1 for m in c.values()), c
+            wait_for(lambda: len(_watchdog_times(sock, 0.5)) >= 1, timeout=20, what="WATCHDOG=1 again")
+    finally:
+        sock.close()
+        cleanup(venue)
+
+
+def test_exchange_info_refresh_updates_filters_and_refuses_a_precision_change(sim_venue, children, venue, tmp_path):
+    from ttquant.core.instruments import InstrumentTable, MarketType, instruments_path
+    port, fault, status = sim_venue
+    config = write_config(tmp_path, venue, port, exchange_info_refresh_s=0.5)
+    start_md(children, config)
+    try:
+        board_when_ready(venue).close()
+        spot = lambda: InstrumentTable.load(instruments_path(venue)).by_symbol("BTCUSDT", MarketType.SPOT)
+        before = spot()
+        assert fault("filter", market="spot", symbol="BTCUSDT", filter="PRICE_FILTER", field="tickSize",
+                     value="0.10000000")["ok"] == "filter"
+        after = wait_for(lambda: (i := spot()).tick_size != before.tick_size and i, timeout=20,
+                         what="the new tick size in the saved table")
+        assert after.tick_size == 10 * before.tick_size and after.instrument_id == before.instrument_id
+        assert read_md_counters(venue)["spot"]["instrument_updates"] == 1
+        fault("filter", market="spot", symbol="BTCUSDT", filter="LOT_SIZE", field="stepSize", value="0.0000000001")
+        wait_for(lambda: read_md_counters(venue)["spot"]["instrument_changes_refused"] >= 1, timeout=20,
+                 what="the precision change refused")
+        assert spot().size_precision == before.size_precision and spot().tick_size == after.tick_size
+        c = wait_for(lambda: (c := read_md_counters(venue))["usdm"]["exchange_info_refreshes"] >= 2 and c,
+                     timeout=20, what="usdm refreshed too")
+        assert c["spot"]["exchange_info_errors"] == 0 and c["usdm"]["instrument_updates"] == 0
+    finally:
+        cleanup(venue)
