@@ -10,9 +10,10 @@ Connection: close, so one listener does both.
 
 Frames come from a source (a replayed capture or the synthetic generator) on one timeline
 shared by every client, like a live venue: a client that connects late gets what is
-published from then on. The venue keeps each market's books from the same frames, so a depth
-snapshot requested at any moment matches the diffs around it (before the book is known, the
-captured snapshot itself is served). Frames are pre-framed and written in large chunks;
+published from then on. The venue keeps each market's books from the same frames (caught up
+when a snapshot is asked, so replay at full speed pays nothing for books nobody asks for), so a
+depth snapshot requested at any moment matches the diffs around it (before the book is known,
+the captured snapshot itself is served). Frames are pre-framed and written in large chunks;
 a client whose socket stays full is paused, and dropped when its backlog grows past a limit,
 as Binance does.
 
@@ -79,6 +80,11 @@ class FeedFrame:
     key: str                # stream_key of the frame's stream
     payload: bytes
     depth: tuple | None = None      # (symbol, U, u, pu, bids, asks) for depth diffs
+    framed: bytes = b""             # the WebSocket frame, built once
+
+    def __post_init__(self):
+        if not self.framed:
+            self.framed = ws_frame(self.payload)
 
 
 @dataclasses.dataclass
@@ -178,6 +184,7 @@ class _Client(WSListener):
     def on_ws_connected(self, transport):
         self.transport = transport
         self.venue.clients.add(self)
+        self.venue.reroute()
         self.venue.stats["connections"] += 1
         self.venue.client_joined()
 
@@ -193,6 +200,7 @@ class _Client(WSListener):
 
     def on_ws_disconnected(self, transport):
         self.venue.clients.discard(self)
+        self.venue.reroute()
 
     def pause_writing(self):
         self.paused = True
@@ -221,7 +229,16 @@ class BinanceVenue:
         self.feed = feed
         self.config = config or VenueConfig()
         self.clients: set[_Client] = set()
+        self.routes: dict[tuple[str, str], list[_Client]] = {}     # (market, stream key) -> clients
         self.books: dict[tuple[str, str], BookSync] = {}
+        # the venue's books are kept lazily: caught up with the diffs sent when a snapshot is asked
+        self._depth_frames: dict[tuple[str, str], list[tuple[int, FeedFrame]]] = {}
+        for n, f in enumerate(feed.frames):
+            if f.depth is not None:
+                self._depth_frames.setdefault((f.market, f.depth[0]), []).append((n, f))
+        self._depth_applied: dict[tuple[str, str], int] = {}
+        self._pending_snapshots = {k: list(v) for k, v in feed.snapshots.items()}
+        self._emitted = 0           # frames of the timeline sent so far
         self.last_update: dict[tuple[str, str], int] = {}
         self.stats = {"connections": 0, "frames_sent": 0, "pongs": 0, "pings": 0, "refused": 0,
                       "depth_requests": 0, "gaps_injected": 0, "malformed_sent": 0, "drops": 0,
@@ -271,8 +288,29 @@ class BinanceVenue:
             return self._fault(query)
         return 404, b'{"code":-1,"msg":"unknown path"}'
 
+    def _catch_up(self, key):
+        """Apply to the venue's book every diff of `key` sent so far (and the captured
+        snapshots met on the way), as if it had been kept all along."""
+        frames = self._depth_frames.get(key, ())
+        k = self._depth_applied.get(key, 0)
+        book = self.books.get(key)
+        while k < len(frames) and frames[k][0] < self._emitted:
+            f = frames[k][1]
+            if book is None:
+                book = self.books[key] = BookSync(0, SPOT_RULE if f.market == "spot" else FUTURES,
+                                                  VENUE_PRECISION, VENUE_PRECISION)
+            snaps = self._pending_snapshots.get(key)
+            if snaps and f.at_ns >= snaps[0][0]:
+                at, body = snaps.pop(0)
+                doc = orjson.loads(body)
+                book.on_snapshot(doc["lastUpdateId"], doc["bids"], doc["asks"])
+            book.on_diff(*f.depth[1:])
+            k += 1
+        self._depth_applied[key] = k
+
     def _depth(self, market, symbol, limit):
         self.stats["depth_requests"] += 1
+        self._catch_up((market, symbol))
         book = self.books.get((market, symbol))
         if book is None or not book.synced:
             snaps = self.feed.snapshots.get((market, symbol))
@@ -353,9 +391,11 @@ class BinanceVenue:
             return
         if method == "SUBSCRIBE":
             client.keys |= {stream_key(p) for p in params}
+            self.reroute()
             result = None
         elif method == "UNSUBSCRIBE":
             client.keys -= {stream_key(p) for p in params}
+            self.reroute()
             result = None
         elif method == "LIST_SUBSCRIPTIONS":
             result = sorted(client.keys)
@@ -365,6 +405,13 @@ class BinanceVenue:
             return
         client.queue(ws_frame(orjson.dumps({"result": result, "id": rid})))
         client.flush()
+
+    def reroute(self):
+        routes = {}
+        for c in self.clients:
+            for key in c.keys:
+                routes.setdefault((c.market, key), []).append(c)
+        self.routes = routes
 
     def client_joined(self):
         if self._clients_in is not None and self.stats["connections"] >= self.config.wait_clients:
@@ -381,28 +428,25 @@ class BinanceVenue:
             return
         t0_src = frames[0].at_ns
         t0 = time.monotonic_ns()
-        pending_snapshots = {k: list(v) for k, v in self.feed.snapshots.items()}
         i = 0
         while i < len(frames):
             if time.monotonic() < self._stall_until:
                 await asyncio.sleep(0.01)
                 t0 += 10_000_000            # the stall shifts the timeline, it does not burst after
                 continue
-            now = time.monotonic_ns()
-            batch_end = i
-            while batch_end < len(frames) and batch_end - i < 4096:
-                due = t0 + (frames[batch_end].at_ns - t0_src) / cfg.speed if cfg.speed > 0 else 0
-                if due > now:
-                    break
-                batch_end += 1
-            if batch_end == i:
-                due = t0 + (frames[i].at_ns - t0_src) / cfg.speed
-                await asyncio.sleep(min(max((due - now) / 1e9, 0), 0.05))
-                continue
-            for f in frames[i:batch_end]:
-                self._emit(f, pending_snapshots)
-            for c in list(self.clients):
-                c.flush()
+            if cfg.speed > 0:
+                now = time.monotonic_ns()
+                batch_end = i
+                while batch_end < len(frames) and batch_end - i < 4096 and \
+                        t0 + (frames[batch_end].at_ns - t0_src) / cfg.speed <= now:
+                    batch_end += 1
+                if batch_end == i:
+                    due = t0 + (frames[i].at_ns - t0_src) / cfg.speed
+                    await asyncio.sleep(min(max((due - now) / 1e9, 0), 0.05))
+                    continue
+            else:
+                batch_end = min(i + 4096, len(frames))
+            self._emit(frames, i, batch_end)
             i = batch_end
             self.stats["replay_position"] = i
             if cfg.speed <= 0:
@@ -410,32 +454,28 @@ class BinanceVenue:
         self.stats["replay_done"] = True
         log.info("replay finished: %d frames", len(frames))
 
-    def _emit(self, f: FeedFrame, pending_snapshots):
-        if f.depth is not None:
-            key = (f.market, f.depth[0])
-            book = self.books.get(key)
-            if book is None:
-                book = self.books[key] = BookSync(0, SPOT_RULE if f.market == "spot" else FUTURES,
-                                                  VENUE_PRECISION, VENUE_PRECISION)
-            snaps = pending_snapshots.get(key)
-            if snaps and f.at_ns >= snaps[0][0]:
-                at, body = snaps.pop(0)
-                doc = orjson.loads(body)
-                book.on_snapshot(doc["lastUpdateId"], doc["bids"], doc["asks"])
-            book.on_diff(*f.depth[1:])
-            if key in self._gap_next:
-                self._gap_next.discard(key)
+    def _emit(self, frames, start, end):
+        """Queue frames[start:end] to the clients that subscribe to each one's stream."""
+        routes, chunk, gap_next = self.routes, self.config.chunk_bytes, self._gap_next
+        sent = 0
+        for n in range(start, end):
+            f = frames[n]
+            if gap_next and f.depth is not None and (f.market, f.depth[0]) in gap_next:
+                gap_next.discard((f.market, f.depth[0]))
                 self.stats["gaps_injected"] += 1
-                return                      # the clients never see these update ids
-        framed = None
-        for c in self.clients:
-            if c.market == f.market and f.key in c.keys:
-                if framed is None:
-                    framed = ws_frame(f.payload)
-                c.queue(framed)
-                self.stats["frames_sent"] += 1
-                if len(c.backlog) >= self.config.chunk_bytes:
-                    c.flush()
+                continue                    # the clients never see these update ids
+            targets = routes.get((f.market, f.key))
+            if targets:
+                for c in targets:
+                    c.backlog += f.framed
+                    if len(c.backlog) >= chunk:
+                        self._emitted = n + 1
+                        c.flush()
+                sent += len(targets)
+        self._emitted = end
+        self.stats["frames_sent"] += sent
+        for c in list(self.clients):
+            c.flush()
 
     async def _pinger(self):
         while True:
