@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
 __all__ = ["main"]
+
+# numpy's OpenBLAS starts a worker thread per core that nobody pins and spins after start;
+# the daemons do no linear algebra, so they keep only the threads they name and pin.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def _age(ns):
