@@ -355,8 +355,9 @@ class MdDaemon:
     def _house_thread(self):
         _enter_thread("md-house", self.cfg.housekeeping_cpus)
         delayed = []
-        last_stats = last_refresh = time.monotonic()
+        last_stats = last_refresh = last_drops_log = time.monotonic()
         last_frames = {k: 0 for k in self.feeds}
+        drops_logged = {k: {} for k in self.feeds}
         while not self.stopping:
             if time.monotonic() - last_refresh >= self.cfg.exchange_info_refresh_s:
                 last_refresh = time.monotonic()
@@ -375,6 +376,16 @@ class MdDaemon:
             self.board.heartbeat()
             self.stats.heartbeat()
             self._notify_health()
+            if now - last_drops_log >= 1.0:        # bad input is logged once a second at most
+                last_drops_log = now
+                for name, feed in self.feeds.items():
+                    drops = {k: v for k, v in feed.norm.counter_dict().items() if k.startswith("drop_")}
+                    new = {k: v - drops_logged[name].get(k, 0) for k, v in drops.items()
+                           if v > drops_logged[name].get(k, 0)}
+                    if new:
+                        log.warning("%s: dropped %d frames since the last report: %s", name, sum(new.values()),
+                                    ", ".join(f"{k[5:]} {v}" for k, v in sorted(new.items())))
+                    drops_logged[name] = drops
             if now - last_stats >= self.cfg.stats_interval_s:
                 rates = {k: (f.frames_seen - last_frames[k]) / (now - last_stats) for k, f in self.feeds.items()}
                 last_frames = {k: f.frames_seen for k, f in self.feeds.items()}

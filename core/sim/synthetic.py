@@ -7,8 +7,9 @@ step either trades at the best bid or ask (taking quantity off that level, possi
 it) or moves liquidity (adds, resizes or cancels a level). Every change is one update id; a
 bookTicker goes out whenever the top changes, carrying the id of that change; depth diffs
 go out every 100 ms of feed time with the final quantity of each level changed since the last
-one (spot U/u, futures U/u/pu, exactly as Binance numbers them). A REST snapshot taken at the
-start is served until the venue's own book takes over.
+one (spot U/u, futures U/u/pu, exactly as Binance numbers them); every second a 1m kline of
+the trades so far (closed at the minute's end) and, for USDT-M, a markPrice update. A REST
+snapshot taken at the start is served until the venue's own book takes over.
 """
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ class _Symbol:
         self.changed = {}           # (is_ask, price ticks) -> qty steps, since the last diff
         self.trade_id = 1
         self.top = self._top()
+        self.kline = None           # [open ms, o, h, l, c, volume steps, quote volume, trades] of the minute
+        self.kline_done = None      # the minute just ended, before its closing push
 
     def _top(self):
         b, a = max(self.bids), min(self.asks)
@@ -73,6 +76,7 @@ class _Symbol:
                 far = (max(side) + 1) if buy else (min(side) - 1)
                 self._set(buy, far, rng.randint(100, 5000))
             self.trade_id += 1
+            self._kline_trade(at_ns, price, qty)
             out.append(self._frame("trade", {"e": "trade", "E": at_ns // 1_000_000, "s": self.symbol,
                                               "t": self.trade_id, "p": _fmt(price * TICK, "0.01"),
                                               "q": _fmt(qty * QTY_STEP, "0.001"), "T": at_ns // 1_000_000,
@@ -114,6 +118,49 @@ class _Symbol:
         speed = "100ms" if self.market == "spot" else "0ms"
         return self._frame(f"depth@{speed}", data)
 
+    def _kline_trade(self, at_ns, price, qty):
+        minute = at_ns // 60_000_000_000 * 60_000
+        if self.kline is None or self.kline[0] != minute:
+            if self.kline is not None:
+                self.kline_done = self.kline        # its closing push goes out next
+            self.kline = [minute, price, price, price, price, 0, Decimal(0), 0]
+        k = self.kline
+        k[2], k[3], k[4] = max(k[2], price), min(k[3], price), price
+        k[5] += qty
+        k[6] += price * TICK * qty * QTY_STEP
+        k[7] += 1
+
+    def kline_updates(self, at_ns):
+        """The 1m kline as Binance pushes it every second; the last push of a minute is closed."""
+        out = []
+        if self.kline_done is not None:
+            out.append(self._kline_frame(at_ns, self.kline_done, True))
+            self.kline_done = None
+        if self.kline is not None:
+            closed = at_ns // 1_000_000 >= self.kline[0] + 60_000
+            out.append(self._kline_frame(at_ns, self.kline, closed))
+            if closed:
+                self.kline = None
+        return out
+
+    def _kline_frame(self, at_ns, kline, closed):
+        start, o, h, lo, c, volume, quote, trades = kline
+        data = {"e": "kline", "E": at_ns // 1_000_000, "s": self.symbol, "k": {
+            "t": start, "T": start + 59_999, "s": self.symbol, "i": "1m", "o": _fmt(o * TICK, "0.01"),
+            "c": _fmt(c * TICK, "0.01"), "h": _fmt(h * TICK, "0.01"), "l": _fmt(lo * TICK, "0.01"),
+            "v": _fmt(volume * QTY_STEP, "0.001"), "n": trades, "x": closed, "q": _fmt(quote, "0.00001")}}
+        return self._frame("kline_1m", data)
+
+    def mark_update(self, at_ns):
+        """USDT-M markPrice@1s: mark at the mid, index a tick under, funding every 8 h."""
+        b, _, a, _ = self.top
+        mid = Decimal(b + a) / 2 * TICK
+        ms = at_ns // 1_000_000
+        return self._frame("markPrice@1s", {
+            "e": "markPriceUpdate", "E": ms, "s": self.symbol, "p": _fmt(mid, "0.01"),
+            "i": _fmt(mid - TICK, "0.01"), "P": _fmt(mid, "0.01"), "r": "0.00010000",
+            "T": (ms // 28_800_000 + 1) * 28_800_000})
+
     def _frame(self, kind, data):
         return orjson.dumps({"stream": f"{self.stream}@{kind}", "data": data})
 
@@ -130,6 +177,7 @@ def synthetic_feed(seconds: float = 300.0, rate: float = 400.0, seed: int = 7,
         snapshots[(b.market, b.symbol)] = [(t0 - 1, b.snapshot())]
     step_ns = int(1e9 / rate)
     next_diff = t0 + DIFF_EVERY_NS
+    next_second = t0 + 1_000_000_000
     t = t0
     end = t0 + int(seconds * 1e9)
     while t < end:
@@ -145,6 +193,12 @@ def synthetic_feed(seconds: float = 300.0, rate: float = 400.0, seed: int = 7,
                     frames.append(FeedFrame(t, b.market, stream_key(orjson.loads(payload)["stream"]), payload,
                                             (d["s"], d["U"], d["u"], d.get("pu", 0), d["b"], d["a"])))
             next_diff += DIFF_EVERY_NS
+        if t >= next_second:
+            for b in books:
+                for payload in [*b.kline_updates(t), *([b.mark_update(t)] if b.market == "usdm" else [])]:
+                    if payload is not None:
+                        frames.append(FeedFrame(t, b.market, stream_key(orjson.loads(payload)["stream"]), payload))
+            next_second += 1_000_000_000
         t += step_ns + rng.randint(-step_ns // 2, step_ns // 2)
     return ReplayFeed(frames, snapshots, {m: _exchange_info(m, [s for mk, s, _ in symbols if mk == m])
                                           for m in {mk for mk, _, _ in symbols}},

@@ -94,6 +94,26 @@ cdef int64_t fixed(dict d, str key, int precision, bint allow_negative=False) ex
     return out
 
 
+cdef int64_t fixed_truncated(dict d, str key, int precision) except? -1:
+    """A derived amount (a kline's quote volume: price x qty has more decimals than either):
+    digits past the precision are cut off, not refused."""
+    value = field(d, key)
+    if type(value) is not str:
+        raise _Drop(C_DROP_BAD_TYPE)
+    whole, point, decimals = (<str>value).partition(".")
+    if point and len(decimals) > precision:
+        if not decimals.isdigit():
+            raise _Drop(C_DROP_BAD_NUMBER)
+        value = whole + "." + decimals[:precision] if precision else whole
+    cdef Py_ssize_t n
+    cdef const char *s = PyUnicode_AsUTF8AndSize(value, &n)
+    cdef int64_t out
+    cdef int status = parse_fixed(s, n, precision, False, &out)
+    if status != FIXED_OK:
+        raise _Drop(C_DROP_NEGATIVE if status == FIXED_NEGATIVE else C_DROP_BAD_NUMBER)
+    return out
+
+
 cdef int64_t price(dict d, str key, int precision) except? -1:
     cdef int64_t p = fixed(d, key, precision)
     if p == 0:
@@ -629,7 +649,7 @@ cdef class BinanceNormaliser:
         self.ev.body.kline.open = price(k, "o", st.price_precision)
         self.ev.body.kline.high = price(k, "h", st.price_precision)
         self.ev.body.kline.low = price(k, "l", st.price_precision)
-        self.ev.body.kline.quote_volume = fixed(k, "q", st.price_precision)
+        self.ev.body.kline.quote_volume = fixed_truncated(k, "q", st.price_precision)
         self.ev.body.kline.trade_count = integer(k, "n")
         self.ev.body.kline.open_time_ns = ms_to_ns(k, "t")
         self.ev.body.kline.close_time_ns = ms_to_ns(k, "T")

@@ -156,18 +156,41 @@ def test_malformed_frames_are_counted_and_the_feed_goes_on(md_run):
         return dropped >= 5 and c["trades"] > before["trades"] and c
     c = wait_for(counted, timeout=30, what="5 drops and more trades after them")
     assert c["drop_malformed_json"] >= 2 and c["drop_oversized"] >= 1
+    fault("malformed", count=200)
+    wait_for(lambda: read_md_counters(venue)["spot"]["drop_malformed_json"] >= c["drop_malformed_json"] + 80,
+             timeout=30, what="the burst counted")
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+    reports = [line for line in proc.stderr.read().decode().splitlines() if "dropped" in line]
+    # every drop is reported by reason, at most once a second, however many there are
+    assert any("malformed_json" in line and "oversized" in line for line in reports), reports
+    assert 1 <= len([r for r in reports if "spot:" in r]) <= 4, reports
 
 
 def test_refused_connections_back_off_then_recover(md_run):
+    """Refused for 4 s: the tries follow the schedule (backoff_initial_s 0.1 doubling to
+    backoff_max_s 1.0, each delay jittered down to half), then it connects and resyncs."""
+    import re
     venue, proc, fault, status, _ = md_run
     board_when_ready(venue).close()
-    fault("refuse", seconds=1.5)
+    fault("refuse", seconds=4)
     fault("drop")
     wait_for(lambda: read_md_counters(venue)["spot"]["connect_failures"] >= 1, timeout=30,
              what="a refused connect")
     wait_for(lambda: all(c["connects"] >= 2 for c in read_md_counters(venue).values()), timeout=30,
              what="connected again once the venue accepts")
     board_when_ready(venue).close()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+    log = proc.stderr.read().decode()
+    for market in ("spot", "usdm"):
+        delays = [float(d) for d in re.findall(rf"{market}: (?:disconnected; reconnecting in|connect failed .*?; "
+                                              rf"next try in) ([0-9.]+) s", log)]
+        assert len(delays) >= 5, (market, delays)       # about 4 s of refusals
+        for k, d in enumerate(delays):
+            bound = min(0.1 * 2 ** k, 1.0)
+            assert 0.5 * bound - 0.01 <= d <= bound + 0.01, (market, k, delays)
 
 
 def test_sigkill_then_restart_readers_carry_on_with_the_new_epoch(md_run, children):
@@ -438,3 +461,43 @@ def test_exchange_info_refresh_updates_filters_and_refuses_a_precision_change(si
         assert c["spot"]["exchange_info_errors"] == 0 and c["usdm"]["instrument_updates"] == 0
     finally:
         cleanup(venue)
+
+
+def test_klines_and_mark_prices_from_the_synthetic_market(children, venue, tmp_path):
+    from ttquant.core.records import FUNDING_RATE_PRECISION
+    sim = children.start("-m", "ttquant.core.cli", "venue-sim", "binance", "--port", "0", "--speed", "20",
+                         "--replay", "synthetic", "--wait-clients", "2",
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    port = int(sim.stdout.readline().decode().split("127.0.0.1:")[1].split()[0])
+    path = tmp_path / "md.toml"
+    path.write_text(f'[rings]\nname = "{venue}"\ntick_capacity = 1048576\n' + "".join(
+        f'[markets.{m}]\nsymbols = ["BTCUSDT"]\nstreams = {json.dumps(streams)}\n'
+        f'ws_url = "ws://127.0.0.1:{port}/{m}"\nrest_url = "http://127.0.0.1:{port}"\n'
+        for m, streams in (("spot", ["trade", "kline_1m"]), ("usdm", ["trade", "markPrice@1s", "kline_1m"]))))
+    start_md(children, path)
+    try:
+        reader = wait_for(lambda: _attach_ticks(venue), timeout=30, what="the tick ring")
+        wait_for(lambda: (c := read_md_counters(venue))["usdm"]["mark_prices"] >= 20 and c["spot"]["klines"] >= 20,
+                 timeout=60, what="klines and marks")
+        events = np.zeros(1 << 20, MARKET_EVENT_DTYPE)
+        events = events[:reader.poll_into(events)]
+        klines = events[events["kind"] == EventKind.KLINE]
+        marks = events[events["kind"] == EventKind.MARK]
+        assert len(klines) >= 20 and len(marks) >= 20
+        assert (klines["high"] >= klines["low"]).all() and (klines["high"] >= klines["price"]).all()
+        assert (klines["close_time_ns"] - klines["open_time_ns"] == 59_999_000_000).all()
+        assert (klines["flags"] & EventFlag.CLOSED).any() or len(klines) < 60
+        assert (marks["funding_rate"] == 10 ** FUNDING_RATE_PRECISION // 10_000).all()
+        assert (marks["price"] >= marks["index_price"]).all() and (np.diff(marks["seq"].astype(np.int64)) > 0).all()
+        c = read_md_counters(venue)
+        assert not [k for m in c.values() for k, v in m.items() if k.startswith("drop_") and v], c
+        reader.close()
+    finally:
+        cleanup(venue)
+
+
+def _attach_ticks(venue):
+    try:
+        return BroadcastReader(f"/ttq.{venue}.ticks", start="oldest")
+    except RingNotFoundError:
+        return None

@@ -333,3 +333,18 @@ def test_two_overlapping_connections_publish_each_event_once_and_no_gap(ring, ta
     assert single.keys() == double.keys()
     for key in single:
         assert len(single[key]) == len(double[key]) and (single[key] == double[key]).all(), key
+
+
+def test_a_kline_quote_volume_finer_than_the_price_is_cut_not_refused(feed):
+    """Quote volume is price x qty: Binance sends more decimals than the price has (USDT-M
+    BTCUSDT "q":"2843016.43110" at price precision 2). It is kept to the price's precision."""
+    make, reader, board, asked = feed
+    norm = make(USDM)
+    kline = lambda q, e: ('{"stream":"btcusdt@kline_1m","data":{"e":"kline","E":%d,"s":"BTCUSDT","k":{"t":60000,'
+                          '"T":119999,"s":"BTCUSDT","i":"1m","o":"1.00","c":"2.00","h":"3.00","l":"0.50",'
+                          '"v":"7.000","n":12,"x":false,"q":"%s"}}}' % (e, q)).encode()
+    assert norm.on_frame(kline("2843016.43119", 10), 1) == 1
+    assert norm.on_frame(kline("12.5x1", 11), 1) == 0 and norm.counter_dict()["drop_bad_number"] == 1
+    assert norm.on_frame(kline("12.5", 10), 1) == 0 and norm.counter_dict()["duplicates"] == 1   # same E again
+    (k,) = drain(reader)
+    assert k["quote_volume"] == 284301643
