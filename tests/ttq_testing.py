@@ -145,3 +145,12 @@ def children():
     kids = Children()
     yield kids
     kids.kill_all()
+
+
+def attach_ticks(venue):
+    """A reader of the venue's tick ring from its oldest record, or None while it is not there."""
+    from ttquant.core.rings import BroadcastReader, RingNotFoundError
+    try:
+        return BroadcastReader(f"/ttq.{venue}.ticks", start="oldest")
+    except RingNotFoundError:
+        return None

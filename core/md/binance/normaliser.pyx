@@ -81,10 +81,7 @@ cdef inline object field(dict d, str key):
     return <object>p
 
 
-cdef int64_t fixed(dict d, str key, int precision, bint allow_negative=False) except? -1:
-    value = field(d, key)
-    if type(value) is not str:
-        raise _Drop(C_DROP_BAD_TYPE)
+cdef int64_t parse_str(str value, int precision, bint allow_negative) except? -1:
     cdef Py_ssize_t n
     cdef const char *s = PyUnicode_AsUTF8AndSize(value, &n)
     cdef int64_t out
@@ -92,6 +89,13 @@ cdef int64_t fixed(dict d, str key, int precision, bint allow_negative=False) ex
     if status != FIXED_OK:
         raise _Drop(C_DROP_NEGATIVE if status == FIXED_NEGATIVE else C_DROP_BAD_NUMBER)
     return out
+
+
+cdef int64_t fixed(dict d, str key, int precision, bint allow_negative=False) except? -1:
+    value = field(d, key)
+    if type(value) is not str:
+        raise _Drop(C_DROP_BAD_TYPE)
+    return parse_str(value, precision, allow_negative)
 
 
 cdef int64_t fixed_truncated(dict d, str key, int precision) except? -1:
@@ -105,13 +109,7 @@ cdef int64_t fixed_truncated(dict d, str key, int precision) except? -1:
         if not decimals.isdigit():
             raise _Drop(C_DROP_BAD_NUMBER)
         value = whole + "." + decimals[:precision] if precision else whole
-    cdef Py_ssize_t n
-    cdef const char *s = PyUnicode_AsUTF8AndSize(value, &n)
-    cdef int64_t out
-    cdef int status = parse_fixed(s, n, precision, False, &out)
-    if status != FIXED_OK:
-        raise _Drop(C_DROP_NEGATIVE if status == FIXED_NEGATIVE else C_DROP_BAD_NUMBER)
-    return out
+    return parse_str(value, precision, False)
 
 
 cdef int64_t price(dict d, str key, int precision) except? -1:

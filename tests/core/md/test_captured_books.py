@@ -13,7 +13,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from ttq_testing import unlink_venue, wait_for
+from ttq_testing import attach_ticks, unlink_venue, wait_for
 from ttquant.core.book.book_board import BookBoard
 from ttquant.core.md.daemon import read_md_counters
 from ttquant.core.records import MARKET_EVENT_DTYPE, EventFlag, EventKind
@@ -56,7 +56,7 @@ def test_captured_books_through_the_daemon(capture, children, venue, tmp_path):
                         _config(tmp_path, venue, port, markets), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         expected_books = sum(len(symbols) for symbols, _ in markets.values())
-        reader = wait_for(lambda: _attach(venue), timeout=30, what="the tick ring")
+        reader = wait_for(lambda: attach_ticks(venue), timeout=30, what="the tick ring")
         chunks = []
         buf = np.zeros(1 << 16, MARKET_EVENT_DTYPE)
 
@@ -101,12 +101,6 @@ def test_captured_books_through_the_daemon(capture, children, venue, tmp_path):
     finally:
         unlink_venue(venue)
 
-
-def _attach(venue):
-    try:
-        return BroadcastReader(f"/ttq.{venue}.ticks", start="oldest")
-    except RingNotFoundError:
-        return None
 
 
 def _check_tops(events):

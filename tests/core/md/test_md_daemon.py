@@ -11,7 +11,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from ttq_testing import unlink_venue, wait_for
+from ttq_testing import attach_ticks, unlink_venue, wait_for
 from ttquant.core.book.book_board import BookBoard
 from ttquant.core.md.daemon import read_md_counters
 from ttquant.core.records import MARKET_EVENT_DTYPE, EventFlag, EventKind
@@ -476,7 +476,7 @@ def test_klines_and_mark_prices_from_the_synthetic_market(children, venue, tmp_p
         for m, streams in (("spot", ["trade", "kline_1m"]), ("usdm", ["trade", "markPrice@1s", "kline_1m"]))))
     start_md(children, path)
     try:
-        reader = wait_for(lambda: _attach_ticks(venue), timeout=30, what="the tick ring")
+        reader = wait_for(lambda: attach_ticks(venue), timeout=30, what="the tick ring")
         wait_for(lambda: (c := read_md_counters(venue))["usdm"]["mark_prices"] >= 20 and c["spot"]["klines"] >= 20,
                  timeout=60, what="klines and marks")
         events = np.zeros(1 << 20, MARKET_EVENT_DTYPE)
@@ -494,10 +494,3 @@ def test_klines_and_mark_prices_from_the_synthetic_market(children, venue, tmp_p
         reader.close()
     finally:
         cleanup(venue)
-
-
-def _attach_ticks(venue):
-    try:
-        return BroadcastReader(f"/ttq.{venue}.ticks", start="oldest")
-    except RingNotFoundError:
-        return None
