@@ -46,6 +46,60 @@ cdef enum event_flag:
     FLAG_CLOSED = 32
     FLAG_FROM_BOOK = 64
 
+# Order.action / .side / .order_type, ExecReport.status / .liquidity / .reject_code
+# (records.pyx: OrderAction, Side, OrderType, OrderStatus, Liquidity, RejectCode)
+cdef enum order_action:
+    ACTION_NEW = 1
+    ACTION_CANCEL = 2
+    ACTION_AMEND = 3
+    ACTION_CANCEL_ALL = 4
+
+cdef enum order_side:
+    SIDE_BUY = 1
+    SIDE_SELL = 2
+
+cdef enum order_type:
+    TYPE_LIMIT = 1
+    TYPE_MARKET = 2
+    TYPE_IOC = 3
+    TYPE_FOK = 4
+    TYPE_POST_ONLY = 5
+
+cdef enum order_status:
+    STATUS_NEW = 1
+    STATUS_ACCEPTED = 2
+    STATUS_PARTIALLY_FILLED = 3
+    STATUS_FILLED = 4
+    STATUS_CANCELED = 5
+    STATUS_REJECTED = 6
+    STATUS_EXPIRED = 7
+
+cdef enum liquidity:
+    LIQUIDITY_NONE = 0
+    LIQUIDITY_MAKER = 1
+    LIQUIDITY_TAKER = 2
+
+# Stable reject codes (DESIGN.md §5): the thousands say which check refused.
+cdef enum reject_code:
+    REJECT_NONE = 0
+    REJECT_ORDER_TOO_OLD = 1001
+    REJECT_POSITION_LIMIT = 2001
+    REJECT_INSUFFICIENT_FUNDS = 2002
+    REJECT_RATE_LIMIT = 2003
+    REJECT_MAX_OPEN_ORDERS = 2004
+    REJECT_BAD_PRICE = 3001
+    REJECT_BAD_QTY = 3002
+    REJECT_FAT_FINGER = 3003
+    REJECT_MAX_NOTIONAL = 3004
+    REJECT_DUPLICATE_ORDER_ID = 4001
+    REJECT_UNKNOWN_INSTRUMENT = 4002
+    REJECT_UNKNOWN_ORDER = 4003
+    REJECT_BAD_FIELD = 4004
+    REJECT_REDUCE_ONLY = 4005
+    REJECT_KILL_SWITCH = 5001
+    REJECT_VENUE = 6001
+    REJECT_VENUE_UNAVAILABLE = 6002
+
 
 cdef struct ttq_trade_body:
     uint64_t first_trade_id

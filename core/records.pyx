@@ -17,7 +17,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 
 __all__ = [
     "RecordType", "EventKind", "EventFlag", "OrderAction", "Side", "OrderType", "OrderStatus",
-    "Liquidity", "MarketEvent", "Order", "ExecReport", "MARKET_EVENT_DTYPE", "ORDER_DTYPE",
+    "Liquidity", "RejectCode", "MarketEvent", "Order", "ExecReport", "MARKET_EVENT_DTYPE", "ORDER_DTYPE",
     "EXEC_REPORT_DTYPE", "DTYPES", "RECORD_CLASSES", "RECORD_SIZES", "record_size_for", "FUNDING_RATE_PRECISION", "c_layout",
     "dtype_for",
 ]
@@ -52,42 +52,63 @@ class EventFlag(enum.IntFlag):
 
 
 class OrderAction(enum.IntEnum):
-    NEW = 1
-    CANCEL = 2
-    AMEND = 3
-    CANCEL_ALL = 4
+    NEW = ACTION_NEW
+    CANCEL = ACTION_CANCEL              # target_order_id: the client order id to cancel
+    AMEND = ACTION_AMEND                # target_order_id: the order; price/qty: the new values
+    CANCEL_ALL = ACTION_CANCEL_ALL      # every open order of the strategy (instrument 0: all)
 
 
 class Side(enum.IntEnum):
-    BUY = 1
-    SELL = 2
+    BUY = SIDE_BUY
+    SELL = SIDE_SELL
 
 
 class OrderType(enum.IntEnum):
-    LIMIT = 1
-    MARKET = 2
-    IOC = 3
-    FOK = 4
-    POST_ONLY = 5
+    LIMIT = TYPE_LIMIT
+    MARKET = TYPE_MARKET
+    IOC = TYPE_IOC
+    FOK = TYPE_FOK
+    POST_ONLY = TYPE_POST_ONLY
 
 
 class OrderStatus(enum.IntEnum):
-    NEW = 1
-    ACCEPTED = 2
-    PARTIALLY_FILLED = 3
-    FILLED = 4
-    CANCELED = 5
-    REJECTED = 6
-    EXPIRED = 7
+    NEW = STATUS_NEW
+    ACCEPTED = STATUS_ACCEPTED
+    PARTIALLY_FILLED = STATUS_PARTIALLY_FILLED
+    FILLED = STATUS_FILLED
+    CANCELED = STATUS_CANCELED
+    REJECTED = STATUS_REJECTED
+    EXPIRED = STATUS_EXPIRED
 
 
 class Liquidity(enum.IntEnum):
-    NONE = 0
-    MAKER = 1
-    TAKER = 2
+    NONE = LIQUIDITY_NONE
+    MAKER = LIQUIDITY_MAKER
+    TAKER = LIQUIDITY_TAKER
 
 
-# Funding rates are tiny fractions: fixed point at 10 decimals whatever the instrument.
+class RejectCode(enum.IntEnum):
+    """ExecReport.reject_code: stable numbers, the thousands say which check refused."""
+    NONE = REJECT_NONE
+    ORDER_TOO_OLD = REJECT_ORDER_TOO_OLD            # older than max_order_age_ms when the gateway saw it
+    POSITION_LIMIT = REJECT_POSITION_LIMIT          # per instrument or per strategy, open orders included
+    INSUFFICIENT_FUNDS = REJECT_INSUFFICIENT_FUNDS  # against the shadow balance, open orders reserved
+    RATE_LIMIT = REJECT_RATE_LIMIT                  # global or per-strategy token bucket empty
+    MAX_OPEN_ORDERS = REJECT_MAX_OPEN_ORDERS
+    BAD_PRICE = REJECT_BAD_PRICE                    # not on the tick, or outside [min_price, max_price]
+    BAD_QTY = REJECT_BAD_QTY                        # not on the step, below min qty / min notional, above max
+    FAT_FINGER = REJECT_FAT_FINGER                  # too far from the last trade / mid
+    MAX_NOTIONAL = REJECT_MAX_NOTIONAL              # one order worth too much
+    DUPLICATE_ORDER_ID = REJECT_DUPLICATE_ORDER_ID  # this strategy already used the client order id
+    UNKNOWN_INSTRUMENT = REJECT_UNKNOWN_INSTRUMENT
+    UNKNOWN_ORDER = REJECT_UNKNOWN_ORDER            # cancel / amend of an order that is not open
+    BAD_FIELD = REJECT_BAD_FIELD                    # an action, side or type that does not exist
+    REDUCE_ONLY = REJECT_REDUCE_ONLY                # reduce-only that would not reduce the position
+    KILL_SWITCH = REJECT_KILL_SWITCH                # kill switch on, or the daily loss limit reached
+    VENUE = REJECT_VENUE                            # the venue refused it
+    VENUE_UNAVAILABLE = REJECT_VENUE_UNAVAILABLE    # the venue could not be reached
+
+
 FUNDING_RATE_PRECISION = 10
 
 
