@@ -291,9 +291,11 @@ cdef class RiskEngine:
         self._unreserve_c(r, cell, side, leaves_qty, reserve_price)
 
     def on_fill(self, uint32_t strategy_id, uint32_t instrument_id, int side, int64_t price,
-                int64_t qty, int64_t reserve_price, int64_t fee=0, bint order_done=False):
+                int64_t qty, int64_t reserve_price, int64_t fee=0, bint order_done=False,
+                bint reserved=True):
         """A fill of qty at price of an order held at reserve_price; fee in the quote asset at
-        account precision. order_done: this fill completed the order."""
+        account precision. order_done: this fill completed the order. reserved: the order still
+        held this quantity (not a fill reported after the order was released)."""
         cdef int slot = self.strategy_slot(strategy_id)
         cdef instrument_risk *r = &self.inst[instrument_id]
         cdef Py_ssize_t cell = slot * self.n_inst + instrument_id
@@ -301,7 +303,8 @@ cdef class RiskEngine:
         cdef int64_t filled_value = ttq_mul_div(price, qty, r.notional_mul, r.notional_div)
         r.position += signed_qty
         self.strat_position[cell] += signed_qty
-        self._unreserve_c(r, cell, side, qty, reserve_price)
+        if reserved:
+            self._unreserve_c(r, cell, side, qty, reserve_price)
         if self.asset_index and r.is_spot and r.base_asset >= 0 and r.quote_asset >= 0:
             self.balance[r.base_asset] += signed_qty * r.qty_to_account
             self.balance[r.quote_asset] -= filled_value if side == SIDE_BUY else -filled_value
