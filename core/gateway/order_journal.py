@@ -1,0 +1,160 @@
+"""The gateway's order journal: an append-only file written before an order leaves.
+
+    header   64 bytes: b"TTQORDJ1", layout version (u32), venue (32 bytes), created ns (i64)
+    entry    kind (u16) | payload size (u16) | crc32 of kind+size+payload (u32) | payload
+      ORDER    an Order record (56) + reserve price (i64): a new order about to be sent
+      CANCEL   an Order record (56): a cancel / cancel-all about to be sent
+      REJECT   an Order record (56) + reject code (u16) + pad: refused by the gateway
+      REPORT   an ExecReport record (112): a venue report applied to an order
+      MARK     i64 ns: the gateway started (replay ends at the last one; reconciliation follows)
+
+A crash can tear only the last entry: its crc fails, and opening the journal cuts it off (and
+says so). fsync policy: "every" entry (an order is on disk before it leaves), "interval" (at
+most every fsync_interval_ms, from the gateway loop) or "never" (the page cache only).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import time
+import zlib
+
+from ttquant.core.records import ExecReport, Order
+
+__all__ = ["OrderJournal", "JournalError", "ORDER", "CANCEL", "REJECT", "REPORT", "MARK"]
+
+log = logging.getLogger("ttquant.gateway.journal")
+MAGIC = b"TTQORDJ1"
+VERSION = 1
+HEADER = struct.Struct("<8sI32sq12x")
+ENTRY = struct.Struct("<HHI")
+ORDER, CANCEL, REJECT, REPORT, MARK = 1, 2, 3, 4, 5
+ORDER_SIZE = len(Order().tobytes())
+REPORT_SIZE = len(ExecReport().tobytes())
+SIZES = {ORDER: ORDER_SIZE + 8, CANCEL: ORDER_SIZE, REJECT: ORDER_SIZE + 8, REPORT: REPORT_SIZE, MARK: 8}
+FSYNC_POLICIES = ("every", "interval", "never")
+
+
+class JournalError(ValueError):
+    """A journal file that is not one, or of another venue or layout."""
+
+
+def _crc(kind, size, payload):
+    return zlib.crc32(payload, zlib.crc32(struct.pack("<HH", kind, size)))
+
+
+class OrderJournal:
+    def __init__(self, path: str, venue: str, fsync: str = "every", fsync_interval_ms: int = 10):
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync policy {fsync!r} is not one of {FSYNC_POLICIES}")
+        self.path, self.venue, self.fsync = path, venue, fsync
+        self.fsync_interval_ns = fsync_interval_ms * 1_000_000
+        self.torn_bytes = 0
+        self._dirty = False
+        self._last_sync = time.monotonic_ns()
+        exists = os.path.exists(path) and os.path.getsize(path) > 0
+        self.f = open(path, "r+b" if exists else "w+b", buffering=0)
+        if exists:
+            self._check_header()
+            self._cut_torn_tail()
+        else:
+            self.f.write(HEADER.pack(MAGIC, VERSION, venue.encode()[:32], time.time_ns()))
+            self._sync(force=True)
+        self.f.seek(0, os.SEEK_END)
+
+    def _check_header(self):
+        raw = self.f.read(HEADER.size)
+        if len(raw) < HEADER.size:
+            raise JournalError(f"{self.path}: shorter than a journal header")
+        magic, version, venue, _ = HEADER.unpack(raw)
+        if magic != MAGIC:
+            raise JournalError(f"{self.path}: not an order journal (magic {magic!r})")
+        if version != VERSION:
+            raise JournalError(f"{self.path}: journal layout {version}, this build writes {VERSION}")
+        owner = venue.rstrip(b"\0").decode()
+        if owner != self.venue:
+            raise JournalError(f"{self.path}: the journal of {owner!r}, not {self.venue!r}")
+
+    def _cut_torn_tail(self):
+        good = HEADER.size
+        for _, _, end in self._scan():
+            good = end
+        size = os.path.getsize(self.path)
+        if good < size:
+            self.torn_bytes = size - good
+            log.warning("%s: the last %d bytes are a torn entry (a crash while writing); cut off",
+                        self.path, self.torn_bytes)
+            self.f.truncate(good)
+            self._sync(force=True)
+
+    def _scan(self):
+        """(kind, payload, end offset) of every whole entry, from the start."""
+        self.f.seek(HEADER.size)
+        data = self.f.read()
+        at = 0
+        while at + ENTRY.size <= len(data):
+            kind, size, crc = ENTRY.unpack_from(data, at)
+            payload = data[at + ENTRY.size:at + ENTRY.size + size]
+            if SIZES.get(kind) != size or len(payload) != size or _crc(kind, size, payload) != crc:
+                return
+            at += ENTRY.size + size
+            yield kind, payload, HEADER.size + at
+
+    # -- writing ----------------------------------------------------------------------------------
+    def _append(self, kind, payload):
+        self.f.write(ENTRY.pack(kind, len(payload), _crc(kind, len(payload), payload)) + payload)
+        self._dirty = True
+        if self.fsync == "every":
+            self._sync(force=True)
+
+    def order(self, order: Order, reserve_price: int):
+        self._append(ORDER, order.tobytes() + struct.pack("<q", reserve_price))
+
+    def cancel(self, order: Order):
+        self._append(CANCEL, order.tobytes())
+
+    def reject(self, order: Order, code: int):
+        self._append(REJECT, order.tobytes() + struct.pack("<H6x", code))
+
+    def report(self, report: ExecReport):
+        self._append(REPORT, report.tobytes())
+
+    def mark(self, ts_ns: int | None = None):
+        self._append(MARK, struct.pack("<q", ts_ns or time.time_ns()))
+
+    def _sync(self, force=False):
+        if self.fsync == "never" and not force:
+            return
+        os.fsync(self.f.fileno())
+        self._dirty = False
+        self._last_sync = time.monotonic_ns()
+
+    def sync_if_due(self):
+        """For the "interval" policy: called from the gateway loop."""
+        if self._dirty and self.fsync == "interval" and time.monotonic_ns() - self._last_sync >= self.fsync_interval_ns:
+            self._sync(force=True)
+
+    def close(self):
+        if self._dirty and self.fsync != "never":
+            self._sync(force=True)
+        self.f.close()
+
+    # -- reading ----------------------------------------------------------------------------------
+    def entries(self):
+        """Every entry as (kind, object): Order + reserve price, Order, (Order, code), ExecReport, ns."""
+        pos = self.f.tell()
+        try:
+            for kind, payload, _ in self._scan():
+                if kind == ORDER:
+                    yield kind, (Order.frombytes(payload[:ORDER_SIZE]), struct.unpack("<q", payload[ORDER_SIZE:])[0])
+                elif kind == CANCEL:
+                    yield kind, Order.frombytes(payload)
+                elif kind == REJECT:
+                    yield kind, (Order.frombytes(payload[:ORDER_SIZE]), struct.unpack_from("<H", payload, ORDER_SIZE)[0])
+                elif kind == REPORT:
+                    yield kind, ExecReport.frombytes(payload)
+                else:
+                    yield kind, struct.unpack("<q", payload)[0]
+        finally:
+            self.f.seek(pos)
