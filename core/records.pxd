@@ -18,7 +18,7 @@
 #                  104 close_time_ns                                      (price/qty = close/volume)
 #       mark       56 index_price  64 funding_rate  72 next_funding_ns  80 settle_price
 #
-# Order (56 bytes, one 64-byte slot) and ExecReport (112 bytes, one 128-byte slot) below.
+# Order (56 bytes, one 64-byte slot) and ExecReport (120 bytes, one 128-byte slot) below.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 
 cdef enum ttq_record_type:
@@ -190,6 +190,7 @@ cdef struct ttq_exec_report:
     uint8_t liquidity               # Liquidity (maker / taker)
     uint8_t order_type
     uint8_t _pad[2]
+    uint64_t trade_id               # the venue's id of this fill (0: not a fill), so a fill counts once
 
 
 # Python faces: one object per record, holding the struct inline.

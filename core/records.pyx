@@ -146,7 +146,8 @@ EXEC_REPORT_DTYPE = _dtype([
     ("last_price", "<i8", 64), ("last_qty", "<i8", 72), ("cum_qty", "<i8", 80),
     ("leaves_qty", "<i8", 88), ("fee", "<i8", 96), ("reject_code", "<u2", 104),
     ("status", "u1", 106), ("side", "u1", 107), ("liquidity", "u1", 108), ("order_type", "u1", 109),
-], 112)
+    ("trade_id", "<u8", 112),
+], 120)
 
 DTYPES = {
     RecordType.MARKET_EVENT: MARKET_EVENT_DTYPE,
@@ -212,6 +213,7 @@ def c_layout():
             "leaves_qty": _off(&r, &r.leaves_qty), "fee": _off(&r, &r.fee),
             "reject_code": _off(&r, &r.reject_code), "status": _off(&r, &r.status),
             "side": _off(&r, &r.side), "liquidity": _off(&r, &r.liquidity),
+            "trade_id": _off(&r, &r.trade_id),
             "order_type": _off(&r, &r.order_type),
         }),
     }
@@ -440,7 +442,7 @@ cdef class Order:
 _REPORT_FIELDS = ("ts_exchange", "ts_recv", "ts_pub", "client_order_id", "venue_order_id",
                   "strategy_id", "instrument_id", "price", "qty", "last_price", "last_qty",
                   "cum_qty", "leaves_qty", "fee", "reject_code", "status", "side", "liquidity",
-                  "order_type")
+                  "order_type", "trade_id")
 
 
 @cython.freelist(64)
@@ -532,6 +534,9 @@ cdef class ExecReport:
     property order_type:
         def __get__(self): return self.report.order_type
         def __set__(self, uint8_t v): self.report.order_type = v
+    property trade_id:
+        def __get__(self): return self.report.trade_id
+        def __set__(self, uint64_t v): self.report.trade_id = v
 
 
 RECORD_CLASSES = {

@@ -41,7 +41,7 @@ def test_record_sizes_fit_one_slot():
     # 8-byte stamp + record, rounded to 64: ticks and reports take 128 bytes, orders 64.
     assert MARKET_EVENT_DTYPE.itemsize == 120
     assert ORDER_DTYPE.itemsize == 56
-    assert EXEC_REPORT_DTYPE.itemsize == 112
+    assert EXEC_REPORT_DTYPE.itemsize == 120
 
 
 def test_kind_specific_names_alias_the_union_like_c():

@@ -1,0 +1,1 @@
+"""Venue adapters behind one interface: the simulated venue now, Binance next."""
