@@ -1,1 +1,8 @@
 """TTQuant strategies: the BaseStrategy SDK, runtime, backtests and examples ([exec] issue)."""
+from ttquant.strategies.indicators import ATR, EMA, RSI, SMA, VWAP, RollingVolatility, RollingVWAP, ZScore
+from ttquant.strategies.portfolio import Portfolio, Position
+
+__all__ = [
+    "Portfolio", "Position",
+    "EMA", "SMA", "RSI", "ATR", "RollingVolatility", "VWAP", "RollingVWAP", "ZScore",
+]
