@@ -195,9 +195,39 @@ def cmd_md(args) -> int:
 
 def cmd_venue_sim(args) -> int:
     from ttquant.core.sim.binance_venue import main as venue_main
-    return venue_main(["--port", str(args.port), "--speed", str(args.speed),
-                       "--ping-interval", str(args.ping_interval), "--replay", args.replay,
-                       "--wait-clients", str(args.wait_clients)])
+    argv = ["--port", str(args.port), "--speed", str(args.speed),
+            "--ping-interval", str(args.ping_interval), "--replay", args.replay,
+            "--wait-clients", str(args.wait_clients)]
+    if args.orders:
+        argv += ["--orders", args.orders, "--maker-fee-bps", str(args.maker_fee_bps),
+                 "--taker-fee-bps", str(args.taker_fee_bps), "--slippage-bps", str(args.slippage_bps),
+                 "--latency-ms", str(args.latency_ms), "--latency-jitter-ms", str(args.latency_jitter_ms)]
+        argv += ["--no-queue"] if args.no_queue else []
+    return venue_main(argv)
+
+
+def cmd_gateway(args) -> int:
+    from ttquant.core.gateway.config import GatewayConfigError
+    from ttquant.core.gateway.daemon import run_gateway
+    from ttquant.core.gateway.risk_config import RiskConfigError
+    try:
+        return run_gateway(args.config)
+    except (GatewayConfigError, RiskConfigError) as exc:
+        print(f"ttquant gateway: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_kill(args) -> int:
+    from ttquant.core.gateway.kill_switch import KillSwitch
+    ks = KillSwitch(args.venue)
+    try:
+        state = ks.set(not args.release, args.reason)
+    finally:
+        ks.close()
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.ts_ns / 1e9))
+    print(f"kill switch {args.venue}: {'ENGAGED' if state.engaged else 'released'} by {state.who} at {when}"
+          + (f" ({state.reason})" if state.reason else ""))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,7 +277,32 @@ def build_parser() -> argparse.ArgumentParser:
                              help="which capture to replay (default btcusdt), or the synthetic generator")
     sim_binance.add_argument("--wait-clients", type=int, default=0,
                              help="hold the timeline until this many WebSocket clients are connected")
+    orders = sim_binance.add_argument_group("order entry (the gateway's sim adapter)")
+    orders.add_argument("--orders", metavar="RINGS", default=None,
+                        help="take orders, matching them against md's /ttq.RINGS.ticks and .books")
+    orders.add_argument("--maker-fee-bps", type=float, default=2.0)
+    orders.add_argument("--taker-fee-bps", type=float, default=5.0)
+    orders.add_argument("--slippage-bps", type=float, default=0.0, help="taker fills this much worse")
+    orders.add_argument("--latency-ms", type=float, default=1.0, help="request to effect, fixed part")
+    orders.add_argument("--latency-jitter-ms", type=float, default=0.5, help="plus up to this much")
+    orders.add_argument("--no-queue", action="store_true", help="resting orders fill without queue position")
     sim_binance.set_defaults(func=cmd_venue_sim)
+
+    gateway = sub.add_parser("gateway", help="run a gateway: orders checked, journaled, sent",
+                             description="Every strategy's order ring in; validation, risk, the order state "
+                                         "machine and journal; the venue adapter; exec reports out.")
+    gw_sub = gateway.add_subparsers(dest="venue", metavar="VENUE", required=True)
+    gw_binance = gw_sub.add_parser("binance", help="Binance (the sim adapter for now)",
+                                   description="The Binance gateway; adapter.kind = sim in the config.")
+    gw_binance.add_argument("--config", required=True, help="TOML file (see core/gateway/config.py)")
+    gw_binance.set_defaults(func=cmd_gateway)
+
+    kill = sub.add_parser("kill", help="engage (or release) a venue's kill switch",
+                          description="Every new order rejected (5001) and open orders canceled until released.")
+    kill.add_argument("venue", help="the gateway's rings name, e.g. binance")
+    kill.add_argument("--release", action="store_true", help="release the kill switch")
+    kill.add_argument("--reason", default="", help="logged by the gateway with who and when")
+    kill.set_defaults(func=cmd_kill)
 
     rings_demo = rings_sub.add_parser("demo", help="the rings alone across processes",
                                       description="One tick writer, two tick readers and an order SPSC "

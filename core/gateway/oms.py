@@ -91,6 +91,14 @@ class VenueReport:
     ts_exchange: int = 0
     trade_id: int = 0               # the venue's id of a fill (0: none), so a fill is counted once
 
+    @classmethod
+    def from_exec_report(cls, r) -> "VenueReport":
+        """An ExecReport record (from a venue's ring, or the gateway's own journal)."""
+        return cls(strategy_id=r.strategy_id, client_order_id=r.client_order_id, status=OrderStatus(r.status),
+                   venue_order_id=r.venue_order_id, last_price=r.last_price, last_qty=r.last_qty,
+                   cum_qty=r.cum_qty, fee=r.fee, liquidity=r.liquidity, reject_code=r.reject_code,
+                   ts_exchange=r.ts_exchange, trade_id=r.trade_id)
+
 
 class OrderBookKeeper:
     """Orders by (strategy, client order id); venue reports in, exec reports out.
@@ -225,4 +233,5 @@ class OrderBookKeeper:
             price=st.price, qty=st.qty, last_price=rep.last_price if rep and filled else 0,
             last_qty=filled, cum_qty=st.cum_qty, leaves_qty=st.leaves_qty, fee=rep.fee if rep and filled else 0,
             reject_code=rep.reject_code if rep else 0, status=st.status, side=st.side,
-            liquidity=rep.liquidity if rep and filled else 0, order_type=st.order_type)
+            liquidity=rep.liquidity if rep and filled else 0, order_type=st.order_type,
+            trade_id=rep.trade_id if rep and filled else 0)

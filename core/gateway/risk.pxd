@@ -74,7 +74,7 @@ cdef class RiskEngine:
     cdef uint64_t checks, rejects
 
     cdef int check(self, const ttq_order *o, int64_t now_ns) noexcept
-    cdef int reserve(self, const ttq_order *o, int slot) noexcept
+    cdef int reserve(self, const ttq_order *o, int slot, int64_t price) noexcept
     cdef int strategy_slot(self, uint32_t strategy_id) noexcept
     cdef int64_t order_notional(self, const instrument_risk *r, const ttq_order *o) noexcept
     cdef int _unreserve_c(self, instrument_risk *r, Py_ssize_t cell, int side, int64_t qty,

@@ -15,7 +15,7 @@ import numpy as np
 from ttquant.core.includes.atomics cimport ttq_now_ns
 from ttquant.core.includes.fixed_math cimport ttq_mul_div, ttq_beyond_ppm
 from ttquant.core.records cimport (
-    ttq_order, ACTION_NEW, ACTION_CANCEL, ACTION_AMEND, ACTION_CANCEL_ALL, SIDE_BUY, SIDE_SELL,
+    ttq_order, ttq_market_event, EVENT_TRADE, EVENT_BBO, ACTION_NEW, ACTION_CANCEL, ACTION_AMEND, ACTION_CANCEL_ALL, SIDE_BUY, SIDE_SELL,
     TYPE_LIMIT, TYPE_MARKET, TYPE_POST_ONLY, REJECT_NONE, REJECT_ORDER_TOO_OLD,
     REJECT_POSITION_LIMIT, REJECT_INSUFFICIENT_FUNDS, REJECT_RATE_LIMIT, REJECT_MAX_OPEN_ORDERS,
     REJECT_BAD_PRICE, REJECT_BAD_QTY, REJECT_FAT_FINGER, REJECT_MAX_NOTIONAL,
@@ -240,11 +240,12 @@ cdef class RiskEngine:
             return REJECT_KILL_SWITCH
         return REJECT_NONE
 
-    cdef int reserve(self, const ttq_order *o, int slot) noexcept:
-        """A new order that passed `check` goes out: it counts as open and holds its funds."""
+    cdef int reserve(self, const ttq_order *o, int slot, int64_t price) noexcept:
+        """A new order that passed `check` goes out: it counts as open and holds its funds
+        (at price: the order's, or for a market order the touch it was checked against)."""
         cdef instrument_risk *r = &self.inst[o.instrument_id]
         cdef Py_ssize_t cell = slot * self.n_inst + o.instrument_id
-        cdef int64_t notional = self.order_notional(r, o)
+        cdef int64_t notional = ttq_mul_div(price, o.qty, r.notional_mul, r.notional_div)
         self.open_orders += 1
         self.strat[slot].open_orders += 1
         if o.side == SIDE_BUY:
@@ -269,8 +270,15 @@ cdef class RiskEngine:
         """check, and when it passes a new order, reserve it: what the gateway does per order."""
         cdef int code = self.check(&order.order, ttq_now_ns() if now_ns is None else now_ns)
         if code == 0 and order.order.action == ACTION_NEW:
-            self.reserve(&order.order, self.strategy_slot(order.order.strategy_id))
+            self.reserve(&order.order, self.strategy_slot(order.order.strategy_id), self.reserve_price(order))
         return code
+
+    def restore(self, Order order not None, int64_t reserve_price):
+        """An open order from the journal (on restart): open again, its funds held as before."""
+        if order.order.instrument_id >= self.n_inst or not self.inst[order.order.instrument_id].known:
+            return False
+        self.reserve(&order.order, self.strategy_slot(order.order.strategy_id), reserve_price)
+        return True
 
     def reserve_price(self, Order order not None):
         """The price funds are held at: the order's, or for a market order the touch now."""
@@ -330,6 +338,23 @@ cdef class RiskEngine:
             elif r.quote_asset >= 0:
                 self.reserved[r.quote_asset] -= value if r.is_spot else value // self.leverage
         return 0
+
+    def on_market_events(self, events, Py_ssize_t n):
+        """Reference prices from the first n MarketEvents of a MARKET_EVENT_DTYPE array: trades
+        and the top of each book (FROM_BOOK BBO, else the venue's ticker)."""
+        cdef const unsigned char[::1] raw = events.view(np.uint8).reshape(-1)
+        if n * <Py_ssize_t>sizeof(ttq_market_event) > raw.shape[0]:
+            raise ValueError("n is beyond the array")
+        cdef const ttq_market_event *e = <const ttq_market_event *>&raw[0]
+        cdef Py_ssize_t k
+        for k in range(n):
+            if e[k].instrument_id >= self.n_inst:
+                continue
+            if e[k].kind == EVENT_TRADE:
+                self.inst[e[k].instrument_id].last_price = e[k].price
+            elif e[k].kind == EVENT_BBO:
+                self.inst[e[k].instrument_id].bid = e[k].price
+                self.inst[e[k].instrument_id].ask = e[k].body.bbo.ask_price
 
     def on_trade(self, uint32_t instrument_id, int64_t price):
         if instrument_id < self.n_inst:

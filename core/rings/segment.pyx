@@ -123,14 +123,14 @@ def _check_name(name):
 
 def list_segments():
     """Names of every TTQuant segment in /dev/shm, sorted (files beside them, such as
-    instrument tables, have an extension and are left out)."""
+    instrument tables and control flags, have an extension and are left out)."""
     try:
         entries = os.listdir(SHM_DIR)
     except FileNotFoundError:
         return []
     names = []
     for entry in entries:
-        if not entry.startswith("ttq.") or entry.endswith(".json"):
+        if not entry.startswith("ttq.") or entry.endswith((".json", ".ctl")):
             continue
         try:
             if stat.S_ISREG(os.stat(os.path.join(SHM_DIR, entry)).st_mode):

@@ -25,6 +25,10 @@ Faults (GET /_sim/fault?kind=K[&seconds=S][&count=N][&symbol=X][&market=M]):
   refuse     refuse new WebSocket connections for S seconds (HTTP 503)
   ping       send a ping on every connection now (and count the pongs)
   filter     change a symbol's exchangeInfo filter (&filter=PRICE_FILTER&field=tickSize&value=0.1)
+
+With --orders RINGS it also takes orders (core/venues/sim/order_venue.py): the gateway's sim
+adapter sends them on /ttq.RINGS.sim_requests, reports come back on /ttq.RINGS.sim_reports,
+and GET /_sim/orders[?since=NS] is the venue's own record (open orders, fills, requests).
 """
 from __future__ import annotations
 
@@ -250,6 +254,7 @@ class BinanceVenue:
         self._refuse_until = 0.0
         self._tasks = []
         self._clients_in: asyncio.Event | None = None     # made on the loop, in _replay
+        self.order_venue = None     # core.venues.sim.order_venue.SimOrderVenue, with --orders
 
     # -- HTTP and WebSocket entry ---------------------------------------------------------------
     def _listener_factory(self, request: WSUpgradeRequest):
@@ -286,6 +291,10 @@ class BinanceVenue:
                                       "source": self.feed.description})
         if path == "/_sim/fault":
             return self._fault(query)
+        if path == "/_sim/orders":
+            if self.order_venue is None:
+                return 404, b'{"error":"this venue takes no orders (start it with --orders RINGS)"}'
+            return 200, orjson.dumps(self.order_venue.state(int(query.get("since", "0"))))
         return 404, b'{"code":-1,"msg":"unknown path"}'
 
     def _catch_up(self, key):
@@ -516,14 +525,33 @@ def main(argv=None) -> int:
                         help="which capture (default btcusdt: the hftbacktest spot and USDT-M files)")
     parser.add_argument("--wait-clients", type=int, default=0,
                         help="start the timeline only once this many WebSocket clients are connected")
+    orders = parser.add_argument_group("order entry (the gateway's sim adapter)")
+    orders.add_argument("--orders", metavar="RINGS", default=None,
+                        help="take orders, matching them against md's /ttq.RINGS.ticks and .books")
+    orders.add_argument("--maker-fee-bps", type=float, default=2.0)
+    orders.add_argument("--taker-fee-bps", type=float, default=5.0)
+    orders.add_argument("--slippage-bps", type=float, default=0.0)
+    orders.add_argument("--latency-ms", type=float, default=1.0, help="request to effect, fixed part")
+    orders.add_argument("--latency-jitter-ms", type=float, default=0.5, help="plus up to this much")
+    orders.add_argument("--no-queue", action="store_true", help="resting orders fill without queue position")
     args = parser.parse_args(argv)
+    model = None
+    if args.orders:
+        from ttquant.core.venues.sim.matching import FillModel
+        model = FillModel(maker_fee_ppm=round(args.maker_fee_bps * 100), taker_fee_ppm=round(args.taker_fee_bps * 100),
+                          slippage_ppm=round(args.slippage_bps * 100), latency_ns=round(args.latency_ms * 1e6),
+                          latency_jitter_ns=round(args.latency_jitter_ms * 1e6), queue_position=not args.no_queue)
     return asyncio.run(_serve(VenueConfig(port=args.port, speed=args.speed, ping_interval_s=args.ping_interval,
-                                          wait_clients=args.wait_clients), args.replay))
+                                          wait_clients=args.wait_clients), args.replay, args.orders, model))
 
 
-async def _serve(cfg: VenueConfig, replay: str = "btcusdt") -> int:
+async def _serve(cfg: VenueConfig, replay: str = "btcusdt", orders: str | None = None, model=None) -> int:
     feed = ReplayFeed.named(replay)
     venue = BinanceVenue(feed, cfg)
+    if orders:
+        from ttquant.core.venues.sim.order_venue import SimOrderVenue
+        venue.order_venue = SimOrderVenue(orders, model)
+        venue.order_venue.start()
     port = await venue.start()
     print(f"venue-sim binance: listening on 127.0.0.1:{port} ({feed.description}, speed {cfg.speed})",
           flush=True)
@@ -533,4 +561,6 @@ async def _serve(cfg: VenueConfig, replay: str = "btcusdt") -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await venue.stop()
+    if venue.order_venue is not None:
+        venue.order_venue.stop()
     return 0

@@ -1,0 +1,399 @@
+"""`ttquant gateway binance --config FILE`: every strategy's orders in, checked, journaled, sent.
+
+One thread does the trading path, in this order per loop: one order from each strategy's
+ring in turn (so no strategy can starve another), the venue's reports, the tick ring's
+reference prices; every few milliseconds the housekeeping (new order rings, kill switch,
+journal fsync, heartbeats, systemd watchdog). Per order:
+
+    NEW      client id new for the strategy (4001) -> risk checks (risk.pyx) -> reserved,
+             journaled, sent; refused -> an exec report REJECTED with the code, journaled
+    CANCEL   the target must be open (4003); never held back by risk
+    CANCEL_ALL  every open order of the strategy (one instrument, or all)
+
+On start it replays its journal, asks the venue for open orders and fills, applies what it
+missed, rejects (6002) what never reached the venue, and only then takes orders: nothing is
+sent twice, no fill is lost. SIGHUP reloads risk.toml (a bad file is refused, the old limits
+stay); SIGTERM flushes the journal and exits 0.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from decimal import Decimal
+
+import numpy as np
+
+from ttquant.core.gateway.config import GatewayConfig, load_gateway_config
+from ttquant.core.gateway.kill_switch import KillSwitch
+from ttquant.core.gateway.oms import TERMINAL, OrderBookKeeper, VenueReport
+from ttquant.core.gateway.order_journal import CANCEL, ORDER, REJECT, REPORT, OrderJournal
+from ttquant.core.gateway.risk import RiskEngine
+from ttquant.core.gateway.risk_config import RiskConfigError, load_risk_limits
+from ttquant.core.instruments import InstrumentTable, instruments_path
+from ttquant.core.records import (MARKET_EVENT_DTYPE, ExecReport, Order, OrderAction, OrderStatus, RecordType,
+                                  RejectCode)
+from ttquant.core.rings import BroadcastReader, BroadcastWriter, RingNotFoundError, SpscReader, list_segments
+
+__all__ = ["Gateway", "run_gateway"]
+
+now_ns = time.time_ns           # CLOCK_REALTIME, as every record's timestamps
+
+log = logging.getLogger("ttquant.gateway")
+S = OrderStatus
+HOUSEKEEPING_NS = 5_000_000
+
+
+class _OrderRing:
+    """One strategy's order ring, and the strategy id it is bound to."""
+    __slots__ = ("name", "owner", "reader", "strategy_id")
+
+    def __init__(self, name, owner, reader, strategy_id):
+        self.name, self.owner, self.reader, self.strategy_id = name, owner, reader, strategy_id
+
+
+class Gateway:
+    def __init__(self, cfg: GatewayConfig, adapter=None, notify=None):
+        self.cfg = cfg
+        self.adapter = adapter
+        self.notify = notify or (lambda text: None)
+        self.rings: list[_OrderRing] = []
+        self.known_rings: set[str] = set()
+        self.rr = 0
+        self.stopping = False
+        self.reload_requested = False
+        self.kill_changes = 0
+        self.counts = {"orders": 0, "rejects": 0, "sent": 0, "reports": 0, "fills": 0, "reconciled_fills": 0,
+                       "lost_before_venue": 0, "orphans_canceled": 0}
+        self.rejects_by_code: dict[int, int] = {}
+        self.trace: list[tuple[int, int, int, int]] | None = None    # (strategy, client id, created, checked)
+        self._events = np.zeros(1024, MARKET_EVENT_DTYPE)
+        self._next_house = 0
+        self._next_discover = 0
+        self._watchdog_ok = time.monotonic()
+        self.portfolio = None
+        self._day = None
+        self._day_start_pnl = Decimal(0)
+
+    # -- setup ------------------------------------------------------------------------------------
+    def setup(self, wait_s: float = 60.0):
+        cfg = self.cfg
+        deadline = time.monotonic() + wait_s
+        path = instruments_path(cfg.rings)
+        while not os.path.exists(path):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"gateway: no instrument table at {path} (is md running?)")
+            time.sleep(0.1)
+        self.table = InstrumentTable.load(path)
+        self.limits = load_risk_limits(cfg.risk_file, self.table)
+        self.risk = RiskEngine(self.limits, self.table)
+        self.oms = OrderBookKeeper(self.risk)
+        from ttquant.strategies.portfolio import Portfolio
+        self.portfolio = Portfolio(fee_precision=8)
+        self.journal = OrderJournal(cfg.journal_path, cfg.venue, cfg.fsync, cfg.fsync_interval_ms)
+        self.exec = BroadcastWriter(f"/ttq.{cfg.rings}.exec", RecordType.EXEC_REPORT, cfg.exec_capacity,
+                                    group=cfg.shm_group)
+        self.kill = KillSwitch(cfg.rings)
+        self.kill_changes = self.kill.changes
+        self.risk.kill_switch = self.kill.engaged
+        self.ticks = None
+        while self.ticks is None and time.monotonic() < deadline:
+            try:
+                self.ticks = BroadcastReader(f"/ttq.{cfg.rings}.ticks", start="latest")
+            except RingNotFoundError:
+                time.sleep(0.1)
+        if self.adapter is None:
+            from ttquant.core.venues.sim.adapter import SimVenueAdapter
+            self.adapter = SimVenueAdapter(cfg.rings, cfg.http_url)
+        replayed = self.replay_journal()
+        self.reconcile()
+        self.journal.mark()
+        self.discover()
+        log.info("gateway %s ready: %d orders from the journal (%d open), %d order rings, kill switch %s",
+                 cfg.venue, replayed, len(self.oms.open_orders()), len(self.rings),
+                 "ENGAGED" if self.risk.kill_switch else "off")
+
+    def replay_journal(self) -> int:
+        n = 0
+        for kind, item in self.journal.entries():
+            if kind == ORDER:
+                order, reserve_price = item
+                self.oms.take_id(order.strategy_id, order.client_order_id)
+                self.oms.add(order, reserve_price)
+                self.risk.restore(order, reserve_price)
+                n += 1
+            elif kind in (REJECT, CANCEL):
+                order = item[0] if kind == REJECT else item
+                self.oms.take_id(order.strategy_id, order.client_order_id)
+            elif kind == REPORT:
+                self._apply(VenueReport.from_exec_report(item), publish=False, journal=False)
+        return n
+
+    def reconcile(self):
+        """What the venue did while we were away: fills applied, lost orders rejected, orphans canceled."""
+        settle = getattr(self.adapter, "settle", None)
+        if settle is not None:
+            settle()
+        for f in self.adapter.fills_since(0):
+            if self.oms.get(f.strategy_id, f.client_order_id) is None:
+                continue
+            rep = VenueReport(strategy_id=f.strategy_id, client_order_id=f.client_order_id,
+                              status=S.PARTIALLY_FILLED, last_price=f.price, last_qty=f.qty, fee=f.fee,
+                              liquidity=f.liquidity, trade_id=f.trade_id, ts_exchange=f.ts_ns)
+            if self._apply(rep) is not None:
+                self.counts["reconciled_fills"] += 1
+        venue_open = {(o.strategy_id, o.client_order_id): o for o in self.adapter.open_orders()}
+        for st in self.oms.open_orders():
+            vo = venue_open.get(st.key) or self.adapter.order_status(st.strategy_id, st.client_order_id)
+            if vo is None:
+                self.counts["lost_before_venue"] += 1
+                log.warning("order %s/%s never reached the venue: rejected, not resent", *st.key)
+                self._apply(VenueReport(st.strategy_id, st.client_order_id, S.REJECTED,
+                                        reject_code=RejectCode.VENUE_UNAVAILABLE))
+            elif S(vo.status) != st.status:
+                self._apply(VenueReport(st.strategy_id, st.client_order_id, S(vo.status),
+                                        venue_order_id=vo.venue_order_id, cum_qty=vo.cum_qty))
+        for key, vo in venue_open.items():
+            if self.oms.get(*key) is None:
+                self.counts["orphans_canceled"] += 1
+                log.warning("order %s/%s is open on the venue but unknown here: canceling it", *key)
+                self.adapter.send(Order(ts_created=now_ns(), strategy_id=key[0], target_order_id=key[1],
+                                        instrument_id=vo.instrument_id, action=OrderAction.CANCEL))
+
+    def discover(self):
+        prefix = f"/ttq.{self.cfg.rings}.orders."
+        for name in list_segments():
+            if not name.startswith(prefix) or name in self.known_rings:
+                continue
+            owner = name[len(prefix):]
+            try:
+                reader = SpscReader(name, RecordType.ORDER)
+            except Exception as exc:        # a ring being created, or another reader's: try later
+                log.debug("order ring %s not taken yet: %s", name, exc)
+                continue
+            self.known_rings.add(name)
+            self.rings.append(_OrderRing(name, owner, reader, self.cfg.strategies.get(owner, 0)))
+            log.info("order ring %s (strategy %s) picked up", name, owner)
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def step(self) -> bool:
+        """One pass of the trading path; True when there was something to do."""
+        busy = False
+        rings = self.rings
+        n = len(rings)
+        for k in range(n):
+            ring = rings[(self.rr + k) % n]
+            order = ring.reader.poll()
+            if order is not None:
+                busy = True
+                self.on_order(ring, order)
+        if n:
+            self.rr = (self.rr + 1) % n
+        for rep in self.adapter.poll():
+            busy = True
+            self.counts["reports"] += 1
+            self._apply(rep)
+        if self.ticks is not None:
+            got = self.ticks.poll_into(self._events)
+            if got:
+                self.risk.on_market_events(self._events, got)
+        t = time.monotonic_ns()
+        if t >= self._next_house:
+            self._next_house = t + HOUSEKEEPING_NS
+            self.housekeeping(t)
+        return busy
+
+    def on_order(self, ring: _OrderRing, order: Order):
+        self.counts["orders"] += 1
+        now = now_ns()
+        if not ring.strategy_id:
+            ring.strategy_id = order.strategy_id            # the first order binds the ring to its strategy
+        if order.strategy_id != ring.strategy_id:
+            log.warning("%s carried strategy id %d, not its own %d: refused", ring.name, order.strategy_id,
+                        ring.strategy_id)
+            return self._reject(order, RejectCode.BAD_FIELD)
+        action = order.action
+        code = self.oms.take_id(order.strategy_id, order.client_order_id)
+        if action == OrderAction.NEW:
+            if not code:
+                code = self.risk.check_and_reserve(order, now)
+            if self.trace is not None:
+                self.trace.append((order.strategy_id, order.client_order_id, order.ts_created, now_ns()))
+            if code:
+                return self._reject(order, code)
+            reserve_price = self.risk.reserve_price(order)
+            self.oms.add(order, reserve_price)
+            self.journal.order(order, reserve_price)
+            self._send(order)
+        elif action in (OrderAction.CANCEL, OrderAction.CANCEL_ALL):
+            if not code:
+                code, targets = self.oms.cancel_target(order)
+            if code:
+                return self._reject(order, code)
+            for st in targets:
+                st.cancel_requested = True
+            self.journal.cancel(order)
+            if not self.adapter.send(order):
+                self._reject(order, RejectCode.VENUE_UNAVAILABLE)
+        else:
+            self._reject(order, code or RejectCode.BAD_FIELD)      # amend: not through this gateway yet
+
+    def _send(self, order):
+        if self.adapter.send(order):
+            self.counts["sent"] += 1
+            return
+        log.warning("the venue cannot take order %s/%s now: rejected", order.strategy_id, order.client_order_id)
+        self._apply(VenueReport(order.strategy_id, order.client_order_id, S.REJECTED,
+                                reject_code=RejectCode.VENUE_UNAVAILABLE))
+
+    def _reject(self, order, code):
+        self.counts["rejects"] += 1
+        self.rejects_by_code[int(code)] = self.rejects_by_code.get(int(code), 0) + 1
+        self.journal.reject(order, code)
+        r = ExecReport(client_order_id=order.client_order_id, strategy_id=order.strategy_id,
+                       instrument_id=order.instrument_id, price=order.price, qty=order.qty,
+                       status=S.REJECTED, reject_code=code, side=order.side, order_type=order.order_type)
+        self._publish(r)
+
+    def _apply(self, rep: VenueReport, publish=True, journal=True):
+        er = self.oms.apply(rep)
+        if er is None:
+            return None
+        if er.status == S.REJECTED:
+            self.counts["rejects"] += 1
+            self.rejects_by_code[int(er.reject_code)] = self.rejects_by_code.get(int(er.reject_code), 0) + 1
+        if er.last_qty:
+            self.counts["fills"] += 1
+            self._on_fill(er)
+        if journal:
+            self.journal.report(er)
+        if publish:
+            self._publish(er)
+        return er
+
+    def _on_fill(self, er):
+        """Realised PnL since the start of the UTC day, for the daily loss limit (5001)."""
+        inst = self.table.get(er.instrument_id)
+        if inst is None or self.portfolio is None:
+            return
+        before = self.portfolio.total_realised(inst.quote)
+        self.portfolio.on_fill(inst, er.side, er.last_price, er.last_qty, er.fee)
+        day = time.gmtime().tm_yday
+        if self._day != day:
+            self._day, self._day_start_pnl = day, before
+        today = self.portfolio.total_realised(inst.quote) - self._day_start_pnl
+        self.risk.daily_pnl = int(today.scaleb(8))
+
+    def _publish(self, er):
+        er.ts_pub = now_ns()
+        self.exec.push(er)
+
+    # -- housekeeping -----------------------------------------------------------------------------
+    def housekeeping(self, t_ns):
+        if self.kill.changes != self.kill_changes:
+            self._kill_switch_changed()
+        self.journal.sync_if_due()
+        if t_ns >= self._next_discover:
+            self._next_discover = t_ns + int(self.cfg.discover_interval_s * 1e9)
+            self.discover()
+            self.exec.heartbeat()
+            for ring in self.rings:
+                ring.reader.heartbeat()
+        if self.reload_requested:
+            self.reload_requested = False
+            self.reload_risk()
+        self._watchdog_ok = time.monotonic()
+
+    def _kill_switch_changed(self):
+        state = self.kill.read()
+        self.kill_changes = state.changes
+        self.risk.kill_switch = state.engaged
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.ts_ns / 1e9))
+        if state.engaged:
+            log.error("KILL SWITCH ENGAGED by %s (pid %d) at %s: %s; canceling %d open orders", state.who,
+                      state.pid, when, state.reason or "no reason given", len(self.oms.open_orders()))
+            for sid in sorted({o.strategy_id for o in self.oms.open_orders()}):
+                self.adapter.send(Order(ts_created=now_ns(), strategy_id=sid, action=OrderAction.CANCEL_ALL))
+        else:
+            log.warning("kill switch released by %s (pid %d) at %s: %s", state.who, state.pid, when,
+                        state.reason or "no reason given")
+
+    def reload_risk(self):
+        try:
+            limits = load_risk_limits(self.cfg.risk_file, self.table)
+        except RiskConfigError as exc:
+            log.error("risk reload refused, the old limits stay: %s", exc)
+            return False
+        self.risk.apply_limits(limits)
+        self.limits = limits
+        log.info("risk limits reloaded from %s", self.cfg.risk_file)
+        return True
+
+    def status_text(self):
+        open_orders = len(self.oms.open_orders())
+        return (f"{len(self.rings)} strategies, {self.counts['orders']} orders, {open_orders} open, "
+                f"{self.counts['fills']} fills, {self.counts['rejects']} rejects, kill switch "
+                f"{'ENGAGED' if self.risk.kill_switch else 'off'}")
+
+    def close(self):
+        self.journal.close()
+        for ring in self.rings:
+            ring.reader.close()
+        if self.ticks is not None:
+            self.ticks.close()
+        self.exec.close()
+        self.kill.close()
+        self.adapter.close()
+
+    # -- run as a daemon ----------------------------------------------------------------------------
+    def run(self) -> int:
+        cfg = self.cfg
+        if cfg.cpus:
+            os.sched_setaffinity(0, set(cfg.cpus))
+        self.notify("READY=1")
+        idle = 0
+        sleep_s = 50e-6
+        last_status = time.monotonic()
+        while not self.stopping:
+            if self.step():
+                idle = 0
+                sleep_s = 50e-6
+                continue
+            idle += 1
+            if cfg.wait == "hybrid" and idle > cfg.spin_polls:
+                time.sleep(sleep_s)             # nothing for a while: back off to 1 ms
+                sleep_s = min(sleep_s * 2, 1e-3)
+            now = time.monotonic()
+            if now - last_status > 1.0:
+                last_status = now
+                self.notify("WATCHDOG=1")
+                self.notify("STATUS=" + self.status_text())
+        self.notify("STOPPING=1")
+        log.info("gateway stopping: %s; rejects by code %s", self.status_text(), self.rejects_by_code)
+        self.close()
+        return 0
+
+
+def run_gateway(config_path: str) -> int:
+    logging.basicConfig(level=os.environ.get("TTQ_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cfg = load_gateway_config(config_path)
+    notifier = None
+    if os.environ.get("NOTIFY_SOCKET"):
+        import sdnotify
+        n = sdnotify.SystemdNotifier()
+        notifier = n.notify
+    gw = Gateway(cfg, notify=notifier)
+    gw.setup()
+    if os.environ.get("TTQ_GATEWAY_TRACE"):
+        gw.trace = []
+    signal.signal(signal.SIGTERM, lambda *_: setattr(gw, "stopping", True))
+    signal.signal(signal.SIGINT, lambda *_: setattr(gw, "stopping", True))
+    signal.signal(signal.SIGHUP, lambda *_: setattr(gw, "reload_requested", True))
+    code = gw.run()
+    trace_path = os.environ.get("TTQ_GATEWAY_TRACE")
+    if trace_path and gw.trace is not None:
+        np.save(trace_path, np.array(gw.trace, dtype=np.int64).reshape(-1, 4))
+    return code
