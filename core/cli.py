@@ -217,6 +217,15 @@ def cmd_gateway(args) -> int:
         return 2
 
 
+def cmd_strategy_run(args) -> int:
+    from ttquant.strategies.runtime import StrategyConfigError, run_strategy
+    try:
+        return run_strategy(args.name, args.config)
+    except StrategyConfigError as exc:
+        print(f"ttquant strategy: {exc}", file=sys.stderr)
+        return 2
+
+
 def cmd_kill(args) -> int:
     from ttquant.core.gateway.kill_switch import KillSwitch
     ks = KillSwitch(args.venue)
@@ -296,6 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    description="The Binance gateway; adapter.kind = sim in the config.")
     gw_binance.add_argument("--config", required=True, help="TOML file (see core/gateway/config.py)")
     gw_binance.set_defaults(func=cmd_gateway)
+
+    strategy = sub.add_parser("strategy", help="run a strategy", description="One strategy per process.")
+    st_sub = strategy.add_subparsers(dest="strategy_command", metavar="SUBCOMMAND", required=True)
+    st_run = st_sub.add_parser("run", help="run one strategy live",
+                               description="Reads the tick and exec rings, writes its own order ring.")
+    st_run.add_argument("name", help="the strategy's name (its order ring's owner)")
+    st_run.add_argument("--config", required=True, help="TOML file (see strategies/runtime.py)")
+    st_run.set_defaults(func=cmd_strategy_run)
 
     kill = sub.add_parser("kill", help="engage (or release) a venue's kill switch",
                           description="Every new order rejected (5001) and open orders canceled until released.")

@@ -1,0 +1,354 @@
+"""`ttquant strategy run NAME --config FILE`: one strategy, live, in its own process.
+
+It reads the tick ring of every venue it subscribes to and the venue's exec ring (keeping its
+own reports), writes its own SPSC order ring per venue (/ttq.<rings>.orders.<name>: nobody else
+can write it), and calls the strategy's handlers; a handler that raises is logged with its
+traceback and, by config, stops the strategy cleanly or is skipped. SIGTERM: on_stop, cancel
+all open orders when configured, exit 0. systemd notify: READY=1 once the rings are open,
+WATCHDOG=1 from the loop.
+
+    name = "mm"                       # the order ring's owner name
+    strategy_id = 7
+    class = "ttquant.strategies.examples.market_maker:AvellanedaStoikov"
+    [venues.binance]
+    rings = "binance"                 # /ttq.binance.ticks, .exec, .books
+    [params]                          # given to the strategy as self.params
+    gamma = 0.1
+    [runtime]
+    wait = "hybrid"                   # spin | hybrid
+    spin_polls = 20000
+    on_error = "stop"                 # stop | continue
+    cancel_all_on_stop = true
+    cpus = []
+    max_seconds = 0                   # stop after this long (0: run until SIGTERM)
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import os
+import signal
+import time
+import tomllib
+import traceback
+
+from ttquant.core.instruments import InstrumentTable, instruments_path
+from ttquant.core.records import EventFlag, EventKind, RecordType
+from ttquant.core.rings import BroadcastReader, RingNotFoundError, SpscWriter
+from ttquant.strategies.base import Bar, OrderRefused, Quote, Trade
+
+__all__ = ["StrategyConfig", "StrategyConfigError", "load_strategy_config", "LiveContext", "run_strategy"]
+
+log = logging.getLogger("ttquant.strategy")
+
+
+class StrategyConfigError(ValueError):
+    """A strategy file that cannot be used; says which file and which key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategyConfig:
+    path: str
+    name: str
+    strategy_id: int
+    class_path: str
+    venues: dict                    # venue name -> rings name
+    params: dict
+    wait: str = "hybrid"
+    spin_polls: int = 20_000
+    on_error: str = "stop"
+    cancel_all_on_stop: bool = True
+    cpus: tuple = ()
+    max_seconds: float = 0.0
+
+
+def load_strategy_config(path: str, name: str | None = None) -> StrategyConfig:
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except FileNotFoundError:
+        raise StrategyConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise StrategyConfigError(f"{path}: not valid TOML: {exc}") from None
+
+    def fail(key, why):
+        raise StrategyConfigError(f"{path}: {key}: {why}")
+
+    for key in doc:
+        if key not in ("name", "strategy_id", "class", "venues", "params", "runtime"):
+            fail(key, "unknown key (known: class, name, params, runtime, strategy_id, venues)")
+    cfg_name = doc.get("name", name)
+    if not isinstance(cfg_name, str) or not cfg_name or not all(c.isalnum() or c in "_-" for c in cfg_name) \
+            or cfg_name != cfg_name.lower():
+        fail("name", f"lower-case letters, digits, '_' and '-', got {cfg_name!r}")
+    if name is not None and name != cfg_name:
+        fail("name", f"is {cfg_name!r}, but the command asked for {name!r}")
+    sid = doc.get("strategy_id")
+    if not isinstance(sid, int) or isinstance(sid, bool) or not 0 < sid < 2**32:
+        fail("strategy_id", f"an integer in 1..2^32-1, got {sid!r}")
+    cls = doc.get("class")
+    if not isinstance(cls, str) or ":" not in cls:
+        fail("class", f"'package.module:ClassName', got {cls!r}")
+    venues = doc.get("venues", {})
+    if not isinstance(venues, dict) or not venues:
+        fail("venues", "at least one [venues.NAME] table")
+    rings = {}
+    for v, table in venues.items():
+        if not isinstance(table, dict):
+            fail(f"venues.{v}", "expected a table")
+        rings[v] = table.get("rings", v)
+        if not isinstance(rings[v], str):
+            fail(f"venues.{v}.rings", f"a rings name, got {rings[v]!r}")
+    params = doc.get("params", {})
+    if not isinstance(params, dict):
+        fail("params", "expected a table")
+    rt = doc.get("runtime", {})
+    if not isinstance(rt, dict):
+        fail("runtime", "expected a table")
+    for key in rt:
+        if key not in ("wait", "spin_polls", "on_error", "cancel_all_on_stop", "cpus", "max_seconds"):
+            fail(f"runtime.{key}", "unknown key")
+    wait = rt.get("wait", "hybrid")
+    if wait not in ("spin", "hybrid"):
+        fail("runtime.wait", f"spin or hybrid, got {wait!r}")
+    on_error = rt.get("on_error", "stop")
+    if on_error not in ("stop", "continue"):
+        fail("runtime.on_error", f"stop or continue, got {on_error!r}")
+    cancel = rt.get("cancel_all_on_stop", True)
+    if not isinstance(cancel, bool):
+        fail("runtime.cancel_all_on_stop", f"true or false, got {cancel!r}")
+    cpus = rt.get("cpus", [])
+    if not isinstance(cpus, list) or not all(isinstance(c, int) and c >= 0 for c in cpus):
+        fail("runtime.cpus", f"a list of CPU numbers, got {cpus!r}")
+    max_seconds = rt.get("max_seconds", 0)
+    if not isinstance(max_seconds, (int, float)) or isinstance(max_seconds, bool) or max_seconds < 0:
+        fail("runtime.max_seconds", f"a number >= 0, got {max_seconds!r}")
+    spin = rt.get("spin_polls", 20_000)
+    if not isinstance(spin, int) or isinstance(spin, bool) or spin < 0:
+        fail("runtime.spin_polls", f"an integer >= 0, got {spin!r}")
+    return StrategyConfig(path, cfg_name, sid, cls, rings, params, wait, spin, on_error, cancel, tuple(cpus),
+                          float(max_seconds))
+
+
+def load_class(class_path: str):
+    module, _, attr = class_path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+class _Venue:
+    def __init__(self, name, rings, table, ticks, exec_reader, orders, board):
+        self.name, self.rings, self.table = name, rings, table
+        self.ticks, self.exec, self.orders, self.board = ticks, exec_reader, orders, board
+
+
+class LiveContext:
+    """What a strategy's actions reach in live trading: its order rings and the venues' rings."""
+
+    def __init__(self, cfg: StrategyConfig):
+        self.cfg = cfg
+        self.strategy_id = cfg.strategy_id
+        self.venues: dict[str, _Venue] = {}
+        self._by_table = {}
+        self._last_id = time.time_ns() // 1000      # microseconds: above any id of an earlier run
+        self.timers: dict[str, list] = {}           # name -> [interval ns, next ns]
+        self.orders_refused = 0
+
+    def open(self, wait_s=60.0):
+        deadline = time.monotonic() + wait_s
+        for name, rings in self.cfg.venues.items():
+            while True:
+                try:
+                    table = InstrumentTable.load(instruments_path(rings))
+                    ticks = BroadcastReader(f"/ttq.{rings}.ticks", start="latest", wait=self.cfg.wait)
+                    exec_reader = BroadcastReader(f"/ttq.{rings}.exec", start="latest")
+                    break
+                except (RingNotFoundError, FileNotFoundError, OSError, ValueError) as exc:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"strategy {self.cfg.name}: venue {name} ({rings}) not up: {exc}")
+                    time.sleep(0.1)
+            orders = SpscWriter(f"/ttq.{rings}.orders.{self.cfg.name}", RecordType.ORDER)
+            board = None
+            try:
+                from ttquant.core.book.book_board import BookBoard
+                board = BookBoard(f"/ttq.{rings}.books")
+            except (RingNotFoundError, OSError):
+                pass
+            self.venues[name] = _Venue(name, rings, table, ticks, exec_reader, orders, board)
+            self._by_table[table.venue] = self.venues[name]
+
+    def now_ns(self) -> int:
+        return time.time_ns()
+
+    def next_client_order_id(self) -> int:
+        self._last_id = max(self._last_id + 1, time.time_ns() // 1000)
+        return self._last_id
+
+    def _venue_of(self, instrument):
+        v = self._by_table.get(instrument.venue)
+        if v is None:
+            raise OrderRefused(f"{instrument.symbol}: venue {instrument.venue} is not one this strategy trades")
+        return v
+
+    def instrument(self, symbol, market_type, venue=None):
+        venues = [self.venues[venue]] if venue else list(self.venues.values())
+        for v in venues:
+            inst = v.table.by_symbol(symbol, market_type)
+            if inst is not None:
+                return inst
+        raise KeyError(f"{symbol} ({market_type.name}) is not in the instrument table of {[v.name for v in venues]}")
+
+    def book(self, instrument):
+        v = self._venue_of(instrument)
+        return v.board.read(instrument.instrument_id) if v.board is not None else None
+
+    def send(self, instrument, order):
+        if not self._venue_of(instrument).orders.offer(order):
+            self.orders_refused += 1
+            raise OrderRefused(f"order ring of {self.cfg.name} is full: the gateway is not reading it")
+
+    def set_timer(self, name, interval_s):
+        interval = int(interval_s * 1e9)
+        if interval <= 0:
+            raise ValueError(f"timer {name}: interval must be positive")
+        self.timers[name] = [interval, time.time_ns() + interval]
+
+    def close(self):
+        for v in self.venues.values():
+            v.ticks.close()
+            v.exec.close()
+            v.orders.close()
+            if v.board is not None:
+                v.board.close()
+
+
+class StrategyRunner:
+    """Polls the rings and calls the handlers; shared shape with the backtest engine's."""
+
+    def __init__(self, cfg: StrategyConfig, ctx: LiveContext, strategy, notify=None):
+        self.cfg, self.ctx, self.strategy = cfg, ctx, strategy
+        self.notify = notify or (lambda text: None)
+        self.stopping = False
+        self.errors = 0
+        self.events = 0
+        self.failed = False
+        cls = type(strategy)
+        from ttquant.strategies.base import BaseStrategy
+        self.wants_book = cls.on_book is not BaseStrategy.on_book
+        self._instruments = {}
+
+    def _call(self, handler, *args):
+        try:
+            handler(*args)
+        except OrderRefused as exc:
+            self.errors += 1
+            log.warning("%s: %s", self.cfg.name, exc)
+        except Exception:
+            self.errors += 1
+            log.error("%s: %s raised:\n%s", self.cfg.name, getattr(handler, "__name__", handler),
+                      traceback.format_exc())
+            if self.cfg.on_error == "stop":
+                self.stopping = self.failed = True      # on_stop and cancel-all still run; exit 3
+
+    def _inst(self, venue, instrument_id):
+        key = (venue.name, instrument_id)
+        inst = self._instruments.get(key)
+        if inst is None:
+            inst = self._instruments[key] = venue.table.get(instrument_id)
+        return inst
+
+    def dispatch(self, venue, ev):
+        self.events += 1
+        s = self.strategy
+        kind = ev.kind
+        inst = self._inst(venue, ev.instrument_id)
+        if inst is None:
+            return
+        if kind == EventKind.TRADE:
+            self._call(s.on_trade, Trade(ev, inst))
+        elif kind == EventKind.BBO:
+            self._call(s.on_quote, Quote(ev, inst))
+        elif kind == EventKind.BOOK_LEVEL:
+            if self.wants_book and ev.flags & EventFlag.LAST_IN_BATCH:
+                self._call(s.on_book, inst)
+        elif kind == EventKind.BOOK_RESET:
+            self._call(s.on_book_reset, inst)
+        elif kind == EventKind.KLINE:
+            self._call(s.on_bar, Bar(ev, inst))
+
+    def step(self) -> bool:
+        busy = False
+        sid = self.ctx.strategy_id
+        for venue in self.ctx.venues.values():
+            ev = venue.ticks.poll()
+            while ev is not None:
+                busy = True
+                self.dispatch(venue, ev)
+                ev = venue.ticks.poll()
+            r = venue.exec.poll()
+            while r is not None:
+                if r.strategy_id == sid:
+                    busy = True
+                    self._call(self.strategy._exec_report, r, venue.table.get(r.instrument_id))
+                r = venue.exec.poll()
+        if self.ctx.timers:
+            now = time.time_ns()
+            for name, t in self.ctx.timers.items():
+                if now >= t[1]:
+                    t[1] = now + t[0]
+                    self._call(self.strategy.on_timer, name)
+        return busy
+
+    def run(self) -> int:
+        cfg = self.cfg
+        if cfg.cpus:
+            os.sched_setaffinity(0, set(cfg.cpus))
+        self._call(self.strategy.on_start)
+        self.notify("READY=1")
+        idle, sleep_s = 0, 50e-6
+        last_beat = time.monotonic()
+        end = time.monotonic() + cfg.max_seconds if cfg.max_seconds else None
+        while not self.stopping:
+            if self.step():
+                idle, sleep_s = 0, 50e-6
+            else:
+                idle += 1
+                if cfg.wait == "hybrid" and idle > cfg.spin_polls:
+                    time.sleep(sleep_s)
+                    sleep_s = min(sleep_s * 2, 1e-3)
+            now = time.monotonic()
+            if now - last_beat > 1.0:
+                last_beat = now
+                self.notify("WATCHDOG=1")
+                for v in self.ctx.venues.values():
+                    v.orders.heartbeat()
+                if end is not None and now > end:
+                    self.stopping = True
+        self.notify("STOPPING=1")
+        self._call(self.strategy.on_stop)
+        if cfg.cancel_all_on_stop and self.strategy.orders:
+            self._call(self.strategy.cancel_all)
+        log.info("%s stopped: %d events, %d handler errors, %d open orders left", cfg.name, self.events,
+                 self.errors, len(self.strategy.orders))
+        return 3 if self.failed else 0
+
+
+def run_strategy(name: str, config_path: str) -> int:
+    logging.basicConfig(level=os.environ.get("TTQ_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cfg = load_strategy_config(config_path, name)
+    cls = load_class(cfg.class_path)
+    ctx = LiveContext(cfg)
+    ctx.open()
+    strategy = cls(ctx, cfg.params)
+    notify = None
+    if os.environ.get("NOTIFY_SOCKET"):
+        import sdnotify
+        notify = sdnotify.SystemdNotifier().notify
+    runner = StrategyRunner(cfg, ctx, strategy, notify)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(runner, "stopping", True))
+    signal.signal(signal.SIGINT, lambda *_: setattr(runner, "stopping", True))
+    try:
+        return runner.run()
+    finally:
+        ctx.close()
