@@ -188,6 +188,7 @@ class BaseStrategy:
         self.params = dict(params or {})
         self.portfolio = Portfolio(fee_precision=8)
         self.orders: dict[int, OpenOrder] = {}      # open orders by client order id
+        self._fills_seen: set = set()               # (client id, trade id): a re-published fill counts once
         self.log = logging.getLogger(f"ttquant.strategy.{self.name}")
 
     # -- handlers: override what you need ---------------------------------------------------------
@@ -309,6 +310,11 @@ class BaseStrategy:
         """One exec report of this strategy: open orders, portfolio, then the handlers."""
         cid = report.client_order_id
         status = OrderStatus(report.status)
+        if report.last_qty and report.trade_id:
+            key = (cid, report.trade_id)
+            if key in self._fills_seen:
+                return                  # the gateway restarted and published it again
+            self._fills_seen.add(key)
         o = self.orders.get(cid)
         if o is not None:
             o.status, o.cum_qty_raw = status, report.cum_qty

@@ -267,10 +267,12 @@ class Gateway:
         if er.last_qty:
             self.counts["fills"] += 1
             self._on_fill(er)
-        if journal:
-            self.journal.report(er)
+        # published before it is journaled: a crash between the two re-publishes it after the
+        # restart (strategies count a fill once, by its trade id) instead of never publishing it
         if publish:
             self._publish(er)
+        if journal:
+            self.journal.report(er)
         return er
 
     def _on_fill(self, er):

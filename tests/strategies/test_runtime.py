@@ -1,0 +1,109 @@
+"""`ttquant strategy run` as a real process on the trading stack: orders go out through its own
+ring and come back as its own exec reports; a strategy that raises stops cleanly (its orders
+canceled, exit 3) or carries on, by config, and never takes the gateway or another strategy
+down; a full order ring refuses at once."""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from ttq_stack import TradingStack
+from ttq_testing import TESTS_DIR, wait_for
+from ttquant.core.records import OrderStatus as S, RecordType
+from ttquant.core.rings import SpscWriter
+from ttquant.strategies.base import OrderRefused
+from ttquant.strategies.runtime import LiveContext, StrategyConfigError, load_strategy_config
+
+
+def strategy_config(tmp_path, venue, name, sid, **params):
+    on_error = params.pop("on_error", "stop")
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f'name = "{name}"\nstrategy_id = {sid}\nclass = "runtime_strategies:RestingOrder"\n'
+                    f'[venues.binance]\nrings = "{venue}"\n[params]\n'
+                    + "".join(f"{k} = {v}\n" for k, v in params.items())
+                    + f'[runtime]\non_error = "{on_error}"\ncancel_all_on_stop = true\n')
+    return path
+
+
+def run(children, tmp_path, name, config):
+    log = open(tmp_path / f"{name}.log", "wb")
+    env = {"PYTHONPATH": os.path.join(TESTS_DIR, "strategies") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return children.start("-m", "ttquant.core.cli", "strategy", "run", name, "--config", config,
+                          stdout=log, stderr=subprocess.STDOUT, env=env), log.name
+
+
+def test_a_failing_strategy_stops_cleanly_and_the_others_go_on(children, venue, tmp_path):
+    s = TradingStack(children, venue, tmp_path)
+    try:
+        s.wait_ready()
+        steady, steady_log = run(children, tmp_path, "steady", strategy_config(tmp_path, venue, "steady", 31, every=20))
+        crasher, crash_log = run(children, tmp_path, "crasher",
+                                 strategy_config(tmp_path, venue, "crasher", 32, every=5, crash_after=12))
+        assert crasher.wait(timeout=90) == 3                   # stopped on the error, cleanly
+        text = open(crash_log).read()
+        assert "deliberate failure" in text and "Traceback" in text
+        reports = s.drain()
+        mine = [r for r in reports if r.strategy_id == 32]
+        accepted = {r.client_order_id for r in mine if r.status == S.ACCEPTED}
+        wait_for(lambda: {r.client_order_id for r in s.drain() if r.strategy_id == 32 and r.status == S.CANCELED}
+                 >= accepted, timeout=20, what="the failed strategy's orders canceled")
+        assert accepted
+        # the gateway and the other strategy carry on
+        before = len([r for r in s.drain() if r.strategy_id == 31 and r.status == S.ACCEPTED])
+        wait_for(lambda: len([r for r in s.drain() if r.strategy_id == 31 and r.status == S.ACCEPTED]) > before,
+                 timeout=60, what="the steady strategy's next order accepted")
+        assert s.gateway.poll() is None and steady.poll() is None
+        steady.send_signal(signal.SIGTERM)
+        assert steady.wait(timeout=30) == 0
+    finally:
+        s.close()
+
+
+def test_on_error_continue_keeps_the_strategy_running(children, venue, tmp_path):
+    s = TradingStack(children, venue, tmp_path)
+    try:
+        s.wait_ready()
+        proc, log = run(children, tmp_path, "stubborn",
+                        strategy_config(tmp_path, venue, "stubborn", 33, every=5, crash_after=3, on_error="continue"))
+        wait_for(lambda: open(log).read().count("deliberate failure") >= 3, timeout=60, what="three failures")
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert "handler errors" in open(log).read()
+    finally:
+        s.close()
+
+
+def test_a_full_order_ring_refuses_at_once(venue, tmp_path):
+    cfg = load_strategy_config(strategy_config(tmp_path, venue, "full", 34))
+    ctx = LiveContext(cfg)
+    ring = SpscWriter(f"/ttq.{venue}.orders.full", RecordType.ORDER, 4)
+
+    class V:
+        orders = ring
+    ctx.venues["binance"] = V()
+    ctx._by_table["binance"] = V()
+    from ttquant.core.instruments import Instrument, MarketType
+    from ttquant.core.records import Order
+    inst = Instrument(1, "binance", "BTCUSDT", MarketType.SPOT, "BTC", "USDT", 2, 3, 1, 1, 1, 0, 1, 0, 0)
+    for k in range(4):
+        ctx.send(inst, Order(client_order_id=k + 1))
+    with pytest.raises(OrderRefused, match="full"):
+        ctx.send(inst, Order(client_order_id=5))
+    assert ctx.orders_refused == 1
+    ring.unlink()
+    ring.close()
+
+
+def test_a_bad_strategy_config_names_the_key(tmp_path):
+    for text, key in {'name = "x"\nstrategy_id = 0\n': "strategy_id",
+                      'name = "x"\nstrategy_id = 1\nclass = "nope"\n': "class",
+                      'name = "X Y"\n': "name",
+                      'name = "x"\nstrategy_id = 1\nclass = "a:B"\n[venues.binance]\n[runtime]\nwait = "busy"\n': "runtime.wait"}.items():
+        path = tmp_path / "s.toml"
+        path.write_text(text)
+        with pytest.raises(StrategyConfigError) as err:
+            load_strategy_config(str(path))
+        assert str(path) in str(err.value) and key in str(err.value), str(err.value)

@@ -1,0 +1,178 @@
+"""The whole trading path as real processes, for tests, benchmarks and the demo's checks:
+venue-sim (replaying a capture, taking orders), md, gateway; strategies are the test's own
+order rings or `ttquant strategy run` processes. Everything runs in its own process group
+(ttq_testing.Children) and the venue's segments are removed at the end."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import urllib.request
+
+from ttq_testing import unlink_venue, wait_for
+from ttquant.core.instruments import InstrumentTable, MarketType, instruments_path
+from ttquant.core.records import ExecReport, Order, OrderAction, OrderType, RecordType, Side
+from ttquant.core.rings import BroadcastReader, RingNotFoundError, SpscWriter
+
+RISK = """max_order_age_ms = 3000
+fat_finger_pct = 5
+max_open_orders = 100
+[rate_limit]
+orders_per_s = 1000
+burst = 1000
+[balances]
+USDT = 10000000
+BTC = 100
+"""
+
+
+class TradingStack:
+    def __init__(self, children, venue, tmp_path, speed="4", replay="btcusdt", risk=RISK, fsync="every",
+                 venue_args=()):
+        self.children, self.venue, self.dir = children, venue, tmp_path
+        self.sim = children.start("-m", "ttquant.core.cli", "venue-sim", "binance", "--port", "0", "--speed", speed,
+                                  "--replay", replay, "--orders", venue, "--latency-ms", "1", *venue_args,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        line = self.sim.stdout.readline().decode()
+        assert "listening on 127.0.0.1:" in line, line
+        self.port = int(line.split("127.0.0.1:")[1].split()[0])
+        (tmp_path / "md.toml").write_text(f'[rings]\nname = "{venue}"\ntick_capacity = 262144\n' + "".join(
+            f'[markets.{m}]\nsymbols = ["BTCUSDT"]\nws_url = "ws://127.0.0.1:{self.port}/{m}"\n'
+            f'rest_url = "http://127.0.0.1:{self.port}"\n' for m in ("spot", "usdm")))
+        self.md = children.start("-m", "ttquant.core.cli", "md", "binance", "--config", tmp_path / "md.toml",
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.risk_path = tmp_path / "risk.toml"
+        self.risk_path.write_text(risk)
+        self.gw_config = tmp_path / "gateway.toml"
+        self.gw_config.write_text(
+            f'venue = "binance"\n[rings]\nname = "{venue}"\n[adapter]\nkind = "sim"\n'
+            f'http_url = "http://127.0.0.1:{self.port}"\n[journal]\npath = "orders.journal"\nfsync = "{fsync}"\n'
+            f'[risk]\nfile = "risk.toml"\n[loop]\ndiscover_interval_s = 0.1\n')
+        self.gateway = None
+        self.gw_logs = []
+        self.start_gateway()
+        self.table = wait_for(self._table, timeout=60, what="the instrument table")
+        self.spot = self.table.by_symbol("BTCUSDT", MarketType.SPOT)
+        self.perp = self.table.by_symbol("BTCUSDT", MarketType.LINEAR_PERPETUAL)
+        self.exec = wait_for(lambda: self._attach(f"/ttq.{venue}.exec"), timeout=60, what="the exec ring")
+        self.ticks = wait_for(lambda: self._attach(f"/ttq.{venue}.ticks"), timeout=60, what="the tick ring")
+        self.reports: list = []
+        self._writers = {}
+        self._cid = int(time.time() * 1e6)
+
+    def _table(self):
+        try:
+            return InstrumentTable.load(instruments_path(self.venue))
+        except Exception:
+            return None
+
+    @staticmethod
+    def _attach(name):
+        try:
+            return BroadcastReader(name, start="oldest")
+        except RingNotFoundError:
+            return None
+
+    def start_gateway(self, env=None):
+        log = open(self.dir / f"gateway{len(self.gw_logs)}.log", "wb")
+        self.gw_logs.append(log.name)
+        self.gateway = self.children.start("-m", "ttquant.core.cli", "gateway", "binance", "--config", self.gw_config,
+                                           stdout=log, stderr=subprocess.STDOUT, env=env)
+        return self.gateway
+
+    def gateway_log(self, index=-1):
+        with open(self.gw_logs[index]) as f:
+            return f.read()
+
+    def wait_ready(self, index=-1, timeout=60):
+        wait_for(lambda: "ready:" in self.gateway_log(index), timeout=timeout, what="the gateway ready")
+
+    # -- a test strategy: its own order ring -------------------------------------------------------
+    def writer(self, owner="t1"):
+        w = self._writers.get(owner)
+        if w is None:
+            w = self._writers[owner] = SpscWriter(f"/ttq.{self.venue}.orders.{owner}", RecordType.ORDER)
+        return w
+
+    def next_id(self):
+        self._cid += 1
+        return self._cid
+
+    def order(self, inst=None, side=Side.BUY, price=None, qty="0.001", order_type=OrderType.LIMIT, sid=11,
+              owner="t1", **fields):
+        inst = inst or self.spot
+        values = dict(ts_created=time.time_ns(), client_order_id=self.next_id(), strategy_id=sid,
+                      instrument_id=inst.instrument_id, action=OrderAction.NEW, side=side, order_type=order_type,
+                      price=0 if price is None else price, qty=inst.qty_to_raw(qty))
+        values.update(fields)
+        o = Order(**values)
+        self.writer(owner).push(o)
+        return o
+
+    def cancel(self, target, sid=11, owner="t1", inst=None, action=OrderAction.CANCEL):
+        o = Order(ts_created=time.time_ns(), client_order_id=self.next_id(), strategy_id=sid,
+                  instrument_id=(inst or self.spot).instrument_id, action=action, target_order_id=target)
+        self.writer(owner).push(o)
+        return o
+
+    def last_trade(self, inst=None, timeout=30):
+        inst = inst or self.spot
+        found = []
+
+        def look():
+            ev = self.ticks.poll()
+            while ev is not None:
+                if ev.kind == 1 and ev.instrument_id == inst.instrument_id:
+                    found.append(ev.price)
+                ev = self.ticks.poll()
+            return found[-1] if found else None
+        return wait_for(look, timeout=timeout, what="a trade")
+
+    def touch(self, inst=None):
+        from ttquant.core.book.book_board import BookBoard
+        inst = inst or self.spot
+        board = wait_for(lambda: self._board(), timeout=30, what="the board")
+        try:
+            top = wait_for(lambda: (t := board.read(inst.instrument_id)).synced and len(t.bids) and t,
+                           timeout=30, what="a synced book")
+            return int(top.bids[0][0]), int(top.asks[0][0])
+        finally:
+            board.close()
+
+    def _board(self):
+        from ttquant.core.book.book_board import BookBoard
+        try:
+            return BookBoard(f"/ttq.{self.venue}.books")
+        except (RingNotFoundError, OSError):
+            return None
+
+    def drain(self):
+        r = self.exec.poll()
+        while r is not None:
+            self.reports.append(r)
+            r = self.exec.poll()
+        return self.reports
+
+    def report_for(self, cid, status=None, timeout=20):
+        def find():
+            for r in self.drain():
+                if r.client_order_id == cid and (status is None or r.status == status):
+                    return r
+            return None
+        return wait_for(find, timeout=timeout, what=f"a report for {cid} ({status})")
+
+    def venue_state(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_sim/orders", timeout=10) as r:
+            return json.loads(r.read())
+
+    def stop_gateway(self, sig=signal.SIGTERM, timeout=20):
+        self.gateway.send_signal(sig)
+        return self.gateway.wait(timeout=timeout)
+
+    def close(self):
+        for w in self._writers.values():
+            w.close()
+        self.exec.close()
+        self.ticks.close()
+        unlink_venue(self.venue)
