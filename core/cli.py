@@ -172,9 +172,12 @@ def cmd_rings_rm(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from ttquant.core.md.demo import run_md_demo
-
-    return run_md_demo(seconds=args.seconds, speed=args.speed, synthetic=args.synthetic)
+    if args.md_only:
+        from ttquant.core.md.demo import run_md_demo
+        return run_md_demo(seconds=args.seconds or 20.0, speed=args.speed, synthetic=args.synthetic)
+    from ttquant.core.trading_demo import run_trading_demo
+    return run_trading_demo(seconds=args.seconds or 30.0, speed=args.speed, strategy=args.strategy,
+                            synthetic=args.synthetic)
 
 
 def cmd_rings_demo(args) -> int:
@@ -330,10 +333,14 @@ def build_parser() -> argparse.ArgumentParser:
     rings_demo.set_defaults(func=cmd_rings_demo)
 
     demo = sub.add_parser("demo", help="the main job on the embedded default",
-                          description="At this stage: the simulated Binance venue replaying the real "
-                                      "captures, the md daemon, and a reader printing live best bid/ask, "
-                                      "trades per second and drop/gap counters, then a summary.")
-    demo.add_argument("--seconds", type=float, default=20.0, help="how long to read (default 20)")
+                          description="The simulated Binance venue replaying the real captures (taking "
+                                      "orders), the md daemon, an example strategy and the gateway, for "
+                                      "about 30 s; then orders, fills, rejects, position, PnL and "
+                                      "tick-to-order latency. --md-only: market data alone.")
+    demo.add_argument("--seconds", type=float, default=0, help="how long to run (default 30; md-only 20)")
+    demo.add_argument("--strategy", default="market_maker",
+                      choices=["market_maker", "ema_cross", "mean_reversion", "grid", "spread_arb"])
+    demo.add_argument("--md-only", action="store_true", help="market data only: venue, md and a reader")
     demo.add_argument("--speed", type=float, default=1.0, help="replay speed (default 1: real time)")
     demo.add_argument("--synthetic", action="store_true", help="the synthetic market even when captures exist")
     demo.set_defaults(func=cmd_demo)

@@ -16,7 +16,7 @@ WATCHDOG=1 from the loop.
     gamma = 0.1
     [runtime]
     wait = "hybrid"                   # spin | hybrid
-    spin_polls = 20000
+    spin_polls = 2000
     on_error = "stop"                 # stop | continue
     cancel_all_on_stop = true
     cpus = []
@@ -56,7 +56,7 @@ class StrategyConfig:
     venues: dict                    # venue name -> rings name
     params: dict
     wait: str = "hybrid"
-    spin_polls: int = 20_000
+    spin_polls: int = 2_000
     on_error: str = "stop"
     cancel_all_on_stop: bool = True
     cpus: tuple = ()
@@ -124,7 +124,7 @@ def load_strategy_config(path: str, name: str | None = None) -> StrategyConfig:
     max_seconds = rt.get("max_seconds", 0)
     if not isinstance(max_seconds, (int, float)) or isinstance(max_seconds, bool) or max_seconds < 0:
         fail("runtime.max_seconds", f"a number >= 0, got {max_seconds!r}")
-    spin = rt.get("spin_polls", 20_000)
+    spin = rt.get("spin_polls", 2_000)
     if not isinstance(spin, int) or isinstance(spin, bool) or spin < 0:
         fail("runtime.spin_polls", f"an integer >= 0, got {spin!r}")
     return StrategyConfig(path, cfg_name, sid, cls, rings, params, wait, spin, on_error, cancel, tuple(cpus),
@@ -153,6 +153,8 @@ class LiveContext:
         self._last_id = time.time_ns() // 1000      # microseconds: above any id of an earlier run
         self.timers: dict[str, list] = {}           # name -> [interval ns, next ns]
         self.orders_refused = 0
+        self.trigger_ts = 0                         # ts_pub of the event being handled (0: none)
+        self.trace: list | None = None              # (client id, trigger ts_pub) per order, when traced
 
     def open(self, wait_s=60.0):
         deadline = time.monotonic() + wait_s
@@ -206,6 +208,8 @@ class LiveContext:
         if not self._venue_of(instrument).orders.offer(order):
             self.orders_refused += 1
             raise OrderRefused(f"order ring of {self.cfg.name} is full: the gateway is not reading it")
+        if self.trace is not None and order.action == 1:
+            self.trace.append((order.client_order_id, self.trigger_ts))
 
     def set_timer(self, name, interval_s):
         interval = int(interval_s * 1e9)
@@ -264,6 +268,7 @@ class StrategyRunner:
         inst = self._inst(venue, ev.instrument_id)
         if inst is None:
             return
+        self.ctx.trigger_ts = ev.ts_pub
         if kind == EventKind.TRADE:
             self._call(s.on_trade, Trade(ev, inst))
         elif kind == EventKind.BBO:
@@ -285,6 +290,7 @@ class StrategyRunner:
                 busy = True
                 self.dispatch(venue, ev)
                 ev = venue.ticks.poll()
+            self.ctx.trigger_ts = 0
             r = venue.exec.poll()
             while r is not None:
                 if r.strategy_id == sid:
@@ -314,8 +320,16 @@ class StrategyRunner:
             else:
                 idle += 1
                 if cfg.wait == "hybrid" and idle > cfg.spin_polls:
-                    time.sleep(sleep_s)
-                    sleep_s = min(sleep_s * 2, 1e-3)
+                    if len(self.ctx.venues) == 1:
+                        # asleep on the tick ring's futex: md's next push wakes it at once
+                        venue = next(iter(self.ctx.venues.values()))
+                        ev = venue.ticks.wait(timeout=1e-3)
+                        if ev is not None:
+                            self.dispatch(venue, ev)
+                            idle = 0
+                    else:
+                        time.sleep(sleep_s)
+                        sleep_s = min(sleep_s * 2, 250e-6)    # a sleeping loop still answers within ~0.3 ms
             now = time.monotonic()
             if now - last_beat > 1.0:
                 last_beat = now
@@ -346,9 +360,15 @@ def run_strategy(name: str, config_path: str) -> int:
         import sdnotify
         notify = sdnotify.SystemdNotifier().notify
     runner = StrategyRunner(cfg, ctx, strategy, notify)
+    trace_path = os.environ.get("TTQ_STRATEGY_TRACE")
+    if trace_path:
+        ctx.trace = []          # for latency reports: which tick each order answered
     signal.signal(signal.SIGTERM, lambda *_: setattr(runner, "stopping", True))
     signal.signal(signal.SIGINT, lambda *_: setattr(runner, "stopping", True))
     try:
         return runner.run()
     finally:
+        if trace_path:
+            import numpy as np
+            np.save(trace_path, np.array(ctx.trace, dtype=np.int64).reshape(-1, 2))
         ctx.close()

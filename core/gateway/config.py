@@ -15,7 +15,7 @@
     file = "risk.toml"                # reloaded on SIGHUP
     [loop]
     wait = "hybrid"                   # spin (pinned cores) | hybrid (spin, then sleep)
-    spin_polls = 20000
+    spin_polls = 2000
     cpus = [1]
     discover_interval_s = 0.5         # new strategy order rings are picked up this often
     [strategies]                      # optional: the strategy id each order ring's owner must use
@@ -47,7 +47,7 @@ class GatewayConfig:
     fsync_interval_ms: int = 10
     risk_file: str = "risk.toml"
     wait: str = "hybrid"
-    spin_polls: int = 20_000
+    spin_polls: int = 2_000
     cpus: tuple[int, ...] = ()
     discover_interval_s: float = 0.5
     strategies: dict = dataclasses.field(default_factory=dict)
@@ -128,6 +128,6 @@ def _parse(doc, path):
         journal_path=rel(_get(journal, "path", str, "journal", f"{venue}.orders.journal")), fsync=fsync,
         fsync_interval_ms=_get(journal, "fsync_interval_ms", int, "journal", 10),
         risk_file=rel(_get(risk, "file", str, "risk", "risk.toml")), wait=wait,
-        spin_polls=_get(loop, "spin_polls", int, "loop", 20_000), cpus=tuple(cpus),
+        spin_polls=_get(loop, "spin_polls", int, "loop", 2_000), cpus=tuple(cpus),
         discover_interval_s=_get(loop, "discover_interval_s", float, "loop", 0.5),
         strategies=dict(strategies), shm_group=_get(rings, "group", str, "rings", None))

@@ -365,8 +365,16 @@ class Gateway:
                 continue
             idle += 1
             if cfg.wait == "hybrid" and idle > cfg.spin_polls:
-                time.sleep(sleep_s)             # nothing for a while: back off to 1 ms
-                sleep_s = min(sleep_s * 2, 1e-3)
+                if len(self.rings) == 1:
+                    # asleep on the one strategy's ring futex: its next order wakes us at once; the
+                    # timeout keeps venue reports and housekeeping going
+                    order = self.rings[0].reader.wait(timeout=250e-6)
+                    if order is not None:
+                        self.on_order(self.rings[0], order)
+                        idle = 0
+                else:
+                    time.sleep(sleep_s)
+                    sleep_s = min(sleep_s * 2, 250e-6)    # a sleeping loop still answers within ~0.3 ms
             now = time.monotonic()
             if now - last_status > 1.0:
                 last_status = now

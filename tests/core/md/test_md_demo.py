@@ -6,7 +6,7 @@ from ttquant.core.rings import list_segments
 
 def test_md_demo_runs_and_cleans_up(children):
     before = set(list_segments())
-    proc = children.start("-m", "ttquant.core.cli", "demo", "--seconds", "4", "--speed", "3",
+    proc = children.start("-m", "ttquant.core.cli", "demo", "--md-only", "--seconds", "4", "--speed", "3",
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out, _ = proc.communicate(timeout=180)
     out = out.decode()
@@ -21,7 +21,7 @@ def test_md_demo_runs_and_cleans_up(children):
 
 
 def test_md_demo_without_captures_uses_the_synthetic_market(children, tmp_path):
-    proc = children.start("-m", "ttquant.core.cli", "demo", "--seconds", "3", "--speed", "3",
+    proc = children.start("-m", "ttquant.core.cli", "demo", "--md-only", "--seconds", "3", "--speed", "3",
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={"TTQ_SAMPLE_DATA": str(tmp_path)})
     out, _ = proc.communicate(timeout=180)
     out = out.decode()
