@@ -17,7 +17,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 
 __all__ = [
     "RecordType", "EventKind", "EventFlag", "OrderAction", "Side", "OrderType", "OrderStatus",
-    "Liquidity", "RejectCode", "MarketEvent", "Order", "ExecReport", "MARKET_EVENT_DTYPE", "ORDER_DTYPE",
+    "Liquidity", "RejectCode", "new_order", "MarketEvent", "Order", "ExecReport", "MARKET_EVENT_DTYPE", "ORDER_DTYPE",
     "EXEC_REPORT_DTYPE", "DTYPES", "RECORD_CLASSES", "RECORD_SIZES", "record_size_for", "FUNDING_RATE_PRECISION", "c_layout",
     "dtype_for",
 ]
@@ -370,6 +370,26 @@ cdef class MarketEvent:
 
 _ORDER_FIELDS = ("ts_created", "client_order_id", "target_order_id", "price", "qty",
                  "strategy_id", "instrument_id", "action", "side", "order_type", "reduce_only")
+
+
+def new_order(int64_t ts_created, uint64_t client_order_id, uint32_t strategy_id, uint32_t instrument_id,
+              uint8_t action, uint8_t side, uint8_t order_type, int64_t price, int64_t qty,
+              uint8_t reduce_only=0, uint64_t target_order_id=0):
+    """An Order from positional values in one call (the strategy SDK's hot path; Order(**fields)
+    sets them one by one)."""
+    cdef Order rec = Order.__new__(Order)
+    rec.order.ts_created = ts_created
+    rec.order.client_order_id = client_order_id
+    rec.order.target_order_id = target_order_id
+    rec.order.price = price
+    rec.order.qty = qty
+    rec.order.strategy_id = strategy_id
+    rec.order.instrument_id = instrument_id
+    rec.order.action = action
+    rec.order.side = side
+    rec.order.order_type = order_type
+    rec.order.reduce_only = reduce_only
+    return rec
 
 
 @cython.freelist(64)

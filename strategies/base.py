@@ -22,7 +22,7 @@ import math
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from ttquant.core.instruments import Instrument, MarketType
-from ttquant.core.records import EventFlag, Order, OrderAction, OrderStatus, OrderType, Side
+from ttquant.core.records import EventFlag, Order, OrderAction, OrderStatus, OrderType, Side, new_order
 from ttquant.strategies.portfolio import Portfolio
 
 __all__ = ["BaseStrategy", "Trade", "Quote", "Bar", "OrderUpdate", "Fill", "OpenOrder", "OrderRefused",
@@ -32,8 +32,36 @@ MARKETS = {"spot": MarketType.SPOT, "usdm": MarketType.LINEAR_PERPETUAL, "linear
 TERMINAL = (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED)
 
 
+_POW10 = [10.0 ** k for k in range(19)]
+
+
+_INF = float("inf")
+
+
+def _as_float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _to_units(x: float, precision: int, unit: int, down: bool) -> int:
+    """x (a positive float) as a raw multiple of unit at precision, rounded down or up."""
+    units = x * _POW10[precision] / unit
+    if units > 9.0e15:                      # past a double's exact integers: the exact way
+        d = (Decimal(repr(x)).scaleb(precision) / unit).to_integral_value(ROUND_FLOOR if down else ROUND_CEILING)
+        return int(d) * unit
+    near = round(units)
+    if abs(units - near) <= 1e-9 * max(1.0, units):
+        return int(near) * unit
+    return (math.floor(units) if down else math.ceil(units)) * unit
+
+
 class OrderRefused(RuntimeError):
     """An order that could not even be sent (its ring is full, or its values cannot be sent)."""
+
+
+_SCALE = [10.0 ** -k for k in range(19)]        # raw -> float by precision
 
 
 class _EventView:
@@ -42,8 +70,8 @@ class _EventView:
 
     def __init__(self, event, instrument: Instrument):
         self.event, self.instrument = event, instrument
-        self._ps = 10.0 ** -instrument.price_precision
-        self._qs = 10.0 ** -instrument.size_precision
+        self._ps = _SCALE[instrument.price_precision]
+        self._qs = _SCALE[instrument.size_precision]
 
     @property
     def price_raw(self): return self.event.price
@@ -129,17 +157,19 @@ class Bar(_EventView):
     def open_time_ns(self): return self.event.open_time_ns
 
 
-@dataclasses.dataclass
 class OpenOrder:
-    client_order_id: int
-    instrument: Instrument
-    side: int
-    order_type: int
-    price_raw: int
-    qty_raw: int
-    cum_qty_raw: int = 0
-    status: int = OrderStatus.NEW
-    cancel_sent: bool = False
+    """One of the strategy's orders that is still open, as its exec reports have told it."""
+    __slots__ = ("client_order_id", "instrument", "side", "order_type", "price_raw", "qty_raw", "cum_qty_raw",
+                 "status", "cancel_sent")
+
+    def __init__(self, client_order_id, instrument, side, order_type, price_raw, qty_raw):
+        self.client_order_id, self.instrument, self.side = client_order_id, instrument, side
+        self.order_type, self.price_raw, self.qty_raw = order_type, price_raw, qty_raw
+        self.cum_qty_raw, self.status, self.cancel_sent = 0, OrderStatus.NEW, False
+
+    def __repr__(self):
+        return (f"OpenOrder({self.client_order_id}, {self.instrument.symbol}, {Side(self.side).name}, "
+                f"{self.qty} @ {self.price}, filled {self.cum_qty_raw}, {OrderStatus(self.status).name})")
 
     @property
     def price(self): return self.price_raw * 10.0 ** -self.instrument.price_precision
@@ -237,19 +267,20 @@ class BaseStrategy:
         """Send a new order; returns its client order id. price None: a market order. The price
         is rounded to the tick (down for a buy, up for a sell: never more aggressive than asked),
         the quantity down to the step. OrderRefused when it cannot be sent at all."""
-        side = Side(side)
+        if side != 1 and side != 2:
+            raise OrderRefused(f"side {side!r} is neither BUY (1) nor SELL (2)")
         if order_type is None:
-            order_type = OrderType.MARKET if price is None else OrderType.LIMIT
-        order_type = OrderType(order_type)
-        price_raw = 0 if order_type == OrderType.MARKET else self.price_to_raw(instrument, price, side)
+            order_type = 2 if price is None else 1          # MARKET, LIMIT
+        elif not 1 <= order_type <= 5:
+            raise OrderRefused(f"order type {order_type!r} is not one of {[t.name for t in OrderType]}")
+        price_raw = 0 if order_type == 2 else self.price_to_raw(instrument, price, side)
         qty_raw = self.qty_to_raw(instrument, qty)
         if qty_raw <= 0:
             raise OrderRefused(f"{instrument.symbol}: quantity {qty} rounds to zero at step "
                                f"{instrument.qty_from_raw(instrument.step_size)}")
         cid = self.ctx.next_client_order_id()
-        order = Order(ts_created=self.ctx.now_ns(), client_order_id=cid, strategy_id=self.ctx.strategy_id,
-                      instrument_id=instrument.instrument_id, action=OrderAction.NEW, side=side,
-                      order_type=order_type, price=price_raw, qty=qty_raw, reduce_only=1 if reduce_only else 0)
+        order = new_order(self.ctx.now_ns(), cid, self.ctx.strategy_id, instrument.instrument_id, 1, side,
+                          order_type, price_raw, qty_raw, 1 if reduce_only else 0)
         self.ctx.send(instrument, order)
         self.orders[cid] = OpenOrder(cid, instrument, side, order_type, price_raw, qty_raw)
         return cid
@@ -290,20 +321,20 @@ class BaseStrategy:
     # -- rounding ---------------------------------------------------------------------------------
     @staticmethod
     def price_to_raw(instrument: Instrument, price, side=Side.BUY) -> int:
-        if price is None or not math.isfinite(float(price)) or float(price) <= 0:
+        """A price in ticks: down for a buy, up for a sell; a float within a billionth of a tick
+        of one is that tick (60390.0 is 60390, not 60389.99 from binary noise)."""
+        x = price if type(price) is float else _as_float(price)
+        if not 0 < x < _INF:
             raise OrderRefused(f"{instrument.symbol}: price {price!r} is not a positive number")
-        ticks = Decimal(repr(float(price)) if isinstance(price, float) else str(price)).scaleb(
-            instrument.price_precision) / instrument.tick_size
-        ticks = ticks.to_integral_value(rounding=ROUND_FLOOR if Side(side) == Side.BUY else ROUND_CEILING)
-        return int(ticks) * instrument.tick_size
+        return _to_units(x, instrument.price_precision, instrument.tick_size, side == 1)
 
     @staticmethod
     def qty_to_raw(instrument: Instrument, qty) -> int:
-        if qty is None or not math.isfinite(float(qty)) or float(qty) <= 0:
+        """A quantity in steps, always down."""
+        x = qty if type(qty) is float else _as_float(qty)
+        if not 0 < x < _INF:
             raise OrderRefused(f"{instrument.symbol}: quantity {qty!r} is not a positive number")
-        steps = Decimal(repr(float(qty)) if isinstance(qty, float) else str(qty)).scaleb(
-            instrument.size_precision) / instrument.step_size
-        return int(steps.to_integral_value(rounding=ROUND_FLOOR)) * instrument.step_size
+        return _to_units(x, instrument.size_precision, instrument.step_size, True)
 
     # -- called by the runtime --------------------------------------------------------------------
     def _exec_report(self, report, instrument: Instrument | None):

@@ -5,7 +5,7 @@
     name = "binance"                  # md's /ttq.<name>.ticks and .books; ours: .exec, .orders.<strategy>
     exec_capacity = 65536
     [adapter]
-    kind = "sim"                      # sim (binance: the next issue)
+    kind = "sim"                      # sim, or dry (takes every order, fills none); binance: next issue
     http_url = "http://127.0.0.1:8765"    # the simulated venue's control address
     [journal]
     path = "binance.orders.journal"
@@ -102,8 +102,8 @@ def _parse(doc, path):
     _known(loop, {"wait", "spin_polls", "cpus", "discover_interval_s"}, "loop")
     venue = _get(doc, "venue", str, "", "binance")
     kind = _get(adapter, "kind", str, "adapter", "sim")
-    if kind != "sim":
-        raise GatewayConfigError(f"adapter.kind: only 'sim' is implemented, got {kind!r}")
+    if kind not in ("sim", "dry"):
+        raise GatewayConfigError(f"adapter.kind: sim or dry (binance: the next issue), got {kind!r}")
     http_url = _get(adapter, "http_url", str, "adapter", "")
     if kind == "sim" and not http_url.startswith("http://"):
         raise GatewayConfigError(f"adapter.http_url: the simulated venue's http://host:port, got {http_url!r}")

@@ -266,6 +266,15 @@ cdef class RiskEngine:
         """The reject code for this order now (0: it passes); changes only the rate buckets."""
         return self.check(&order.order, ttq_now_ns() if now_ns is None else now_ns)
 
+    def check_repeated(self, Order order not None, Py_ssize_t n, now_ns=None):
+        """check() the same order n times from C (benchmarks: the cost without Python's)."""
+        cdef int64_t t = ttq_now_ns() if now_ns is None else now_ns
+        cdef int code = 0
+        cdef Py_ssize_t i
+        for i in range(n):
+            code = self.check(&order.order, t)
+        return code
+
     def check_and_reserve(self, Order order not None, now_ns=None):
         """check, and when it passes a new order, reserve it: what the gateway does per order."""
         cdef int code = self.check(&order.order, ttq_now_ns() if now_ns is None else now_ns)
