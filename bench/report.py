@@ -22,6 +22,10 @@ TARGETS = [
     ("depth diff decode vs stdlib json + float", "decode_depth", "ttquant", "ratio:stdlib_json:p50_ns", ">=", 3),
     ("md frames/s from venue-sim over loopback", "md_throughput", "ttquant", "per_s", ">=", 300e3),
     ("frame to ring p99", "frame_to_ring", "ttquant", "p99_ns", "<=", 50_000),
+    ("tick to order p50, spinning", "tick_to_order", "ttquant_spin", "p50_ns", "<=", 5_000),
+    ("tick to order p99, spinning", "tick_to_order", "ttquant_spin", "p99_ns", "<=", 25_000),
+    ("tick to order p50 vs the pyzmq chain", "tick_to_order", "ttquant_spin", "ratio:pyzmq_ipc:p50_ns", ">=", 20),
+    ("all risk checks per order", "risk_check", "ttquant", "p50_ns", "<=", 1_000),
 ]
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
