@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+from ttquant.core.md.demo import _spawn, _stop
+
 __all__ = ["run_trading_demo", "STRATEGIES"]
 
 STRATEGIES = {
@@ -51,25 +53,6 @@ max_position = 0.1
 [instruments.spot.BTCUSDT]
 max_position = 0.1
 """
-
-
-def _spawn(*args, env=None, **kw):
-    full = dict(os.environ)
-    full.update(env or {})
-    return subprocess.Popen([sys.executable, "-m", "ttquant.core.cli", *args], start_new_session=True, env=full, **kw)
-
-
-def _stop(proc, sig=signal.SIGTERM, timeout=20):
-    if proc is None or proc.poll() is not None:
-        return proc.returncode if proc else None
-    try:
-        os.killpg(proc.pid, sig)
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        return proc.wait()
-    except ProcessLookupError:
-        return proc.wait()
 
 
 def _toml_value(v):

@@ -30,10 +30,10 @@ import logging
 import os
 import signal
 import time
-import tomllib
 import traceback
 
 from ttquant.core.instruments import InstrumentTable, instruments_path
+from ttquant.core.toml_config import read_toml
 from ttquant.core.records import EventFlag, EventKind, RecordType
 from ttquant.core.rings import BroadcastReader, RingNotFoundError, SpscWriter
 from ttquant.strategies.base import Bar, OrderRefused, Quote, Trade
@@ -64,13 +64,7 @@ class StrategyConfig:
 
 
 def load_strategy_config(path: str, name: str | None = None) -> StrategyConfig:
-    try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except FileNotFoundError:
-        raise StrategyConfigError(f"{path}: no such file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise StrategyConfigError(f"{path}: not valid TOML: {exc}") from None
+    doc = read_toml(path, StrategyConfigError)
 
     def fail(key, why):
         raise StrategyConfigError(f"{path}: {key}: {why}")

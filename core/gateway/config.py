@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
+
+from ttquant.core.toml_config import known_keys, read_toml, typed
 
 __all__ = ["GatewayConfig", "GatewayConfigError", "load_gateway_config"]
 
@@ -55,30 +56,15 @@ class GatewayConfig:
 
 
 def _get(table, key, kind, where, default):
-    if key not in table:
-        return default
-    value = table[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
-        raise GatewayConfigError(f"{where + '.' if where else ''}{key}: expected {kind.__name__}, got {value!r}")
-    return value
+    return typed(table, key, kind, where, default, GatewayConfigError)
 
 
 def _known(table, keys, where):
-    for key in table:
-        if key not in keys:
-            raise GatewayConfigError(f"{where + '.' if where else ''}{key}: unknown key (known: {', '.join(sorted(keys))})")
+    known_keys(table, keys, where, GatewayConfigError)
 
 
 def load_gateway_config(path: str) -> GatewayConfig:
-    try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except FileNotFoundError:
-        raise GatewayConfigError(f"{path}: no such file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise GatewayConfigError(f"{path}: not valid TOML: {exc}") from None
+    doc = read_toml(path, GatewayConfigError)
     try:
         return _parse(doc, path)
     except GatewayConfigError as exc:

@@ -28,10 +28,10 @@ max_position: ...`); on SIGHUP the gateway keeps the limits it has when the new 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from decimal import Decimal, InvalidOperation
 
 from ttquant.core.instruments import MarketType
+from ttquant.core.toml_config import known_keys, read_toml
 
 __all__ = ["RiskLimits", "InstrumentLimits", "RiskConfigError", "load_risk_limits", "parse_risk_limits",
            "ACCOUNT_PRECISION", "MARKETS"]
@@ -118,10 +118,7 @@ def _table(doc, key, where=""):
 
 
 def _check_keys(table, known, where):
-    for key in table:
-        if key not in known:
-            raise RiskConfigError(f"{where + '.' if where else ''}{key}: unknown key "
-                                  f"(known: {', '.join(sorted(known))})")
+    known_keys(table, known, where, RiskConfigError)
 
 
 def parse_risk_limits(doc: dict, table, path: str = "risk.toml") -> RiskLimits:
@@ -133,13 +130,7 @@ def parse_risk_limits(doc: dict, table, path: str = "risk.toml") -> RiskLimits:
 
 
 def load_risk_limits(path: str, table) -> RiskLimits:
-    try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except FileNotFoundError:
-        raise RiskConfigError(f"{path}: no such file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RiskConfigError(f"{path}: not valid TOML: {exc}") from None
+    doc = read_toml(path, RiskConfigError)
     return parse_risk_limits(doc, table, path)
 
 

@@ -5,7 +5,8 @@ A bad file is refused with the file and the key named (`md.toml: markets.spot.sy
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+
+from ttquant.core.toml_config import read_toml, typed
 
 __all__ = ["MdConfig", "MarketConfig", "ConfigError", "load_config", "DEFAULT_STREAMS", "LIVE_URLS"]
 
@@ -65,27 +66,11 @@ class MdConfig:
 
 
 def _get(table, key, kind, where, default=dataclasses.MISSING):
-    if key not in table:
-        if default is dataclasses.MISSING:
-            raise ConfigError(f"{where}.{key}: missing" if where else f"{key}: missing")
-        return default
-    value = table[key]
-    ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value, ok = float(value), True
-    if not ok:
-        raise ConfigError(f"{where + '.' if where else ''}{key}: expected {kind.__name__}, got {value!r}")
-    return value
+    return typed(table, key, kind, where, default, ConfigError)
 
 
 def load_config(path: str) -> MdConfig:
-    try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    doc = read_toml(path, ConfigError)
     try:
         return _parse(doc, path)
     except ConfigError as exc:

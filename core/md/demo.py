@@ -24,11 +24,15 @@ from ttquant.core.records import MARKET_EVENT_DTYPE, EventKind
 __all__ = ["run_md_demo"]
 
 
-def _spawn(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "ttquant.core.cli", *args], start_new_session=True, **kw)
+def _spawn(*args, env=None, **kw):
+    """`ttquant ARGS` in its own process group (so stopping it stops its children too)."""
+    full = dict(os.environ)
+    full.update(env or {})
+    return subprocess.Popen([sys.executable, "-m", "ttquant.core.cli", *args], start_new_session=True,
+                            env=full, **kw)
 
 
-def _stop(proc, sig=signal.SIGTERM, timeout=15):
+def _stop(proc, sig=signal.SIGTERM, timeout=20):
     if proc is None or proc.poll() is not None:
         return proc.returncode if proc else None
     try:
