@@ -297,6 +297,20 @@ class BaseStrategy:
         o.cancel_sent = True
         return True
 
+    def amend(self, client_order_id: int, price=None, qty=None) -> bool:
+        """Ask the venue to change an open order's price and/or quantity (a smaller size keeps its
+        place in the queue; a new price does not); False when it is not open."""
+        o = self.orders.get(client_order_id)
+        if o is None or o.cancel_sent:
+            return False
+        inst = o.instrument
+        price_raw = o.price_raw if price is None else self.price_to_raw(inst, price, o.side)
+        qty_raw = o.qty_raw if qty is None else self.qty_to_raw(inst, qty)
+        order = new_order(self.ctx.now_ns(), self.ctx.next_client_order_id(), self.ctx.strategy_id,
+                          inst.instrument_id, 3, o.side, o.order_type, price_raw, qty_raw, 0, client_order_id)
+        self.ctx.send(inst, order)
+        return True
+
     def cancel_all(self, instrument: Instrument | None = None):
         """Every open order of this strategy (on one instrument, or everywhere)."""
         venues = {}
@@ -349,6 +363,8 @@ class BaseStrategy:
         o = self.orders.get(cid)
         if o is not None:
             o.status, o.cum_qty_raw = status, report.cum_qty
+            if report.qty:
+                o.price_raw, o.qty_raw = report.price, report.qty     # an amend the venue took
             if status in TERMINAL:
                 del self.orders[cid]
         if report.last_qty and instrument is not None:

@@ -9,6 +9,8 @@ journal fsync, heartbeats, systemd watchdog). Per order:
              journaled, sent; refused -> an exec report REJECTED with the code, journaled
     CANCEL   the target must be open (4003); never held back by risk
     CANCEL_ALL  every open order of the strategy (one instrument, or all)
+    AMEND    the target open, same instrument and side, the new price and size risk-checked;
+             the venue's ack with the new values moves the order and its reservation
 
 On start it replays its journal, asks the venue for open orders and fills, applies what it
 missed, rejects (6002) what never reached the venue, and only then takes orders: nothing is
@@ -243,8 +245,19 @@ class Gateway:
             self.journal.cancel(order)
             if not self.adapter.send(order):
                 self._reject(order, RejectCode.VENUE_UNAVAILABLE)
+        elif action == OrderAction.AMEND:
+            if not code:
+                code, targets = self.oms.cancel_target(order)       # an open order of this strategy
+            if not code:
+                code = self.risk.check_order(order, now)            # the new price and size, checked as new
+            if code:
+                return self._reject(order, code)
+            targets[0].amend_requested = True
+            self.journal.cancel(order)
+            if not self.adapter.send(order):
+                self._reject(order, RejectCode.VENUE_UNAVAILABLE)
         else:
-            self._reject(order, code or RejectCode.BAD_FIELD)      # amend: not through this gateway yet
+            self._reject(order, code or RejectCode.BAD_FIELD)
 
     def _send(self, order):
         if self.adapter.send(order):

@@ -61,6 +61,7 @@ class OrderState:
     cum_qty: int = 0
     fees: int = 0
     cancel_requested: bool = False
+    amend_requested: bool = False
 
     @property
     def key(self):
@@ -90,6 +91,8 @@ class VenueReport:
     reject_code: int = 0
     ts_exchange: int = 0
     trade_id: int = 0               # the venue's id of a fill (0: none), so a fill is counted once
+    price: int = 0                  # the order's price and quantity as the venue now has them
+    qty: int = 0                    # (0: not said); an ack with new ones confirms an amend
 
     @classmethod
     def from_exec_report(cls, r) -> "VenueReport":
@@ -97,7 +100,7 @@ class VenueReport:
         return cls(strategy_id=r.strategy_id, client_order_id=r.client_order_id, status=OrderStatus(r.status),
                    venue_order_id=r.venue_order_id, last_price=r.last_price, last_qty=r.last_qty,
                    cum_qty=r.cum_qty, fee=r.fee, liquidity=r.liquidity, reject_code=r.reject_code,
-                   ts_exchange=r.ts_exchange, trade_id=r.trade_id)
+                   ts_exchange=r.ts_exchange, trade_id=r.trade_id, price=r.price, qty=r.qty)
 
 
 class OrderBookKeeper:
@@ -150,6 +153,10 @@ class OrderBookKeeper:
         if order.action == OrderAction.CANCEL_ALL:
             return 0, self.open_orders(order.strategy_id, order.instrument_id)
         st = self.get(order.strategy_id, order.target_order_id)
+        if order.action == OrderAction.AMEND and st is not None and st.is_open and \
+                (order.instrument_id != st.instrument_id or order.side != st.side or order.qty <= st.cum_qty):
+            return RejectCode.BAD_FIELD, []     # an amend keeps instrument and side, and stays above what filled
+        st = self.get(order.strategy_id, order.target_order_id)
         if st is None or not st.is_open:
             return RejectCode.UNKNOWN_ORDER, []
         return 0, [st]
@@ -165,6 +172,9 @@ class OrderBookKeeper:
         if rep.venue_order_id:
             st.venue_order_id = rep.venue_order_id
         old = st.status
+        if rep.status == S.ACCEPTED and rep.qty and old in (S.ACCEPTED, S.PARTIALLY_FILLED) \
+                and (rep.price, rep.qty) != (st.price, st.qty) and not rep.last_qty:
+            return self._amended(st, rep)
         filled = 0
         if rep.last_qty > 0:
             filled = self._fill(st, rep)
@@ -192,6 +202,18 @@ class OrderBookKeeper:
                 self.risk.release(st.strategy_id, st.instrument_id, st.side, st.qty - st.cum_qty,
                                   st.reserve_price)
         return self.report(st, rep, filled)
+
+    def _amended(self, st: OrderState, rep: VenueReport) -> ExecReport:
+        """The venue took an amend: the order rests at its new price and quantity, and the
+        risk engine holds what its new leaves need instead of the old."""
+        if self.risk is not None:
+            self.risk.amend(st.strategy_id, st.instrument_id, st.side, st.qty - st.cum_qty, st.reserve_price,
+                            rep.qty - st.cum_qty, rep.price or st.reserve_price)
+        st.price, st.qty = rep.price or st.price, rep.qty
+        if rep.price:
+            st.reserve_price = rep.price
+        st.amend_requested = False
+        return self.report(st, rep, 0)
 
     def _fill(self, st: OrderState, rep: VenueReport) -> int:
         """Apply a fill; the quantity applied (0: none new), or -1 when it must be ignored."""

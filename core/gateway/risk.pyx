@@ -307,6 +307,28 @@ cdef class RiskEngine:
         self.strat[slot].open_orders -= 1
         self._unreserve_c(r, cell, side, leaves_qty, reserve_price)
 
+    def amend(self, uint32_t strategy_id, uint32_t instrument_id, int side, int64_t old_leaves,
+              int64_t old_price, int64_t new_leaves, int64_t new_price):
+        """An amend the venue took: the order holds new_leaves at new_price instead (still one order)."""
+        cdef int slot = self.strategy_slot(strategy_id)
+        cdef instrument_risk *r = &self.inst[instrument_id]
+        cdef Py_ssize_t cell = slot * self.n_inst + instrument_id
+        cdef int64_t value
+        self._unreserve_c(r, cell, side, old_leaves, old_price)
+        value = ttq_mul_div(new_price, new_leaves, r.notional_mul, r.notional_div)
+        if side == SIDE_BUY:
+            r.open_buy += new_leaves
+            self.strat_open_buy[cell] += new_leaves
+        else:
+            r.open_sell += new_leaves
+            self.strat_open_sell[cell] += new_leaves
+        if self.asset_index:
+            if r.is_spot and side == SIDE_SELL:
+                if r.base_asset >= 0:
+                    self.reserved[r.base_asset] += new_leaves * r.qty_to_account
+            elif r.quote_asset >= 0:
+                self.reserved[r.quote_asset] += value if r.is_spot else value // self.leverage
+
     def on_fill(self, uint32_t strategy_id, uint32_t instrument_id, int side, int64_t price,
                 int64_t qty, int64_t reserve_price, int64_t fee=0, bint order_done=False,
                 bint reserved=True):

@@ -134,3 +134,25 @@ def test_a_new_strategy_ring_is_picked_up_and_bound_to_its_strategy(stack):
     assert stack.report_for(b.client_order_id, S.REJECTED).reject_code == RejectCode.BAD_FIELD
     c = stack.order(price=price, owner="beta", sid=22)
     stack.report_for(c.client_order_id, S.ACCEPTED)
+
+
+def test_an_amend_moves_a_resting_order_on_the_venue(stack):
+    bid, _ = stack.touch()
+    tick = stack.spot.tick_size
+    o = stack.order(price=bid - 200 * tick, qty="0.004")
+    stack.report_for(o.client_order_id, S.ACCEPTED)
+    amend = stack.order(price=bid - 150 * tick, qty="0.002", action=OrderAction.AMEND,
+                        target_order_id=o.client_order_id)
+    def moved():
+        for r in stack.drain():
+            if r.client_order_id == o.client_order_id and r.price == bid - 150 * tick:
+                return r
+    r = wait_for(moved, timeout=20, what="the amend taken")
+    assert r.qty == stack.spot.qty_to_raw("0.002") and r.status == S.ACCEPTED and r.leaves_qty == r.qty
+    venue = stack.venue_state()["orders"][f"11/{o.client_order_id}"]
+    assert venue["price"] == bid - 150 * tick and venue["qty"] == r.qty
+    bad = stack.order(price=bid - 150 * tick, qty="0.002", action=OrderAction.AMEND, target_order_id=42)
+    assert stack.report_for(bad.client_order_id, S.REJECTED).reject_code == RejectCode.UNKNOWN_ORDER
+    far = stack.order(price=bid // 2 // tick * tick, qty="0.002", action=OrderAction.AMEND,
+                      target_order_id=o.client_order_id)
+    assert stack.report_for(far.client_order_id, S.REJECTED).reject_code == RejectCode.FAT_FINGER

@@ -144,3 +144,25 @@ def test_cancel_targets():
     code, targets = oms.cancel_target(Order(client_order_id=4, strategy_id=SID, action=OrderAction.CANCEL_ALL))
     assert code == 0 and [t.client_order_id for t in targets] == [2]
     assert oms.apply(rep(S.ACCEPTED, cid=77)) is None and oms.counts["unknown_reports"] == 1
+
+
+def test_an_amend_ack_moves_the_order_and_its_reservation():
+    calls = []
+
+    class Risk(RiskSpy):
+        def amend(self, *args):
+            calls.append(args)
+    risk = Risk()
+    oms = OrderBookKeeper(risk)
+    st = new_order(oms, qty=10, risk=risk)
+    oms.apply(rep(S.ACCEPTED, price=100, qty=10))               # the plain ack: nothing moves
+    oms.apply(rep(S.PARTIALLY_FILLED, last_qty=4, last_price=100, cum_qty=4, trade_id=1))
+    out = oms.apply(rep(S.ACCEPTED, price=95, qty=8))           # the venue took price 95, size 8
+    assert (st.price, st.qty, st.status, st.reserve_price) == (95, 8, S.PARTIALLY_FILLED, 95)
+    assert out.price == 95 and out.qty == 8 and out.leaves_qty == 4
+    assert calls == [(SID, 1, Side.BUY, 6, 100, 4, 95)]
+    amend = Order(client_order_id=9, target_order_id=1, strategy_id=SID, instrument_id=1, side=Side.SELL,
+                  action=OrderAction.AMEND, qty=8)
+    assert oms.cancel_target(amend)[0] == RejectCode.BAD_FIELD  # an amend cannot turn a buy into a sell
+    amend.side, amend.qty = Side.BUY, 3
+    assert oms.cancel_target(amend)[0] == RejectCode.BAD_FIELD  # nor go below what has filled
