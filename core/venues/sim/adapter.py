@@ -48,15 +48,21 @@ class SimVenueAdapter(VenueAdapter):
                 return out
             out.append(report_to_venue(r))
 
-    def _get(self, path):
-        try:
-            with urllib.request.urlopen(f"{self.http_url}{path}", timeout=10) as resp:
-                doc = json.loads(resp.read())
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise VenueError(f"simulated venue {self.http_url}{path}: {exc}") from None
-        if not doc.get("ready"):
-            raise VenueError("the simulated venue is not taking orders yet")
-        return doc
+    def _get(self, path, wait_s: float = 10.0):
+        """The venue's record; a venue still starting up is asked again for up to wait_s."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.http_url}{path}", timeout=10) as resp:
+                    doc = json.loads(resp.read())
+                if doc.get("ready"):
+                    return doc
+                problem = "the simulated venue is not taking orders yet"
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                problem = f"simulated venue {self.http_url}{path}: {exc}"
+            if time.monotonic() > deadline:
+                raise VenueError(problem)
+            time.sleep(0.05)
 
     def settle(self, timeout_s: float = 5.0):
         """Wait until the venue has taken every request sent (so 'never saw it' is true)."""

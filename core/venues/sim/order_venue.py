@@ -69,9 +69,10 @@ class SimOrderVenue:
             return None
         from ttquant.core.book.book_board import BookBoard
         board = None
+        with self.lock:         # ready before the report ring appears: an adapter may ask at once
+            self.matcher = SimMatcher(table, self.model)
         requests = SpscReader(requests_ring(self.rings), RecordType.ORDER, capacity=4096, create=True)
         reports = BroadcastWriter(reports_ring(self.rings), RecordType.EXEC_REPORT, REPORTS_CAPACITY)
-        self.matcher = SimMatcher(table, self.model)
         return ticks, board, requests, reports
 
     def _run(self):
