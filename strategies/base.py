@@ -23,6 +23,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from ttquant.core.instruments import Instrument, MarketType
 from ttquant.core.records import EventFlag, Order, OrderAction, OrderStatus, OrderType, Side, new_order
+from ttquant.strategies.order_entry import to_units as _to_units_c
 from ttquant.strategies.portfolio import Portfolio
 
 __all__ = ["BaseStrategy", "Trade", "Quote", "Bar", "OrderUpdate", "Fill", "OpenOrder", "OrderRefused",
@@ -47,6 +48,9 @@ def _as_float(value) -> float:
 
 def _to_units(x: float, precision: int, unit: int, down: bool) -> int:
     """x (a positive float) as a raw multiple of unit at precision, rounded down or up."""
+    raw = _to_units_c(x, precision, unit, down)
+    if raw >= 0:
+        return raw
     units = x * _POW10[precision] / unit
     if units > 9.0e15:                      # past a double's exact integers: the exact way
         d = (Decimal(repr(x)).scaleb(precision) / unit).to_integral_value(ROUND_FLOOR if down else ROUND_CEILING)

@@ -105,3 +105,18 @@ def test_a_backtest_is_deterministic(capture):
     a = run_backtest(cls, params, events[:200_000], table)
     b = run_backtest(cls, params, events[:200_000], table)
     assert a.matcher.fills == b.matcher.fills and a.equity() == b.equity()
+
+
+def test_prices_and_quantities_round_onto_the_grid_never_more_aggressive():
+    from ttquant.core.instruments import Instrument, MarketType
+    from ttquant.strategies.base import BaseStrategy, OrderRefused
+    inst = Instrument(1, "binance", "BTCUSDT", MarketType.LINEAR_PERPETUAL, "BTC", "USDT", 2, 3, 10, 1, 1, 0, 1, 0, 0)
+    assert BaseStrategy.price_to_raw(inst, 60390.0, Side.BUY) == 6039000          # exact stays exact
+    assert BaseStrategy.price_to_raw(inst, 60390.07, Side.BUY) == 6039000         # a buy rounds down to the tick
+    assert BaseStrategy.price_to_raw(inst, 60390.07, Side.SELL) == 6039010        # a sell rounds up
+    assert BaseStrategy.price_to_raw(inst, 0.1 * 3 * 1e5, Side.SELL) == 3000000   # binary noise is not a tick
+    assert BaseStrategy.qty_to_raw(inst, 0.0019) == 1 and BaseStrategy.qty_to_raw(inst, 0.3) == 300
+    assert BaseStrategy.price_to_raw(inst, "61000.5", Side.BUY) == 6100050
+    for bad in (0, -1, float("nan"), float("inf"), None, "x"):
+        with pytest.raises(OrderRefused):
+            BaseStrategy.price_to_raw(inst, bad, Side.BUY)
