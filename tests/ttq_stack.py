@@ -134,8 +134,9 @@ class TradingStack:
         inst = inst or self.spot
         board = wait_for(lambda: self._board(), timeout=30, what="the board")
         try:
-            top = wait_for(lambda: (t := board.read(inst.instrument_id)).synced and len(t.bids) and t,
-                           timeout=30, what="a synced book")
+            # None until md has put the instrument on the board at all
+            top = wait_for(lambda: (t := board.read(inst.instrument_id)) is not None and t.synced
+                           and len(t.bids) and len(t.asks) and t, timeout=30, what="a synced book")
             return int(top.bids[0][0]), int(top.asks[0][0])
         finally:
             board.close()
