@@ -139,7 +139,7 @@ class SimOrderVenue:
                  {req.instrument_id for _, _, req in self.matcher.pending}
         for inst in wanted or board.instruments():
             top = board.read(inst)
-            if top.synced:
+            if top is not None and top.synced:         # None: md has not put that book up yet
                 self.matcher.on_book(inst, top.bids.tolist(), top.asks.tolist(), now)
 
     def _market(self, events, now):
