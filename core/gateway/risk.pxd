@@ -77,5 +77,4 @@ cdef class RiskEngine:
     cdef int reserve(self, const ttq_order *o, int slot, int64_t price) noexcept
     cdef int strategy_slot(self, uint32_t strategy_id) noexcept
     cdef int64_t order_notional(self, const instrument_risk *r, const ttq_order *o) noexcept
-    cdef int _unreserve_c(self, instrument_risk *r, Py_ssize_t cell, int side, int64_t qty,
-                          int64_t reserve_price) except -1
+    cdef void hold(self, instrument_risk *r, Py_ssize_t cell, int side, int64_t qty, int64_t price) noexcept

@@ -37,6 +37,16 @@ cdef inline double bucket_level(token_bucket *b, int64_t now) noexcept:
     return b.tokens
 
 
+cdef inline int64_t order_price(const instrument_risk *r, const ttq_order *o) noexcept:
+    """The order's price, or for a market order the touch it would take (the last trade when
+    there is no book yet; 0 when there is nothing at all)."""
+    cdef int64_t px
+    if o.order_type != TYPE_MARKET:
+        return o.price
+    px = r.ask if o.side == SIDE_BUY else r.bid
+    return px if px > 0 else r.last_price
+
+
 cdef inline int64_t available(RiskEngine e, int32_t asset) noexcept:
     return e.balance[asset] - e.reserved[asset]
 
@@ -151,14 +161,8 @@ cdef class RiskEngine:
     # -- the checks -----------------------------------------------------------------------------
     cdef int64_t order_notional(self, const instrument_risk *r, const ttq_order *o) noexcept:
         """At the order's price, or for a market order at the touch it would take (0: none)."""
-        cdef int64_t px = o.price
-        if o.order_type == TYPE_MARKET:
-            px = r.ask if o.side == SIDE_BUY else r.bid
-            if px <= 0:
-                px = r.last_price
-            if px <= 0:
-                return 0
-        return ttq_mul_div(px, o.qty, r.notional_mul, r.notional_div)
+        cdef int64_t px = order_price(r, o)
+        return ttq_mul_div(px, o.qty, r.notional_mul, r.notional_div) if px > 0 else 0
 
     cdef int check(self, const ttq_order *o, int64_t now_ns) noexcept:
         cdef instrument_risk *r
@@ -243,23 +247,31 @@ cdef class RiskEngine:
     cdef int reserve(self, const ttq_order *o, int slot, int64_t price) noexcept:
         """A new order that passed `check` goes out: it counts as open and holds its funds
         (at price: the order's, or for a market order the touch it was checked against)."""
-        cdef instrument_risk *r = &self.inst[o.instrument_id]
-        cdef Py_ssize_t cell = slot * self.n_inst + o.instrument_id
-        cdef int64_t notional = ttq_mul_div(price, o.qty, r.notional_mul, r.notional_div)
         self.open_orders += 1
         self.strat[slot].open_orders += 1
-        if o.side == SIDE_BUY:
-            r.open_buy += o.qty
-            self.strat_open_buy[cell] += o.qty
-        else:
-            r.open_sell += o.qty
-            self.strat_open_sell[cell] += o.qty
-        if self.asset_index:
-            if r.is_spot and o.side == SIDE_SELL:
-                self.reserved[r.base_asset] += o.qty * r.qty_to_account
-            elif r.quote_asset >= 0:
-                self.reserved[r.quote_asset] += notional if r.is_spot else notional // self.leverage
+        self.hold(&self.inst[o.instrument_id], slot * self.n_inst + o.instrument_id, o.side, o.qty, price)
         return 0
+
+    cdef void hold(self, instrument_risk *r, Py_ssize_t cell, int side, int64_t qty, int64_t price) noexcept:
+        """qty more (qty < 0: less) resting at price on side: open quantity and reserved funds."""
+        cdef int64_t value
+        if side == SIDE_BUY:
+            r.open_buy += qty
+            self.strat_open_buy[cell] += qty
+        else:
+            r.open_sell += qty
+            self.strat_open_sell[cell] += qty
+        if not self.asset_index:
+            return
+        if r.is_spot and side == SIDE_SELL:
+            if r.base_asset >= 0:
+                self.reserved[r.base_asset] += qty * r.qty_to_account
+        elif r.quote_asset >= 0:
+            # on the size, then signed: holding and releasing the same order round the same way
+            value = ttq_mul_div(price, qty if qty > 0 else -qty, r.notional_mul, r.notional_div)
+            if not r.is_spot:
+                value = value // self.leverage
+            self.reserved[r.quote_asset] += value if qty > 0 else -value
 
     # -- the Python face ------------------------------------------------------------------------
     def check_order(self, Order order not None, now_ns=None):
@@ -291,11 +303,7 @@ cdef class RiskEngine:
 
     def reserve_price(self, Order order not None):
         """The price funds are held at: the order's, or for a market order the touch now."""
-        cdef instrument_risk *r = &self.inst[order.order.instrument_id]
-        if order.order.order_type != TYPE_MARKET:
-            return order.order.price
-        px = r.ask if order.order.side == SIDE_BUY else r.bid
-        return px if px > 0 else r.last_price
+        return order_price(&self.inst[order.order.instrument_id], &order.order)
 
     def release(self, uint32_t strategy_id, uint32_t instrument_id, int side, int64_t leaves_qty,
                 int64_t reserve_price):
@@ -305,7 +313,7 @@ cdef class RiskEngine:
         cdef Py_ssize_t cell = slot * self.n_inst + instrument_id
         self.open_orders -= 1
         self.strat[slot].open_orders -= 1
-        self._unreserve_c(r, cell, side, leaves_qty, reserve_price)
+        self.hold(r, cell, side, -leaves_qty, reserve_price)
 
     def amend(self, uint32_t strategy_id, uint32_t instrument_id, int side, int64_t old_leaves,
               int64_t old_price, int64_t new_leaves, int64_t new_price):
@@ -313,21 +321,8 @@ cdef class RiskEngine:
         cdef int slot = self.strategy_slot(strategy_id)
         cdef instrument_risk *r = &self.inst[instrument_id]
         cdef Py_ssize_t cell = slot * self.n_inst + instrument_id
-        cdef int64_t value
-        self._unreserve_c(r, cell, side, old_leaves, old_price)
-        value = ttq_mul_div(new_price, new_leaves, r.notional_mul, r.notional_div)
-        if side == SIDE_BUY:
-            r.open_buy += new_leaves
-            self.strat_open_buy[cell] += new_leaves
-        else:
-            r.open_sell += new_leaves
-            self.strat_open_sell[cell] += new_leaves
-        if self.asset_index:
-            if r.is_spot and side == SIDE_SELL:
-                if r.base_asset >= 0:
-                    self.reserved[r.base_asset] += new_leaves * r.qty_to_account
-            elif r.quote_asset >= 0:
-                self.reserved[r.quote_asset] += value if r.is_spot else value // self.leverage
+        self.hold(r, cell, side, -old_leaves, old_price)
+        self.hold(r, cell, side, new_leaves, new_price)
 
     def on_fill(self, uint32_t strategy_id, uint32_t instrument_id, int side, int64_t price,
                 int64_t qty, int64_t reserve_price, int64_t fee=0, bint order_done=False,
@@ -343,7 +338,7 @@ cdef class RiskEngine:
         r.position += signed_qty
         self.strat_position[cell] += signed_qty
         if reserved:
-            self._unreserve_c(r, cell, side, qty, reserve_price)
+            self.hold(r, cell, side, -qty, reserve_price)
         if self.asset_index and r.is_spot and r.base_asset >= 0 and r.quote_asset >= 0:
             self.balance[r.base_asset] += signed_qty * r.qty_to_account
             self.balance[r.quote_asset] -= filled_value if side == SIDE_BUY else -filled_value
@@ -353,22 +348,6 @@ cdef class RiskEngine:
             self.open_orders -= 1
             self.strat[slot].open_orders -= 1
 
-    cdef int _unreserve_c(self, instrument_risk *r, Py_ssize_t cell, int side, int64_t qty,
-                          int64_t reserve_price) except -1:
-        cdef int64_t value = ttq_mul_div(reserve_price, qty, r.notional_mul, r.notional_div)
-        if side == SIDE_BUY:
-            r.open_buy -= qty
-            self.strat_open_buy[cell] -= qty
-        else:
-            r.open_sell -= qty
-            self.strat_open_sell[cell] -= qty
-        if self.asset_index:
-            if r.is_spot and side == SIDE_SELL:
-                if r.base_asset >= 0:
-                    self.reserved[r.base_asset] -= qty * r.qty_to_account
-            elif r.quote_asset >= 0:
-                self.reserved[r.quote_asset] -= value if r.is_spot else value // self.leverage
-        return 0
 
     def on_market_events(self, events, Py_ssize_t n):
         """Reference prices from the first n MarketEvents of a MARKET_EVENT_DTYPE array: trades
