@@ -74,7 +74,8 @@ cdef class BinanceNormaliser:
     cdef bint fast_path_enabled
     # rollover: frames of the second connection that run ahead of the first wait here
     cdef bint secondary                 # the frame being handled came from the second connection
-    cdef bint draining
+    cdef bint draining                  # held frames are being handled again (replay)
+    cdef uint64_t replay_saved[C_COUNTER_COUNT]     # the received-message counters before it
     cdef readonly Py_ssize_t held_frames
     cdef set holding                    # SymbolStates with held frames
     cdef readonly Py_ssize_t max_held
@@ -87,6 +88,8 @@ cdef class BinanceNormaliser:
     cdef int handle(self, bytes payload, int64_t ts_recv) except -1
     cdef int drain_held(self) except -1
     cdef int drain_symbol(self, SymbolState st) except -1
+    cdef void begin_replay(self) noexcept
+    cdef void end_replay(self) noexcept
     cdef int publish(self) except -1
     cdef int on_depth(self, SymbolState st, dict data) except -1
     cdef int publish_changes(self, SymbolState st, uint64_t first_id, uint64_t last_id,

@@ -449,25 +449,34 @@ cdef class BinanceNormaliser:
         return 0
 
     cdef int drain_held(self) except -1:
-        """Release the held frames that the first connection has caught up with. Each was
-        counted as received when it came, so the received-message counters stay as they are."""
+        """Release the held frames that the first connection has caught up with."""
         if self.draining:
             return 0
-        cdef uint64_t received[C_EVENTS_PUBLISHED]
-        cdef uint64_t fast = self.count[C_FAST_PATH]
-        cdef int i
-        for i in range(C_EVENTS_PUBLISHED):
-            received[i] = self.count[i]
-        self.draining = True
+        self.begin_replay()
+        self.secondary = True
         try:
             for st in list(self.holding):
                 self.drain_symbol(<SymbolState>st)
         finally:
-            self.draining = False
-            for i in range(C_EVENTS_PUBLISHED):
-                self.count[i] = received[i]
-            self.count[C_FAST_PATH] = fast
+            self.secondary = False
+            self.end_replay()
         return 0
+
+    cdef void begin_replay(self) noexcept:
+        """Held frames are handled again: they were counted as received when they came, so the
+        received-message counters are put back afterwards (end_replay)."""
+        cdef int i
+        for i in range(C_EVENTS_PUBLISHED):
+            self.replay_saved[i] = self.count[i]
+        self.replay_saved[C_FAST_PATH] = self.count[C_FAST_PATH]
+        self.draining = True
+
+    cdef void end_replay(self) noexcept:
+        cdef int i
+        for i in range(C_EVENTS_PUBLISHED):
+            self.count[i] = self.replay_saved[i]
+        self.count[C_FAST_PATH] = self.replay_saved[C_FAST_PATH]
+        self.draining = False
 
     cdef int drain_symbol(self, SymbolState st) except -1:
         cdef BookSync sync = st.book
@@ -503,19 +512,14 @@ cdef class BinanceNormaliser:
         held frames go out in order (a hole left now is a real one: books resync); otherwise
         it went away and the first one delivers everything itself. Returns the events published."""
         cdef uint64_t published = self.count[C_EVENTS_PUBLISHED]
-        cdef uint64_t received[C_EVENTS_PUBLISHED]
-        cdef uint64_t fast = self.count[C_FAST_PATH]
-        cdef int i
         holding, self.holding = self.holding, set()
         self.held_frames = 0
         if not promoted:
             for st in holding:
                 (<SymbolState>st).held = {}
             return 0
-        for i in range(C_EVENTS_PUBLISHED):
-            received[i] = self.count[i]
         self.secondary = False
-        self.draining = True
+        self.begin_replay()
         try:
             for st in holding:
                 held, (<SymbolState>st).held = (<SymbolState>st).held, {}
@@ -523,10 +527,7 @@ cdef class BinanceNormaliser:
                     for key, payload, ts_recv in queue:
                         self.handle(payload, ts_recv)
         finally:
-            self.draining = False
-            for i in range(C_EVENTS_PUBLISHED):
-                self.count[i] = received[i]
-            self.count[C_FAST_PATH] = fast
+            self.end_replay()
         return <int>(self.count[C_EVENTS_PUBLISHED] - published)
 
     def _on_message(self, frame, int64_t ts_recv):
