@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 import time
 from decimal import Decimal
 
@@ -30,7 +29,7 @@ import numpy as np
 
 from ttquant.core.gateway.config import GatewayConfig, load_gateway_config
 from ttquant.core.gateway.kill_switch import KillSwitch
-from ttquant.core.gateway.oms import TERMINAL, OrderBookKeeper, VenueReport
+from ttquant.core.gateway.oms import OrderBookKeeper, VenueReport
 from ttquant.core.gateway.order_journal import CANCEL, ORDER, REJECT, REPORT, OrderJournal
 from ttquant.core.gateway.risk import RiskEngine
 from ttquant.core.gateway.risk_config import RiskConfigError, load_risk_limits
@@ -235,24 +234,18 @@ class Gateway:
             self.oms.add(order, reserve_price)
             self.journal.order(order, reserve_price)
             self._send(order)
-        elif action in (OrderAction.CANCEL, OrderAction.CANCEL_ALL):
+        elif action in (OrderAction.CANCEL, OrderAction.CANCEL_ALL, OrderAction.AMEND):
             if not code:
-                code, targets = self.oms.cancel_target(order)
-            if code:
-                return self._reject(order, code)
-            for st in targets:
-                st.cancel_requested = True
-            self.journal.cancel(order)
-            if not self.adapter.send(order):
-                self._reject(order, RejectCode.VENUE_UNAVAILABLE)
-        elif action == OrderAction.AMEND:
-            if not code:
-                code, targets = self.oms.cancel_target(order)       # an open order of this strategy
-            if not code:
+                code, targets = self.oms.cancel_target(order)       # open orders of this strategy
+            if not code and action == OrderAction.AMEND:
                 code = self.risk.check_order(order, now)            # the new price and size, checked as new
             if code:
                 return self._reject(order, code)
-            targets[0].amend_requested = True
+            for st in targets:
+                if action == OrderAction.AMEND:
+                    st.amend_requested = True
+                else:
+                    st.cancel_requested = True
             self.journal.cancel(order)
             if not self.adapter.send(order):
                 self._reject(order, RejectCode.VENUE_UNAVAILABLE)
@@ -267,9 +260,12 @@ class Gateway:
         self._apply(VenueReport(order.strategy_id, order.client_order_id, S.REJECTED,
                                 reject_code=RejectCode.VENUE_UNAVAILABLE))
 
-    def _reject(self, order, code):
+    def _count_reject(self, code):
         self.counts["rejects"] += 1
         self.rejects_by_code[int(code)] = self.rejects_by_code.get(int(code), 0) + 1
+
+    def _reject(self, order, code):
+        self._count_reject(code)
         self.journal.reject(order, code)
         r = ExecReport(client_order_id=order.client_order_id, strategy_id=order.strategy_id,
                        instrument_id=order.instrument_id, price=order.price, qty=order.qty,
@@ -281,8 +277,7 @@ class Gateway:
         if er is None:
             return None
         if er.status == S.REJECTED:
-            self.counts["rejects"] += 1
-            self.rejects_by_code[int(er.reject_code)] = self.rejects_by_code.get(int(er.reject_code), 0) + 1
+            self._count_reject(er.reject_code)
         if er.last_qty:
             self.counts["fills"] += 1
             self._on_fill(er)

@@ -11,6 +11,7 @@ gateway with who, when and why.
 """
 from __future__ import annotations
 
+import collections
 import getpass
 import mmap
 import os
@@ -28,20 +29,7 @@ def control_path(venue: str) -> str:
     return f"/dev/shm/ttq.{venue}.kill_switch.ctl"
 
 
-class KillState(tuple):
-    __slots__ = ()
-    _fields = ("engaged", "changes", "ts_ns", "pid", "uid", "who", "reason")
-
-    def __new__(cls, *values):
-        return tuple.__new__(cls, values)
-
-    engaged = property(lambda self: self[0])
-    changes = property(lambda self: self[1])
-    ts_ns = property(lambda self: self[2])
-    pid = property(lambda self: self[3])
-    uid = property(lambda self: self[4])
-    who = property(lambda self: self[5])
-    reason = property(lambda self: self[6])
+KillState = collections.namedtuple("KillState", "engaged changes ts_ns pid uid who reason")
 
 
 class KillSwitch:

@@ -117,9 +117,6 @@ class OrderBookKeeper:
                        "unknown_reports": 0, "duplicate_ids": 0, "overfills": 0}
 
     # -- orders in ------------------------------------------------------------------------------
-    def is_duplicate(self, strategy_id: int, client_order_id: int) -> bool:
-        return client_order_id <= self.last_id.get(strategy_id, 0)
-
     def take_id(self, strategy_id: int, client_order_id: int) -> int:
         """Claim a client order id; RejectCode.DUPLICATE_ORDER_ID when it is not new."""
         if client_order_id <= self.last_id.get(strategy_id, 0):

@@ -8,15 +8,12 @@ import urllib.error
 import urllib.request
 
 from ttquant.core.gateway.oms import VenueReport
-from ttquant.core.records import OrderStatus, RecordType
+from ttquant.core.records import RecordType
 from ttquant.core.rings import BroadcastReader, RingNotFoundError, SpscWriter
 from ttquant.core.venues.base import VenueAdapter, VenueError, VenueFill, VenueOrder
 from ttquant.core.venues.sim.order_venue import reports_ring, requests_ring
 
-__all__ = ["SimVenueAdapter", "report_to_venue"]
-
-
-report_to_venue = VenueReport.from_exec_report
+__all__ = ["SimVenueAdapter"]
 
 
 class SimVenueAdapter(VenueAdapter):
@@ -46,7 +43,7 @@ class SimVenueAdapter(VenueAdapter):
             r = self.reports.poll()
             if r is None:
                 return out
-            out.append(report_to_venue(r))
+            out.append(VenueReport.from_exec_report(r))
 
     def _get(self, path, wait_s: float = 10.0):
         """The venue's record; a venue still starting up is asked again for up to wait_s."""

@@ -67,7 +67,6 @@ class SimOrderVenue:
                 time.sleep(0.1)
         else:
             return None
-        from ttquant.core.book.book_board import BookBoard
         board = None
         with self.lock:         # ready before the report ring appears: an adapter may ask at once
             self.matcher = SimMatcher(table, self.model)
@@ -119,7 +118,8 @@ class SimOrderVenue:
                     idle += 1
                     if idle > 200:
                         time.sleep(0.0002 if self.matcher.pending else 0.001)
-                reports.heartbeat() if not busy else None
+                if not busy:
+                    reports.heartbeat()
         finally:
             ticks.close()
             requests.close()
