@@ -137,7 +137,6 @@ def _run_ttquant(tmp_path, wait):
 
 def _run_zmq(tmp_path, peers):
     import zmq
-    from ttq_testing import SESSION_PREFIX
     import zmq_chain
     table = _table()
     path = tmp_path / "instruments.json"

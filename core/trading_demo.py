@@ -13,15 +13,13 @@ Everything it started is stopped and its segments removed, whatever happens.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-from ttquant.core.md.demo import _spawn, _stop
+from ttquant.core.md.demo import _spawn, _start_venue, _stop
 
 __all__ = ["run_trading_demo", "STRATEGIES"]
 
@@ -62,7 +60,7 @@ def _toml_value(v):
 def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = "market_maker",
                      synthetic: bool = False, out=print) -> int:
     from ttquant.core.instruments import InstrumentTable, instruments_path
-    from ttquant.core.records import OrderStatus, RejectCode, Side
+    from ttquant.core.records import OrderStatus, RejectCode
     from ttquant.core.rings import BroadcastReader, RingNotFoundError
     from ttquant.core.sim.captures import sample_data_dir
     from ttquant.strategies.portfolio import Portfolio
@@ -79,14 +77,9 @@ def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = 
     d = tmp.name
     procs = {}
     try:
-        procs["venue"] = venue = _spawn("venue-sim", "binance", "--port", "0", "--speed", str(speed), "--replay", source,
-                                        "--orders", name, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        line = venue.stdout.readline().decode().strip()
-        if "listening on 127.0.0.1:" not in line:
-            out(f"demo: the simulated venue did not start: {line}")
+        procs["venue"], port = _start_venue(out, "--speed", str(speed), "--replay", source, "--orders", name)
+        if port is None:
             return 1
-        port = int(line.split("127.0.0.1:")[1].split()[0])
-        out(f"demo: {line.split(': ', 1)[1]}")
         with open(f"{d}/md.toml", "w") as f:
             f.write(f'[rings]\nname = "{name}"\n' + "".join(
                 f'[markets.{m}]\nsymbols = ["BTCUSDT"]\nws_url = "ws://127.0.0.1:{port}/{m}"\n'

@@ -178,7 +178,7 @@ def events_from_capture(names=("spot_btcusdt_20240808.gz", "usdm_btcusdt_2024080
     from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
     from ttquant.core.md.binance.normaliser import BinanceNormaliser
     from ttquant.core.records import MARKET_EVENT_DTYPE
-    from ttquant.core.rings import BroadcastReader, BroadcastWriter
+    from ttquant.core.rings import BroadcastReader, BroadcastWriter, unlink
     from ttquant.core.sim.captures import read_cryptofeed_http, read_hftbacktest, sample_data_dir
 
     d = (data_dir or sample_data_dir()) / "binance"
@@ -205,7 +205,7 @@ def events_from_capture(names=("spot_btcusdt_20240808.gz", "usdm_btcusdt_2024080
         finally:
             r.close()
             w.close()
-            w_unlink(ring)
+            unlink(ring)
     size = MARKET_EVENT_DTYPE.itemsize
     # as raw rows: the dtype's overlapping body fields do not survive numpy's concatenate
     rows = np.concatenate([p.view(np.uint8).reshape(-1, size) for p in parts])
@@ -213,8 +213,3 @@ def events_from_capture(names=("spot_btcusdt_20240808.gz", "usdm_btcusdt_2024080
     key = np.concatenate([np.maximum.accumulate(p["ts_recv"].astype(np.int64)) for p in parts])
     order = np.argsort(key, kind="stable")
     return np.ascontiguousarray(rows[order]).view(MARKET_EVENT_DTYPE).reshape(-1), table
-
-
-def w_unlink(name):
-    from ttquant.core.rings import unlink
-    unlink(name)

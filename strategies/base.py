@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from ttquant.core.instruments import Instrument, MarketType
@@ -33,9 +32,6 @@ MARKETS = {"spot": MarketType.SPOT, "usdm": MarketType.LINEAR_PERPETUAL, "linear
 TERMINAL = (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED)
 
 
-_POW10 = [10.0 ** k for k in range(19)]
-
-
 _INF = float("inf")
 
 
@@ -47,18 +43,13 @@ def _as_float(value) -> float:
 
 
 def _to_units(x: float, precision: int, unit: int, down: bool) -> int:
-    """x (a positive float) as a raw multiple of unit at precision, rounded down or up."""
+    """x (a positive float) as a raw multiple of unit at precision, rounded down or up: in C
+    (order_entry.pyx), or the exact way past a double's exact integers."""
     raw = _to_units_c(x, precision, unit, down)
     if raw >= 0:
         return raw
-    units = x * _POW10[precision] / unit
-    if units > 9.0e15:                      # past a double's exact integers: the exact way
-        d = (Decimal(repr(x)).scaleb(precision) / unit).to_integral_value(ROUND_FLOOR if down else ROUND_CEILING)
-        return int(d) * unit
-    near = round(units)
-    if abs(units - near) <= 1e-9 * max(1.0, units):
-        return int(near) * unit
-    return (math.floor(units) if down else math.ceil(units)) * unit
+    d = (Decimal(repr(x)).scaleb(precision) / unit).to_integral_value(ROUND_FLOOR if down else ROUND_CEILING)
+    return int(d) * unit
 
 
 class OrderRefused(RuntimeError):

@@ -34,7 +34,7 @@ import traceback
 
 from ttquant.core.instruments import InstrumentTable, instruments_path
 from ttquant.core.toml_config import read_toml
-from ttquant.core.records import EventFlag, EventKind, RecordType
+from ttquant.core.records import RecordType
 from ttquant.core.rings import BroadcastReader, RingNotFoundError, SpscWriter
 from ttquant.strategies.base import Bar, OrderRefused, Quote, Trade
 
@@ -246,15 +246,8 @@ class StrategyRunner:
     def _call(self, handler, *args):
         try:
             handler(*args)
-        except OrderRefused as exc:
-            self.errors += 1
-            log.warning("%s: %s", self.cfg.name, exc)
-        except Exception:
-            self.errors += 1
-            log.error("%s: %s raised:\n%s", self.cfg.name, getattr(handler, "__name__", handler),
-                      traceback.format_exc())
-            if self.cfg.on_error == "stop":
-                self.stopping = self.failed = True      # on_stop and cancel-all still run; exit 3
+        except Exception as exc:
+            self._failed_handler(exc)
 
     def dispatch(self, venue, ev):
         """One market event to its handler (the hot path: plain ints, one dict lookup)."""

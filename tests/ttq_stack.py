@@ -12,7 +12,7 @@ import urllib.request
 
 from ttq_testing import unlink_venue, wait_for
 from ttquant.core.instruments import InstrumentTable, MarketType, instruments_path
-from ttquant.core.records import ExecReport, Order, OrderAction, OrderType, RecordType, Side
+from ttquant.core.records import Order, OrderAction, OrderType, RecordType, Side
 from ttquant.core.rings import BroadcastReader, RingNotFoundError, SpscWriter
 
 RISK = """max_order_age_ms = 3000
@@ -130,7 +130,6 @@ class TradingStack:
         return wait_for(look, timeout=timeout, what="a trade")
 
     def touch(self, inst=None):
-        from ttquant.core.book.book_board import BookBoard
         inst = inst or self.spot
         board = wait_for(lambda: self._board(), timeout=30, what="the board")
         try:

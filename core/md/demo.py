@@ -45,6 +45,19 @@ def _stop(proc, sig=signal.SIGTERM, timeout=20):
         return proc.wait()
 
 
+def _start_venue(out, *args):
+    """`ttquant venue-sim binance ARGS` on a free port: (process, port), or (process, None) when
+    it did not start (said through out)."""
+    venue = _spawn("venue-sim", "binance", "--port", "0", *args, stdout=subprocess.PIPE,
+                   stderr=subprocess.STDOUT)
+    line = venue.stdout.readline().decode().strip()
+    if "listening on 127.0.0.1:" not in line:
+        out(f"demo: the simulated venue did not start: {line}")
+        return venue, None
+    out(f"demo: {line.split(': ', 1)[1]}")
+    return venue, int(line.split("127.0.0.1:")[1].split()[0])
+
+
 def run_md_demo(seconds: float = 20.0, speed: float = 1.0, synthetic: bool = False, out=print) -> int:
     from ttquant.core.book.book_board import BookBoard
     from ttquant.core.md.daemon import read_md_counters
@@ -63,14 +76,9 @@ def run_md_demo(seconds: float = 20.0, speed: float = 1.0, synthetic: bool = Fal
     tmp = tempfile.TemporaryDirectory(prefix="ttq-demo-")
     summary = {}
     try:
-        venue = _spawn("venue-sim", "binance", "--port", "0", "--speed", str(speed), "--replay", source,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        line = venue.stdout.readline().decode().strip()
-        if "listening on 127.0.0.1:" not in line:
-            out(f"demo: the simulated venue did not start: {line}")
+        venue, port = _start_venue(out, "--speed", str(speed), "--replay", source)
+        if port is None:
             return 1
-        port = int(line.split("127.0.0.1:")[1].split()[0])
-        out(f"demo: {line.split(': ', 1)[1]}")
         config = os.path.join(tmp.name, "md.toml")
         with open(config, "w") as f:
             f.write(f"""[rings]\nname = "{name}"\n

@@ -5,7 +5,6 @@ down; a full order ring refuses at once."""
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 

@@ -12,7 +12,7 @@ import pytest
 
 from ttq_stack import TradingStack
 from ttq_testing import wait_for
-from ttquant.core.records import OrderAction, OrderStatus as S, OrderType, RejectCode, Side
+from ttquant.core.records import OrderAction, OrderStatus as S, RejectCode, Side
 
 RISK = """max_order_age_ms = 2000
 fat_finger_pct = 5

@@ -7,7 +7,7 @@ import time
 
 from ttq_stack import TradingStack
 from ttq_testing import wait_for
-from ttquant.core.records import OrderAction, OrderStatus as S, OrderType, Side
+from ttquant.core.records import OrderAction, OrderType, Side
 
 
 def test_sigkill_at_random_points_then_restart_sends_nothing_twice_and_loses_no_fill(children, venue, tmp_path):

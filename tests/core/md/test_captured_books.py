@@ -17,7 +17,6 @@ from ttq_testing import attach_ticks, unlink_venue, wait_for
 from ttquant.core.book.book_board import BookBoard
 from ttquant.core.md.daemon import read_md_counters
 from ttquant.core.records import MARKET_EVENT_DTYPE, EventFlag, EventKind
-from ttquant.core.rings import BroadcastReader, RingNotFoundError
 
 # (speed, clients the venue waits for, markets): the 30 s cryptofeed captures run at 5x so
 # their diffs arrive after the books are synced and each one's top can be compared
