@@ -208,7 +208,7 @@ def _tick_to_order(strategy_trace, gateway_trace):
         return None
     trigger = {int(c): int(t) for c, t in st if t > 0}
     rows = [(int(checked) - trigger[int(cid)], int(created) - trigger[int(cid)], int(checked) - int(created))
-            for sid, cid, created, checked in gw if int(cid) in trigger]
+            for sid, cid, created, _taken, checked in gw if int(cid) in trigger]
     if not rows:
         return None
     lat, decide, hop = (np.array(col, dtype=np.int64) for col in zip(*rows))

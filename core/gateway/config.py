@@ -15,9 +15,10 @@
     file = "risk.toml"                # reloaded on SIGHUP
     [loop]
     wait = "hybrid"                   # spin (pinned cores) | hybrid (spin, then sleep)
-    spin_polls = 2000
+    spin_polls = 2000                 # rounds over the order rings before hybrid sleeps
     cpus = [1]
     discover_interval_s = 0.5         # new strategy order rings are picked up this often
+    gc = "idle"                       # idle: Python's GC only when the loop is idle | python
     [strategies]                      # optional: the strategy id each order ring's owner must use
     mm = 7
 """
@@ -53,6 +54,7 @@ class GatewayConfig:
     discover_interval_s: float = 0.5
     strategies: dict = dataclasses.field(default_factory=dict)
     shm_group: str | None = None
+    gc: str = "idle"
 
 
 def _get(table, key, kind, where, default):
@@ -85,7 +87,7 @@ def _parse(doc, path):
     _known(adapter, {"kind", "http_url"}, "adapter")
     _known(journal, {"path", "fsync", "fsync_interval_ms"}, "journal")
     _known(risk, {"file"}, "risk")
-    _known(loop, {"wait", "spin_polls", "cpus", "discover_interval_s"}, "loop")
+    _known(loop, {"wait", "spin_polls", "cpus", "discover_interval_s", "gc"}, "loop")
     venue = _get(doc, "venue", str, "", "binance")
     kind = _get(adapter, "kind", str, "adapter", "sim")
     if kind not in ("sim", "dry"):
@@ -99,6 +101,9 @@ def _parse(doc, path):
     wait = _get(loop, "wait", str, "loop", "hybrid")
     if wait not in ("spin", "hybrid"):
         raise GatewayConfigError(f"loop.wait: spin or hybrid, got {wait!r}")
+    gc_mode = _get(loop, "gc", str, "loop", "idle")
+    if gc_mode not in ("idle", "python"):
+        raise GatewayConfigError(f"loop.gc: idle or python, got {gc_mode!r}")
     cpus = _get(loop, "cpus", list, "loop", [])
     if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cpus):
         raise GatewayConfigError(f"loop.cpus: a list of CPU numbers, got {cpus!r}")
@@ -116,4 +121,4 @@ def _parse(doc, path):
         risk_file=rel(_get(risk, "file", str, "risk", "risk.toml")), wait=wait,
         spin_polls=_get(loop, "spin_polls", int, "loop", 2_000), cpus=tuple(cpus),
         discover_interval_s=_get(loop, "discover_interval_s", float, "loop", 0.5),
-        strategies=dict(strategies), shm_group=_get(rings, "group", str, "rings", None))
+        strategies=dict(strategies), shm_group=_get(rings, "group", str, "rings", None), gc=gc_mode)

@@ -1,12 +1,13 @@
 """`ttquant gateway binance --config FILE`: every strategy's orders in, checked, journaled, sent.
 
-One thread does the trading path, in this order per loop: one order from each strategy's
-ring in turn (so no strategy can starve another), the venue's reports, the tick ring's
-reference prices; every few milliseconds the housekeeping (new order rings, kill switch,
-journal fsync, heartbeats, systemd watchdog). Per order:
+One thread does the trading path, in this order per loop: the order rings, read in turn
+from C with the tick ring's reference prices between rounds (order_intake.pyx: no strategy
+can starve another), the venue's reports; every few milliseconds the housekeeping (new order
+rings, kill switch, journal fsync, heartbeats, systemd watchdog). Per order:
 
-    NEW      client id new for the strategy (4001) -> risk checks (risk.pyx) -> reserved,
-             journaled, sent; refused -> an exec report REJECTED with the code, journaled
+    NEW      client id new for the strategy (4001) -> risk checks (risk.pyx) -> reserved, all
+             in C before Python sees it; then journaled, sent; refused -> an exec report
+             REJECTED with the code, journaled
     CANCEL   the target must be open (4003); never held back by risk
     CANCEL_ALL  every open order of the strategy (one instrument, or all)
     AMEND    the target open, same instrument and side, the new price and size risk-checked;
@@ -28,15 +29,17 @@ from decimal import Decimal
 import numpy as np
 
 from ttquant.core.gateway.config import GatewayConfig, load_gateway_config
+from ttquant.core.idle_gc import IdleCollector
 from ttquant.core.gateway.kill_switch import KillSwitch
 from ttquant.core.gateway.oms import OrderBookKeeper, VenueReport
+from ttquant.core.gateway.order_intake import OrderIntake
 from ttquant.core.gateway.order_journal import CANCEL, ORDER, REJECT, REPORT, OrderJournal
 from ttquant.core.gateway.risk import RiskEngine
 from ttquant.core.gateway.risk_config import RiskConfigError, load_risk_limits
 from ttquant.core.instruments import InstrumentTable, instruments_path
-from ttquant.core.records import (MARKET_EVENT_DTYPE, ExecReport, Order, OrderAction, OrderStatus, RecordType,
-                                  RejectCode)
-from ttquant.core.rings import BroadcastReader, BroadcastWriter, RingNotFoundError, SpscReader, list_segments
+from ttquant.core.records import ExecReport, Order, OrderAction, OrderStatus, RecordType, RejectCode
+from ttquant.core.rings import BroadcastReader, BroadcastWriter, RingNotFoundError, SpscReader
+from ttquant.core.rings.segment import SHM_DIR
 
 __all__ = ["Gateway", "run_gateway"]
 
@@ -45,14 +48,15 @@ now_ns = time.time_ns           # CLOCK_REALTIME, as every record's timestamps
 log = logging.getLogger("ttquant.gateway")
 S = OrderStatus
 HOUSEKEEPING_NS = 5_000_000
+POLL_ROUNDS = 512               # rounds over the order rings in C per pass of the Python loop (~10 µs)
 
 
 class _OrderRing:
-    """One strategy's order ring, and the strategy id it is bound to."""
-    __slots__ = ("name", "owner", "reader", "strategy_id")
+    """One strategy's order ring and its index in the intake (which knows its strategy id)."""
+    __slots__ = ("name", "owner", "reader", "index")
 
-    def __init__(self, name, owner, reader, strategy_id):
-        self.name, self.owner, self.reader, self.strategy_id = name, owner, reader, strategy_id
+    def __init__(self, name, owner, reader, index):
+        self.name, self.owner, self.reader, self.index = name, owner, reader, index
 
 
 class Gateway:
@@ -69,11 +73,12 @@ class Gateway:
         self.counts = {"orders": 0, "rejects": 0, "sent": 0, "reports": 0, "fills": 0, "reconciled_fills": 0,
                        "lost_before_venue": 0, "orphans_canceled": 0}
         self.rejects_by_code: dict[int, int] = {}
-        self.trace: list[tuple[int, int, int, int]] | None = None    # (strategy, client id, created, checked)
-        self._events = np.zeros(1024, MARKET_EVENT_DTYPE)
         self._next_house = 0
         self._steps = 0
         self._next_discover = 0
+        self._shm_mtime = 0
+        self._retry_discover = False
+        self._next_full_discover = 0
         self._watchdog_ok = time.monotonic()
         self.portfolio = None
         self._day = None
@@ -106,6 +111,7 @@ class Gateway:
                 self.ticks = BroadcastReader(f"/ttq.{cfg.rings}.ticks", start="latest")
             except RingNotFoundError:
                 time.sleep(0.1)
+        self.intake = OrderIntake(self.risk, self.oms.ids, self.ticks)
         if self.adapter is None and cfg.adapter == "dry":
             from ttquant.core.venues.dry import DryRunAdapter
             self.adapter = DryRunAdapter()
@@ -168,44 +174,50 @@ class Gateway:
                                         instrument_id=vo.instrument_id, action=OrderAction.CANCEL))
 
     def discover(self):
-        prefix = f"/ttq.{self.cfg.rings}.orders."
-        for name in list_segments():
-            if not name.startswith(prefix) or name in self.known_rings:
+        """Order rings of strategies started since the last look. The trading thread does this:
+        /dev/shm is listed only when it changed (its mtime, coarse: recent changes are looked
+        at again) or a ring could not be taken yet, and every few seconds regardless."""
+        now = time.time_ns()
+        try:
+            mtime = os.stat(SHM_DIR).st_mtime_ns
+        except FileNotFoundError:
+            return
+        if mtime == self._shm_mtime and not self._retry_discover and now - mtime > 1_000_000_000 \
+                and now < self._next_full_discover:
+            return
+        self._shm_mtime, self._retry_discover = mtime, False
+        self._next_full_discover = now + 5_000_000_000
+        prefix = f"ttq.{self.cfg.rings}.orders."
+        for entry in os.listdir(SHM_DIR):
+            name = "/" + entry
+            if not entry.startswith(prefix) or name in self.known_rings:
                 continue
-            owner = name[len(prefix):]
+            owner = entry[len(prefix):]
             try:
                 reader = SpscReader(name, RecordType.ORDER)
             except Exception as exc:        # a ring being created, or another reader's: try later
                 log.debug("order ring %s not taken yet: %s", name, exc)
+                self._retry_discover = True
                 continue
             self.known_rings.add(name)
-            self.rings.append(_OrderRing(name, owner, reader, self.cfg.strategies.get(owner, 0)))
+            index = self.intake.add_ring(reader, self.cfg.strategies.get(owner, 0))
+            self.rings.append(_OrderRing(name, owner, reader, index))
             log.info("order ring %s (strategy %s) picked up", name, owner)
 
     # -- the loop ---------------------------------------------------------------------------------
-    def step(self) -> bool:
+    def step(self, rounds: int = POLL_ROUNDS) -> bool:
         """One pass of the trading path; True when there was something to do."""
         busy = False
-        rings = self.rings
-        n = len(rings)
-        for k in range(n):
-            ring = rings[(self.rr + k) % n]
-            order = ring.reader.poll()
-            if order is not None:
-                busy = True
-                self.on_order(ring, order)
-        if n:
-            self.rr = (self.rr + 1) % n
+        got = self.intake.next_order(rounds)
+        if got is not None:
+            busy = True
+            self.on_checked(self.rings[got[0]], got[1], got[2])
         for rep in self.adapter.poll():
             busy = True
             self.counts["reports"] += 1
             self._apply(rep)
-        if self.ticks is not None:
-            got = self.ticks.poll_into(self._events)
-            if got:
-                self.risk.on_market_events(self._events, got)
         self._steps += 1
-        if not self._steps & 63:            # the clock is read once every 64 passes
+        if not self._steps & 63 or not busy:    # the clock is read once every 64 busy passes
             t = time.monotonic_ns()
             if t >= self._next_house:
                 self._next_house = t + HOUSEKEEPING_NS
@@ -213,21 +225,18 @@ class Gateway:
         return busy
 
     def on_order(self, ring: _OrderRing, order: Order):
+        """An order the loop read itself (a futex wait): claimed and checked, then handled."""
+        self.on_checked(ring, order, self.intake.take(ring.index, order))
+
+    def on_checked(self, ring: _OrderRing, order: Order, code: int):
+        """An order the intake took: a new one is already risk-checked (and reserved when code is 0)."""
         self.counts["orders"] += 1
-        now = now_ns()
-        if not ring.strategy_id:
-            ring.strategy_id = order.strategy_id            # the first order binds the ring to its strategy
-        if order.strategy_id != ring.strategy_id:
+        if code == RejectCode.BAD_FIELD and order.strategy_id != self.intake.strategy_of(ring.index):
             log.warning("%s carried strategy id %d, not its own %d: refused", ring.name, order.strategy_id,
-                        ring.strategy_id)
-            return self._reject(order, RejectCode.BAD_FIELD)
+                        self.intake.strategy_of(ring.index))
+            return self._reject(order, code)
         action = order.action
-        code = self.oms.take_id(order.strategy_id, order.client_order_id)
         if action == 1:                                     # OrderAction.NEW
-            if not code:
-                code = self.risk.check_and_reserve(order, now)
-            if self.trace is not None:
-                self.trace.append((order.strategy_id, order.client_order_id, order.ts_created, now_ns()))
             if code:
                 return self._reject(order, code)
             reserve_price = self.risk.reserve_price(order)
@@ -238,7 +247,7 @@ class Gateway:
             if not code:
                 code, targets = self.oms.cancel_target(order)       # open orders of this strategy
             if not code and action == OrderAction.AMEND:
-                code = self.risk.check_order(order, now)            # the new price and size, checked as new
+                code = self.risk.check_order(order, now_ns())       # the new price and size, checked as new
             if code:
                 return self._reject(order, code)
             for st in targets:
@@ -368,16 +377,22 @@ class Gateway:
         cfg = self.cfg
         if cfg.cpus:
             os.sched_setaffinity(0, set(cfg.cpus))
+        collector = IdleCollector(time.monotonic()) if cfg.gc == "idle" else None
         self.notify("READY=1")
         idle = 0
         sleep_s = 50e-6
         last_status = time.monotonic()
+        passes = 0
         while not self.stopping:
-            if self.step():
+            busy = self.step()
+            passes += 1
+            if collector is not None and (busy or not passes & 7):
+                collector.poll(time.monotonic(), busy)
+            if busy:
                 idle = 0
                 sleep_s = 50e-6
                 continue
-            idle += 1
+            idle += POLL_ROUNDS
             if cfg.wait == "hybrid" and idle > cfg.spin_polls:
                 if len(self.rings) == 1:
                     # asleep on the one strategy's ring futex: its next order wakes us at once; the
@@ -395,6 +410,8 @@ class Gateway:
                 self.notify("WATCHDOG=1")
                 self.notify("STATUS=" + self.status_text())
         self.notify("STOPPING=1")
+        if collector is not None:
+            collector.close()
         log.info("gateway stopping: %s; rejects by code %s", self.status_text(), self.rejects_by_code)
         self.close()
         return 0
@@ -411,13 +428,13 @@ def run_gateway(config_path: str) -> int:
         notifier = n.notify
     gw = Gateway(cfg, notify=notifier)
     gw.setup()
-    if os.environ.get("TTQ_GATEWAY_TRACE"):
-        gw.trace = []
+    trace_path = os.environ.get("TTQ_GATEWAY_TRACE")
+    if trace_path:
+        gw.intake.start_trace()     # (strategy, client id, created, taken, checked) per new order
     signal.signal(signal.SIGTERM, lambda *_: setattr(gw, "stopping", True))
     signal.signal(signal.SIGINT, lambda *_: setattr(gw, "stopping", True))
     signal.signal(signal.SIGHUP, lambda *_: setattr(gw, "reload_requested", True))
     code = gw.run()
-    trace_path = os.environ.get("TTQ_GATEWAY_TRACE")
-    if trace_path and gw.trace is not None:
-        np.save(trace_path, np.array(gw.trace, dtype=np.int64).reshape(-1, 4))
+    if trace_path:
+        np.save(trace_path, gw.intake.trace)
     return code

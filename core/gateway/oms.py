@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+from ttquant.core.gateway.order_intake import ClientIds
 from ttquant.core.records import ExecReport, Liquidity, OrderAction, OrderStatus, RejectCode
 
 __all__ = ["OrderBookKeeper", "OrderState", "VenueReport", "LEGAL", "TERMINAL", "transition_allowed"]
@@ -111,19 +112,19 @@ class OrderBookKeeper:
     def __init__(self, risk=None):
         self.risk = risk
         self.orders: dict[tuple[int, int], OrderState] = {}
-        self.last_id: dict[int, int] = {}           # strategy -> highest client order id seen
+        self.ids = ClientIds()                      # the highest client order id per strategy (C)
         self.fill_ids: set = set()                  # (strategy, client id, trade id) applied
         self.counts = {"illegal_transitions": 0, "stale_reports": 0, "duplicate_fills": 0,
-                       "unknown_reports": 0, "duplicate_ids": 0, "overfills": 0}
+                       "unknown_reports": 0, "overfills": 0}
 
     # -- orders in ------------------------------------------------------------------------------
     def take_id(self, strategy_id: int, client_order_id: int) -> int:
         """Claim a client order id; RejectCode.DUPLICATE_ORDER_ID when it is not new."""
-        if client_order_id <= self.last_id.get(strategy_id, 0):
-            self.counts["duplicate_ids"] += 1
-            return RejectCode.DUPLICATE_ORDER_ID
-        self.last_id[strategy_id] = client_order_id
-        return 0
+        return self.ids.claim(strategy_id, client_order_id)
+
+    @property
+    def duplicate_ids(self) -> int:
+        return self.ids.duplicates
 
     def add(self, order, reserve_price: int) -> OrderState:
         """A new order the gateway is sending (its id taken, risk passed and reserved)."""
@@ -134,7 +135,7 @@ class OrderBookKeeper:
     def restore(self, st: OrderState) -> OrderState:
         """An order as the journal knows it (on restart)."""
         self.orders[st.key] = st
-        self.last_id[st.strategy_id] = max(self.last_id.get(st.strategy_id, 0), st.client_order_id)
+        self.ids.note(st.strategy_id, st.client_order_id)
         return st
 
     def get(self, strategy_id: int, client_order_id: int) -> OrderState | None:

@@ -5,7 +5,7 @@
 # PnL) is raw at ACCOUNT_PRECISION decimals of its asset, whatever the instrument's precision,
 # so limits and balances add up across instruments. Products are taken in 128 bits.
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
-from ttquant.core.records cimport ttq_order
+from ttquant.core.records cimport ttq_order, ttq_market_event
 
 cdef enum:
     ACCOUNT_PRECISION = 8
@@ -73,8 +73,10 @@ cdef class RiskEngine:
     cdef readonly dict asset_index
     cdef uint64_t checks, rejects
 
-    cdef int check(self, const ttq_order *o, int64_t now_ns) noexcept
+    cdef int check(self, const ttq_order *o, int64_t now_ns, bint dry) noexcept
     cdef int reserve(self, const ttq_order *o, int slot, int64_t price) noexcept
+    cdef void reserve_new(self, const ttq_order *o) noexcept
+    cdef void on_market_event(self, const ttq_market_event *e) noexcept
     cdef int strategy_slot(self, uint32_t strategy_id) noexcept
     cdef int64_t order_notional(self, const instrument_risk *r, const ttq_order *o) noexcept
     cdef void hold(self, instrument_risk *r, Py_ssize_t cell, int side, int64_t qty, int64_t price) noexcept

@@ -164,13 +164,16 @@ cdef class RiskEngine:
         cdef int64_t px = order_price(r, o)
         return ttq_mul_div(px, o.qty, r.notional_mul, r.notional_div) if px > 0 else 0
 
-    cdef int check(self, const ttq_order *o, int64_t now_ns) noexcept:
+    cdef int check(self, const ttq_order *o, int64_t now_ns, bint dry) noexcept:
+        """The first check the order fails (0: none). dry: change nothing (a rehearsal that keeps
+        this path in the caches while the gateway waits); else a passing order takes its tokens."""
         cdef instrument_risk *r
         cdef int64_t notional, ref, pos, worst, need, spos
         cdef int slot
         cdef Py_ssize_t cell
         cdef bint buy = o.side == SIDE_BUY, new = o.action == ACTION_NEW
-        self.checks += 1
+        if not dry:
+            self.checks += 1
         if o.action == ACTION_CANCEL or o.action == ACTION_CANCEL_ALL:
             return REJECT_NONE              # a cancel is never held back (the OMS checks its target)
         if (o.action != ACTION_NEW and o.action != ACTION_AMEND) or (o.side != SIDE_BUY and o.side != SIDE_SELL) \
@@ -232,10 +235,11 @@ cdef class RiskEngine:
             return REJECT_RATE_LIMIT
         if self.strat[slot].bucket.rate > 0 and bucket_level(&self.strat[slot].bucket, now_ns) < 1.0:
             return REJECT_RATE_LIMIT
-        if self.bucket.rate > 0:
-            self.bucket.tokens -= 1.0
-        if self.strat[slot].bucket.rate > 0:
-            self.strat[slot].bucket.tokens -= 1.0
+        if not dry:
+            if self.bucket.rate > 0:
+                self.bucket.tokens -= 1.0
+            if self.strat[slot].bucket.rate > 0:
+                self.strat[slot].bucket.tokens -= 1.0
         if new and ((self.max_open_orders and self.open_orders >= self.max_open_orders)
                     or (self.max_open_orders_per_strategy
                         and self.strat[slot].open_orders >= self.max_open_orders_per_strategy)):
@@ -251,6 +255,20 @@ cdef class RiskEngine:
         self.strat[slot].open_orders += 1
         self.hold(&self.inst[o.instrument_id], slot * self.n_inst + o.instrument_id, o.side, o.qty, price)
         return 0
+
+    cdef void reserve_new(self, const ttq_order *o) noexcept:
+        """reserve() a new order that passed check(), at its reserve price."""
+        self.reserve(o, self.strategy_slot(o.strategy_id), order_price(&self.inst[o.instrument_id], o))
+
+    cdef void on_market_event(self, const ttq_market_event *e) noexcept:
+        """A reference price: a trade, or the top of a book (FROM_BOOK BBO, else the venue's ticker)."""
+        if e.instrument_id >= self.n_inst:
+            return
+        if e.kind == EVENT_TRADE:
+            self.inst[e.instrument_id].last_price = e.price
+        elif e.kind == EVENT_BBO:
+            self.inst[e.instrument_id].bid = e.price
+            self.inst[e.instrument_id].ask = e.body.bbo.ask_price
 
     cdef void hold(self, instrument_risk *r, Py_ssize_t cell, int side, int64_t qty, int64_t price) noexcept:
         """qty more (qty < 0: less) resting at price on side: open quantity and reserved funds."""
@@ -276,7 +294,7 @@ cdef class RiskEngine:
     # -- the Python face ------------------------------------------------------------------------
     def check_order(self, Order order not None, now_ns=None):
         """The reject code for this order now (0: it passes); changes only the rate buckets."""
-        return self.check(&order.order, ttq_now_ns() if now_ns is None else now_ns)
+        return self.check(&order.order, ttq_now_ns() if now_ns is None else now_ns, False)
 
     def check_repeated(self, Order order not None, Py_ssize_t n, now_ns=None):
         """check() the same order n times from C (benchmarks: the cost without Python's)."""
@@ -284,14 +302,14 @@ cdef class RiskEngine:
         cdef int code = 0
         cdef Py_ssize_t i
         for i in range(n):
-            code = self.check(&order.order, t)
+            code = self.check(&order.order, t, False)
         return code
 
     def check_and_reserve(self, Order order not None, now_ns=None):
         """check, and when it passes a new order, reserve it: what the gateway does per order."""
-        cdef int code = self.check(&order.order, ttq_now_ns() if now_ns is None else now_ns)
+        cdef int code = self.check(&order.order, ttq_now_ns() if now_ns is None else now_ns, False)
         if code == 0 and order.order.action == ACTION_NEW:
-            self.reserve(&order.order, self.strategy_slot(order.order.strategy_id), self.reserve_price(order))
+            self.reserve_new(&order.order)
         return code
 
     def restore(self, Order order not None, int64_t reserve_price):
@@ -358,13 +376,7 @@ cdef class RiskEngine:
         cdef const ttq_market_event *e = <const ttq_market_event *>&raw[0]
         cdef Py_ssize_t k
         for k in range(n):
-            if e[k].instrument_id >= self.n_inst:
-                continue
-            if e[k].kind == EVENT_TRADE:
-                self.inst[e[k].instrument_id].last_price = e[k].price
-            elif e[k].kind == EVENT_BBO:
-                self.inst[e[k].instrument_id].bid = e[k].price
-                self.inst[e[k].instrument_id].ask = e[k].body.bbo.ask_price
+            self.on_market_event(&e[k])
 
     def on_trade(self, uint32_t instrument_id, int64_t price):
         if instrument_id < self.n_inst:

@@ -128,7 +128,7 @@ def test_client_order_ids_are_unique_and_increasing_per_strategy():
     assert oms.take_id(SID, 4) == RejectCode.DUPLICATE_ORDER_ID     # below the last: never sent
     assert oms.take_id(SID + 1, 5) == 0                              # another strategy's ids are its own
     assert oms.take_id(SID, 6) == 0
-    assert oms.counts["duplicate_ids"] == 2
+    assert oms.duplicate_ids == 2
 
 
 def test_cancel_targets():
