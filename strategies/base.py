@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from ttquant.core.instruments import Instrument, MarketType
-from ttquant.core.records import EventFlag, Order, OrderAction, OrderStatus, OrderType, Side, new_order
-from ttquant.strategies.order_entry import to_units as _to_units_c
+from ttquant.core.records import Order, OrderAction, OrderStatus, Side, new_order
+from ttquant.strategies import order_entry
+from ttquant.strategies.events import Bar, Quote, Trade
+from ttquant.strategies.order_entry import OpenOrder, OrderActions, OrderEntry, OrderRefused
 from ttquant.strategies.portfolio import Portfolio
 
 __all__ = ["BaseStrategy", "Trade", "Quote", "Bar", "OrderUpdate", "Fill", "OpenOrder", "OrderRefused",
@@ -30,150 +31,6 @@ __all__ = ["BaseStrategy", "Trade", "Quote", "Bar", "OrderUpdate", "Fill", "Open
 
 MARKETS = {"spot": MarketType.SPOT, "usdm": MarketType.LINEAR_PERPETUAL, "linear_perpetual": MarketType.LINEAR_PERPETUAL}
 TERMINAL = (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED)
-
-
-_INF = float("inf")
-
-
-def _as_float(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _to_units(x: float, precision: int, unit: int, down: bool) -> int:
-    """x (a positive float) as a raw multiple of unit at precision, rounded down or up: in C
-    (order_entry.pyx), or the exact way past a double's exact integers."""
-    raw = _to_units_c(x, precision, unit, down)
-    if raw >= 0:
-        return raw
-    d = (Decimal(repr(x)).scaleb(precision) / unit).to_integral_value(ROUND_FLOOR if down else ROUND_CEILING)
-    return int(d) * unit
-
-
-class OrderRefused(RuntimeError):
-    """An order that could not even be sent (its ring is full, or its values cannot be sent)."""
-
-
-_SCALE = [10.0 ** -k for k in range(19)]        # raw -> float by precision
-
-
-class _EventView:
-    """A market event as the strategy sees it: floats on top of the raw record."""
-    __slots__ = ("event", "instrument", "_ps", "_qs")
-
-    def __init__(self, event, instrument: Instrument):
-        self.event, self.instrument = event, instrument
-        self._ps = _SCALE[instrument.price_precision]
-        self._qs = _SCALE[instrument.size_precision]
-
-    @property
-    def price_raw(self): return self.event.price
-
-    @property
-    def qty_raw(self): return self.event.qty
-
-    @property
-    def price(self): return self.event.price * self._ps
-
-    @property
-    def qty(self): return self.event.qty * self._qs
-
-    @property
-    def ts_exchange(self): return self.event.ts_exchange
-
-    @property
-    def ts_recv(self): return self.event.ts_recv
-
-    @property
-    def ts_pub(self): return self.event.ts_pub
-
-
-class Trade(_EventView):
-    __slots__ = ()
-
-    @property
-    def buyer_aggressor(self): return bool(self.event.flags & EventFlag.BUYER_AGGRESSOR)
-
-    @property
-    def trade_id(self): return self.event.seq
-
-
-class Quote(_EventView):
-    """Best bid (price, qty) and ask (ask_price, ask_qty); from_book: the kept book's top."""
-    __slots__ = ()
-
-    @property
-    def bid(self): return self.price
-
-    @property
-    def bid_qty(self): return self.qty
-
-    @property
-    def ask(self): return self.event.ask_price * self._ps
-
-    @property
-    def ask_qty(self): return self.event.ask_qty * self._qs
-
-    @property
-    def ask_raw(self): return self.event.ask_price
-
-    @property
-    def mid(self): return (self.event.price + self.event.ask_price) * 0.5 * self._ps
-
-    @property
-    def from_book(self): return bool(self.event.flags & EventFlag.FROM_BOOK)
-
-
-class Bar(_EventView):
-    """A kline: open/high/low/close, volume; closed says the bar is final."""
-    __slots__ = ()
-
-    @property
-    def open(self): return self.event.open * self._ps
-
-    @property
-    def high(self): return self.event.high * self._ps
-
-    @property
-    def low(self): return self.event.low * self._ps
-
-    @property
-    def close(self): return self.price
-
-    @property
-    def volume(self): return self.qty
-
-    @property
-    def closed(self): return bool(self.event.flags & EventFlag.CLOSED)
-
-    @property
-    def open_time_ns(self): return self.event.open_time_ns
-
-
-class OpenOrder:
-    """One of the strategy's orders that is still open, as its exec reports have told it."""
-    __slots__ = ("client_order_id", "instrument", "side", "order_type", "price_raw", "qty_raw", "cum_qty_raw",
-                 "status", "cancel_sent")
-
-    def __init__(self, client_order_id, instrument, side, order_type, price_raw, qty_raw):
-        self.client_order_id, self.instrument, self.side = client_order_id, instrument, side
-        self.order_type, self.price_raw, self.qty_raw = order_type, price_raw, qty_raw
-        self.cum_qty_raw, self.status, self.cancel_sent = 0, OrderStatus.NEW, False
-
-    def __repr__(self):
-        return (f"OpenOrder({self.client_order_id}, {self.instrument.symbol}, {Side(self.side).name}, "
-                f"{self.qty} @ {self.price}, filled {self.cum_qty_raw}, {OrderStatus(self.status).name})")
-
-    @property
-    def price(self): return self.price_raw * 10.0 ** -self.instrument.price_precision
-
-    @property
-    def qty(self): return self.qty_raw * 10.0 ** -self.instrument.size_precision
-
-    @property
-    def leaves_raw(self): return self.qty_raw - self.cum_qty_raw
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,7 +60,7 @@ class Fill:
     ts_exchange: int
 
 
-class BaseStrategy:
+class BaseStrategy(OrderActions):
     """Override the handlers; call the actions. self.params holds the config's [params]."""
 
     name = "strategy"
@@ -213,6 +70,7 @@ class BaseStrategy:
         self.params = dict(params or {})
         self.portfolio = Portfolio(fee_precision=8)
         self.orders: dict[int, OpenOrder] = {}      # open orders by client order id
+        self._entry = getattr(ctx, "order_entry", None) or OrderEntry(ctx)     # live: straight into the ring
         self._fills_seen: set = set()               # (client id, trade id): a re-published fill counts once
         self.log = logging.getLogger(f"ttquant.strategy.{self.name}")
 
@@ -252,33 +110,8 @@ class BaseStrategy:
         return self.portfolio.position_qty(instrument)
 
     # -- actions ----------------------------------------------------------------------------------
-    def buy(self, instrument, qty, price=None, order_type=None, reduce_only=False):
-        return self.place_order(instrument, Side.BUY, qty, price, order_type, reduce_only)
-
-    def sell(self, instrument, qty, price=None, order_type=None, reduce_only=False):
-        return self.place_order(instrument, Side.SELL, qty, price, order_type, reduce_only)
-
-    def place_order(self, instrument: Instrument, side, qty, price=None, order_type=None, reduce_only=False) -> int:
-        """Send a new order; returns its client order id. price None: a market order. The price
-        is rounded to the tick (down for a buy, up for a sell: never more aggressive than asked),
-        the quantity down to the step. OrderRefused when it cannot be sent at all."""
-        if side != 1 and side != 2:
-            raise OrderRefused(f"side {side!r} is neither BUY (1) nor SELL (2)")
-        if order_type is None:
-            order_type = 2 if price is None else 1          # MARKET, LIMIT
-        elif not 1 <= order_type <= 5:
-            raise OrderRefused(f"order type {order_type!r} is not one of {[t.name for t in OrderType]}")
-        price_raw = 0 if order_type == 2 else self.price_to_raw(instrument, price, side)
-        qty_raw = self.qty_to_raw(instrument, qty)
-        if qty_raw <= 0:
-            raise OrderRefused(f"{instrument.symbol}: quantity {qty} rounds to zero at step "
-                               f"{instrument.qty_from_raw(instrument.step_size)}")
-        cid = self.ctx.next_client_order_id()
-        order = new_order(self.ctx.now_ns(), cid, self.ctx.strategy_id, instrument.instrument_id, 1, side,
-                          order_type, price_raw, qty_raw, 1 if reduce_only else 0)
-        self.ctx.send(instrument, order)
-        self.orders[cid] = OpenOrder(cid, instrument, side, order_type, price_raw, qty_raw)
-        return cid
+    # buy / sell / place_order(instrument, side, qty, price=None, order_type=None, reduce_only=False):
+    # in C (order_entry.OrderActions): rounded to the grid, checked, straight into the order ring
 
     def cancel(self, client_order_id: int) -> bool:
         """Ask the venue to cancel one of this strategy's open orders; False when it is not open."""
@@ -332,18 +165,12 @@ class BaseStrategy:
     def price_to_raw(instrument: Instrument, price, side=Side.BUY) -> int:
         """A price in ticks: down for a buy, up for a sell; a float within a billionth of a tick
         of one is that tick (60390.0 is 60390, not 60389.99 from binary noise)."""
-        x = price if type(price) is float else _as_float(price)
-        if not 0 < x < _INF:
-            raise OrderRefused(f"{instrument.symbol}: price {price!r} is not a positive number")
-        return _to_units(x, instrument.price_precision, instrument.tick_size, side == 1)
+        return order_entry.price_to_raw(instrument, price, side == 1)
 
     @staticmethod
     def qty_to_raw(instrument: Instrument, qty) -> int:
         """A quantity in steps, always down."""
-        x = qty if type(qty) is float else _as_float(qty)
-        if not 0 < x < _INF:
-            raise OrderRefused(f"{instrument.symbol}: quantity {qty!r} is not a positive number")
-        return _to_units(x, instrument.size_precision, instrument.step_size, True)
+        return order_entry.qty_to_raw(instrument, qty)
 
     # -- called by the runtime --------------------------------------------------------------------
     def _exec_report(self, report, instrument: Instrument | None):

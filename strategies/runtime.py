@@ -21,6 +21,7 @@ WATCHDOG=1 from the loop.
     cancel_all_on_stop = true
     cpus = []
     max_seconds = 0                   # stop after this long (0: run until SIGTERM)
+    gc = "idle"                       # idle: Python's GC only when the loop is idle | python
 """
 from __future__ import annotations
 
@@ -32,15 +33,19 @@ import signal
 import time
 import traceback
 
+from ttquant.core.idle_gc import IdleCollector
 from ttquant.core.instruments import InstrumentTable, instruments_path
 from ttquant.core.toml_config import read_toml
 from ttquant.core.records import RecordType
 from ttquant.core.rings import BroadcastReader, RingNotFoundError, SpscWriter
-from ttquant.strategies.base import Bar, OrderRefused, Quote, Trade
+from ttquant.strategies.base import BaseStrategy, OrderRefused
+from ttquant.strategies.order_entry import RingOrderEntry
+from ttquant.strategies.tick_dispatch import TickDispatch
 
 __all__ = ["StrategyConfig", "StrategyConfigError", "load_strategy_config", "LiveContext", "run_strategy"]
 
 log = logging.getLogger("ttquant.strategy")
+POLL_ROUNDS = 256               # rounds over the rings in C per pass of the Python loop (timers, watchdog)
 
 
 class StrategyConfigError(ValueError):
@@ -61,6 +66,7 @@ class StrategyConfig:
     cancel_all_on_stop: bool = True
     cpus: tuple = ()
     max_seconds: float = 0.0
+    gc: str = "idle"
 
 
 def load_strategy_config(path: str, name: str | None = None) -> StrategyConfig:
@@ -101,7 +107,7 @@ def load_strategy_config(path: str, name: str | None = None) -> StrategyConfig:
     if not isinstance(rt, dict):
         fail("runtime", "expected a table")
     for key in rt:
-        if key not in ("wait", "spin_polls", "on_error", "cancel_all_on_stop", "cpus", "max_seconds"):
+        if key not in ("wait", "spin_polls", "on_error", "cancel_all_on_stop", "cpus", "max_seconds", "gc"):
             fail(f"runtime.{key}", "unknown key")
     wait = rt.get("wait", "hybrid")
     if wait not in ("spin", "hybrid"):
@@ -118,11 +124,14 @@ def load_strategy_config(path: str, name: str | None = None) -> StrategyConfig:
     max_seconds = rt.get("max_seconds", 0)
     if not isinstance(max_seconds, (int, float)) or isinstance(max_seconds, bool) or max_seconds < 0:
         fail("runtime.max_seconds", f"a number >= 0, got {max_seconds!r}")
+    gc_mode = rt.get("gc", "idle")
+    if gc_mode not in ("idle", "python"):
+        fail("runtime.gc", f"idle or python, got {gc_mode!r}")
     spin = rt.get("spin_polls", 2_000)
     if not isinstance(spin, int) or isinstance(spin, bool) or spin < 0:
         fail("runtime.spin_polls", f"an integer >= 0, got {spin!r}")
     return StrategyConfig(path, cfg_name, sid, cls, rings, params, wait, spin, on_error, cancel, tuple(cpus),
-                          float(max_seconds))
+                          float(max_seconds), gc_mode)
 
 
 def load_class(class_path: str):
@@ -145,11 +154,8 @@ class LiveContext:
         self.strategy_id = cfg.strategy_id
         self.venues: dict[str, _Venue] = {}
         self._by_table = {}
-        self._last_id = time.time_ns() // 1000      # microseconds: above any id of an earlier run
+        self.order_entry = RingOrderEntry(self, cfg.name, cfg.strategy_id)     # orders straight into the rings
         self.timers: dict[str, list] = {}           # name -> [interval ns, next ns]
-        self.orders_refused = 0
-        self.trigger_ts = 0                         # ts_pub of the event being handled (0: none)
-        self.trace: list | None = None              # (client id, trigger ts_pub) per order, when traced
 
     def open(self, wait_s=60.0):
         deadline = time.monotonic() + wait_s
@@ -173,13 +179,17 @@ class LiveContext:
                 pass
             self.venues[name] = _Venue(name, rings, table, ticks, exec_reader, orders, board)
             self._by_table[table.venue] = self.venues[name]
+            self.order_entry.add_venue(table.venue, orders)
 
     def now_ns(self) -> int:
         return time.time_ns()
 
     def next_client_order_id(self) -> int:
-        self._last_id += 1          # started at the wall clock in microseconds: above an earlier run's
-        return self._last_id
+        return self.order_entry.next_client_order_id()
+
+    @property
+    def orders_refused(self) -> int:
+        return self.order_entry.orders_refused
 
     def _venue_of(self, instrument):
         v = self._by_table.get(instrument.venue)
@@ -200,14 +210,7 @@ class LiveContext:
         return v.board.read(instrument.instrument_id) if v.board is not None else None
 
     def send(self, instrument, order):
-        v = self._by_table.get(instrument.venue)
-        if v is None:
-            v = self._venue_of(instrument)
-        if not v.orders.offer(order):
-            self.orders_refused += 1
-            raise OrderRefused(f"order ring of {self.cfg.name} is full: the gateway is not reading it")
-        if self.trace is not None and order.action == 1:
-            self.trace.append((order.client_order_id, self.trigger_ts))
+        self.order_entry.send(instrument, order)
 
     def set_timer(self, name, interval_s):
         interval = int(interval_s * 1e9)
@@ -225,23 +228,23 @@ class LiveContext:
 
 
 class StrategyRunner:
-    """Polls the rings and calls the handlers; shared shape with the backtest engine's."""
+    """Polls the rings (in C: tick_dispatch.pyx) and runs the timers; shared shape with the
+    backtest engine's."""
 
     def __init__(self, cfg: StrategyConfig, ctx: LiveContext, strategy, notify=None):
         self.cfg, self.ctx, self.strategy = cfg, ctx, strategy
         self.notify = notify or (lambda text: None)
         self.stopping = False
         self.errors = 0
-        self.events = 0
         self.failed = False
-        cls = type(strategy)
-        from ttquant.strategies.base import BaseStrategy
-        self.wants_book = cls.on_book is not BaseStrategy.on_book
-        self._venues = None
+        wants_book = type(strategy).on_book is not BaseStrategy.on_book
+        self.dispatch = TickDispatch(strategy, ctx.strategy_id, ctx.order_entry, self._failed_handler, wants_book)
+        for v in ctx.venues.values():
+            self.dispatch.add_venue(v.ticks, v.exec, v.table)
 
-    def _venue_list(self):
-        self._venues = list(self.ctx.venues.values())
-        return self._venues
+    @property
+    def events(self) -> int:
+        return self.dispatch.events
 
     def _call(self, handler, *args):
         try:
@@ -249,58 +252,19 @@ class StrategyRunner:
         except Exception as exc:
             self._failed_handler(exc)
 
-    def dispatch(self, venue, ev):
-        """One market event to its handler (the hot path: plain ints, one dict lookup)."""
-        self.events += 1
-        inst = venue.instruments.get(ev.instrument_id)
-        if inst is None:
-            inst = venue.instruments[ev.instrument_id] = venue.table.get(ev.instrument_id)
-            if inst is None:
-                return
-        self.ctx.trigger_ts = ev.ts_pub
-        kind = ev.kind
-        s = self.strategy
-        try:
-            if kind == 1:                       # EventKind.TRADE
-                s.on_trade(Trade(ev, inst))
-            elif kind == 2:                     # BBO
-                s.on_quote(Quote(ev, inst))
-            elif kind == 3:                     # BOOK_LEVEL: once per venue message
-                if self.wants_book and ev.flags & 8:
-                    s.on_book(inst)
-            elif kind == 4:                     # BOOK_RESET
-                s.on_book_reset(inst)
-            elif kind == 5:                     # KLINE
-                s.on_bar(Bar(ev, inst))
-        except Exception as exc:
-            self._failed_handler(exc)
-
-    def _failed_handler(self, exc):
+    def _failed_handler(self, exc) -> bool:
+        """A handler raised: logged, counted; True when the strategy is to stop."""
         self.errors += 1
         if isinstance(exc, OrderRefused):
             log.warning("%s: %s", self.cfg.name, exc)
-            return
-        log.error("%s: a handler raised:\n%s", self.cfg.name, traceback.format_exc())
+            return False
+        log.error("%s: a handler raised:\n%s", self.cfg.name, "".join(traceback.format_exception(exc)))
         if self.cfg.on_error == "stop":
             self.stopping = self.failed = True      # on_stop and cancel-all still run; exit 3
+        return self.stopping
 
-    def step(self) -> bool:
-        busy = False
-        sid = self.ctx.strategy_id
-        for venue in self._venues or self._venue_list():
-            poll = venue.ticks.poll
-            ev = poll()
-            while ev is not None:
-                busy = True
-                self.dispatch(venue, ev)
-                ev = poll()
-            self.ctx.trigger_ts = 0
-            r = venue.exec.poll()
-            while r is not None:
-                if r.strategy_id == sid:
-                    busy = True
-                    self._call(self.strategy._exec_report, r, venue.table.get(r.instrument_id))
-                r = venue.exec.poll()
+    def step(self, rounds: int = 1) -> bool:
+        busy = self.dispatch.poll(rounds) > 0
         if self.ctx.timers:
             now = time.time_ns()
             for name, t in self.ctx.timers.items():
@@ -314,22 +278,26 @@ class StrategyRunner:
         if cfg.cpus:
             os.sched_setaffinity(0, set(cfg.cpus))
         self._call(self.strategy.on_start)
+        collector = IdleCollector(time.monotonic()) if cfg.gc == "idle" else None
         self.notify("READY=1")
         idle, sleep_s, beat = 0, 50e-6, 0
         last_beat = time.monotonic()
         end = time.monotonic() + cfg.max_seconds if cfg.max_seconds else None
         while not self.stopping:
-            if self.step():
+            busy = self.step(POLL_ROUNDS)
+            if collector is not None and (busy or not beat & 7):
+                collector.poll(time.monotonic(), busy)
+            if busy:
                 idle, sleep_s = 0, 50e-6
             else:
-                idle += 1
+                idle += POLL_ROUNDS
                 if cfg.wait == "hybrid" and idle > cfg.spin_polls:
                     if len(self.ctx.venues) == 1:
                         # asleep on the tick ring's futex: md's next push wakes it at once
                         venue = next(iter(self.ctx.venues.values()))
                         ev = venue.ticks.wait(timeout=1e-3)
                         if ev is not None:
-                            self.dispatch(venue, ev)
+                            self.dispatch.dispatch(0, ev)
                             idle = 0
                     else:
                         time.sleep(sleep_s)
@@ -346,6 +314,8 @@ class StrategyRunner:
                 if end is not None and now > end:
                     self.stopping = True
         self.notify("STOPPING=1")
+        if collector is not None:
+            collector.close()
         self._call(self.strategy.on_stop)
         if cfg.cancel_all_on_stop and self.strategy.orders:
             self._call(self.strategy.cancel_all)
@@ -369,7 +339,7 @@ def run_strategy(name: str, config_path: str) -> int:
     runner = StrategyRunner(cfg, ctx, strategy, notify)
     trace_path = os.environ.get("TTQ_STRATEGY_TRACE")
     if trace_path:
-        ctx.trace = []          # for latency reports: which tick each order answered
+        ctx.order_entry.start_trace()   # for latency reports: which tick each order answered
     signal.signal(signal.SIGTERM, lambda *_: setattr(runner, "stopping", True))
     signal.signal(signal.SIGINT, lambda *_: setattr(runner, "stopping", True))
     try:
@@ -377,5 +347,5 @@ def run_strategy(name: str, config_path: str) -> int:
     finally:
         if trace_path:
             import numpy as np
-            np.save(trace_path, np.array(ctx.trace, dtype=np.int64).reshape(-1, 2))
+            np.save(trace_path, ctx.order_entry.trace)
         ctx.close()

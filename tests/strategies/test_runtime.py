@@ -80,10 +80,7 @@ def test_a_full_order_ring_refuses_at_once(venue, tmp_path):
     ctx = LiveContext(cfg)
     ring = SpscWriter(f"/ttq.{venue}.orders.full", RecordType.ORDER, 4)
 
-    class V:
-        orders = ring
-    ctx.venues["binance"] = V()
-    ctx._by_table["binance"] = V()
+    ctx.order_entry.add_venue("binance", ring)
     from ttquant.core.instruments import Instrument, MarketType
     from ttquant.core.records import Order
     inst = Instrument(1, "binance", "BTCUSDT", MarketType.SPOT, "BTC", "USDT", 2, 3, 1, 1, 1, 0, 1, 0, 0)
