@@ -67,11 +67,12 @@ def _trade(inst, k):
 def _join(strategy_trace, gateway_trace):
     trigger = {int(c): int(t) for c, t in np.load(strategy_trace) if t > 0}
     gw = np.load(gateway_trace)
-    return np.array([int(chk) - trigger[int(cid)] for _, cid, _, chk in gw if int(cid) in trigger], np.int64)
+    return np.array([int(row[-1]) - trigger[int(row[1])] for row in gw if int(row[1]) in trigger], np.int64)
 
 
 def _run_ttquant(tmp_path, wait):
     """tick ring (here) -> strategy process (CPU 0) -> gateway process (CPU 1); latency per order."""
+    from ring_kernels import pace_ticks
     from ttq_testing import SESSION_PREFIX, unlink_venue
     name = f"{SESSION_PREFIX}tto{uuid.uuid4().hex[:6]}"
     table = _table()
@@ -103,19 +104,11 @@ def _run_ttquant(tmp_path, wait):
         # the tick writer shares the gateway's core: its wake-ups then delay the order's second hop,
         # not the strategy that has to see the tick first
         before = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, {1})
-        for k in range(200):                     # warm-up, not measured (before the traces matter)
-            ev = _trade(spot, k)
-            ev.ts_pub = time.time_ns()
-            ticks.push(ev)
-            time.sleep(TICK_INTERVAL_S)
-        for k in range(TICKS):
-            ev = _trade(spot, 1000 + k)
-            ev.ts_pub = time.time_ns()
-            ticks.push(ev)
-            t_next = time.perf_counter() + TICK_INTERVAL_S
-            while time.perf_counter() < t_next:
-                time.sleep(0.0001)
+        os.sched_setaffinity(0, {int(os.environ.get("TTQ_WRITER_CPU", "1"))})
+        # warm-up (200, not measured), then the ticks: each stamped ts_pub at the store and the
+        # writer asleep straight after, as md is between frames
+        ticks_raw = np.frombuffer(b"".join(_trade(spot, k).tobytes() for k in range(200 + TICKS)), np.uint8)
+        pace_ticks(ticks, ticks_raw, 200 + TICKS, int(TICK_INTERVAL_S * 1e9))
         time.sleep(0.5)
         os.sched_setaffinity(0, before)
         for p in (st, gw):

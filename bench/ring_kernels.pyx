@@ -5,7 +5,7 @@ They call the same inline fast paths (broadcast.pxd, spsc.pxd) a Cython strategy
 daemon would, so what they measure is what those callers get.
 """
 from libc.stdint cimport uint64_t, int64_t
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from ttquant.core.includes.atomics cimport ttq_monotonic_ns, ttq_cpu_relax
 from ttquant.core.records cimport ttq_market_event
@@ -243,3 +243,63 @@ def drain_broadcast_paced(BroadcastReader r, uint64_t end, int64_t[::1] consumer
                 ttq_cpu_relax()
         last = ttq_monotonic_ns()
     return seen, r.cursor.lost, first, last
+
+
+from ttquant.core.includes.atomics cimport ttq_now_ns
+
+from posix.time cimport timespec, itimerspec, CLOCK_MONOTONIC
+from posix.unistd cimport read, close
+
+cdef extern from "<sys/timerfd.h>" nogil:
+    int timerfd_create(int clockid, int flags)
+    int timerfd_settime(int fd, int flags, const itimerspec *new_value, itimerspec *old_value)
+
+
+def pace_ticks(BroadcastWriter w, const unsigned char[::1] records, Py_ssize_t n, int64_t interval_ns):
+    """Publish n MarketEvents (records: n * 120 bytes) one every interval_ns, each stamped
+    ts_pub at the store, asleep in between on a periodic timerfd: the timer is re-armed when it
+    fires (before the store), so what follows the store is only the sleep itself and the core
+    goes back at once to what shares it (the gateway), as a core md shares would."""
+    cdef ttq_market_event ev
+    cdef itimerspec period
+    cdef uint64_t fired
+    cdef Py_ssize_t k
+    cdef int fd
+    if records.shape[0] < n * <Py_ssize_t>sizeof(ttq_market_event):
+        raise ValueError("records holds fewer than n events")
+    fd = timerfd_create(CLOCK_MONOTONIC, 0)
+    if fd < 0:
+        raise OSError("timerfd_create failed")
+    period.it_interval.tv_sec, period.it_interval.tv_nsec = interval_ns // 1000000000, interval_ns % 1000000000
+    period.it_value = period.it_interval
+    try:
+        if timerfd_settime(fd, 0, &period, NULL) != 0:
+            raise OSError("timerfd_settime failed")
+        with nogil:
+            for k in range(n):
+                read(fd, &fired, 8)
+                memcpy(&ev, &records[k * sizeof(ttq_market_event)], sizeof(ttq_market_event))
+                ev.ts_pub = ttq_now_ns()
+                broadcast_push(&w.ring, &w._position, &ev)
+    finally:
+        close(fd)
+
+from ttquant.core.records cimport ttq_order
+
+
+def pace_orders(SpscWriter w, const unsigned char[::1] order, Py_ssize_t n, int64_t interval_ns, uint64_t first_id):
+    """Push n copies of one Order (56 bytes), client ids from first_id, ts_created stamped at the
+    store, one every interval_ns, spinning in between (a gateway's intake measured alone)."""
+    cdef ttq_order o
+    cdef int64_t t
+    cdef Py_ssize_t k
+    memcpy(&o, &order[0], sizeof(ttq_order))
+    with nogil:
+        t = ttq_monotonic_ns()
+        for k in range(n):
+            o.client_order_id = first_id + k
+            o.ts_created = ttq_now_ns()
+            spsc_push(&w.cursor, &o)
+            t += interval_ns
+            while ttq_monotonic_ns() < t:
+                ttq_cpu_relax()
