@@ -77,6 +77,7 @@ class SimMatcher:
         self.fills: list[dict] = []
         self.reports: list[ExecReport] = []
         self._seq = 0
+        self._last_effective = 0
         self._venue_id = 0
         self._trade_id = 0
         self.counts = {"requests": 0, "duplicates": 0, "unknown_cancels": 0, "fills": 0}
@@ -152,7 +153,10 @@ class SimMatcher:
                             "instrument_id": request.instrument_id, "side": int(request.side),
                             "price": request.price, "qty": request.qty})
         self._seq += 1
-        self.pending.append((now_ns + self.latency(), self._seq, request.copy()))
+        # one connection: the jitter delays requests but never reorders them (a cancel-all
+        # sent after a new order must find it)
+        self._last_effective = max(now_ns + self.latency(), self._last_effective)
+        self.pending.append((self._last_effective, self._seq, request.copy()))
 
     def advance(self, now_ns):
         """Requests due by now take effect; returns the exec reports produced (and keeps them)."""

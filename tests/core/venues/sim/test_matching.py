@@ -49,6 +49,16 @@ def test_a_request_takes_effect_after_the_latency(table):
     assert ack.status == S.ACCEPTED and ack.venue_order_id == 1
 
 
+
+def test_the_latency_jitter_never_reorders_requests(table):
+    m = matcher(table, latency_ns=MS, latency_jitter_ns=50 * MS, seed=7)
+    for k in range(200):                      # each new order followed 1 us later by a cancel of it
+        send(m, 2 * k + 1, Side.BUY, px("99.00"), qty("0.001"), at=k * 10_000)
+        send(m, 2 * k + 2, Side.BUY, 0, 0, action=OrderAction.CANCEL, target=2 * k + 1, at=k * 10_000 + 1_000)
+    reports = m.advance(10**12)
+    assert [r.status for r in reports if r.client_order_id % 2] == [S.ACCEPTED, S.CANCELED] * 200
+    assert m.counts["unknown_cancels"] == 0 and not m.resting
+
 def test_a_taker_walks_the_book_at_a_slipped_price_and_pays_the_taker_fee(table):
     m = matcher(table, slippage_ppm=99)
     send(m, 1, Side.BUY, px("100.02"), qty("1.2"))
