@@ -194,6 +194,6 @@ class BaseStrategy(OrderActions):
         self.on_order_update(OrderUpdate(cid, instrument, status, report.reject_code, report.side,
                                          report.cum_qty, report.leaves_qty, report))
         if report.last_qty and instrument is not None:
-            self.on_fill(Fill(cid, instrument, report.side, report.last_price * 10.0 ** -instrument.price_precision,
-                              report.last_qty * 10.0 ** -instrument.size_precision, report.last_price,
+            self.on_fill(Fill(cid, instrument, report.side, report.last_price / 10 ** instrument.price_precision,
+                              report.last_qty / 10 ** instrument.size_precision, report.last_price,
                               report.last_qty, report.fee, report.liquidity, report.ts_exchange))

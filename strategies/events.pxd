@@ -5,7 +5,7 @@ from ttquant.core.records cimport ttq_market_event
 
 
 cdef class InstrumentScale:
-    # an instrument and its raw -> float factors, kept once per instrument by the dispatch
+    # an instrument and its raw -> float divisors (10**precision), kept once per instrument by the dispatch
     cdef readonly object instrument
     cdef double ps, qs
 

@@ -5,6 +5,7 @@
     t.price_raw, t.qty_raw   the record's fixed-point integers
     t.event                  a copy of the MarketEvent record
 """
+cimport cython
 from libc.string cimport memcpy
 
 from ttquant.core.records cimport (
@@ -13,10 +14,12 @@ from ttquant.core.records cimport (
 
 __all__ = ["InstrumentScale", "MarketView", "Trade", "Quote", "Bar"]
 
-cdef double[19] SCALE = [1e0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12, 1e-13,
-                         1e-14, 1e-15, 1e-16, 1e-17, 1e-18]
+# raw / 10**precision: exact powers of ten, so the float is the decimal correctly rounded
+cdef double[19] SCALE = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                         1e16, 1e17, 1e18]
 
 
+@cython.no_gc          # holds an Instrument, which holds nothing of ours: no cycle to find
 cdef class InstrumentScale:
     def __init__(self, instrument):
         self.instrument = instrument
@@ -24,6 +27,7 @@ cdef class InstrumentScale:
         self.qs = SCALE[instrument.size_precision]
 
 
+@cython.no_gc          # one per market event: kept out of the collector's young generation
 cdef class MarketView:
     """A market event and its instrument; floats on top of the raw record."""
 
@@ -53,10 +57,10 @@ cdef class MarketView:
     def qty_raw(self): return self.ev.qty
 
     @property
-    def price(self): return self.ev.price * self.ps
+    def price(self): return self.ev.price / self.ps
 
     @property
-    def qty(self): return self.ev.qty * self.qs
+    def qty(self): return self.ev.qty / self.qs
 
     @property
     def ts_exchange(self): return self.ev.ts_exchange
@@ -68,6 +72,7 @@ cdef class MarketView:
     def ts_pub(self): return self.ev.ts_pub
 
 
+@cython.no_gc
 cdef class Trade(MarketView):
     @property
     def buyer_aggressor(self): return bool(self.ev.flags & FLAG_BUYER_AGGRESSOR)
@@ -76,48 +81,50 @@ cdef class Trade(MarketView):
     def trade_id(self): return self.ev.seq
 
 
+@cython.no_gc
 cdef class Quote(MarketView):
     """Best bid (price, qty) and ask (ask_price, ask_qty); from_book: the kept book's top."""
 
     @property
-    def bid(self): return self.ev.price * self.ps
+    def bid(self): return self.ev.price / self.ps
 
     @property
-    def bid_qty(self): return self.ev.qty * self.qs
+    def bid_qty(self): return self.ev.qty / self.qs
 
     @property
-    def ask(self): return self.ev.body.bbo.ask_price * self.ps
+    def ask(self): return self.ev.body.bbo.ask_price / self.ps
 
     @property
-    def ask_qty(self): return self.ev.body.bbo.ask_qty * self.qs
+    def ask_qty(self): return self.ev.body.bbo.ask_qty / self.qs
 
     @property
     def ask_raw(self): return self.ev.body.bbo.ask_price
 
     @property
-    def mid(self): return (self.ev.price + self.ev.body.bbo.ask_price) * 0.5 * self.ps
+    def mid(self): return (self.ev.price + self.ev.body.bbo.ask_price) * 0.5 / self.ps
 
     @property
     def from_book(self): return bool(self.ev.flags & FLAG_FROM_BOOK)
 
 
+@cython.no_gc
 cdef class Bar(MarketView):
     """A kline: open/high/low/close, volume; closed says the bar is final."""
 
     @property
-    def open(self): return self.ev.body.kline.open * self.ps
+    def open(self): return self.ev.body.kline.open / self.ps
 
     @property
-    def high(self): return self.ev.body.kline.high * self.ps
+    def high(self): return self.ev.body.kline.high / self.ps
 
     @property
-    def low(self): return self.ev.body.kline.low * self.ps
+    def low(self): return self.ev.body.kline.low / self.ps
 
     @property
-    def close(self): return self.ev.price * self.ps
+    def close(self): return self.ev.price / self.ps
 
     @property
-    def volume(self): return self.ev.qty * self.qs
+    def volume(self): return self.ev.qty / self.qs
 
     @property
     def closed(self): return bool(self.ev.flags & FLAG_CLOSED)

@@ -7,7 +7,9 @@ down to the step; a float within a billionth of a unit of a multiple is that mul
 (60390.0 is 60390, not 60389.99 from binary noise). Anything that cannot be sent raises
 OrderRefused before it leaves.
 """
+cimport cython
 from cpython.float cimport PyFloat_CheckExact, PyFloat_AS_DOUBLE
+from cpython.long cimport PyLong_Check
 from libc.math cimport floor, ceil, fabs, isfinite
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
@@ -38,24 +40,27 @@ class OrderRefused(RuntimeError):
 
 
 cdef int64_t units_in_double(double x, int precision, int64_t unit, bint down) noexcept:
-    """x as a raw multiple of unit, or -1 when x is not a positive finite number or the result
-    would not be exact in a double (the caller then takes the exact way)."""
+    """x as a raw multiple of unit, or -1 when x is not a positive finite number or the count
+    of units is too large for the double's noise to be told from a real remainder (the caller
+    then takes the exact way). Within a billionth of a unit of a multiple, or (past a million
+    units) within a few of the double's own ulps, x is that multiple."""
     if not (x > 0 and isfinite(x)) or precision < 0 or precision > 18 or unit <= 0:
         return -1
     cdef double units = x * POW10[precision] / <double>unit
-    if units > 9.0e15:
+    if units > 1.0e12:
         return -1
     cdef double near = floor(units + 0.5)
-    if fabs(units - near) <= 1e-9 * (units if units > 1.0 else 1.0):
+    if fabs(units - near) <= (1e-9 if units <= 1e6 else units * 1e-15):
         return <int64_t>near * unit
     return <int64_t>(floor(units) if down else ceil(units)) * unit
 
 
 cpdef int64_t to_units(double x, int precision, int64_t unit, bint down) except? -1:
-    """x (> 0, finite) as a raw multiple of unit at precision, rounded down or up; past a
-    double's exact integers, the exact way (Decimal). -1 when x is not a positive number."""
+    """x (> 0, finite) as a raw multiple of unit at precision, rounded down or up; for large
+    counts the exact way (Decimal of the float's shortest repr). -1 when x is not a positive
+    number; OverflowError past int64."""
     cdef int64_t raw = units_in_double(x, precision, unit, down)
-    if raw >= 0 or not (x > 0 and isfinite(x)) or unit <= 0:
+    if raw >= 0 or not (x > 0 and isfinite(x)) or unit <= 0 or precision < 0 or precision > 18:
         return raw
     d = (Decimal(repr(x)).scaleb(precision) / unit).to_integral_value(ROUND_FLOOR if down else ROUND_CEILING)
     return int(d) * unit
@@ -66,26 +71,33 @@ cdef inline double as_double(object value) noexcept:
         return PyFloat_AS_DOUBLE(value)
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return float("nan")
+
+
+cdef int64_t units_or_refuse(object instrument, str what, object value, int precision, int64_t unit,
+                             bint down) except -1:
+    """A price or quantity (what) in raw units, or OrderRefused saying why it cannot be sent."""
+    cdef double x = as_double(value)
+    if not (x > 0 and isfinite(x)):
+        raise OrderRefused(f"{instrument.symbol}: {what} {value!r} is not a positive number")
+    try:
+        return to_units(x, precision, unit, down)
+    except OverflowError:
+        raise OrderRefused(f"{instrument.symbol}: {what} {value!r} is too large to send") from None
 
 
 cpdef int64_t price_to_raw(object instrument, object price, bint buy=True) except? -1:
     """A price in ticks: down for a buy, up for a sell."""
-    cdef double x = as_double(price)
-    if not (x > 0 and isfinite(x)):
-        raise OrderRefused(f"{instrument.symbol}: price {price!r} is not a positive number")
-    return to_units(x, instrument.price_precision, instrument.tick_size, buy)
+    return units_or_refuse(instrument, "price", price, instrument.price_precision, instrument.tick_size, buy)
 
 
 cpdef int64_t qty_to_raw(object instrument, object qty) except? -1:
     """A quantity in steps, always down."""
-    cdef double x = as_double(qty)
-    if not (x > 0 and isfinite(x)):
-        raise OrderRefused(f"{instrument.symbol}: quantity {qty!r} is not a positive number")
-    return to_units(x, instrument.size_precision, instrument.step_size, True)
+    return units_or_refuse(instrument, "quantity", qty, instrument.size_precision, instrument.step_size, True)
 
 
+@cython.no_gc          # holds its Instrument and status enum only: no cycle to find
 cdef class OpenOrder:
     """One of the strategy's orders that is still open, as its exec reports have told it."""
 
@@ -101,10 +113,10 @@ cdef class OpenOrder:
                 f"{self.qty} @ {self.price}, filled {self.cum_qty_raw}, {OrderStatus(self.status).name})")
 
     @property
-    def price(self): return self.price_raw * 10.0 ** -self.instrument.price_precision
+    def price(self): return self.price_raw / POW10[<int>self.instrument.price_precision]
 
     @property
-    def qty(self): return self.qty_raw * 10.0 ** -self.instrument.size_precision
+    def qty(self): return self.qty_raw / POW10[<int>self.instrument.size_precision]
 
     @property
     def leaves_raw(self): return self.qty_raw - self.cum_qty_raw
@@ -166,28 +178,22 @@ cdef class OrderEntry:
             raise TypeError("orders must be a dict")
         cdef ttq_order o
         cdef int s, t
-        cdef double x
         cdef instrument_spec *spec
-        if side != SIDE_BUY and side != SIDE_SELL:
+        if not PyLong_Check(side) or (side != SIDE_BUY and side != SIDE_SELL):
             raise OrderRefused(f"side {side!r} is neither BUY (1) nor SELL (2)")
         s = side
         if order_type is None:
             t = TYPE_MARKET if price is None else TYPE_LIMIT
-        elif not TYPE_LIMIT <= order_type <= TYPE_POST_ONLY:
-            raise OrderRefused(f"order type {order_type!r} is not one of {[x.name for x in OrderType]}")
+        elif not PyLong_Check(order_type) or not TYPE_LIMIT <= order_type <= TYPE_POST_ONLY:
+            raise OrderRefused(f"order type {order_type!r} is not one of {[k.name for k in OrderType]}")
         else:
             t = order_type
         spec = self.spec_of(instrument)
         memset(&o, 0, sizeof(ttq_order))
         if t != TYPE_MARKET:
-            x = as_double(price)
-            if not (x > 0 and isfinite(x)):
-                raise OrderRefused(f"{instrument.symbol}: price {price!r} is not a positive number")
-            o.price = to_units(x, spec.price_precision, spec.tick_size, s == SIDE_BUY)
-        x = as_double(qty)
-        if not (x > 0 and isfinite(x)):
-            raise OrderRefused(f"{instrument.symbol}: quantity {qty!r} is not a positive number")
-        o.qty = to_units(x, spec.size_precision, spec.step_size, True)
+            o.price = units_or_refuse(instrument, "price", price, spec.price_precision, spec.tick_size,
+                                      s == SIDE_BUY)
+        o.qty = units_or_refuse(instrument, "quantity", qty, spec.size_precision, spec.step_size, True)
         if o.qty <= 0:
             raise OrderRefused(f"{instrument.symbol}: quantity {qty} rounds to zero at step "
                                f"{instrument.qty_from_raw(instrument.step_size)}")
@@ -279,4 +285,6 @@ cdef class OrderActions:
         """Send a new order; returns its client order id. price None: a market order. The price
         is rounded to the tick (down for a buy, up for a sell: never more aggressive than asked),
         the quantity down to the step. OrderRefused when it cannot be sent at all."""
+        if self._entry is None:
+            raise TypeError(f"{type(self).__name__}: BaseStrategy.__init__(ctx, params) was not called")
         return self._entry.place(self.orders, instrument, side, qty, price, order_type, reduce_only)

@@ -121,6 +121,8 @@ cdef class TickDispatch:
                     k += 1
                     self.handle(f, &ev)
                     if self.stopped:
+                        if self.entry is not None:
+                            self.entry.trigger_ts = 0
                         return handled + k
                 handled += k
                 if self.entry is not None:
@@ -139,6 +141,8 @@ cdef class TickDispatch:
 
     def dispatch(self, Py_ssize_t venue, MarketEvent event not None):
         """One market event the caller read itself (a futex wait on the tick ring)."""
+        if not 0 <= venue < len(self.feeds):
+            raise IndexError(f"venue {venue}: {len(self.feeds)} added")
         self.handle(<_VenueFeed>self.feeds[venue], &event.ev)
         if self.entry is not None:
             self.entry.trigger_ts = 0

@@ -292,9 +292,10 @@ cdef class RiskEngine:
             self.reserved[r.quote_asset] += value if qty > 0 else -value
 
     # -- the Python face ------------------------------------------------------------------------
-    def check_order(self, Order order not None, now_ns=None):
-        """The reject code for this order now (0: it passes); changes only the rate buckets."""
-        return self.check(&order.order, ttq_now_ns() if now_ns is None else now_ns, False)
+    def check_order(self, Order order not None, now_ns=None, bint dry=False):
+        """The reject code for this order now (0: it passes); changes only the rate buckets
+        (dry: changes nothing at all)."""
+        return self.check(&order.order, ttq_now_ns() if now_ns is None else now_ns, dry)
 
     def check_repeated(self, Order order not None, Py_ssize_t n, now_ns=None):
         """check() the same order n times from C (benchmarks: the cost without Python's)."""
