@@ -47,7 +47,9 @@ now_ns = time.time_ns           # CLOCK_REALTIME, as every record's timestamps
 
 log = logging.getLogger("ttquant.gateway")
 S = OrderStatus
-HOUSEKEEPING_NS = 5_000_000
+HOUSEKEEPING_NS = 5_000_000    # due this often; done once the loop has been idle QUIET_NS, or when HOUSEKEEPING_LATE_NS overdue
+QUIET_NS = 100_000
+HOUSEKEEPING_LATE_NS = 20_000_000
 POLL_ROUNDS = 512               # rounds over the order rings in C per pass of the Python loop (~10 µs)
 
 
@@ -74,7 +76,7 @@ class Gateway:
                        "lost_before_venue": 0, "orphans_canceled": 0}
         self.rejects_by_code: dict[int, int] = {}
         self._next_house = 0
-        self._steps = 0
+        self._busy_ns = 0
         self._next_discover = 0
         self._shm_mtime = 0
         self._retry_discover = False
@@ -216,12 +218,13 @@ class Gateway:
             busy = True
             self.counts["reports"] += 1
             self._apply(rep)
-        self._steps += 1
-        if not self._steps & 63 or not busy:    # the clock is read once every 64 busy passes
-            t = time.monotonic_ns()
-            if t >= self._next_house:
-                self._next_house = t + HOUSEKEEPING_NS
-                self.housekeeping(t)
+        t = time.monotonic_ns()
+        if busy:
+            self._busy_ns = t
+        # off the order path: once the loop has been quiet a moment, unless it is long overdue
+        elif t >= self._next_house and (t - self._busy_ns >= QUIET_NS or t >= self._next_house + HOUSEKEEPING_LATE_NS):
+            self._next_house = t + HOUSEKEEPING_NS
+            self.housekeeping(t)
         return busy
 
     def on_order(self, ring: _OrderRing, order: Order):
@@ -357,7 +360,7 @@ class Gateway:
         return True
 
     def status_text(self):
-        open_orders = len(self.oms.open_orders())
+        open_orders = self.risk.open_order_count           # kept by the risk engine: no scan of the OMS
         return (f"{len(self.rings)} strategies, {self.counts['orders']} orders, {open_orders} open, "
                 f"{self.counts['fills']} fills, {self.counts['rejects']} rejects, kill switch "
                 f"{'ENGAGED' if self.risk.kill_switch else 'off'}")

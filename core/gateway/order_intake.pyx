@@ -22,7 +22,7 @@ __all__ = ["ClientIds", "OrderIntake"]
 
 cdef enum:
     TICKS_PER_ROUND = 64            # reference prices read between two rounds over the order rings
-    REHEARSE_EVERY = 64             # idle rounds between two dry runs of the last order's checks
+    REHEARSE_EVERY = 16             # idle rounds between two dry runs of the last order's checks
 
 
 cdef class ClientIds:

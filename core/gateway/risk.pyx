@@ -396,6 +396,10 @@ cdef class RiskEngine:
                 self.inst[inst.instrument_id].quote_asset = self.asset_index.get(inst.quote, -1)
         self.balance[self.asset_index[asset]] = amount
 
+    @property
+    def open_order_count(self):
+        return self.open_orders
+
     def state(self):
         """Positions, open quantities, open orders, balances and reservations, for tools and tests."""
         out = {"open_orders": self.open_orders, "checks": self.checks,
