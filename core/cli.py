@@ -206,6 +206,7 @@ def cmd_venue_sim(args) -> int:
                  "--taker-fee-bps", str(args.taker_fee_bps), "--slippage-bps", str(args.slippage_bps),
                  "--latency-ms", str(args.latency_ms), "--latency-jitter-ms", str(args.latency_jitter_ms)]
         argv += ["--no-queue"] if args.no_queue else []
+        argv += ["--balances", args.balances] if args.balances else []
     return venue_main(argv)
 
 
@@ -298,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     orders.add_argument("--latency-ms", type=float, default=1.0, help="request to effect, fixed part")
     orders.add_argument("--latency-jitter-ms", type=float, default=0.5, help="plus up to this much")
     orders.add_argument("--no-queue", action="store_true", help="resting orders fill without queue position")
+    orders.add_argument("--balances", metavar="ASSET=AMOUNT,...", default="",
+                        help="the account's starting balances, e.g. USDT=100000,BTC=2 (fills move them; the "
+                             "gateway takes them on start); none: the gateway keeps risk.toml's")
     sim_binance.set_defaults(func=cmd_venue_sim)
 
     gateway = sub.add_parser("gateway", help="run a gateway: orders checked, journaled, sent",

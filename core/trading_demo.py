@@ -77,7 +77,9 @@ def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = 
     d = tmp.name
     procs = {}
     try:
-        procs["venue"], port = _start_venue(out, "--speed", str(speed), "--replay", source, "--orders", name)
+        # the venue's account: the gateway takes these balances on start (risk.toml's are the fallback)
+        procs["venue"], port = _start_venue(out, "--speed", str(speed), "--replay", source, "--orders", name,
+                                            "--balances", "USDT=100000,BTC=1")
         if port is None:
             return 1
         with open(f"{d}/md.toml", "w") as f:

@@ -145,7 +145,8 @@ class Gateway:
         return n
 
     def reconcile(self):
-        """What the venue did while we were away: fills applied, lost orders rejected, orphans canceled."""
+        """What the venue did while we were away: fills applied, balances taken, lost orders
+        rejected, orphans canceled."""
         settle = getattr(self.adapter, "settle", None)
         if settle is not None:
             settle()
@@ -157,6 +158,7 @@ class Gateway:
                               liquidity=f.liquidity, trade_id=f.trade_id, ts_exchange=f.ts_ns)
             if self._apply(rep) is not None:
                 self.counts["reconciled_fills"] += 1
+        self.take_venue_balances()
         venue_open = {(o.strategy_id, o.client_order_id): o for o in self.adapter.open_orders()}
         for st in self.oms.open_orders():
             vo = venue_open.get(st.key) or self.adapter.order_status(st.strategy_id, st.client_order_id)
@@ -174,6 +176,20 @@ class Gateway:
                 log.warning("order %s/%s is open on the venue but unknown here: canceling it", *key)
                 self.adapter.send(Order(ts_created=now_ns(), strategy_id=key[0], target_order_id=key[1],
                                         instrument_id=vo.instrument_id, action=OrderAction.CANCEL))
+
+    def take_venue_balances(self):
+        """The venue's balances (as of the fills just applied) become the shadow balances funds
+        are checked against; a venue that keeps none leaves risk.toml's."""
+        venue = self.adapter.balances()
+        if not venue:
+            return
+        had = self.risk.state()["balances"]
+        for asset, amount in sorted(venue.items()):
+            self.risk.set_balance(asset, amount)
+        log.info("balances from the venue: %s", ", ".join(
+            f"{a} {Decimal(v).scaleb(-8)}" + (f" (had {Decimal(had[a]).scaleb(-8)})" if a in had and had[a] != v else "")
+            for a, v in sorted(venue.items())))
+        self.counts["balances_taken"] = len(venue)
 
     def discover(self):
         """Order rings of strategies started since the last look. The trading thread does this:

@@ -534,7 +534,10 @@ def main(argv=None) -> int:
     orders.add_argument("--latency-ms", type=float, default=1.0, help="request to effect, fixed part")
     orders.add_argument("--latency-jitter-ms", type=float, default=0.5, help="plus up to this much")
     orders.add_argument("--no-queue", action="store_true", help="resting orders fill without queue position")
+    orders.add_argument("--balances", metavar="ASSET=AMOUNT,...", default="",
+                        help="the account's starting balances (e.g. USDT=100000,BTC=2); fills move them")
     args = parser.parse_args(argv)
+    balances = _parse_balances(parser, args.balances)
     model = None
     if args.orders:
         from ttquant.core.venues.sim.matching import FillModel
@@ -542,15 +545,32 @@ def main(argv=None) -> int:
                           slippage_ppm=round(args.slippage_bps * 100), latency_ns=round(args.latency_ms * 1e6),
                           latency_jitter_ns=round(args.latency_jitter_ms * 1e6), queue_position=not args.no_queue)
     return asyncio.run(_serve(VenueConfig(port=args.port, speed=args.speed, ping_interval_s=args.ping_interval,
-                                          wait_clients=args.wait_clients), args.replay, args.orders, model))
+                                          wait_clients=args.wait_clients), args.replay, args.orders, model, balances))
 
 
-async def _serve(cfg: VenueConfig, replay: str = "btcusdt", orders: str | None = None, model=None) -> int:
+def _parse_balances(parser, text: str) -> dict[str, int]:
+    """'USDT=100000,BTC=2' -> asset -> amount at account precision (8 decimals), exactly."""
+    from decimal import Decimal, InvalidOperation
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        asset, _, amount = item.partition("=")
+        try:
+            value = Decimal(amount).scaleb(8)
+        except InvalidOperation:
+            value = None
+        if not asset.isalnum() or value is None or value != value.to_integral_value() or value < 0:
+            parser.error(f"--balances: {item!r} is not ASSET=AMOUNT (at most 8 decimals, not negative)")
+        out[asset.upper()] = int(value)
+    return out
+
+
+async def _serve(cfg: VenueConfig, replay: str = "btcusdt", orders: str | None = None, model=None,
+                 balances: dict | None = None) -> int:
     feed = ReplayFeed.named(replay)
     venue = BinanceVenue(feed, cfg)
     if orders:
         from ttquant.core.venues.sim.order_venue import SimOrderVenue
-        venue.order_venue = SimOrderVenue(orders, model)
+        venue.order_venue = SimOrderVenue(orders, model, balances=balances)
         venue.order_venue.start()
     port = await venue.start()
     print(f"venue-sim binance: listening on 127.0.0.1:{port} ({feed.description}, speed {cfg.speed})",

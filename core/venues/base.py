@@ -71,7 +71,8 @@ class VenueAdapter(abc.ABC):
 
     @abc.abstractmethod
     def balances(self) -> dict[str, int]:
-        """Asset -> amount at account precision."""
+        """Asset -> amount at account precision, as of the fills the last fills_since returned
+        (reconciliation sets the gateway's shadow balances from both); {} when it keeps none."""
 
     def close(self):
         pass

@@ -33,6 +33,7 @@ class SimVenueAdapter(VenueAdapter):
                                      f"{connect_timeout_s:.0f} s (is venue-sim running with --orders?)") from None
                 time.sleep(0.05)
         self.requests = SpscWriter(requests_ring(rings), RecordType.ORDER, 4096)
+        self._balances = None
 
     def send(self, order) -> bool:
         return self.requests.offer(order)
@@ -74,17 +75,22 @@ class SimVenueAdapter(VenueAdapter):
         return [VenueOrder(**o) for o in self._get("/_sim/orders")["open"]]
 
     def fills_since(self, ts_ns: int):
+        state = self._get(f"/_sim/orders?since={int(ts_ns)}")
+        self._balances = state.get("balances", {})      # as of these fills: one snapshot
         return [VenueFill(trade_id=f["trade_id"], strategy_id=f["strategy_id"], client_order_id=f["client_order_id"],
                           instrument_id=f["instrument_id"], side=f["side"], price=f["price"], qty=f["qty"],
                           fee=f["fee"], liquidity=f["liquidity"], ts_ns=f["ts"])
-                for f in self._get(f"/_sim/orders?since={int(ts_ns)}")["fills"]]
+                for f in state["fills"]]
 
     def order_status(self, strategy_id: int, client_order_id: int):
         o = self._get("/_sim/orders")["orders"].get(f"{strategy_id}/{client_order_id}")
         return VenueOrder(**o) if o else None
 
     def balances(self):
-        return {}
+        """As of the fills the last fills_since returned (else now)."""
+        if self._balances is None:
+            self._balances = self._get("/_sim/orders").get("balances", {})
+        return dict(self._balances)
 
     def close(self):
         self.reports.close()

@@ -10,17 +10,19 @@ A request takes effect `latency` after it was sent (fixed + uniform random part)
     (queue position): trades at its price eat the queue first, then fill it; a trade through
     its price, or the other side's best moving across it, fills what is left, as maker.
 Fees are fee_ppm of the fill's notional (quote asset, account precision, rounded up).
-Every request is kept in `ledger` - the venue's own record of what it was sent.
+Every request is kept in `ledger` - the venue's own record of what it was sent. With an
+`account` (SimAccount), every fill moves the venue's balances too.
 """
 from __future__ import annotations
 
 import dataclasses
 import random
 
+from ttquant.core.instruments import MarketType
 from ttquant.core.records import (ExecReport, Liquidity, OrderAction, OrderStatus, OrderType, RejectCode,
                                   Side)
 
-__all__ = ["FillModel", "SimMatcher", "RestingOrder", "ACCOUNT_PRECISION"]
+__all__ = ["FillModel", "SimMatcher", "SimAccount", "RestingOrder", "ACCOUNT_PRECISION"]
 
 ACCOUNT_PRECISION = 8
 S = OrderStatus
@@ -65,9 +67,46 @@ class _Market:
         self.bid = self.ask = self.last = 0
 
 
+class SimAccount:
+    """The venue's balances, asset -> amount at ACCOUNT_PRECISION: a spot fill moves the base
+    by its quantity and the quote by its notional, a perpetual's moves the quote by the PnL it
+    realises (average cost per instrument); every fee is paid in the quote asset. The same
+    arithmetic as the gateway's shadow balances (notional truncated at account precision)."""
+
+    def __init__(self, balances: dict[str, int] | None = None):
+        self.balances = {a: int(v) for a, v in (balances or {}).items()}
+        self._perp = {}             # instrument id -> [signed qty raw, cost raw (price * qty, signed)]
+
+    def _add(self, asset, amount):
+        self.balances[asset] = self.balances.get(asset, 0) + amount
+
+    def on_fill(self, inst, side, price: int, qty: int, notional: int, fee: int):
+        sign = 1 if side == Side.BUY else -1
+        if inst.market_type == MarketType.SPOT:
+            self._add(inst.base, sign * qty * 10**ACCOUNT_PRECISION // 10**inst.size_precision)
+            self._add(inst.quote, -sign * notional)
+        else:
+            pos = self._perp.setdefault(inst.instrument_id, [0, 0])
+            held, cost = pos
+            closing = min(qty, abs(held)) if held and (held > 0) != (sign > 0) else 0
+            if closing:
+                # realised: (exit - average entry) * closed qty, in the quote at account precision
+                entry_cost = cost * closing // abs(held)        # all of it when the position closes
+                pnl = (price * closing - entry_cost) * (1 if held > 0 else -1)
+                self._add(inst.quote, pnl * inst.multiplier * 10**ACCOUNT_PRECISION
+                          // 10**(inst.price_precision + inst.size_precision))
+                pos[1] -= entry_cost
+                pos[0] += sign * closing
+            opening = qty - closing
+            if opening:
+                pos[0] += sign * opening
+                pos[1] += price * opening
+        self._add(inst.quote, -fee)
+
+
 class SimMatcher:
-    def __init__(self, table, model: FillModel = FillModel()):
-        self.table, self.model = table, model
+    def __init__(self, table, model: FillModel = FillModel(), account: SimAccount | None = None):
+        self.table, self.model, self.account = table, model, account
         self.rng = random.Random(model.seed)
         self.markets: dict[int, _Market] = {}
         self.pending: list[tuple[int, int, object]] = []        # (effective ns, seq, request Order)
@@ -270,6 +309,8 @@ class SimMatcher:
         notional = price * qty * inst.multiplier * 10**ACCOUNT_PRECISION // 10**(inst.price_precision + inst.size_precision)
         ppm = self.model.maker_fee_ppm if liquidity == Liquidity.MAKER else self.model.taker_fee_ppm
         fee = -(-notional * ppm // 1_000_000)
+        if self.account is not None:
+            self.account.on_fill(inst, o.side, price, qty, notional, fee)
         self._trade_id += 1
         self.counts["fills"] += 1
         self.fills.append({"ts": now_ns, "trade_id": self._trade_id, "strategy_id": o.strategy_id,

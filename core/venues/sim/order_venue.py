@@ -19,7 +19,7 @@ import numpy as np
 from ttquant.core.instruments import InstrumentTable, instruments_path
 from ttquant.core.records import MARKET_EVENT_DTYPE, EventFlag, EventKind, RecordType
 from ttquant.core.rings import BroadcastReader, BroadcastWriter, RingNotFoundError, SpscReader
-from ttquant.core.venues.sim.matching import FillModel, SimMatcher
+from ttquant.core.venues.sim.matching import FillModel, SimAccount, SimMatcher
 
 __all__ = ["SimOrderVenue", "requests_ring", "reports_ring"]
 
@@ -36,8 +36,10 @@ def reports_ring(rings: str) -> str:
 
 
 class SimOrderVenue:
-    def __init__(self, rings: str, model: FillModel = FillModel(), table: InstrumentTable | None = None):
+    def __init__(self, rings: str, model: FillModel = FillModel(), table: InstrumentTable | None = None,
+                 balances: dict[str, int] | None = None):
         self.rings, self.model = rings, model
+        self.balances = balances            # asset -> amount at account precision: the account fills move
         self.table = table
         self.matcher: SimMatcher | None = None
         self.lock = threading.Lock()       # state() is read from the HTTP thread
@@ -69,7 +71,7 @@ class SimOrderVenue:
             return None
         board = None
         with self.lock:         # ready before the report ring appears: an adapter may ask at once
-            self.matcher = SimMatcher(table, self.model)
+            self.matcher = SimMatcher(table, self.model, SimAccount(self.balances) if self.balances else None)
         requests = SpscReader(requests_ring(self.rings), RecordType.ORDER, capacity=4096, create=True)
         reports = BroadcastWriter(reports_ring(self.rings), RecordType.EXEC_REPORT, REPORTS_CAPACITY)
         return ticks, board, requests, reports
@@ -155,7 +157,8 @@ class SimOrderVenue:
 
     # -- the venue's own record -------------------------------------------------------------------
     def state(self, since_ns: int = 0) -> dict:
-        """Open orders, fills since since_ns, every request it received, per-order status."""
+        """Open orders, fills since since_ns, the balances after those fills (one snapshot), every
+        request it received, per-order status."""
         with self.lock:
             m = self.matcher
             if m is None:
@@ -170,6 +173,7 @@ class SimOrderVenue:
                 "open": [_order(o) for o in m.resting.values()],
                 "orders": {f"{k[0]}/{k[1]}": _order(o) for k, o in m.orders.items()},
                 "fills": [f for f in m.fills if f["ts"] >= since_ns],
+                "balances": dict(m.account.balances) if m.account is not None else {},
                 "new_requests": requests,           # strategy/client id -> times a NEW arrived
                 "counts": dict(m.counts),
                 "pending": len(m.pending),

@@ -1,13 +1,15 @@
 """The gateway SIGKILLed at random points while orders rest, fill partly and fill, and started
 again each time: the venue's own record shows no order placed twice, every fill the venue made
-reaches the strategy (once, by trade id), and the strategy's position equals the venue's."""
+reaches the strategy (once, by trade id), and the strategy's position equals the venue's; the
+venue's balances become the gateway's shadow balances on every start."""
 import random
 import signal
 import time
+from decimal import Decimal
 
 from ttq_stack import TradingStack
 from ttq_testing import wait_for
-from ttquant.core.records import OrderAction, OrderType, Side
+from ttquant.core.records import OrderAction, OrderType, RejectCode, Side
 
 
 def test_sigkill_at_random_points_then_restart_sends_nothing_twice_and_loses_no_fill(children, venue, tmp_path):
@@ -70,5 +72,42 @@ def test_sigkill_at_random_points_then_restart_sends_nothing_twice_and_loses_no_
         assert s.stop_gateway() == 0
         logs = "".join(s.gateway_log(i) for i in range(len(s.gw_logs)))
         assert logs.count("ready:") == 4
+    finally:
+        s.close()
+
+
+def _logged_balances(log):
+    """{asset: raw} from the gateway's last 'balances from the venue:' line."""
+    line = [x for x in log.splitlines() if "balances from the venue:" in x][-1]
+    out = {}
+    for item in line.split("balances from the venue:")[1].split(","):
+        asset, amount = item.split()[:2]
+        out[asset] = int(Decimal(amount).scaleb(8))
+    return out
+
+
+def test_the_venues_balances_are_the_gateways_after_a_restart(children, venue, tmp_path):
+    s = TradingStack(children, venue, tmp_path, venue_args=("--balances", "USDT=50000,BTC=2"))
+    try:
+        s.wait_ready()
+        assert _logged_balances(s.gateway_log()) == {"BTC": 2 * 10**8, "USDT": 50_000 * 10**8}   # not risk.toml's
+        for _ in range(4):                          # spot takers: BTC in, USDT and fees out
+            bid, ask = s.touch(s.spot)
+            o = s.order(s.spot, Side.BUY, ask + 5 * s.spot.tick_size, qty="0.01", order_type=OrderType.IOC)
+            s.report_for(o.client_order_id)
+        wait_for(lambda: len([f for f in s.venue_state()["fills"] if f["strategy_id"] == 11]) >= 4, timeout=30,
+                 what="four fills on the venue")
+        time.sleep(0.5)
+        s.gateway.send_signal(signal.SIGKILL)
+        s.gateway.wait(timeout=10)
+        s.start_gateway()
+        s.wait_ready(timeout=60)
+        venue_balances = s.venue_state()["balances"]
+        assert venue_balances["BTC"] > 2 * 10**8 and venue_balances["USDT"] < 50_000 * 10**8
+        assert _logged_balances(s.gateway_log()) == venue_balances
+        # funds are checked against them: risk.toml's 100 BTC no longer count
+        bid, ask = s.touch(s.spot)
+        o = s.order(s.spot, Side.SELL, bid, qty="2.5")
+        assert s.report_for(o.client_order_id).reject_code == RejectCode.INSUFFICIENT_FUNDS
     finally:
         s.close()

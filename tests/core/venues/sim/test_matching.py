@@ -8,7 +8,7 @@ import pytest
 
 from ttquant.core.instruments import Instrument, InstrumentTable, MarketType
 from ttquant.core.records import Liquidity, Order, OrderAction, OrderStatus as S, OrderType, RejectCode, Side
-from ttquant.core.venues.sim.matching import FillModel, SimMatcher
+from ttquant.core.venues.sim.matching import FillModel, SimAccount, SimMatcher
 
 MS = 1_000_000
 
@@ -131,3 +131,31 @@ def test_cancel_amend_and_a_duplicate_client_order_id(table):
     (r,) = m.advance(5 * MS)
     assert r.status == S.REJECTED and r.reject_code == RejectCode.DUPLICATE_ORDER_ID
     assert m.counts["duplicates"] == 1 and len(m.ledger) == 5
+
+
+def test_the_account_moves_with_every_fill(table):
+    table.add(Instrument(2, "sim", "BTCUSDT", MarketType.LINEAR_PERPETUAL, "BTC", "USDT", price_precision=2,
+                         size_precision=3, tick_size=1, step_size=1, min_qty=1, max_qty=0, min_price=1, max_price=0,
+                         min_notional=0))
+    usdt = lambda text: int(Decimal(text).scaleb(8))            # noqa: E731  (account precision)
+    acct = SimAccount({"USDT": usdt("1000")})
+    m = SimMatcher(table, FillModel(latency_ns=MS, maker_fee_ppm=200, taker_fee_ppm=500), acct)
+    m.on_book(1, [(px("100.00"), qty("1"))], [(px("100.01"), qty("1"))], 0)
+    send(m, 1, Side.BUY, px("100.01"), qty("0.5"), order_type=OrderType.IOC)
+    m.advance(MS)
+    # spot: 0.5 BTC in; 50.005 USDT out, and the 0.05 % taker fee (0.0250025, rounded up at 8 decimals)
+    assert acct.balances == {"BTC": usdt("0.5"), "USDT": usdt("1000") - usdt("50.005") - usdt("0.02500250")}
+    # a perpetual: only the quote moves, by the PnL realised at the average entry, less the fees
+    spot_after = dict(acct.balances)
+    perp = table[2]
+    fills = [(Side.BUY, "100.00", "1"), (Side.BUY, "102.00", "1"),   # long 2 at an average of 101
+             (Side.SELL, "111.00", "3"),                             # +10 on each of 2, then short 1 at 111
+             (Side.BUY, "105.00", "1")]                              # +6: flat
+    fees = 0
+    for side, price, q in fills:
+        notional = usdt(price) * int(q)
+        fee = notional * 500 // 1_000_000
+        fees += fee
+        acct.on_fill(perp, side, px(price), qty(q), notional, fee)
+    assert acct.balances["USDT"] == spot_after["USDT"] + usdt("26") - fees
+    assert acct.balances["BTC"] == spot_after["BTC"] and acct._perp[2] == [0, 0]
