@@ -161,6 +161,14 @@ def render(doc, out_dir):
                 ratios = "".join(f" {p['p50_ns'] / e['p50_ns']:.1f}x |" if e["p50_ns"] else " - |" for p in peers)
                 lines.append(f"| {e['impl']} | {e['n']:,} | {_ns(e['p50_ns'])} | {_ns(e['p99_ns'])} | "
                              f"{_ns(e['p999_ns'])} | {_ns(e['max_ns'])} |{ratios}")
+            stalls = [e for e in rows if any(k.startswith("host_stall_pct") for k in e)]
+            if stalls:
+                lines.append("")
+                lines.append("The VM's own stalls just before each run (a bare spin loop per core, gaps over 20 µs): "
+                             + "; ".join(f"{e['impl']}: " + ", ".join(
+                                 f"cpu{c} {e[f'host_stalls_per_s_cpu{c}']:g}/s, {e[f'host_stall_pct_cpu{c}']:g} % "
+                                 f"of the time, longest {_ns(e[f'host_stall_max_ns_cpu{c}'])}"
+                                 for c in (0, 1) if f"host_stall_pct_cpu{c}" in e) for e in stalls))
             svg = _svg_histogram(path, rows, out_dir)
             if svg:
                 lines.append("")

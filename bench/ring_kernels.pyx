@@ -303,3 +303,22 @@ def pace_orders(SpscWriter w, const unsigned char[::1] order, Py_ssize_t n, int6
             t += interval_ns
             while ttq_monotonic_ns() < t:
                 ttq_cpu_relax()
+
+
+def stall_probe(int64_t duration_ns, int64_t threshold_ns):
+    """Spin on the clock for duration_ns and count the gaps over threshold_ns: time this vCPU
+    was not running us (hypervisor, interrupts). Returns (gaps, their total ns, the longest)."""
+    cdef int64_t start, now, last, gap, total = 0, longest = 0
+    cdef uint64_t gaps = 0
+    with nogil:
+        start = last = ttq_monotonic_ns()
+        while last - start < duration_ns:
+            now = ttq_monotonic_ns()
+            gap = now - last
+            if gap > threshold_ns:
+                gaps += 1
+                total += gap
+                if gap > longest:
+                    longest = gap
+            last = now
+    return gaps, total, longest
