@@ -120,6 +120,7 @@ class Gateway:
         elif self.adapter is None:
             from ttquant.core.venues.sim.adapter import SimVenueAdapter
             self.adapter = SimVenueAdapter(cfg.rings, cfg.http_url)
+        self.take_venue_balances(report=False)     # the assets first: replayed orders reserve against them
         replayed = self.replay_journal()
         self.reconcile()
         self.journal.mark()
@@ -177,11 +178,15 @@ class Gateway:
                 self.adapter.send(Order(ts_created=now_ns(), strategy_id=key[0], target_order_id=key[1],
                                         instrument_id=vo.instrument_id, action=OrderAction.CANCEL))
 
-    def take_venue_balances(self):
+    def take_venue_balances(self, report=True):
         """The venue's balances (as of the fills just applied) become the shadow balances funds
         are checked against; a venue that keeps none leaves risk.toml's."""
         venue = self.adapter.balances()
         if not venue:
+            return
+        if not report:
+            for asset, amount in venue.items():
+                self.risk.set_balance(asset, amount)
             return
         had = self.risk.state()["balances"]
         for asset, amount in sorted(venue.items()):

@@ -30,6 +30,7 @@ cdef struct instrument_risk:
     int64_t position                # all strategies
     int64_t open_buy, open_sell     # quantity resting (all strategies)
     int64_t last_price, bid, ask
+    int64_t entry_value             # perpetuals: what the open position cost, account precision (its margin: / leverage)
 
 
 cdef struct token_bucket:
@@ -80,3 +81,4 @@ cdef class RiskEngine:
     cdef int strategy_slot(self, uint32_t strategy_id) noexcept
     cdef int64_t order_notional(self, const instrument_risk *r, const ttq_order *o) noexcept
     cdef void hold(self, instrument_risk *r, Py_ssize_t cell, int side, int64_t qty, int64_t price) noexcept
+    cdef void perp_fill(self, instrument_risk *r, int64_t held, int64_t signed_qty, int64_t value) noexcept

@@ -270,6 +270,26 @@ cdef class RiskEngine:
             self.inst[e.instrument_id].bid = e.price
             self.inst[e.instrument_id].ask = e.body.bbo.ask_price
 
+    cdef void perp_fill(self, instrument_risk *r, int64_t held, int64_t signed_qty, int64_t value) noexcept:
+        """A perpetual's position moved from held by signed_qty (worth value): the PnL a close
+        realises (at the average entry) goes to the quote balance, and the open position's
+        margin (its entry value / leverage) stays held among the reservations."""
+        cdef int64_t closing = 0, qty = signed_qty if signed_qty > 0 else -signed_qty
+        cdef int64_t abs_held = held if held > 0 else -held
+        cdef int64_t entry_part, exit_part, margin_before = r.entry_value // self.leverage
+        if held != 0 and (held > 0) != (signed_qty > 0):
+            closing = qty if qty < abs_held else abs_held
+            entry_part = ttq_mul_div(r.entry_value, closing, 1, abs_held)      # all of it when flat
+            exit_part = ttq_mul_div(value, closing, 1, qty)
+            r.entry_value -= entry_part
+            if self.asset_index and r.quote_asset >= 0:
+                self.balance[r.quote_asset] += exit_part - entry_part if held > 0 else entry_part - exit_part
+            value -= exit_part
+        if qty > closing:
+            r.entry_value += value                  # the rest opens (or flips) the position
+        if self.asset_index and r.quote_asset >= 0:
+            self.reserved[r.quote_asset] += r.entry_value // self.leverage - margin_before
+
     cdef void hold(self, instrument_risk *r, Py_ssize_t cell, int side, int64_t qty, int64_t price) noexcept:
         """qty more (qty < 0: less) resting at price on side: open quantity and reserved funds."""
         cdef int64_t value
@@ -354,6 +374,7 @@ cdef class RiskEngine:
         cdef Py_ssize_t cell = slot * self.n_inst + instrument_id
         cdef int64_t signed_qty = qty if side == SIDE_BUY else -qty
         cdef int64_t filled_value = ttq_mul_div(price, qty, r.notional_mul, r.notional_div)
+        cdef int64_t held = r.position
         r.position += signed_qty
         self.strat_position[cell] += signed_qty
         if reserved:
@@ -361,6 +382,8 @@ cdef class RiskEngine:
         if self.asset_index and r.is_spot and r.base_asset >= 0 and r.quote_asset >= 0:
             self.balance[r.base_asset] += signed_qty * r.qty_to_account
             self.balance[r.quote_asset] -= filled_value if side == SIDE_BUY else -filled_value
+        elif not r.is_spot:
+            self.perp_fill(r, held, signed_qty, filled_value)
         if self.asset_index and r.quote_asset >= 0:
             self.balance[r.quote_asset] -= fee
         if order_done:
@@ -411,7 +434,7 @@ cdef class RiskEngine:
         for inst in self.table:
             r = self.inst[inst.instrument_id]
             out["instruments"][inst.instrument_id] = {"position": r.position, "open_buy": r.open_buy,
-                                                      "open_sell": r.open_sell}
+                                                      "open_sell": r.open_sell, "entry_value": r.entry_value}
         for k in range(self.n_strat):
             out["strategies"][self.strat[k].strategy_id] = {
                 "open_orders": self.strat[k].open_orders,

@@ -185,13 +185,35 @@ def test_reserve_fill_and_release_keep_the_state_exact(table, spot, perp):
     e.release(SID, spot.instrument_id, Side.BUY, spot.qty_to_raw("0.3"), buy.price)
     s = e.state()
     assert s["reserved"]["USDT"] == 0 and s["open_orders"] == 0
-    assert s["instruments"][spot.instrument_id] == {"position": spot.qty_to_raw("0.2"), "open_buy": 0, "open_sell": 0}
+    assert s["instruments"][spot.instrument_id] == {"position": spot.qty_to_raw("0.2"), "open_buy": 0, "open_sell": 0,
+                                                    "entry_value": 0}
     # perpetual: margin = notional / leverage is held, and the strategy position limit counts open orders
     short = order(perp, side=Side.SELL, qty="0.3")
     assert e.check_and_reserve(short, NOW) == 0
     assert e.state()["reserved"]["USDT"] == 60000 * 3 // 10 * 10**8 // 10
     assert e.check_order(order(perp, side=Side.SELL, qty="0.3", client_order_id=2), NOW) == RejectCode.POSITION_LIMIT
     assert e.check_order(order(perp, side=Side.BUY, qty="0.3", client_order_id=3), NOW) == 0
+    # filled: the order's margin becomes the position's (entry value / leverage), still held
+    usdt = lambda text: int(Decimal(text) * 10**8)          # noqa: E731
+    before = e.state()["balances"]["USDT"]
+    e.on_fill(SID, perp.instrument_id, Side.SELL, perp.price_to_raw("60000"), perp.qty_to_raw("0.3"), short.price,
+              0, order_done=True)
+    s = e.state()
+    assert s["reserved"]["USDT"] == usdt("1800") and s["instruments"][perp.instrument_id]["entry_value"] == usdt("18000")
+    # a third bought back 1000 lower: +100 realised into the balance (less the fee), a third of the margin freed
+    e.on_fill(SID, perp.instrument_id, Side.BUY, perp.price_to_raw("59000"), perp.qty_to_raw("0.1"), 0, usdt("3"),
+              reserved=False)
+    s = e.state()
+    assert s["balances"]["USDT"] == before + usdt("100") - usdt("3")
+    assert s["reserved"]["USDT"] == usdt("1200")
+    # through zero: the rest closes (+400: 0.2 at 2000 lower), the remainder opens a long at 58000
+    e.on_fill(SID, perp.instrument_id, Side.BUY, perp.price_to_raw("58000"), perp.qty_to_raw("0.3"), 0, 0,
+              reserved=False)
+    s = e.state()
+    assert s["balances"]["USDT"] == before + usdt("500") - usdt("3")
+    assert s["instruments"][perp.instrument_id]["entry_value"] == usdt("5800")
+    assert s["reserved"]["USDT"] == usdt("580") and s["instruments"][perp.instrument_id]["position"] == \
+        perp.qty_to_raw("0.1")
 
 
 def test_a_bad_risk_file_names_the_file_and_key(table, tmp_path):
