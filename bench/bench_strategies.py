@@ -1,5 +1,4 @@
 """Strategies for the tick-to-order benchmark (imported by `ttquant strategy run` via PYTHONPATH)."""
-from ttquant.core.records import OrderType
 from ttquant.strategies.base import BaseStrategy
 
 
@@ -11,4 +10,6 @@ class TradeEveryTick(BaseStrategy):
         self.inst = self.instrument("BTCUSDT", "spot")
 
     def on_trade(self, t):
-        self.buy(self.inst, 0.001, t.price * 0.99, OrderType.LIMIT)
+        # a priced order is a limit order by default; an enum member costs ~150 ns to reach on
+        # Python 3.11 (EnumType.__getattr__ puts every class attribute on the slow path)
+        self.buy(self.inst, 0.001, t.price * 0.99)
