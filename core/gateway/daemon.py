@@ -50,6 +50,7 @@ S = OrderStatus
 HOUSEKEEPING_NS = 5_000_000    # due this often; done once the loop has been idle QUIET_NS, or when HOUSEKEEPING_LATE_NS overdue
 QUIET_NS = 100_000
 HOUSEKEEPING_LATE_NS = 20_000_000
+RECONCILE_SKEW_NS = 60_000_000_000    # the venue's clock against ours, at worst
 POLL_ROUNDS = 512               # rounds over the order rings in C per pass of the Python loop (~10 µs)
 
 
@@ -151,7 +152,10 @@ class Gateway:
         settle = getattr(self.adapter, "settle", None)
         if settle is not None:
             settle()
-        for f in self.adapter.fills_since(0):
+        # a fill we missed belongs to an order the journal has open (a closed order's fills were
+        # journaled before its end): ask from the oldest one's creation, less a clock-skew margin
+        open_since = min((st.ts_created for st in self.oms.open_orders()), default=now_ns())
+        for f in self.adapter.fills_since(max(open_since - RECONCILE_SKEW_NS, 0)):
             if self.oms.get(f.strategy_id, f.client_order_id) is None:
                 continue
             rep = VenueReport(strategy_id=f.strategy_id, client_order_id=f.client_order_id,
