@@ -2,6 +2,7 @@
 # the context (backtests, tests) or, live, straight into the strategy's SPSC order ring.
 from cpython.object cimport PyObject
 from libc.stdint cimport int64_t, uint32_t, uint64_t
+from ttquant.core.latency_trace cimport LatencyTrace
 from ttquant.core.records cimport ttq_order
 
 cdef enum:
@@ -51,9 +52,7 @@ cdef class RingOrderEntry(OrderEntry):
     cdef uint64_t last_id
     cdef dict writers                       # venue -> SpscWriter (the strategy's order ring there)
     cdef readonly uint64_t orders_refused
-    cdef object _trace                      # int64 (n, 2): client id, trigger ts_pub
-    cdef int64_t *trace_data
-    cdef Py_ssize_t trace_len, trace_cap
+    cdef LatencyTrace _trace                # client id, trigger ts_pub (or None)
 
 
 cdef class OrderActions:

@@ -16,9 +16,9 @@ from libc.string cimport memcpy, memset
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-import numpy as np
 
 from ttquant.core.includes.atomics cimport ttq_now_ns
+from ttquant.core.latency_trace cimport LatencyTrace
 from ttquant.core.records cimport (
     ttq_order, Order, new_record, record_data, RECORD_ORDER, ACTION_NEW, SIDE_BUY, SIDE_SELL, TYPE_LIMIT,
     TYPE_MARKET, TYPE_POST_ONLY,
@@ -229,15 +229,11 @@ cdef class RingOrderEntry(OrderEntry):
 
     def start_trace(self, Py_ssize_t capacity=1 << 18):
         """Record (client id, trigger ts_pub) per new order, for latency reports."""
-        cdef int64_t[:, ::1] view
-        self._trace = np.empty((max(capacity, 1), 2), np.int64)
-        self._trace.fill(0)         # every page touched now: no page fault on the order path
-        view = self._trace
-        self.trace_data, self.trace_cap, self.trace_len = &view[0, 0], view.shape[0], 0
+        self._trace = LatencyTrace(2, capacity)
 
     @property
     def trace(self):
-        return None if self._trace is None else self._trace[:self.trace_len]
+        return None if self._trace is None else self._trace.rows
 
     cpdef uint64_t next_client_order_id(self) except? 0:
         self.last_id += 1
@@ -261,10 +257,10 @@ cdef class RingOrderEntry(OrderEntry):
         if not spsc_push(&w.cursor, o):
             self.orders_refused += 1
             raise OrderRefused(f"order ring of {self.name} is full: the gateway is not reading it")
-        if o.action == ACTION_NEW and self.trace_len < self.trace_cap:
-            row = self.trace_data + 2 * self.trace_len
-            row[0], row[1] = <int64_t>o.client_order_id, self.trigger_ts
-            self.trace_len += 1
+        if o.action == ACTION_NEW and self._trace is not None:
+            row = self._trace.next_row()
+            if row != NULL:
+                row[0], row[1] = <int64_t>o.client_order_id, self.trigger_ts
         return 0
 
 

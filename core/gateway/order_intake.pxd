@@ -3,6 +3,7 @@
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from ttquant.core.records cimport ttq_order
 from ttquant.core.gateway.risk cimport RiskEngine
+from ttquant.core.latency_trace cimport LatencyTrace
 
 cdef enum:
     MAX_ORDER_RINGS = 256
@@ -32,9 +33,7 @@ cdef class OrderIntake:
     cdef object ticks                       # BroadcastReader of the venue's tick ring, or None
     cdef object _spare                      # an Order ready for the next pop
     cdef void *_spare_data
-    cdef object _trace                      # int64 (n, 5): strategy, client id, created, taken, checked
-    cdef int64_t *trace_data                # _trace's rows, kept alive by it
-    cdef Py_ssize_t trace_len, trace_cap
+    cdef LatencyTrace _trace                # strategy, client id, created, taken, checked (or None)
     cdef readonly uint64_t orders, wrong_strategy
     cdef ttq_order last_new                 # the last new order checked (rehearsed while idle)
 

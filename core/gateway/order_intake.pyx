@@ -8,9 +8,8 @@ journals and sends what already passed (or reports the code it was refused with)
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-import numpy as np
-
 from ttquant.core.includes.atomics cimport ttq_now_ns
+from ttquant.core.latency_trace cimport LatencyTrace
 from ttquant.core.records cimport (
     ttq_order, ttq_market_event, Order, new_record, RECORD_ORDER, ACTION_NEW, REJECT_NONE,
     REJECT_BAD_FIELD, REJECT_DUPLICATE_ORDER_ID,
@@ -101,15 +100,11 @@ cdef class OrderIntake:
     def start_trace(self, Py_ssize_t capacity=1 << 18):
         """Record (strategy, client id, created, taken, checked) per new order, for latency
         reports (taken: read from its ring; checked: every risk check done)."""
-        cdef int64_t[:, ::1] view
-        self._trace = np.empty((max(capacity, 1), 5), np.int64)
-        self._trace.fill(0)         # every page touched now: no page fault on the order path
-        view = self._trace
-        self.trace_data, self.trace_cap, self.trace_len = &view[0, 0], view.shape[0], 0
+        self._trace = LatencyTrace(5, capacity)
 
     @property
     def trace(self):
-        return None if self._trace is None else self._trace[:self.trace_len]
+        return None if self._trace is None else self._trace.rows
 
     cdef void read_ticks(self) noexcept:
         cdef ttq_market_event ev
@@ -139,11 +134,10 @@ cdef class OrderIntake:
             if code == REJECT_NONE:
                 self.risk.reserve_new(o)
             memcpy(&self.last_new, o, sizeof(ttq_order))
-        if self.trace_len < self.trace_cap:
-            row = self.trace_data + 5 * self.trace_len
+        row = self._trace.next_row() if self._trace is not None else NULL
+        if row != NULL:
             row[0], row[1], row[2], row[3] = o.strategy_id, <int64_t>o.client_order_id, o.ts_created, now
             row[4] = ttq_now_ns()
-            self.trace_len += 1
         return code
 
     def take(self, Py_ssize_t ring, Order order not None):
