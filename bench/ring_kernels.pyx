@@ -284,27 +284,6 @@ def pace_ticks(BroadcastWriter w, const unsigned char[::1] records, Py_ssize_t n
     finally:
         close(fd)
 
-from ttquant.core.records cimport ttq_order
-
-
-def pace_orders(SpscWriter w, const unsigned char[::1] order, Py_ssize_t n, int64_t interval_ns, uint64_t first_id):
-    """Push n copies of one Order (56 bytes), client ids from first_id, ts_created stamped at the
-    store, one every interval_ns, spinning in between (a gateway's intake measured alone)."""
-    cdef ttq_order o
-    cdef int64_t t
-    cdef Py_ssize_t k
-    memcpy(&o, &order[0], sizeof(ttq_order))
-    with nogil:
-        t = ttq_monotonic_ns()
-        for k in range(n):
-            o.client_order_id = first_id + k
-            o.ts_created = ttq_now_ns()
-            spsc_push(&w.cursor, &o)
-            t += interval_ns
-            while ttq_monotonic_ns() < t:
-                ttq_cpu_relax()
-
-
 def stall_probe(int64_t duration_ns, int64_t threshold_ns):
     """Spin on the clock for duration_ns and count the gaps over threshold_ns: time this vCPU
     was not running us (hypervisor, interrupts). Returns (gaps, their total ns, the longest)."""

@@ -188,13 +188,11 @@ class Gateway:
         venue = self.adapter.balances()
         if not venue:
             return
-        if not report:
-            for asset, amount in venue.items():
-                self.risk.set_balance(asset, amount)
-            return
-        had = self.risk.state()["balances"]
+        had = self.risk.state()["balances"] if report else {}
         for asset, amount in sorted(venue.items()):
             self.risk.set_balance(asset, amount)
+        if not report:
+            return
         log.info("balances from the venue: %s", ", ".join(
             f"{a} {Decimal(v).scaleb(-8)}" + (f" (had {Decimal(had[a]).scaleb(-8)})" if a in had and had[a] != v else "")
             for a, v in sorted(venue.items())))
