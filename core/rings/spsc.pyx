@@ -11,7 +11,7 @@ from ttquant.core.includes.atomics cimport ttq_load_acquire_u64, ttq_load_relaxe
 from ttquant.core.includes.ring_layout cimport TTQ_KIND_SPSC
 from ttquant.core.records cimport new_record, record_data
 from ttquant.core.rings.segment cimport (
-    RingSegment, get_record_buffer, open_ring, recover_write_position, timeout_to_ns,
+    RingSegment, get_record_buffer, open_ring, timeout_to_ns,
 )
 from ttquant.core.rings.wake cimport parse_wait_policy, wait_read, wake_readers
 
@@ -48,7 +48,9 @@ cdef class SpscWriter:
         self.segment = seg
         self.record_type = record_type
         self.cursor.ring = seg.view()
-        self.cursor.position = recover_write_position(&self.cursor.ring)
+        # The reader goes by write_position alone: slots a dead writer filled past it were never
+        # published, and are written over (a broadcast ring's readers go by stamps instead).
+        self.cursor.position = ttq_load_acquire_u64(&self.cursor.ring.header.write_position)
         self.cursor.write_limit = self.cursor.position     # look at the reader on the first push
 
     cpdef push(self, object record):

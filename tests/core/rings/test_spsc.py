@@ -79,6 +79,27 @@ def test_writer_restart_continues_without_duplicates(ring):
         assert [o.client_order_id for o in iter(r.poll, None)] == [0, 1, 2]
 
 
+
+def test_writer_killed_inside_push_many_never_publishes_the_unfinished_batch(ring):
+    """A writer that died after filling a batch's slots but before its position store left
+    complete slots past write_position that the reader never saw: the next writer writes over
+    them instead of publishing them late."""
+    import struct
+    name = ring("orders", "s1")
+    with SpscReader(name, ORD, capacity=8, create=True) as r:
+        with SpscWriter(name, ORD, 8) as w:
+            batch = np.zeros(3, ORDER_DTYPE)
+            batch["client_order_id"] = [0, 1, 2]
+            assert w.push_many(batch) == 3
+        with open("/dev/shm" + name, "r+b") as f:   # roll write_position back to before 1, 2
+            f.seek(128)
+            f.write(struct.pack("<Q", 1))
+        assert r.available == 1
+        with SpscWriter(name, ORD, 8) as w2:
+            assert w2.position == 1
+            w2.push(_order(10))
+        assert [o.client_order_id for o in iter(r.poll, None)] == [0, 10]
+
 def test_reader_can_create_the_ring_given_its_record_type(ring):
     from ttquant.core.rings.spsc import DEFAULT_SPSC_CAPACITY
     with pytest.raises(ValueError, match="needs a record type"):
