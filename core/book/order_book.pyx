@@ -1,7 +1,7 @@
 """Python face of order_book.pxd: snapshots, levels, top of book, the whole book as arrays."""
 from libc.stdint cimport int64_t, uint32_t, uint64_t
-from libc.stdlib cimport realloc, free
-from libc.string cimport memmove
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy, memmove
 
 import numpy as np
 
@@ -11,31 +11,50 @@ BID, ASK = 0, 1
 cdef Py_ssize_t INITIAL_LEVELS = 256
 
 
-cdef int side_grow(book_side *s) except -1 nogil:
-    cdef Py_ssize_t cap = s.capacity * 2 if s.capacity else INITIAL_LEVELS
-    cdef int64_t *price = <int64_t *>realloc(s.price, cap * sizeof(int64_t))
-    if price == NULL:
+cdef int side_place(book_side *s, Py_ssize_t capacity) except -1 nogil:
+    """Move the levels to the middle of fresh room of `capacity` slots (more than count)."""
+    cdef int64_t *price = <int64_t *>malloc(capacity * sizeof(int64_t))
+    cdef int64_t *qty = <int64_t *>malloc(capacity * sizeof(int64_t))
+    if price == NULL or qty == NULL:
+        free(price)
+        free(qty)
         with gil:
             raise MemoryError("order book side")
-    s.price = price
-    cdef int64_t *qty = <int64_t *>realloc(s.qty, cap * sizeof(int64_t))
-    if qty == NULL:
-        with gil:
-            raise MemoryError("order book side")
-    s.qty = qty
-    s.capacity = cap
+    cdef Py_ssize_t front = (capacity - s.count) // 2
+    if s.count:
+        memcpy(price + front, s.price, s.count * sizeof(int64_t))
+        memcpy(qty + front, s.qty, s.count * sizeof(int64_t))
+    free(s.price_room)
+    free(s.qty_room)
+    s.price_room, s.qty_room, s.capacity = price, qty, capacity
+    s.price, s.qty = price + front, qty + front
     return 0
+
+
+cdef void side_recentre(book_side *s) noexcept nogil:
+    """The same room, the levels moved to its middle."""
+    cdef Py_ssize_t front = (s.capacity - s.count) // 2
+    memmove(s.price_room + front, s.price, s.count * sizeof(int64_t))
+    memmove(s.qty_room + front, s.qty, s.count * sizeof(int64_t))
+    s.price, s.qty = s.price_room + front, s.qty_room + front
 
 
 cdef int side_set(book_side *s, int64_t price, int64_t qty) except -1 nogil:
     """Set the quantity at price (0 removes the level); returns a level_change."""
     cdef Py_ssize_t i = side_search(s, price)
     cdef bint present = i < s.count and s.price[i] == price
+    cdef Py_ssize_t free_below, free_above
     if qty == 0:
         if not present:
             return LEVEL_UNCHANGED
-        memmove(&s.price[i], &s.price[i + 1], (s.count - i - 1) * sizeof(int64_t))
-        memmove(&s.qty[i], &s.qty[i + 1], (s.count - i - 1) * sizeof(int64_t))
+        if i < s.count - 1 - i:         # close the gap from below: the deeper levels move up
+            memmove(s.price + 1, s.price, i * sizeof(int64_t))
+            memmove(s.qty + 1, s.qty, i * sizeof(int64_t))
+            s.price += 1
+            s.qty += 1
+        else:
+            memmove(s.price + i, s.price + i + 1, (s.count - i - 1) * sizeof(int64_t))
+            memmove(s.qty + i, s.qty + i + 1, (s.count - i - 1) * sizeof(int64_t))
         s.count -= 1
         return LEVEL_REMOVED
     if present:
@@ -43,10 +62,23 @@ cdef int side_set(book_side *s, int64_t price, int64_t qty) except -1 nogil:
             return LEVEL_UNCHANGED
         s.qty[i] = qty
         return LEVEL_SET
-    if s.count == s.capacity:
-        side_grow(s)
-    memmove(&s.price[i + 1], &s.price[i], (s.count - i) * sizeof(int64_t))
-    memmove(&s.qty[i + 1], &s.qty[i], (s.count - i) * sizeof(int64_t))
+    free_below = s.price - s.price_room
+    free_above = s.capacity - free_below - s.count
+    if (i < s.count - i and free_below == 0) or (i >= s.count - i and free_above == 0):
+        # room runs out on the cheap side: recentre while at least a third is free (each
+        # recentre then buys count/4 cheap inserts), else double the room
+        if 3 * (s.capacity - s.count) >= s.capacity:
+            side_recentre(s)
+        else:
+            side_place(s, 2 * s.capacity)
+    if i < s.count - i:                 # the deeper levels move down one
+        memmove(s.price - 1, s.price, i * sizeof(int64_t))
+        memmove(s.qty - 1, s.qty, i * sizeof(int64_t))
+        s.price -= 1
+        s.qty -= 1
+    else:
+        memmove(s.price + i + 1, s.price + i, (s.count - i) * sizeof(int64_t))
+        memmove(s.qty + i + 1, s.qty + i, (s.count - i) * sizeof(int64_t))
     s.price[i] = price
     s.qty[i] = qty
     s.count += 1
@@ -55,6 +87,7 @@ cdef int side_set(book_side *s, int64_t price, int64_t qty) except -1 nogil:
 
 cdef void side_clear(book_side *s) noexcept nogil:
     s.count = 0
+    side_recentre(s)
 
 
 cdef class OrderBook:
@@ -64,14 +97,14 @@ cdef class OrderBook:
         self.instrument_id = instrument_id
         self.bids.is_ask = False
         self.asks.is_ask = True
-        side_grow(&self.bids)
-        side_grow(&self.asks)
+        side_place(&self.bids, INITIAL_LEVELS)
+        side_place(&self.asks, INITIAL_LEVELS)
 
     def __dealloc__(self):
-        free(self.bids.price)
-        free(self.bids.qty)
-        free(self.asks.price)
-        free(self.asks.qty)
+        free(self.bids.price_room)
+        free(self.bids.qty_room)
+        free(self.asks.price_room)
+        free(self.asks.qty_room)
 
     cdef int set_level(self, bint is_ask, int64_t price, int64_t qty) except -1 nogil:
         return side_set(self.side(is_ask), price, qty)

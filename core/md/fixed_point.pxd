@@ -27,12 +27,81 @@ cdef extern from *:
 DEF FIXED_MAX = 9223372036854775807
 
 
+cdef inline int fixed_scale(uint64_t value, int decimals, int precision, int64_t *out) noexcept nogil:
+    """value with `decimals` decimals (all digits < 10**19) at `precision`: FIXED_OK, or -1
+    for anything the exact parser must judge (digits past the precision, overflow)."""
+    cdef uint64_t scale
+    if decimals > precision:
+        scale = ttq_pow10[decimals - precision]
+        if value % scale:
+            return -1
+        value //= scale
+    else:
+        scale = ttq_pow10[precision - decimals]
+        if value > <uint64_t>FIXED_MAX // scale:
+            return -1
+        value *= scale
+    out[0] = <int64_t>value
+    return FIXED_OK
+
+
 cdef inline int parse_fixed(const char *s, Py_ssize_t n, int precision, bint allow_negative,
                             int64_t *out) noexcept nogil:
     """s[0:n] as an int64 at `precision` decimals (0..18) into *out; FIXED_OK or the reason.
 
     The whole string is checked before a reason is given, in this order: syntax, empty,
     too precise, overflow, negative (so "1.2x" is syntax, not too precise)."""
+    # what venues send (unsigned, at most 19 digits, one point) in one tight loop; anything
+    # else, and every refusal, is the exact parser's
+    cdef Py_ssize_t i, dot = -1
+    cdef uint64_t value = 0
+    cdef unsigned int d
+    if 0 < n <= 19:
+        for i in range(n):
+            d = <unsigned char>s[i] - 48
+            if d < 10:
+                value = value * 10 + d
+            elif s[i] == b'.' and dot < 0:
+                dot = i
+            else:
+                break
+        else:
+            if n > 1 or dot < 0:
+                if fixed_scale(value, n - dot - 1 if dot >= 0 else 0, precision, out) == FIXED_OK:
+                    return FIXED_OK
+    return parse_fixed_exact(s, n, precision, allow_negative, out)
+
+
+cdef inline int parse_fixed_quoted(const char *s, int precision, int64_t *out,
+                                   const char **after) noexcept nogil:
+    """parse_fixed of the string that starts at s and ends at the next '"' (which the caller
+    knows is there), read in the same pass that finds the quote; *after: past the quote."""
+    cdef const char *p = s
+    cdef const char *dot = NULL
+    cdef uint64_t value = 0
+    cdef unsigned int d
+    while True:
+        d = <unsigned char>p[0] - 48
+        if d < 10:
+            value = value * 10 + d
+        elif p[0] == b'.' and dot == NULL:
+            dot = p
+        else:
+            break
+        p += 1
+    if p[0] == b'"' and 0 < p - s <= 19 and (p - s > 1 or dot == NULL):
+        after[0] = p + 1
+        if fixed_scale(value, p - dot - 1 if dot != NULL else 0, precision, out) == FIXED_OK:
+            return FIXED_OK
+    while p[0] != b'"':
+        p += 1
+    after[0] = p + 1
+    return parse_fixed_exact(s, p - s, precision, False, out)
+
+
+cdef inline int parse_fixed_exact(const char *s, Py_ssize_t n, int precision, bint allow_negative,
+                                  int64_t *out) noexcept nogil:
+    """parse_fixed, one character at a time, judging everything."""
     cdef Py_ssize_t i = 0
     cdef uint64_t value = 0
     cdef int decimals = -1      # digits taken after the point; -1: no point yet

@@ -2,7 +2,7 @@
 from libc.stdint cimport int64_t
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 
-__all__ = ["parse_fixed_str", "format_fixed", "FixedPointError", "FIXED_REASONS", "MAX_PRECISION"]
+__all__ = ["parse_fixed_str", "parse_fixed_quoted_str", "format_fixed", "FixedPointError", "FIXED_REASONS", "MAX_PRECISION"]
 
 MAX_PRECISION = 18
 FIXED_REASONS = {
@@ -42,3 +42,22 @@ def format_fixed(long long raw, int precision):
         return sign + digits
     whole, frac = digits[:-precision], digits[-precision:].rstrip("0")
     return f"{sign}{whole}.{frac}" if frac else sign + whole
+
+
+def parse_fixed_quoted_str(str text, int precision):
+    """parse_fixed_str of text (no '"' in it, no sign allowed) as the depth levels are read:
+    the string is followed by its closing quote and parsed in the pass that finds it."""
+    if not 0 <= precision <= MAX_PRECISION:
+        raise ValueError(f"precision {precision} is outside 0..{MAX_PRECISION}")
+    if '"' in text:
+        raise ValueError("text must not contain a quote")
+    cdef bytes quoted = (text + '"').encode()
+    cdef const char *s = quoted
+    cdef const char *after
+    cdef int64_t value
+    cdef int status = parse_fixed_quoted(s, precision, &value, &after)
+    if after != s + len(quoted):
+        raise AssertionError(f"read {after - s} bytes of {len(quoted)}")
+    if status != FIXED_OK:
+        raise FixedPointError(text, precision, FIXED_REASONS[status])
+    return value

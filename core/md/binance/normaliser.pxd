@@ -91,6 +91,7 @@ cdef class BinanceNormaliser:
     cdef void begin_replay(self) noexcept
     cdef void end_replay(self) noexcept
     cdef int publish(self) except -1
+    cdef int publish_stamped(self) except -1
     cdef int on_depth(self, SymbolState st, dict data) except -1
     cdef int publish_changes(self, SymbolState st, uint64_t first_id, uint64_t last_id,
                              uint64_t prev_id, int extra_flags) except -1

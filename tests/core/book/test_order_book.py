@@ -75,3 +75,45 @@ def test_grows_past_initial_capacity():
     assert bids.tolist() == [[5000, 5000], [4999, 4999], [4998, 4998]]
     assert asks.tolist() == [[10_001, 1], [10_002, 2], [10_003, 3]]
     assert np.all(np.diff(book.levels(BID)[:, 0]) < 0)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_levels_added_and_removed_at_both_ends_and_inside_match_a_dict_model(seed):
+    """Runs of inserts below the deepest level and above the best, then removals anywhere:
+    each side moves its shorter part, recentres and grows; the book stays the model's."""
+    import random
+    rnd = random.Random(seed)
+    book = OrderBook()
+    model = {BID: {}, ASK: {}}
+
+    def check():
+        for side in (BID, ASK):
+            want = sorted(model[side].items(), reverse=(side == BID))
+            assert [tuple(x) for x in book.levels(side).tolist()] == want
+
+    def put(side, price, qty):
+        book.set(side, price, qty)
+        if qty:
+            model[side][price] = qty
+        else:
+            model[side].pop(price, None)
+
+    for run in range(30):
+        side = rnd.choice((BID, ASK))
+        prices = list(model[side]) or [50_000]
+        low, high = min(prices), max(prices)
+        kind = rnd.choice(("deeper", "better", "inside", "remove"))
+        for _ in range(rnd.randint(1, 400)):
+            if kind == "deeper" or kind == "better":
+                away = (kind == "deeper") == (side == BID)      # bids: deeper is lower
+                low, high = (low - rnd.randint(1, 3), high) if away else (low, high + rnd.randint(1, 3))
+                put(side, low if away else high, rnd.randint(1, 9))
+            elif kind == "inside":
+                put(side, rnd.randint(low, high), rnd.randint(0, 9))
+            elif model[side]:
+                put(side, rnd.choice(list(model[side])), 0)
+        check()
+    book.clear()
+    assert book.depth == (0, 0)
+    book.set(BID, 7, 1)
+    assert book.levels(BID).tolist() == [[7, 1]]

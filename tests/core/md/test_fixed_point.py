@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ttquant.core.md.fixed_point import FixedPointError, format_fixed, parse_fixed_str
+from ttquant.core.md.fixed_point import FixedPointError, format_fixed, parse_fixed_quoted_str, parse_fixed_str
 
 INT64_MAX = 2**63 - 1
 SHAPE = re.compile(r"-?(\d+\.?\d*|\.\d+)\Z")
@@ -34,6 +34,13 @@ def model(text, precision, allow_negative):
 def outcome(text, precision, allow_negative):
     try:
         return parse_fixed_str(text, precision, allow_negative)
+    except FixedPointError as exc:
+        return exc.reason
+
+
+def quoted_outcome(text, precision):
+    try:
+        return parse_fixed_quoted_str(text, precision)
     except FixedPointError as exc:
         return exc.reason
 
@@ -96,3 +103,16 @@ def test_format_then_parse_round_trips(raw, precision):
     text = format_fixed(raw, precision)
     assert Decimal(text) == Decimal(raw).scaleb(-precision)
     assert parse_fixed_str(text, precision, True) == raw
+
+
+@settings(max_examples=1500)
+@given(st.one_of(decimal_text, st.text(alphabet=st.sampled_from(list("0123456789.-+eE ,\\\x00\u00e9")), max_size=24)),
+       st.integers(0, 18))
+@example("61837.63000000", 2)
+@example("1234567890123456789", 0)        # 19 digits: past int64 at any precision
+@example("9223372036854775807", 0)
+@example("0.000000000000000000001", 18)
+def test_the_depth_levels_reader_agrees_with_parse_fixed(text, precision):
+    """The levels of a depth diff are parsed while their closing quote is found: same values,
+    same refusals, and it stops right after the quote."""
+    assert quoted_outcome(text, precision) == outcome(text, precision, False)
