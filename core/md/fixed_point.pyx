@@ -55,7 +55,7 @@ def parse_fixed_quoted_str(str text, int precision):
     cdef const char *s = quoted
     cdef const char *after
     cdef int64_t value
-    cdef int status = parse_fixed_quoted(s, precision, &value, &after)
+    cdef int status = parse_fixed_quoted(s, s + len(quoted), precision, &value, &after)
     if after != s + len(quoted):
         raise AssertionError(f"read {after - s} bytes of {len(quoted)}")
     if status != FIXED_OK:

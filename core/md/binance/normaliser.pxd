@@ -97,4 +97,4 @@ cdef class BinanceNormaliser:
                              uint64_t prev_id, int extra_flags) except -1
     cdef int publish_bbo_if_moved(self, SymbolState st) except -1
     cdef SymbolState find_symbol(self, const char *s, Py_ssize_t n)
-    cdef int fast_frame(self, int64_t ts_recv) except -1
+    cdef int fast_frame(self, int64_t ts_recv, const char *frame_end) except -1

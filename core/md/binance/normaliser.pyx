@@ -166,8 +166,8 @@ cdef inline bint get_price(const frame_scan *f, int i, int precision, int64_t *o
     return get_qty(f, i, precision, out) and out[0] > 0
 
 
-cdef bint parse_levels_into(BookSync sync, const scan_value *levels, Py_ssize_t at, int pp, int qp,
-                            uint32_t is_ask) noexcept:
+cdef bint parse_levels_into(BookSync sync, const scan_value *levels, const char *end, Py_ssize_t at,
+                            int pp, int qp, uint32_t is_ask) noexcept:
     """The pairs of a levels array the scan checked (closed, strings without escapes), each
     string parsed in the pass that finds its closing quote."""
     cdef const char *p = levels.ptr
@@ -177,11 +177,11 @@ cdef bint parse_levels_into(BookSync sync, const scan_value *levels, Py_ssize_t 
         level = &sync.levels[at + k]
         while p[0] != b'"':
             p += 1
-        if parse_fixed_quoted(p + 1, pp, &level.price, &p) != FIXED_OK or level.price <= 0:
+        if parse_fixed_quoted(p + 1, end, pp, &level.price, &p) != FIXED_OK or level.price <= 0:
             return False
         while p[0] != b'"':
             p += 1
-        if parse_fixed_quoted(p + 1, qp, &level.qty, &p) != FIXED_OK:
+        if parse_fixed_quoted(p + 1, end, qp, &level.qty, &p) != FIXED_OK:
             return False
         level.is_ask = is_ask
     return True
@@ -275,7 +275,7 @@ cdef class BinanceNormaliser:
             i = (i + 1) & self.sym_mask
         return None
 
-    cdef int fast_frame(self, int64_t ts_recv) except -1:
+    cdef int fast_frame(self, int64_t ts_recv, const char *frame_end) except -1:
         """Publish a hot frame straight from the scan: 1 if done, 0 to take the orjson path.
         Nothing is counted or published before every field has been read successfully."""
         cdef frame_scan *f = &self.scan
@@ -385,8 +385,8 @@ cdef class BinanceNormaliser:
             return 0
         cdef Py_ssize_t nb = f.field[F_b].len, na = f.field[F_a].len
         sync.ensure_levels(nb + na)
-        if not (parse_levels_into(sync, &f.field[F_b], 0, pp, qp, 0)
-                and parse_levels_into(sync, &f.field[F_a], nb, pp, qp, 1)):
+        if not (parse_levels_into(sync, &f.field[F_b], frame_end, 0, pp, qp, 0)
+                and parse_levels_into(sync, &f.field[F_a], frame_end, nb, pp, qp, 1)):
             return 0
         sync.apply_diff(last_id, nb + na)
         self.count[C_DEPTH_UPDATES] += 1
@@ -433,7 +433,7 @@ cdef class BinanceNormaliser:
 
     cdef int handle(self, bytes payload, int64_t ts_recv) except -1:
         if self.fast_path_enabled and scan_frame(payload, len(payload), &self.scan) == SCAN_OK:
-            if self.fast_frame(ts_recv):
+            if self.fast_frame(ts_recv, <const char *>payload + len(payload)):
                 self.count[C_FAST_PATH] += 1
                 return 0
         try:
