@@ -27,6 +27,36 @@ def pytest_configure(config):
         pytest.exit(f"bench kernels are not built in {KERNELS_DIR}: run `make bench`", returncode=2)
 
 
+class PeerResults:
+    """Figures of peers measured inside another benchmark's run (interleaved with it): each
+    becomes a results.json entry of its own, a copy of that benchmark's with its extra_info."""
+
+    def __init__(self):
+        self.entries = []       # (benchmark name, impl, extra_info)
+
+    def add(self, benchmark, impl, info):
+        self.entries.append((benchmark.name, impl, info))
+
+
+PEER_RESULTS = PeerResults()
+
+
+@pytest.fixture
+def peer_results():
+    return PEER_RESULTS
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    by_name = {b["name"]: b for b in output_json["benchmarks"]}
+    for name, impl, info in PEER_RESULTS.entries:
+        parent = by_name.get(name)
+        if parent is None:
+            continue
+        entry = dict(parent, name=f"{name}[{impl}]", fullname=f"{parent['fullname']}[{impl}]",
+                     extra_info=info)
+        output_json["benchmarks"].append(entry)
+
+
 @pytest.fixture
 def peers():
     p = Peers()
