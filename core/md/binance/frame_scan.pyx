@@ -9,7 +9,8 @@ DEF MAX_DEPTH = 16
 
 
 cdef inline const char *skip_ws(const char *p, const char *end) noexcept nogil:
-    while p < end and (p[0] == b' ' or p[0] == b'\n' or p[0] == b'\r' or p[0] == b'\t'):
+    # venues send no whitespace: one compare says so for anything above ' '
+    while p < end and <unsigned char>p[0] <= 32 and (p[0] == b' ' or p[0] == b'\n' or p[0] == b'\r' or p[0] == b'\t'):
         p += 1
     return p
 
