@@ -79,6 +79,8 @@ cdef inline int parse_fixed(const char *s, Py_ssize_t n, int precision, bint all
     return parse_fixed_exact(s, n, precision, allow_negative, out)
 
 
+# The eight-digit helpers read a loaded word as little-endian (x86-64, aarch64): the first
+# character is its lowest byte.
 cdef inline bint eight_digits(uint64_t w) noexcept nogil:
     """Every byte of w (eight characters as loaded) is '0'..'9'."""
     return ((w & 0xF0F0F0F0F0F0F0F0ULL)
@@ -102,18 +104,21 @@ cdef inline int parse_fixed_quoted(const char *s, const char *end, int precision
     cdef const char *dot = NULL
     cdef uint64_t value = 0, w
     cdef unsigned int d
+    cdef bint try_eight = True     # at the start and right after the point: where runs begin
     while True:
-        if end - p >= 8:
+        if try_eight and end - p >= 8:  # the load stays before end; it never spans the quote
             memcpy(&w, p, 8)
             if eight_digits(w):
                 value = value * 100000000 + eight_digits_value(w)
                 p += 8
                 continue
+        try_eight = False
         d = <unsigned char>p[0] - 48
         if d < 10:
             value = value * 10 + d
         elif p[0] == b'.' and dot == NULL:
             dot = p
+            try_eight = True
         else:
             break
         p += 1

@@ -49,6 +49,7 @@ cdef RingSegment open_ring(str name, uint32_t ring_kind, object record_type, obj
                            uint64_t default_capacity)
 
 
+# Broadcast rings only (their readers go by stamps; an SPSC writer restarts at write_position).
 # A writer killed between a slot's final stamp and the position store left one complete
 # record past write_position: keep it (never publish that position twice). Returns the
 # position the attaching writer continues from, and wakes anyone asleep on the kept record.
