@@ -7,7 +7,7 @@ from cpython.ref cimport PyObject
 
 import numpy as np
 
-from ttquant.core.book.order_book cimport OrderBook
+from ttquant.core.book.order_book cimport OrderBook, side_set
 from ttquant.core.md.fixed_point cimport parse_fixed, FIXED_OK
 
 __all__ = ["BookSync", "SPOT", "FUTURES", "DiffResult", "SnapshotResult"]
@@ -117,7 +117,7 @@ cdef class BookSync:
         """Apply n parsed levels; the ones that changed the book are moved to the front."""
         cdef Py_ssize_t i, changed = 0
         for i in range(n):
-            if self.book.set_level(self.levels[i].is_ask, self.levels[i].price, self.levels[i].qty):
+            if side_set(self.book.side(self.levels[i].is_ask), self.levels[i].price, self.levels[i].qty):
                 self.levels[changed] = self.levels[i]
                 changed += 1
         self.n_changes = changed

@@ -28,7 +28,7 @@ cdef inline uint64_t special_bytes(uint64_t x) noexcept nogil:
             | ((x - ones * 0x20) & ~x) | x) & high
 
 
-cdef const char *scan_string(const char *p, const char *end, const char **start,
+cdef inline const char *scan_string(const char *p, const char *end, const char **start,
                              Py_ssize_t *length) noexcept nogil:
     """p at the opening quote; the byte after the closing one, or NULL (escape, control, end)."""
     cdef unsigned char c
