@@ -119,31 +119,53 @@ cdef const char *scan_levels(const char *p, const char *end, Py_ssize_t *count) 
     return NULL
 
 
-cdef const char *skip_value(const char *p, const char *end) noexcept nogil:
-    """Any JSON value the fast path does not use; NULL if it is not plain enough to skip."""
+cdef inline const char *member_key(const char *p, const char *end) noexcept nogil:
+    """p at a member's opening quote: past its key and the ':' after it, or NULL."""
     cdef const char *s
     cdef Py_ssize_t length
+    if p >= end or p[0] != b'"':
+        return NULL
+    p = scan_string(p, end, &s, &length)
+    if p == NULL:
+        return NULL
+    p = skip_ws(p, end)
+    if p >= end or p[0] != b':':
+        return NULL
+    return p + 1
+
+
+cdef const char *skip_value(const char *p, const char *end) noexcept nogil:
+    """Any JSON value the fast path does not use, checked as strictly as orjson checks it
+    (the frame is published from this scan); NULL if it is not plain enough to skip."""
+    cdef const char *s
+    cdef Py_ssize_t length
+    cdef char closer[MAX_DEPTH]         # what closes each open container: '}' or ']'
     cdef int depth = 0
     cdef int64_t ignored
-    while p < end:
-        p = skip_ws(p, end)
+    while True:
+        p = skip_ws(p, end)                 # at a value
         if p >= end:
             return NULL
-        if p[0] == b'"':
+        if p[0] == b'{' or p[0] == b'[':
+            if depth == MAX_DEPTH:
+                return NULL
+            closer[depth] = b'}' if p[0] == b'{' else b']'
+            depth += 1
+            p = skip_ws(p + 1, end)
+            if p >= end:
+                return NULL
+            if p[0] != closer[depth - 1]:   # not empty: its first member or element
+                if closer[depth - 1] == b'}':
+                    p = member_key(p, end)
+                    if p == NULL:
+                        return NULL
+                continue
+            depth -= 1
+            p += 1
+        elif p[0] == b'"':
             p = scan_string(p, end, &s, &length)
             if p == NULL:
                 return NULL
-        elif p[0] == b'{' or p[0] == b'[':
-            depth += 1
-            if depth > MAX_DEPTH:
-                return NULL
-            p += 1
-            continue
-        elif p[0] == b'}' or p[0] == b']':
-            if depth == 0:
-                return NULL
-            depth -= 1
-            p += 1
         elif p[0] == b't' and end - p >= 4 and memcmp(p, b"true", 4) == 0:
             p += 4
         elif p[0] == b'f' and end - p >= 5 and memcmp(p, b"false", 5) == 0:
@@ -154,18 +176,24 @@ cdef const char *skip_value(const char *p, const char *end) noexcept nogil:
             p = scan_int(p, end, &ignored)      # strict: a float makes the whole frame fall back
             if p == NULL:
                 return NULL
-        p = skip_ws(p, end)
-        if depth == 0:
-            return p
-        if p < end and p[0] == b',':
-            p += 1
-        elif p < end and (p[0] == b'}' or p[0] == b']'):
-            continue
-        elif p < end and p[0] == b':':
-            p += 1
-        else:
-            return NULL
-    return NULL
+        while True:                         # after a value: close containers, or the next one
+            p = skip_ws(p, end)
+            if depth == 0:
+                return p
+            if p >= end:
+                return NULL
+            if p[0] == closer[depth - 1]:
+                depth -= 1
+                p += 1
+                continue
+            if p[0] != b',':
+                return NULL
+            p = skip_ws(p + 1, end)
+            if closer[depth - 1] == b'}':
+                p = member_key(p, end)
+                if p == NULL:
+                    return NULL
+            break
 
 
 cdef inline int field_index(const char *k, Py_ssize_t n) noexcept nogil:

@@ -107,3 +107,18 @@ def _sample_frames():
         frames = list(all_capture_frames())
         _FRAMES.extend(rng.sample(frames, 300))
     return _FRAMES
+
+
+@pytest.mark.parametrize("skipped", [
+    b'{"e":"trade","E":1723161440305]',     # found by the fuzz test above: brackets that do not pair
+    b'[1,{"a":2]}', b'[1:2]', b'{1:2}', b'{"a":1:2}', b'[1,]', b'{"a":1,}', b'{"a"}', b'{,}', b'[,1]',
+    b'{"a":1 "b":2}', b'[1 2]',
+])
+def test_a_value_the_fast_path_skips_is_still_checked_like_json(skipped):
+    """Unknown keys are skipped, not ignored: a frame orjson refuses must take orjson's path."""
+    frame = b'{"stream":"btcusdt@trade","data":{"e":"trade","zz":' + skipped + b',"s":"BTCUSDT"}}'
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(frame)
+    assert scan(frame) is None
+    good = b'{"stream":"btcusdt@trade","data":{"e":"trade","zz":{"a":[1,{"b":[]},"c",{}],"d":true},"s":"BTCUSDT"}}'
+    assert agrees(good) == {"e": "trade", "s": "BTCUSDT"}
