@@ -38,6 +38,7 @@ from ttquant.core.instruments import InstrumentTable, instruments_path
 from ttquant.core.toml_config import read_toml
 from ttquant.core.records import RecordType
 from ttquant.core.rings import BroadcastReader, RingNotFoundError, SpscWriter
+from ttquant.core.service import SystemdNotify, configure_logging
 from ttquant.strategies.base import BaseStrategy, OrderRefused
 from ttquant.strategies.order_entry import RingOrderEntry
 from ttquant.strategies.tick_dispatch import TickDispatch
@@ -325,18 +326,13 @@ class StrategyRunner:
 
 
 def run_strategy(name: str, config_path: str) -> int:
-    logging.basicConfig(level=os.environ.get("TTQ_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     cfg = load_strategy_config(config_path, name)
     cls = load_class(cfg.class_path)
     ctx = LiveContext(cfg)
     ctx.open()
     strategy = cls(ctx, cfg.params)
-    notify = None
-    if os.environ.get("NOTIFY_SOCKET"):
-        import sdnotify
-        notify = sdnotify.SystemdNotifier().notify
-    runner = StrategyRunner(cfg, ctx, strategy, notify)
+    runner = StrategyRunner(cfg, ctx, strategy, SystemdNotify())
     trace_path = os.environ.get("TTQ_STRATEGY_TRACE")
     if trace_path:
         ctx.order_entry.start_trace()   # for latency reports: which tick each order answered

@@ -40,6 +40,7 @@ from ttquant.core.instruments import InstrumentTable, instruments_path
 from ttquant.core.records import ExecReport, Order, OrderAction, OrderStatus, RecordType, RejectCode
 from ttquant.core.rings import BroadcastReader, BroadcastWriter, RingNotFoundError, SpscReader
 from ttquant.core.rings.segment import SHM_DIR
+from ttquant.core.service import SystemdNotify, configure_logging
 
 __all__ = ["Gateway", "run_gateway"]
 
@@ -444,15 +445,9 @@ class Gateway:
 
 
 def run_gateway(config_path: str) -> int:
-    logging.basicConfig(level=os.environ.get("TTQ_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     cfg = load_gateway_config(config_path)
-    notifier = None
-    if os.environ.get("NOTIFY_SOCKET"):
-        import sdnotify
-        n = sdnotify.SystemdNotifier()
-        notifier = n.notify
-    gw = Gateway(cfg, notify=notifier)
+    gw = Gateway(cfg, notify=SystemdNotify())
     gw.setup()
     trace_path = os.environ.get("TTQ_GATEWAY_TRACE")
     if trace_path:

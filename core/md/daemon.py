@@ -33,6 +33,7 @@ from ttquant.core.md.config import MdConfig, load_config
 from ttquant.core.md.feed_stats import FeedStatsWriter
 from ttquant.core.records import RecordType
 from ttquant.core.rings import BroadcastWriter
+from ttquant.core.service import SystemdNotify, configure_logging
 
 __all__ = ["MdDaemon", "run_md", "read_md_counters", "DAEMON_COUNTERS"]
 
@@ -67,20 +68,6 @@ def _enter_thread(what, cpus):
     if cpus:
         os.sched_setaffinity(threading.get_native_id(), set(cpus))
         log.info("%s pinned to CPUs %s", what, sorted(cpus))
-
-
-class _Notifier:
-    """sd_notify when NOTIFY_SOCKET is set (systemd Type=notify), else nothing."""
-
-    def __init__(self):
-        self._n = None
-        if os.environ.get("NOTIFY_SOCKET"):
-            import sdnotify
-            self._n = sdnotify.SystemdNotifier()
-
-    def __call__(self, text: str):
-        if self._n is not None:
-            self._n.notify(text)
 
 
 class _Connection:
@@ -289,7 +276,7 @@ class MdDaemon:
         self.cfg = cfg
         self.stopping = False
         self.stop_event = threading.Event()
-        self.notify = _Notifier()
+        self.notify = SystemdNotify()
         self.snapshot_requests: queue.Queue = queue.Queue()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.feeds: dict[str, _MarketFeed] = {}
@@ -522,8 +509,7 @@ def read_md_counters(ring_name: str) -> dict:
 
 
 def run_md(config_path: str) -> int:
-    logging.basicConfig(level=os.environ.get("TTQ_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(name)s %(threadName)s %(levelname)s %(message)s")
+    configure_logging(threads=True)
     cfg = load_config(config_path)
     daemon = MdDaemon(cfg)
     daemon.setup()
