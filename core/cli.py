@@ -186,14 +186,19 @@ def cmd_rings_demo(args) -> int:
     return run_demo(seconds=args.seconds, venue=args.venue)
 
 
+def _run_daemon(command, run, errors, *args) -> int:
+    """A daemon's exit code; a config it refuses is one line on stderr and exit 2."""
+    try:
+        return run(*args)
+    except errors as exc:
+        print(f"ttquant {command}: {exc}", file=sys.stderr)
+        return 2
+
+
 def cmd_md(args) -> int:
     from ttquant.core.md.config import ConfigError
     from ttquant.core.md.daemon import run_md
-    try:
-        return run_md(args.config)
-    except ConfigError as exc:
-        print(f"ttquant md: {exc}", file=sys.stderr)
-        return 2
+    return _run_daemon("md", run_md, ConfigError, args.config)
 
 
 def cmd_venue_sim(args) -> int:
@@ -214,20 +219,39 @@ def cmd_gateway(args) -> int:
     from ttquant.core.gateway.config import GatewayConfigError
     from ttquant.core.gateway.daemon import run_gateway
     from ttquant.core.gateway.risk_config import RiskConfigError
-    try:
-        return run_gateway(args.config)
-    except (GatewayConfigError, RiskConfigError) as exc:
-        print(f"ttquant gateway: {exc}", file=sys.stderr)
-        return 2
+    return _run_daemon("gateway", run_gateway, (GatewayConfigError, RiskConfigError), args.config)
 
 
 def cmd_strategy_run(args) -> int:
     from ttquant.strategies.runtime import StrategyConfigError, run_strategy
+    return _run_daemon("strategy", run_strategy, StrategyConfigError, args.name, args.config)
+
+
+def cmd_record(args) -> int:
+    from ttquant.sidecars.recorder.config import RecorderConfigError
+    from ttquant.sidecars.recorder.daemon import run_recorder
+    return _run_daemon("record", run_recorder, RecorderConfigError, args.config)
+
+
+def cmd_journal_ls(args) -> int:
+    from ttquant.sidecars.recorder.journal_file import JournalFileError, journal_files
     try:
-        return run_strategy(args.name, args.config)
-    except StrategyConfigError as exc:
-        print(f"ttquant strategy: {exc}", file=sys.stderr)
+        files = journal_files(args.directory)
+    except JournalFileError as exc:
+        print(f"ttquant journal: {exc}", file=sys.stderr)
         return 2
+    if not files:
+        print(f"{args.directory}: no journal files", file=sys.stderr)
+        return 1
+    rows, previous = [], None
+    for f in files:
+        gap = f.first_position - previous.next_position if previous is not None else 0
+        rows.append([os.path.basename(f.path), f.ring_name, str(f.first_position),
+                     str(f.next_position - 1) if f.count else "-", str(f.count),
+                     str(gap) if gap > 0 else "", str(f.torn_bytes or "")])
+        previous = f
+    print(_table(rows, ["file", "ring", "first", "last", "records", "gap before", "torn bytes"]))
+    return 0
 
 
 def cmd_kill(args) -> int:
@@ -320,6 +344,17 @@ def build_parser() -> argparse.ArgumentParser:
     st_run.add_argument("name", help="the strategy's name (its order ring's owner)")
     st_run.add_argument("--config", required=True, help="TOML file (see strategies/runtime.py)")
     st_run.set_defaults(func=cmd_strategy_run)
+
+    record = sub.add_parser("record", help="record a venue's rings into journal files",
+                            description="The recorder sidecar: ticks and exec reports into journal files.")
+    record.add_argument("--config", required=True, help="TOML file (see sidecars/recorder/config.py)")
+    record.set_defaults(func=cmd_record)
+
+    journal = sub.add_parser("journal", help="look at journal files")
+    journal_sub = journal.add_subparsers(dest="journal_command", metavar="SUBCOMMAND", required=True)
+    journal_ls = journal_sub.add_parser("ls", help="one ring's journal files: positions, records, gaps")
+    journal_ls.add_argument("directory", help="a ring's journal directory, e.g. /var/lib/ttquant/journal/binance.ticks")
+    journal_ls.set_defaults(func=cmd_journal_ls)
 
     kill = sub.add_parser("kill", help="engage (or release) a venue's kill switch",
                           description="Every new order rejected (5001) and open orders canceled until released.")

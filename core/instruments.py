@@ -226,6 +226,19 @@ class InstrumentTable:
             raise InstrumentTableError(f"{path}: no instrument table there") from None
         except json.JSONDecodeError as exc:
             raise InstrumentTableError(f"{path}: not JSON ({exc})") from None
+        return cls.from_doc(doc, path)
+
+    @classmethod
+    def from_json(cls, text: str, path: str) -> "InstrumentTable":
+        """A table from to_json()'s text (kept inside another file, such as a journal's header)."""
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InstrumentTableError(f"{path}: not JSON ({exc})") from None
+        return cls.from_doc(doc, path)
+
+    @classmethod
+    def from_doc(cls, doc, path: str) -> "InstrumentTable":
         if not isinstance(doc, dict):
             raise InstrumentTableError(f"{path}: expected an object at the top")
         if doc.get("version") != TABLE_VERSION:

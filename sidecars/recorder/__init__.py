@@ -1,0 +1,1 @@
+"""The recorder sidecar: rings into journal files (DESIGN.md §7)."""

@@ -1,0 +1,185 @@
+"""`ttquant record VENUE --config FILE`: the venue's broadcast rings into journal files.
+
+Each ring goes to its own directory of journal files (journal_file.py). A restarted recorder
+carries on at the position after the last record on disk, so nothing is recorded twice and,
+while the ring still holds them, nothing is missed; what the ring overwrote before the
+recorder read it is a gap between two files, counted and logged. A ring that is unlinked and
+made again (its writer's host rebooted, `ttquant rings rm`) is picked up anew. The recorder
+sleeps when the rings are quiet: it is a sidecar, never on a hot core.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+
+import numpy as np
+
+from ttquant.core.instruments import instruments_path
+from ttquant.core.records import dtype_for
+from ttquant.core.service import SystemdNotify, configure_logging
+from ttquant.core.rings import BroadcastReader, RingNotFoundError
+from ttquant.sidecars.recorder.config import RecorderConfig, load_recorder_config
+from ttquant.sidecars.recorder.journal_file import JournalWriter, journal_files
+from ttquant.sidecars.recorder.ring_tap import read_run
+
+__all__ = ["Recorder", "RingRecorder", "run_recorder"]
+
+log = logging.getLogger("ttquant.recorder")
+SHM = "/dev/shm"
+
+
+class RingRecorder:
+    """One ring into its journal directory."""
+
+    def __init__(self, cfg: RecorderConfig, kind: str):
+        self.cfg, self.kind = cfg, kind
+        self.ring_name = cfg.ring_path(kind)
+        self.directory = cfg.journal_path(kind)
+        self.reader: BroadcastReader | None = None
+        self.writer: JournalWriter | None = None
+        self.buffer = None
+        self.inode = None
+        self.ring_created_ns = 0
+        self.recorded = 0           # records written since start
+        self.lost = 0               # records the ring overwrote before they were read
+        self._reader_lost = 0       # ...as the current reader has counted them
+        self.files = 0              # files opened since start
+
+    def attach(self) -> bool:
+        """Open the ring at the position after the journal's last record; False if no ring yet."""
+        try:
+            inode = os.stat(SHM + self.ring_name).st_ino
+            reader = BroadcastReader(self.ring_name, start="oldest", wait="sleep")
+        except (RingNotFoundError, FileNotFoundError):
+            return False
+        self.ring_created_ns = reader.segment.header_fields()["created_ns"]
+        files = journal_files(self.directory)
+        if files and files[-1].ring_created_ns == self.ring_created_ns:
+            reader.close()          # the ring the journal ends in: carry on after its last record
+            reader = BroadcastReader(self.ring_name, start=files[-1].next_position, wait="sleep")
+        elif files:
+            log.info("%s: a ring the journal has not seen (positions start again): from its oldest "
+                     "record", self.ring_name)
+        self.reader, self.inode, self._reader_lost = reader, inode, 0
+        self.buffer = np.zeros(self.cfg.batch, dtype_for(reader.record_type))
+        log.info("%s: recording into %s from position %d", self.ring_name, self.directory, reader.position)
+        return True
+
+    def _table_json(self) -> str:
+        try:
+            with open(instruments_path(self.cfg.rings_name)) as f:
+                return f.read()
+        except FileNotFoundError:
+            return "{}"
+
+    def _writer_for(self, first: int) -> JournalWriter:
+        w = self.writer
+        if w is not None and (w.next_position != first or w.size >= self.cfg.max_file_bytes
+                              or time.time_ns() - w.created_ns >= self.cfg.max_file_s * 1e9):
+            w.close()
+            w = self.writer = None
+        if w is None:
+            w = self.writer = JournalWriter(self.directory, self.ring_name, self.reader.record_type,
+                                            self.buffer.dtype.itemsize, first, self._table_json(),
+                                            self.ring_created_ns)
+            self.files += 1
+        return w
+
+    def step(self) -> int:
+        """Read and write one batch; returns how many records."""
+        if self.reader is None and not self.attach():
+            return 0
+        n, first = read_run(self.reader, self.buffer)
+        missed = self.reader.lost - self._reader_lost
+        if missed:
+            self.lost += missed
+            self._reader_lost = self.reader.lost
+            log.warning("%s: %d records overwritten before they were read (%d in all); the journal "
+                        "goes on at position %d", self.ring_name, missed, self.lost, first)
+        if n:
+            self._writer_for(first).append(self.buffer[:n])
+            self.recorded += n
+        return n
+
+    def check_ring(self) -> None:
+        """A ring unlinked and made again: the old mapping would never see another record."""
+        if self.reader is None:
+            return
+        try:
+            inode = os.stat(SHM + self.ring_name).st_ino
+        except FileNotFoundError:
+            inode = None
+        if inode != self.inode:
+            while self.step():      # what the old mapping still holds
+                pass
+            log.warning("%s: the ring was made again; recording the new one", self.ring_name)
+            self.close()
+
+    def flush(self, fsync: bool) -> None:
+        if self.writer is not None:
+            self.writer.flush(fsync)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+
+
+class Recorder:
+    def __init__(self, cfg: RecorderConfig, notify=None):
+        self.cfg = cfg
+        self.rings = [RingRecorder(cfg, kind) for kind in cfg.record]
+        self.notify = notify or (lambda text: None)
+        self.stopping = False
+
+    def step(self) -> int:
+        return sum(r.step() for r in self.rings)
+
+    def status_text(self) -> str:
+        return "; ".join(f"{r.kind}: {r.recorded} recorded, {r.lost} lost, {r.files} files"
+                         + ("" if r.reader else " (waiting for the ring)") for r in self.rings)
+
+    def run(self) -> int:
+        idle = self.cfg.idle_sleep_ms / 1e3
+        fsync_every = self.cfg.fsync_interval_ms * 1_000_000
+        last_fsync = last_status = time.monotonic_ns()
+        for r in self.rings:
+            r.attach()
+        self.notify("READY=1")
+        self.notify("STATUS=" + self.status_text())
+        while not self.stopping:
+            if self.step() == 0:
+                time.sleep(idle)
+            now = time.monotonic_ns()
+            if now - last_fsync >= fsync_every:
+                for r in self.rings:
+                    r.flush(fsync=True)
+                last_fsync = now
+            if now - last_status >= 1_000_000_000:
+                for r in self.rings:
+                    r.check_ring()
+                self.notify("WATCHDOG=1")
+                self.notify("STATUS=" + self.status_text())
+                last_status = now
+        self.notify("STOPPING=1")
+        for _ in range(1000):       # what is in the rings now, then on disk
+            if self.step() == 0:
+                break
+        for r in self.rings:
+            r.close()
+        log.info("stopped: %s", self.status_text())
+        return 0
+
+
+def run_recorder(config_path: str) -> int:
+    configure_logging()
+    cfg = load_recorder_config(config_path)
+    rec = Recorder(cfg, notify=SystemdNotify())
+    signal.signal(signal.SIGTERM, lambda *_: setattr(rec, "stopping", True))
+    signal.signal(signal.SIGINT, lambda *_: setattr(rec, "stopping", True))
+    return rec.run()

@@ -1,0 +1,166 @@
+"""Journal files (DESIGN.md §7): one ring's raw records in chunked files, memory-mappable.
+
+    header   header_size bytes (a multiple of 4096, so the records are page aligned):
+             magic b"TTQJRNL1" | layout version u32 | record type u32 | record size u32 |
+             header size u32 | created ns i64 | the ring's created ns i64 (which ring: one
+             made again starts its positions again) | first position u64 | ring name (64 bytes)
+             | instrument table length u32 | pad to 128 | instrument table JSON | zeros
+    records  record_size bytes each, back to back: record i is the ring's position
+             first_position + i (a file holds one unbroken run of positions; a gap in what
+             the recorder could read starts a new file, so gaps are between files)
+
+Files are only ever appended to and never reopened for writing: a writer killed mid-record
+leaves a partial record at the end, which readers leave out (and say so).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import time
+
+import numpy as np
+
+from ttquant.core.instruments import InstrumentTable
+from ttquant.core.records import dtype_for
+
+__all__ = ["JournalWriter", "JournalFile", "JournalFileError", "journal_files", "read_journal",
+           "FILE_SUFFIX", "LAYOUT_VERSION"]
+
+MAGIC = b"TTQJRNL1"
+LAYOUT_VERSION = 1
+FIXED = struct.Struct("<8sIIIIqqQ64sI")       # 116 bytes, padded to FIXED_SIZE
+FIXED_SIZE = 128
+PAGE = 4096
+FILE_SUFFIX = ".ttqj"
+_NAME = re.compile(r"(\d{8}T\d{6})-(\d{20})-(\d{20})\.ttqj\Z")
+
+
+class JournalFileError(ValueError):
+    """A file that is not a journal file of this layout; the message names the file."""
+
+
+def _header(record_type, record_size, first_position, ring_name, ring_created_ns, table_json, created_ns):
+    table = table_json.encode()
+    size = -(-(FIXED_SIZE + len(table)) // PAGE) * PAGE
+    fixed = FIXED.pack(MAGIC, LAYOUT_VERSION, record_type, record_size, size, created_ns,
+                       ring_created_ns, first_position, ring_name.encode()[:64], len(table))
+    return (fixed.ljust(FIXED_SIZE, b"\0") + table).ljust(size, b"\0")
+
+
+class JournalWriter:
+    """Appends one unbroken run of a ring's positions to a new file in directory."""
+
+    def __init__(self, directory: str, ring_name: str, record_type: int, record_size: int,
+                 first_position: int, table_json: str = "{}", ring_created_ns: int = 0):
+        os.makedirs(directory, exist_ok=True)
+        self.created_ns = time.time_ns()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self.created_ns / 1e9))
+        # the name sorts by time, then position; the nanoseconds keep two files of a second apart
+        self.path = os.path.join(directory, f"{stamp}-{self.created_ns:020d}-{first_position:020d}{FILE_SUFFIX}")
+        self.record_size = record_size
+        self.first_position = first_position
+        self.count = 0
+        self.f = open(self.path, "xb")
+        self.f.write(_header(record_type, record_size, first_position, ring_name, ring_created_ns,
+                             table_json, self.created_ns))
+
+    @property
+    def next_position(self) -> int:
+        return self.first_position + self.count
+
+    @property
+    def size(self) -> int:
+        return self.f.tell()
+
+    def append(self, records) -> None:
+        """Append records (a contiguous array of the ring's record dtype, or bytes)."""
+        if isinstance(records, np.ndarray):     # record dtypes overlap fields (unions): as bytes
+            data = memoryview(np.ascontiguousarray(records).view(np.uint8).reshape(-1))
+        else:
+            data = memoryview(records).cast("B")
+        if len(data) % self.record_size:
+            raise ValueError(f"{len(data)} bytes is not a whole number of {self.record_size}-byte records")
+        self.f.write(data)
+        self.count += len(data) // self.record_size
+
+    def flush(self, fsync: bool = False) -> None:
+        self.f.flush()
+        if fsync:
+            os.fsync(self.f.fileno())
+
+    def close(self) -> None:
+        if not self.f.closed:
+            self.flush(fsync=True)
+            self.f.close()
+
+
+class JournalFile:
+    """One journal file read back: its header, and its records as a read-only memory map."""
+
+    def __init__(self, path: str):
+        self.path = path
+        with open(path, "rb") as f:
+            head = f.read(FIXED_SIZE)
+            if len(head) < FIXED_SIZE or head[:8] != MAGIC:
+                raise JournalFileError(f"{path}: not a TTQuant journal file")
+            (_, version, self.record_type, self.record_size, self.header_size, self.created_ns,
+             self.ring_created_ns, self.first_position, ring, table_len) = FIXED.unpack(head[:FIXED.size])
+            if version != LAYOUT_VERSION:
+                raise JournalFileError(f"{path}: layout version {version}, this build reads {LAYOUT_VERSION}")
+            self.ring_name = ring.rstrip(b"\0").decode()
+            self.table_json = f.read(table_len).decode()
+        try:
+            self.dtype = dtype_for(self.record_type)
+        except KeyError as exc:
+            raise JournalFileError(f"{path}: {exc.args[0]}") from None
+        if self.dtype.itemsize != self.record_size:
+            raise JournalFileError(f"{path}: records of {self.record_size} bytes, this build's "
+                                   f"record type {self.record_type} has {self.dtype.itemsize}")
+        body = os.path.getsize(path) - self.header_size
+        self.count = max(body, 0) // self.record_size
+        self.torn_bytes = max(body, 0) % self.record_size      # a writer killed mid-record
+
+    @property
+    def next_position(self) -> int:
+        return self.first_position + self.count
+
+    @property
+    def records(self) -> np.ndarray:
+        if self.count == 0:
+            return np.zeros(0, self.dtype)
+        return np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.header_size,
+                         shape=(self.count,))
+
+    @property
+    def instruments(self) -> InstrumentTable | None:
+        """The instrument table the recorder saw when it opened the file (None if it had none)."""
+        if not self.table_json or not json.loads(self.table_json):
+            return None
+        return InstrumentTable.from_json(self.table_json, f"{self.path} (header)")
+
+    def __repr__(self):
+        return (f"JournalFile({self.path!r}, ring={self.ring_name}, positions "
+                f"{self.first_position}..{self.next_position - 1}, torn_bytes={self.torn_bytes})")
+
+
+def journal_files(directory: str) -> list[JournalFile]:
+    """Every journal file of one ring's directory, in the order they were written."""
+    if not os.path.isdir(directory):
+        return []
+    names = sorted(n for n in os.listdir(directory) if _NAME.match(n))
+    return [JournalFile(os.path.join(directory, n)) for n in names]
+
+
+def read_journal(directory: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """(records, their ring positions, gaps as (first missing, count)) of a ring's journal."""
+    files = [f for f in journal_files(directory) if f.count]
+    if not files:
+        return np.zeros(0, np.uint8), np.zeros(0, np.uint64), []
+    # as bytes: numpy copies a dtype with overlapping fields (unions) field by field, not whole
+    records = np.concatenate([f.records.view(np.uint8).reshape(-1) for f in files]).view(files[0].dtype)
+    positions = np.concatenate([np.arange(f.first_position, f.next_position, dtype=np.uint64) for f in files])
+    gaps = [(a.next_position, b.first_position - a.next_position)
+            for a, b in zip(files, files[1:]) if b.first_position > a.next_position]
+    return records, positions, gaps

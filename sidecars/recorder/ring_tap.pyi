@@ -1,0 +1,3 @@
+from ttquant.core.rings import BroadcastReader
+
+def read_run(reader: BroadcastReader, records) -> tuple[int, int]: ...

@@ -1,0 +1,228 @@
+"""The recorder: every record of the rings in the journal once, at its ring position; what the
+ring overwrote before it was read is a counted gap; a restart (clean or SIGKILL) carries on
+where the journal ends; systemd notify; a bad config names the file and the key."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from ttq_testing import unlink_venue, wait_for
+from ttquant.core.instruments import Instrument, InstrumentTable, MarketType, instruments_path
+from ttquant.core.records import MARKET_EVENT_DTYPE, EXEC_REPORT_DTYPE, RecordType
+from ttquant.core.rings import BroadcastWriter
+from ttquant.sidecars.recorder.config import RecorderConfigError, load_recorder_config
+from ttquant.sidecars.recorder.daemon import Recorder
+from ttquant.sidecars.recorder.journal_file import journal_files, read_journal
+
+CLI = [sys.executable, "-m", "ttquant.core.cli"]
+
+
+def _events(first, n):
+    a = np.zeros(n, MARKET_EVENT_DTYPE)
+    a["seq"] = np.arange(first, first + n)
+    a["price"] = 61_000_00 + np.arange(first, first + n) % 100
+    return a
+
+
+def _config(tmp_path, venue, extra=""):
+    path = tmp_path / "record.toml"
+    path.write_text(f'[rings]\nname = "{venue}"\nrecord = ["ticks", "exec"]\n'
+                    f'[journal]\ndir = "journal"\nfsync_interval_ms = 50\n[loop]\nbatch = 256\n{extra}')
+    return path
+
+
+def _recorder(tmp_path, venue):
+    cfg = load_recorder_config(str(_config(tmp_path, venue)))
+    return cfg, Recorder(cfg)
+
+
+def _drain(rec, until):
+    wait_for(lambda: rec.step() == 0 and until(), timeout=20, what="the recorder to catch up")
+
+
+@pytest.fixture
+def stack(venue, request):
+    capacity = getattr(request, "param", 1024)
+    ticks = BroadcastWriter(f"/ttq.{venue}.ticks", RecordType.MARKET_EVENT, capacity)
+    execs = BroadcastWriter(f"/ttq.{venue}.exec", RecordType.EXEC_REPORT, 1024)
+    yield ticks, execs
+    ticks.close()
+    execs.close()
+    unlink_venue(venue)
+
+
+def test_everything_published_is_recorded_once_at_its_position(stack, venue, tmp_path):
+    ticks, execs = stack
+    table = InstrumentTable(venue)
+    table.add(Instrument(instrument_id=1, venue=venue, symbol="BTCUSDT", market_type=MarketType.SPOT,
+                         base="BTC", quote="USDT", price_precision=2, size_precision=5, tick_size=1,
+                         step_size=1, min_qty=1, max_qty=0, min_price=1, max_price=0, min_notional=0))
+    table.save(instruments_path(venue))
+    ticks.push_many(_events(0, 300))                  # before the recorder: still in the ring
+    cfg, rec = _recorder(tmp_path, venue)
+    for r in rec.rings:
+        assert r.attach()
+    reports = np.zeros(40, EXEC_REPORT_DTYPE)
+    reports["client_order_id"] = np.arange(40)
+    execs.push_many(reports)
+    for k in range(300, 2300, 100):                   # more than the ring holds, read as it goes
+        ticks.push_many(_events(k, 100))
+        rec.step()
+    _drain(rec, lambda: rec.rings[0].recorded == 2300)
+    for r in rec.rings:
+        r.close()
+    records, positions, gaps = read_journal(cfg.journal_path("ticks"))
+    assert list(positions) == list(range(2300)) and gaps == []
+    assert records.tobytes() == _events(0, 2300).tobytes()
+    (exec_file,) = journal_files(cfg.journal_path("exec"))
+    assert list(exec_file.records["client_order_id"]) == list(range(40))
+    assert journal_files(cfg.journal_path("ticks"))[0].instruments == table
+    assert rec.rings[0].lost == 0
+
+
+def test_what_the_ring_overwrote_unread_is_a_counted_gap(stack, venue, tmp_path):
+    ticks, _ = stack
+    cfg, rec = _recorder(tmp_path, venue)
+    ticks.push_many(_events(0, 100))
+    _drain(rec, lambda: rec.rings[0].recorded == 100)
+    ticks.push_many(_events(100, 3000))               # the ring (1024) laps the recorder
+    _drain(rec, lambda: rec.rings[0].reader.lag == 0)
+    ticks.push_many(_events(3100, 10))
+    _drain(rec, lambda: rec.rings[0].reader.lag == 0)
+    rec.rings[0].close()
+    records, positions, gaps = read_journal(cfg.journal_path("ticks"))
+    assert list(records["seq"]) == list(positions)    # each record where the ring had it
+    assert len(gaps) == 1 and gaps[0][0] == 100
+    missing = gaps[0][1]
+    assert missing == rec.rings[0].lost > 0
+    assert list(positions) == list(range(100)) + list(range(100 + missing, 3110))
+    out = subprocess.run([*CLI, "journal", "ls", cfg.journal_path("ticks")], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:3] == ["file", "ring", "first"] and len(lines) == 3
+    assert lines[1].split()[2:5] == ["0", "99", "100"]
+    assert lines[2].split()[2:6] == [str(100 + missing), "3109", str(3010 - missing), str(missing)]
+
+
+def test_a_restarted_recorder_carries_on_where_the_journal_ends(stack, venue, tmp_path):
+    ticks, _ = stack
+    cfg, first = _recorder(tmp_path, venue)
+    ticks.push_many(_events(0, 500))
+    _drain(first, lambda: first.rings[0].recorded == 500)
+    for r in first.rings:
+        r.close()
+    ticks.push_many(_events(500, 300))                # while no recorder runs
+    second = Recorder(cfg)
+    ticks.push_many(_events(800, 200))
+    _drain(second, lambda: second.rings[0].recorded == 500)
+    for r in second.rings:
+        r.close()
+    records, positions, gaps = read_journal(cfg.journal_path("ticks"))
+    assert list(positions) == list(range(1000)) and gaps == []
+    assert list(records["seq"]) == list(range(1000))
+    assert len(journal_files(cfg.journal_path("ticks"))) == 2
+
+
+def test_a_ring_made_again_is_recorded_anew(stack, venue, tmp_path):
+    ticks, _ = stack
+    cfg, rec = _recorder(tmp_path, venue)
+    ticks.push_many(_events(0, 50))
+    _drain(rec, lambda: rec.rings[0].recorded == 50)
+    ticks.unlink()
+    ticks.close()
+    with BroadcastWriter(f"/ttq.{venue}.ticks", RecordType.MARKET_EVENT, 1024) as again:
+        again.push_many(_events(1000, 70))      # past where the journal ended: all of it anyway
+        rec.rings[0].check_ring()
+        _drain(rec, lambda: rec.rings[0].recorded == 120)
+        rec.rings[0].close()
+        again.unlink()
+    with BroadcastWriter(f"/ttq.{venue}.ticks", RecordType.MARKET_EVENT, 1024) as third:
+        third.push_many(_events(2000, 80))      # made again while no recorder ran
+        later = Recorder(cfg)
+        _drain(later, lambda: later.rings[0].recorded == 80)
+        later.rings[0].close()
+    files = journal_files(cfg.journal_path("ticks"))
+    assert [(f.first_position, f.count) for f in files] == [(0, 50), (0, 70), (0, 80)]
+    assert list(files[1].records["seq"]) == list(range(1000, 1070))
+    assert list(files[2].records["seq"]) == list(range(2000, 2080))
+    assert len({f.ring_created_ns for f in files}) == 3
+
+
+@pytest.mark.parametrize("stack", [1 << 16], indirect=True)     # room for a slow start on a busy host
+def test_the_daemon_killed_and_restarted_then_stopped_loses_and_repeats_nothing(stack, venue, tmp_path, children):
+    ticks, _ = stack
+    config = _config(tmp_path, venue)
+    sock_path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(0.2)
+    journal = str(tmp_path / "journal" / f"{venue}.ticks")
+    seen = []
+
+    def on_disk():
+        return sum(f.count for f in journal_files(journal))
+
+    def listen_until(done, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not done():
+            try:
+                seen.append(sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+        assert done(), seen
+
+    def start():
+        seen.clear()
+        proc = children.start("-m", "ttquant.core.cli", "record", "--config", config,
+                              env={"NOTIFY_SOCKET": sock_path}, stderr=subprocess.PIPE)
+        listen_until(lambda: "READY=1" in seen)
+        return proc
+
+    sent = 0
+    rec = start()
+    for _ in range(20):
+        ticks.push_many(_events(sent, 200))
+        sent += 200
+        time.sleep(0.01)
+    wait_for(lambda: on_disk() >= 2000, timeout=30, what="records on disk")
+    os.killpg(rec.pid, signal.SIGKILL)                # mid-stream, its last batch maybe half-written
+    rec.wait(timeout=10)
+    ticks.push_many(_events(sent, 300))               # while it is down
+    sent += 300
+    rec = start()
+    for _ in range(10):
+        ticks.push_many(_events(sent, 100))
+        sent += 100
+        time.sleep(0.01)
+    listen_until(lambda: "WATCHDOG=1" in seen and on_disk() >= sent)
+    rec.send_signal(signal.SIGTERM)
+    assert rec.wait(timeout=20) == 0, rec.stderr.read().decode()[-2000:]
+    listen_until(lambda: "STOPPING=1" in seen, timeout=5)
+    assert seen.index("READY=1") < seen.index("WATCHDOG=1") < seen.index("STOPPING=1"), seen
+    assert any(m.startswith("STATUS=ticks: ") for m in seen), seen
+    records, positions, gaps = read_journal(journal)
+    assert list(positions) == list(range(sent)) and gaps == []
+    assert records.tobytes() == _events(0, sent).tobytes()
+
+
+@pytest.mark.parametrize("body,key", [
+    ('[rings]\nname = "v"\nrecord = ["ticks", "books"]\n[journal]\ndir = "j"\n', "rings.record"),
+    ('[rings]\nname = "v"\n[journal]\ndir = "j"\nmax_file_mb = "big"\n', "journal.max_file_mb"),
+    ('[rings]\nname = "v"\n[journal]\n', "journal.dir"),
+    ('[rings]\nname = "v"\n[journal]\ndir = "j"\n[loop]\nspin = true\n', "loop.spin"),
+    ('[rings]\nname = "v.x"\n[journal]\ndir = "j"\n', "rings.name"),
+])
+def test_a_bad_config_names_the_file_and_the_key(tmp_path, body, key):
+    path = tmp_path / "record.toml"
+    path.write_text(body)
+    with pytest.raises(RecorderConfigError) as exc:
+        load_recorder_config(str(path))
+    assert str(path) in str(exc.value) and key in str(exc.value)
+    out = subprocess.run([*CLI, "record", "--config", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and key in out.stderr
