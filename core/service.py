@@ -1,4 +1,4 @@
-"""What every daemon does the same way at start (DESIGN.md §7): logs to stdout (journald under
+"""What every daemon does the same way at start (DESIGN.md §7): logs to stderr (journald under
 systemd) at $TTQ_LOG_LEVEL, and systemd's notify protocol when it runs as Type=notify."""
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from ttquant.core.rings import ring_name
 from ttquant.core.toml_config import known_keys, read_toml, typed
 
 __all__ = ["RecorderConfig", "RecorderConfigError", "load_recorder_config", "RING_KINDS"]
@@ -63,8 +64,10 @@ def _parse(doc: dict, base: str) -> RecorderConfig:
     rings = typed(doc, "rings", dict, "", {}, E)
     known_keys(rings, ("name", "record"), "rings", E)
     name = typed(rings, "name", str, "rings", error=E)
-    if not name or "." in name or "/" in name:
-        raise E(f"rings.name: {name!r} must be a plain name (no '.' or '/')")
+    try:
+        ring_name(name, "ticks")
+    except ValueError:
+        raise E(f"rings.name: {name!r} must match [a-z0-9][a-z0-9_-]* (the rings' venue part)") from None
     record = typed(rings, "record", list, "rings", list(RING_KINDS), E)
     if not record:
         raise E("rings.record: nothing to record")

@@ -9,6 +9,7 @@ sleeps when the rings are quiet: it is a sidecar, never on a hot core.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -24,10 +25,15 @@ from ttquant.sidecars.recorder.config import RecorderConfig, load_recorder_confi
 from ttquant.sidecars.recorder.journal_file import JournalWriter, journal_files
 from ttquant.sidecars.recorder.ring_tap import read_run
 
-__all__ = ["Recorder", "RingRecorder", "run_recorder"]
+__all__ = ["Recorder", "RingRecorder", "RecorderBusy", "run_recorder"]
 
 log = logging.getLogger("ttquant.recorder")
 SHM = "/dev/shm"
+DRAIN_STEPS = 1000          # batches read before a stop (or a ring made again) lets go
+
+
+class RecorderBusy(RuntimeError):
+    """Another recorder holds a journal directory."""
 
 
 class RingRecorder:
@@ -42,27 +48,49 @@ class RingRecorder:
         self.buffer = None
         self.inode = None
         self.ring_created_ns = 0
+        self._lock = None
         self.recorded = 0           # records written since start
         self.lost = 0               # records the ring overwrote before they were read
         self._reader_lost = 0       # ...as the current reader has counted them
         self.files = 0              # files opened since start
 
-    def attach(self) -> bool:
-        """Open the ring at the position after the journal's last record; False if no ring yet."""
+    def lock(self) -> None:
+        """Hold the journal directory: two recorders of one ring would both record it."""
+        os.makedirs(self.directory, exist_ok=True)
+        self._lock = open(os.path.join(self.directory, ".lock"), "w")
         try:
-            inode = os.stat(SHM + self.ring_name).st_ino
-            reader = BroadcastReader(self.ring_name, start="oldest", wait="sleep")
-        except (RingNotFoundError, FileNotFoundError):
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise RecorderBusy(f"{self.directory}: another recorder is recording it") from None
+
+    def attach(self) -> bool:
+        """Open the ring after the journal's last record of it (a ring the journal has not seen:
+        from position 0, so what it no longer holds is counted as lost); False if not yet."""
+        try:
+            inode = os.stat(SHM + self.ring_name).st_ino     # before the open: a ring made again
+            reader = BroadcastReader(self.ring_name, start=0, wait="sleep")     # in between is
+        except (RingNotFoundError, FileNotFoundError):                        # seen by check_ring
             return False
-        self.ring_created_ns = reader.segment.header_fields()["created_ns"]
-        files = journal_files(self.directory)
-        if files and files[-1].ring_created_ns == self.ring_created_ns:
-            reader.close()          # the ring the journal ends in: carry on after its last record
-            reader = BroadcastReader(self.ring_name, start=files[-1].next_position, wait="sleep")
-        elif files:
-            log.info("%s: a ring the journal has not seen (positions start again): from its oldest "
-                     "record", self.ring_name)
+        created_ns = reader.segment.header_fields()["created_ns"]
+        seen = [f for f in journal_files(self.directory) if f.ring_created_ns == created_ns]
+        if seen:
+            resume = max(f.next_position for f in seen)
+            reader.close()
+            try:
+                reader = BroadcastReader(self.ring_name, start=resume, wait="sleep")
+            except (RingNotFoundError, ValueError):
+                # gone, or a record past write_position (its writer died before storing the
+                # position; the next writer keeps it): try again later
+                log.warning("%s: cannot resume at position %d yet", self.ring_name, resume)
+                return False
+            if reader.segment.header_fields()["created_ns"] != created_ns:
+                reader.close()      # made again between the two opens: the next look takes it
+                return False
+        elif journal_files(self.directory):
+            log.info("%s: a ring the journal has not seen (positions start again)", self.ring_name)
         self.reader, self.inode, self._reader_lost = reader, inode, 0
+        self.ring_created_ns = created_ns
         self.buffer = np.zeros(self.cfg.batch, dtype_for(reader.record_type))
         log.info("%s: recording into %s from position %d", self.ring_name, self.directory, reader.position)
         return True
@@ -112,10 +140,18 @@ class RingRecorder:
         except FileNotFoundError:
             inode = None
         if inode != self.inode:
-            while self.step():      # what the old mapping still holds
-                pass
+            for _ in range(DRAIN_STEPS):    # what the old mapping still holds
+                if not self.step():
+                    break
             log.warning("%s: the ring was made again; recording the new one", self.ring_name)
             self.close()
+
+    def roll_if_old(self) -> None:
+        """A quiet ring's file is closed at its age too, not only when the next record comes."""
+        w = self.writer
+        if w is not None and time.time_ns() - w.created_ns >= self.cfg.max_file_s * 1e9:
+            w.close()
+            self.writer = None
 
     def flush(self, fsync: bool) -> None:
         if self.writer is not None:
@@ -128,6 +164,11 @@ class RingRecorder:
         if self.reader is not None:
             self.reader.close()
             self.reader = None
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
 
 class Recorder:
@@ -148,30 +189,35 @@ class Recorder:
         idle = self.cfg.idle_sleep_ms / 1e3
         fsync_every = self.cfg.fsync_interval_ms * 1_000_000
         last_fsync = last_status = time.monotonic_ns()
-        for r in self.rings:
-            r.attach()
-        self.notify("READY=1")
-        self.notify("STATUS=" + self.status_text())
-        while not self.stopping:
-            if self.step() == 0:
-                time.sleep(idle)
-            now = time.monotonic_ns()
-            if now - last_fsync >= fsync_every:
-                for r in self.rings:
-                    r.flush(fsync=True)
-                last_fsync = now
-            if now - last_status >= 1_000_000_000:
-                for r in self.rings:
-                    r.check_ring()
-                self.notify("WATCHDOG=1")
-                self.notify("STATUS=" + self.status_text())
-                last_status = now
-        self.notify("STOPPING=1")
-        for _ in range(1000):       # what is in the rings now, then on disk
-            if self.step() == 0:
-                break
-        for r in self.rings:
-            r.close()
+        try:
+            for r in self.rings:
+                r.lock()
+                r.attach()
+            self.notify("READY=1")
+            self.notify("STATUS=" + self.status_text())
+            while not self.stopping:
+                if self.step() == 0:
+                    time.sleep(idle)
+                now = time.monotonic_ns()
+                if now - last_fsync >= fsync_every:
+                    for r in self.rings:
+                        r.flush(fsync=True)
+                    last_fsync = now
+                if now - last_status >= 1_000_000_000:
+                    for r in self.rings:
+                        r.check_ring()
+                        r.roll_if_old()
+                    self.notify("WATCHDOG=1")
+                    self.notify("STATUS=" + self.status_text())
+                    last_status = now
+            self.notify("STOPPING=1")
+            for _ in range(DRAIN_STEPS):    # what is in the rings now, then on disk
+                if self.step() == 0:
+                    break
+        finally:
+            for r in self.rings:
+                r.close()
+                r.unlock()
         log.info("stopped: %s", self.status_text())
         return 0
 
@@ -182,4 +228,8 @@ def run_recorder(config_path: str) -> int:
     rec = Recorder(cfg, notify=SystemdNotify())
     signal.signal(signal.SIGTERM, lambda *_: setattr(rec, "stopping", True))
     signal.signal(signal.SIGINT, lambda *_: setattr(rec, "stopping", True))
-    return rec.run()
+    try:
+        return rec.run()
+    except RecorderBusy as exc:
+        log.error("%s", exc)
+        return 3

@@ -15,6 +15,7 @@ leaves a partial record at the end, which readers leave out (and say so).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import struct
@@ -25,8 +26,10 @@ import numpy as np
 from ttquant.core.instruments import InstrumentTable
 from ttquant.core.records import dtype_for
 
-__all__ = ["JournalWriter", "JournalFile", "JournalFileError", "journal_files", "read_journal",
+__all__ = ["JournalWriter", "JournalFile", "JournalFileError", "TornHeader", "journal_files", "read_journal",
            "FILE_SUFFIX", "LAYOUT_VERSION"]
+
+log = logging.getLogger("ttquant.recorder")
 
 MAGIC = b"TTQJRNL1"
 LAYOUT_VERSION = 1
@@ -39,6 +42,19 @@ _NAME = re.compile(r"(\d{8}T\d{6})-(\d{20})-(\d{20})\.ttqj\Z")
 
 class JournalFileError(ValueError):
     """A file that is not a journal file of this layout; the message names the file."""
+
+
+class TornHeader(JournalFileError):
+    """A journal file cut before the end of its header (a full disk, a crash as it was made):
+    it holds no record, and journal_files() leaves it out."""
+
+
+def _fsync_directory(directory):
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _header(record_type, record_size, first_position, ring_name, ring_created_ns, table_json, created_ns):
@@ -63,8 +79,19 @@ class JournalWriter:
         self.first_position = first_position
         self.count = 0
         self.f = open(self.path, "xb")
-        self.f.write(_header(record_type, record_size, first_position, ring_name, ring_created_ns,
-                             table_json, self.created_ns))
+        try:    # the header on disk, and the file in its directory, before any record is written
+            header = _header(record_type, record_size, first_position, ring_name, ring_created_ns,
+                             table_json, self.created_ns)
+            view = memoryview(header)
+            while view:             # a short write (a full disk) goes on until it raises
+                view = view[os.write(self.f.fileno(), view):]
+            self.f.seek(len(header))
+            os.fsync(self.f.fileno())
+            _fsync_directory(directory)
+        except BaseException:
+            self.f.close()
+            os.unlink(self.path)
+            raise
 
     @property
     def next_position(self) -> int:
@@ -103,14 +130,16 @@ class JournalFile:
         self.path = path
         with open(path, "rb") as f:
             head = f.read(FIXED_SIZE)
-            if len(head) < FIXED_SIZE or head[:8] != MAGIC:
+            if not MAGIC.startswith(head[:8]) or (len(head) == FIXED_SIZE and head[:8] != MAGIC):
                 raise JournalFileError(f"{path}: not a TTQuant journal file")
+            if len(head) < FIXED_SIZE:
+                raise TornHeader(f"{path}: {len(head)} bytes, shorter than a journal header")
             (_, version, self.record_type, self.record_size, self.header_size, self.created_ns,
              self.ring_created_ns, self.first_position, ring, table_len) = FIXED.unpack(head[:FIXED.size])
             if version != LAYOUT_VERSION:
                 raise JournalFileError(f"{path}: layout version {version}, this build reads {LAYOUT_VERSION}")
             self.ring_name = ring.rstrip(b"\0").decode()
-            self.table_json = f.read(table_len).decode()
+            self._table_len = table_len
         try:
             self.dtype = dtype_for(self.record_type)
         except KeyError as exc:
@@ -134,6 +163,12 @@ class JournalFile:
                          shape=(self.count,))
 
     @property
+    def table_json(self) -> str:
+        with open(self.path, "rb") as f:
+            f.seek(FIXED_SIZE)
+            return f.read(self._table_len).decode()
+
+    @property
     def instruments(self) -> InstrumentTable | None:
         """The instrument table the recorder saw when it opened the file (None if it had none)."""
         if not self.table_json or not json.loads(self.table_json):
@@ -146,16 +181,28 @@ class JournalFile:
 
 
 def journal_files(directory: str) -> list[JournalFile]:
-    """Every journal file of one ring's directory, in the order they were written."""
+    """Every journal file of one ring's directory: ring by ring (a ring made again starts its
+    positions again), each ring's files by position; files cut before the end of their header
+    are left out (they hold nothing) and logged."""
     if not os.path.isdir(directory):
         return []
-    names = sorted(n for n in os.listdir(directory) if _NAME.match(n))
-    return [JournalFile(os.path.join(directory, n)) for n in names]
+    files = []
+    for name in os.listdir(directory):
+        if _NAME.match(name):
+            try:
+                files.append(JournalFile(os.path.join(directory, name)))
+            except TornHeader as exc:
+                log.warning("%s", exc)
+    return sorted(files, key=lambda f: (f.ring_created_ns, f.first_position, f.created_ns))
 
 
-def read_journal(directory: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
-    """(records, their ring positions, gaps as (first missing, count)) of a ring's journal."""
-    files = [f for f in journal_files(directory) if f.count]
+def read_journal(directory: str, ring_created_ns: int | None = None):
+    """(records, their ring positions, gaps as (first missing, count)) of one ring in a journal
+    directory: the ring made at ring_created_ns, by default the latest one."""
+    files = journal_files(directory)
+    if files:
+        ring = files[-1].ring_created_ns if ring_created_ns is None else ring_created_ns
+        files = [f for f in files if f.ring_created_ns == ring and f.count]
     if not files:
         return np.zeros(0, np.uint8), np.zeros(0, np.uint64), []
     # as bytes: numpy copies a dtype with overlapping fields (unions) field by field, not whole

@@ -104,3 +104,37 @@ def test_files_that_are_not_journals_are_refused_by_name(tmp_path):
         JournalFile(w.path)
     assert journal_files(str(tmp_path / "nothing here")) == []
     assert not os.path.exists(tmp_path / "nothing here")
+
+
+def test_a_file_cut_inside_its_header_holds_nothing_and_is_left_out(tmp_path):
+    d = str(tmp_path)
+    w = JournalWriter(d, "/ttq.v.ticks", ME, MARKET_EVENT_DTYPE.itemsize, 0)
+    w.append(_events(0, 5))
+    w.close()
+    for name, data in (("20990101T000000-09999999999999999998-00000000000000000005.ttqj", b""),
+                       ("20990101T000000-09999999999999999999-00000000000000000005.ttqj", b"TTQJRNL1" + b"\0" * 40)):
+        (tmp_path / name).write_bytes(data)     # a full disk, or a crash, as the file was made
+    assert [f.path for f in journal_files(d)] == [w.path]
+    assert list(read_journal(d)[1]) == [0, 1, 2, 3, 4]
+    (tmp_path / "20990101T000000-09999999999999999997-00000000000000000005.ttqj").write_bytes(b"garbage!" * 3)
+    with pytest.raises(JournalFileError, match="not a TTQuant journal file"):
+        journal_files(d)
+
+
+def test_files_are_ordered_by_ring_and_position_not_by_name(tmp_path):
+    """The names carry the wall clock, which can step back; the headers decide the order."""
+    d = str(tmp_path)
+    paths = []
+    for ring, first, n in ((1, 0, 3), (1, 3, 2), (2, 0, 4)):
+        w = JournalWriter(d, "/ttq.v.ticks", ME, MARKET_EVENT_DTYPE.itemsize, first, ring_created_ns=ring)
+        w.append(_events(first + 100 * ring, n))
+        w.close()
+        paths.append(w.path)
+    # the second file of ring 1 named as if the clock had stepped back before the first
+    early = os.path.join(d, "19990101T000000-00000000000000000001-00000000000000000003.ttqj")
+    os.rename(paths[1], early)
+    assert [(f.ring_created_ns, f.first_position) for f in journal_files(d)] == [(1, 0), (1, 3), (2, 0)]
+    records, positions, gaps = read_journal(d)                  # the latest ring by default
+    assert list(positions) == [0, 1, 2, 3] and list(records["seq"]) == [200, 201, 202, 203]
+    records, positions, gaps = read_journal(d, ring_created_ns=1)
+    assert list(positions) == [0, 1, 2, 3, 4] and list(records["seq"]) == [100, 101, 102, 103, 104]

@@ -16,7 +16,7 @@ from ttquant.core.instruments import Instrument, InstrumentTable, MarketType, in
 from ttquant.core.records import MARKET_EVENT_DTYPE, EXEC_REPORT_DTYPE, RecordType
 from ttquant.core.rings import BroadcastWriter
 from ttquant.sidecars.recorder.config import RecorderConfigError, load_recorder_config
-from ttquant.sidecars.recorder.daemon import Recorder
+from ttquant.sidecars.recorder.daemon import Recorder, RecorderBusy
 from ttquant.sidecars.recorder.journal_file import journal_files, read_journal
 
 CLI = [sys.executable, "-m", "ttquant.core.cli"]
@@ -29,15 +29,15 @@ def _events(first, n):
     return a
 
 
-def _config(tmp_path, venue, extra=""):
+def _config(tmp_path, venue, journal=""):
     path = tmp_path / "record.toml"
     path.write_text(f'[rings]\nname = "{venue}"\nrecord = ["ticks", "exec"]\n'
-                    f'[journal]\ndir = "journal"\nfsync_interval_ms = 50\n[loop]\nbatch = 256\n{extra}')
+                    f'[journal]\ndir = "journal"\nfsync_interval_ms = 50\n{journal}[loop]\nbatch = 256\n')
     return path
 
 
-def _recorder(tmp_path, venue):
-    cfg = load_recorder_config(str(_config(tmp_path, venue)))
+def _recorder(tmp_path, venue, journal=""):
+    cfg = load_recorder_config(str(_config(tmp_path, venue, journal)))
     return cfg, Recorder(cfg)
 
 
@@ -200,7 +200,9 @@ def test_the_daemon_killed_and_restarted_then_stopped_loses_and_repeats_nothing(
         ticks.push_many(_events(sent, 100))
         sent += 100
         time.sleep(0.01)
-    listen_until(lambda: "WATCHDOG=1" in seen and on_disk() >= sent)
+    listen_until(lambda: "WATCHDOG=1" in seen)
+    ticks.push_many(_events(sent, 700))               # then stopped at once: it drains the ring first
+    sent += 700
     rec.send_signal(signal.SIGTERM)
     assert rec.wait(timeout=20) == 0, rec.stderr.read().decode()[-2000:]
     listen_until(lambda: "STOPPING=1" in seen, timeout=5)
@@ -226,3 +228,133 @@ def test_a_bad_config_names_the_file_and_the_key(tmp_path, body, key):
     assert str(path) in str(exc.value) and key in str(exc.value)
     out = subprocess.run([*CLI, "record", "--config", str(path)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and key in out.stderr
+
+
+def test_files_roll_at_their_size_and_at_their_age_when_the_ring_is_quiet(stack, venue, tmp_path):
+    ticks, _ = stack
+    cfg, rec = _recorder(tmp_path, venue, "max_file_mb = 1\nmax_file_s = 0.3\n")
+    sent = 0
+    while sent < 20_000:                              # 2.4 MB of ticks
+        ticks.push_many(_events(sent, 500))
+        sent += 500
+        _drain(rec, lambda: rec.rings[0].reader.lag == 0)
+    files = journal_files(cfg.journal_path("ticks"))
+    assert len(files) >= 3 and all(f.count * MARKET_EVENT_DTYPE.itemsize < (1 << 20) + 256 * 120 for f in files)
+    records, positions, gaps = read_journal(cfg.journal_path("ticks"))
+    assert list(positions) == list(range(sent)) and gaps == []
+    time.sleep(0.35)
+    rec.rings[0].roll_if_old()                        # nothing came: the file is closed at its age
+    assert rec.rings[0].writer is None
+    ticks.push_many(_events(sent, 5))
+    _drain(rec, lambda: rec.rings[0].reader.lag == 0)
+    rec.rings[0].close()
+    assert len(journal_files(cfg.journal_path("ticks"))) == len(files) + 1
+    assert list(read_journal(cfg.journal_path("ticks"))[1]) == list(range(sent + 5))
+
+
+def test_a_ring_that_is_not_there_yet_is_waited_for(venue, tmp_path):
+    cfg, rec = _recorder(tmp_path, venue)
+    try:
+        with BroadcastWriter(f"/ttq.{venue}.ticks", RecordType.MARKET_EVENT, 1024) as ticks:
+            ticks.push_many(_events(0, 10))
+            _drain(rec, lambda: rec.rings[0].recorded == 10)
+            assert rec.rings[1].reader is None and "exec: 0 recorded, 0 lost, 0 files (waiting for the ring)" in rec.status_text()
+            with BroadcastWriter(f"/ttq.{venue}.exec", RecordType.EXEC_REPORT, 1024) as execs:
+                execs.push_many(np.zeros(3, EXEC_REPORT_DTYPE))
+                _drain(rec, lambda: rec.rings[1].recorded == 3)
+            for r in rec.rings:
+                r.close()
+    finally:
+        unlink_venue(venue)
+
+
+def test_a_ring_that_lapped_before_the_first_start_counts_what_it_no_longer_holds(stack, venue, tmp_path):
+    ticks, _ = stack
+    ticks.push_many(_events(0, 3000))                 # 1024 slots: the first ~2000 are gone
+    cfg, rec = _recorder(tmp_path, venue)
+    _drain(rec, lambda: rec.rings[0].reader is not None and rec.rings[0].reader.lag == 0)
+    rec.rings[0].close()
+    (f,) = journal_files(cfg.journal_path("ticks"))
+    assert f.next_position == 3000 and rec.rings[0].lost == f.first_position > 1900
+    assert list(f.records["seq"]) == list(range(f.first_position, 3000))
+
+
+def test_an_empty_last_file_does_not_stop_a_restart(stack, venue, tmp_path):
+    ticks, _ = stack
+    cfg, first = _recorder(tmp_path, venue)
+    ticks.push_many(_events(0, 100))
+    _drain(first, lambda: first.rings[0].recorded == 100)
+    first.rings[0].close()
+    directory = cfg.journal_path("ticks")
+    (tmp_path / directory / "20990101T000000-09999999999999999999-00000000000000000100.ttqj").write_bytes(b"")
+    ticks.push_many(_events(100, 50))
+    _, second = _recorder(tmp_path, venue)
+    _drain(second, lambda: second.rings[0].recorded == 50)
+    second.rings[0].close()
+    assert list(read_journal(directory)[1]) == list(range(150))
+
+
+def test_two_recorders_never_record_one_ring(stack, venue, tmp_path):
+    _, one = _recorder(tmp_path, venue)
+    _, two = _recorder(tmp_path, venue)
+    one.rings[0].lock()
+    with pytest.raises(RecorderBusy, match="another recorder"):
+        two.rings[0].lock()
+    one.rings[0].unlock()
+    two.rings[0].lock()
+    two.rings[0].unlock()
+
+
+def test_runs_broken_inside_a_batch_keep_every_record_at_its_position(venue, tmp_path):
+    """A writer thread laps a small ring while the recorder reads it: jumps land inside
+    batches, and every recorded record must still sit at the position it had in the ring."""
+    import threading
+    cfg, rec = _recorder(tmp_path, venue)
+    n = 200_000
+    try:
+        with BroadcastWriter(f"/ttq.{venue}.ticks", RecordType.MARKET_EVENT, 64) as ticks:
+            assert rec.rings[0].attach()
+            batch = _events(0, n)
+
+            def write():
+                for k in range(0, n, 16):
+                    ticks.push_many(batch[k:k + 16])
+
+            writer = threading.Thread(target=write)
+            writer.start()
+            while writer.is_alive():
+                rec.rings[0].step()
+            writer.join()
+            _drain(rec, lambda: rec.rings[0].reader.lag == 0)
+            rec.rings[0].close()
+    finally:
+        unlink_venue(venue)
+    records, positions, gaps = read_journal(cfg.journal_path("ticks"))
+    assert list(records["seq"]) == list(positions)
+    assert positions[-1] == n - 1 and len(positions) + rec.rings[0].lost == n
+    assert gaps and sum(g[1] for g in gaps) + positions[0] == rec.rings[0].lost
+
+
+def test_a_jump_inside_a_batch_starts_a_new_file_at_the_record_after_it(venue, tmp_path):
+    """Made by hand: the slot of position 20 holds a later lap's record, so the reader jumps
+    right there, in the middle of a batch; 21 must start the next file, not be dropped."""
+    import struct
+    cfg, rec = _recorder(tmp_path, venue)
+    name = f"/ttq.{venue}.ticks"
+    try:
+        with BroadcastWriter(name, RecordType.MARKET_EVENT, 64) as ticks:
+            ticks.push_many(_events(0, 40))
+            assert rec.rings[0].attach()
+            with open("/dev/shm" + name, "r+b") as f:
+                f.seek(128)                                 # write_position: the writer is at 85
+                f.write(struct.pack("<Q", 85))
+                f.seek(4096 + 20 * 128)                     # slot 20 now holds position 84
+                f.write(struct.pack("<Q", 2 * 84 + 2))
+            assert rec.rings[0].step() == 20
+            assert rec.rings[0].step() == 19
+            rec.rings[0].close()
+    finally:
+        unlink_venue(venue)
+    records, positions, gaps = read_journal(cfg.journal_path("ticks"))
+    assert list(positions) == list(range(20)) + list(range(21, 40)) and gaps == [(20, 1)]
+    assert list(records["seq"]) == list(positions) and rec.rings[0].lost == 1
