@@ -119,19 +119,19 @@ cdef const char *scan_levels(const char *p, const char *end, Py_ssize_t *count) 
     return NULL
 
 
-cdef inline const char *member_key(const char *p, const char *end) noexcept nogil:
-    """p at a member's opening quote: past its key and the ':' after it, or NULL."""
-    cdef const char *s
-    cdef Py_ssize_t length
+cdef inline const char *scan_key(const char *p, const char *end, const char **key,
+                                 Py_ssize_t *key_len) noexcept nogil:
+    """p at a member's '"': reads `"key" :`; the first byte of its value, or NULL."""
     if p >= end or p[0] != b'"':
         return NULL
-    p = scan_string(p, end, &s, &length)
+    p = scan_string(p, end, key, key_len)
     if p == NULL:
         return NULL
     p = skip_ws(p, end)
     if p >= end or p[0] != b':':
         return NULL
-    return p + 1
+    p = skip_ws(p + 1, end)
+    return p if p < end else NULL
 
 
 cdef const char *skip_value(const char *p, const char *end) noexcept nogil:
@@ -156,7 +156,7 @@ cdef const char *skip_value(const char *p, const char *end) noexcept nogil:
                 return NULL
             if p[0] != closer[depth - 1]:   # not empty: its first member or element
                 if closer[depth - 1] == b'}':
-                    p = member_key(p, end)
+                    p = scan_key(p, end, &s, &length)
                     if p == NULL:
                         return NULL
                 continue
@@ -190,7 +190,7 @@ cdef const char *skip_value(const char *p, const char *end) noexcept nogil:
                 return NULL
             p = skip_ws(p + 1, end)
             if closer[depth - 1] == b'}':
-                p = member_key(p, end)
+                p = scan_key(p, end, &s, &length)
                 if p == NULL:
                     return NULL
             break
@@ -219,21 +219,6 @@ cdef inline int field_index(const char *k, Py_ssize_t n) noexcept nogil:
     elif n == 2 and k[0] == b'p' and k[1] == b'u':
         return F_pu
     return -1
-
-
-cdef inline const char *scan_key(const char *p, const char *end, const char **key,
-                                 Py_ssize_t *key_len) noexcept nogil:
-    """p at a member's '"': reads `"key" :`; the first byte of its value, or NULL."""
-    if p[0] != b'"':
-        return NULL
-    p = scan_string(p, end, key, key_len)
-    if p == NULL:
-        return NULL
-    p = skip_ws(p, end)
-    if p >= end or p[0] != b':':
-        return NULL
-    p = skip_ws(p + 1, end)
-    return p if p < end else NULL
 
 
 cdef inline const char *next_member(const char *p, const char *end, bint *closed) noexcept nogil:
