@@ -73,7 +73,8 @@ class RingRecorder:
         except (RingNotFoundError, FileNotFoundError):                        # seen by check_ring
             return False
         created_ns = reader.segment.header_fields()["created_ns"]
-        seen = [f for f in journal_files(self.directory) if f.ring_created_ns == created_ns]
+        files = journal_files(self.directory)
+        seen = [f for f in files if f.ring_created_ns == created_ns]
         if seen:
             resume = max(f.next_position for f in seen)
             reader.close()
@@ -87,7 +88,7 @@ class RingRecorder:
             if reader.segment.header_fields()["created_ns"] != created_ns:
                 reader.close()      # made again between the two opens: the next look takes it
                 return False
-        elif journal_files(self.directory):
+        elif files:
             log.info("%s: a ring the journal has not seen (positions start again)", self.ring_name)
         self.reader, self.inode, self._reader_lost = reader, inode, 0
         self.ring_created_ns = created_ns

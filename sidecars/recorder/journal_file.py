@@ -171,9 +171,10 @@ class JournalFile:
     @property
     def instruments(self) -> InstrumentTable | None:
         """The instrument table the recorder saw when it opened the file (None if it had none)."""
-        if not self.table_json or not json.loads(self.table_json):
+        text = self.table_json
+        if not text or not json.loads(text):
             return None
-        return InstrumentTable.from_json(self.table_json, f"{self.path} (header)")
+        return InstrumentTable.from_json(text, f"{self.path} (header)")
 
     def __repr__(self):
         return (f"JournalFile({self.path!r}, ring={self.ring_name}, positions "
