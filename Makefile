@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.ttq-installed
 BENCH_OUT := build/bench
 PYTEST_ARGS ?=
 
-.PHONY: all build debug annotate demo test test-fast bench bench-quick clean distclean
+.PHONY: all build debug annotate demo test test-fast bench bench-quick wheelhouse clean distclean
 
 all: build
 
@@ -50,6 +50,16 @@ bench-quick: build
 	$(PY) bench/build_kernels.py
 	TTQ_BENCH_QUICK=1 $(PY) -m pytest bench -m quick -p no:cacheprovider --benchmark-json=$(BENCH_OUT)/results.json $(PYTEST_ARGS)
 	$(PY) bench/report.py $(BENCH_OUT)/results.json $(BENCH_OUT)/report.md
+
+# What the hosts install (ansible/, role ttquant): the locked dependencies as wheels (sdnotify is
+# published only as an sdist, so its wheel is built here from the hash-checked sdist), the ttquant
+# wheel built from this tree, and wheels.lock: the hashes of exactly these files, for --require-hashes.
+wheelhouse: $(STAMP)
+	rm -rf build/wheelhouse
+	$(PY) -m pip wheel -q --require-hashes --only-binary=:all: --no-binary=sdnotify \
+		-r requirements/runtime.lock -w build/wheelhouse
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w build/wheelhouse .
+	$(PY) requirements/wheelhouse_lock.py build/wheelhouse > build/wheelhouse/wheels.lock
 
 clean:
 	rm -rf build
