@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.ttq-installed
 BENCH_OUT := build/bench
 PYTEST_ARGS ?=
 
-.PHONY: all build debug annotate demo test test-fast bench bench-quick wheelhouse clean distclean
+.PHONY: all build debug annotate demo test test-fast bench bench-quick wheelhouse e2e clean distclean
 
 all: build
 
@@ -60,6 +60,12 @@ wheelhouse: $(STAMP)
 		-r requirements/runtime.lock -w build/wheelhouse
 	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w build/wheelhouse .
 	$(PY) requirements/wheelhouse_lock.py build/wheelhouse > build/wheelhouse/wheels.lock
+
+# The deployment end to end (tests/e2e/e2e_run.py): a Debian bookworm container booted with
+# systemd-nspawn, Ansible deploying the wheelhouse into it, the stack's restarts, watchdog and
+# stop checked inside. Needs root and Debian's packages; TTQ_SKIP_E2E=1 skips it.
+e2e: build wheelhouse
+	$(PY) tests/e2e/e2e_run.py
 
 clean:
 	rm -rf build
