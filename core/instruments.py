@@ -18,11 +18,12 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 import numpy as np
 
+from ttquant.core.rings.names import SHM_DIR, instruments_file
+
 __all__ = ["MarketType", "Instrument", "InstrumentTable", "InstrumentTableError",
            "INSTRUMENT_DTYPE", "instruments_path", "TABLE_VERSION"]
 
 TABLE_VERSION = 1
-SHM_DIR = "/dev/shm"
 MAX_PRECISION = 18          # 10**18 still fits int64 with room for a unit
 
 
@@ -121,7 +122,7 @@ INSTRUMENT_DTYPE = np.dtype([
 
 
 def instruments_path(venue: str, directory: str = SHM_DIR) -> str:
-    return os.path.join(directory, f"ttq.{venue}.instruments.json")
+    return instruments_file(venue, directory)
 
 
 class InstrumentTable:

@@ -8,7 +8,6 @@ readers attach to it, and only an explicit unlink removes it.
 import errno as _errno
 import grp
 import os
-import re
 import stat
 import time
 import uuid
@@ -31,6 +30,7 @@ from ttquant.core.includes.atomics cimport (
     ttq_coarse_now_ns, ttq_fence_acquire, ttq_membarrier_register_writer,
 )
 from ttquant.core.records import RECORD_SIZES
+from ttquant.core.rings.names import SHM_DIR, ring_name
 from ttquant.core.rings.wake cimport wake_readers
 from ttquant.core.includes.ofd_lock cimport ttq_ofd_trylock, ttq_ofd_unlock, ttq_ofd_is_held
 from ttquant.core.includes.ring_layout cimport (
@@ -55,11 +55,9 @@ LAYOUT_VERSION = TTQ_LAYOUT_VERSION
 HEADER_SIZE = TTQ_HEADER_SIZE
 MAX_RECORD_SIZE = 4096 - 8
 MAX_CAPACITY = 1 << 30
-SHM_DIR = "/dev/shm"
 # How long an attach waits for a segment another process is creating right now.
 INIT_WAIT_S = 2.0
 
-_NAME_PART = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 # Segments holding a role in this process: a forked child must not inherit the role locks.
 _role_holders = weakref.WeakSet()
@@ -107,30 +105,21 @@ class RingFullError(RingError):
     """An SPSC push found the ring full; nothing was written or overwritten."""
 
 
-def ring_name(venue, kind, owner=None):
-    """/ttq.<venue>.<kind>[.<owner>], each part lower-case [a-z0-9_-]."""
-    parts = [venue, kind] + ([owner] if owner is not None else [])
-    for part in parts:
-        if not isinstance(part, str) or not _NAME_PART.match(part):
-            raise ValueError(f"ring name part {part!r} must match [a-z0-9][a-z0-9_-]*")
-    return "/ttq." + ".".join(parts)
-
-
 def _check_name(name):
     if not isinstance(name, str) or not name.startswith("/ttq.") or "/" in name[1:]:
         raise ValueError(f"ring name {name!r} must look like /ttq.<venue>.<kind>[.<owner>]")
 
 
 def list_segments():
-    """Names of every TTQuant segment in /dev/shm, sorted (files beside them, such as
-    instrument tables and control flags, have an extension and are left out)."""
+    """Names of every TTQuant segment in SHM_DIR, sorted (files beside them, such as
+    instrument tables, control flags and instance locks, have an extension and are left out)."""
     try:
         entries = os.listdir(SHM_DIR)
     except FileNotFoundError:
         return []
     names = []
     for entry in entries:
-        if not entry.startswith("ttq.") or entry.endswith((".json", ".ctl")):
+        if not entry.startswith("ttq.") or entry.endswith((".json", ".ctl", ".lock")):
             continue
         try:
             if stat.S_ISREG(os.stat(os.path.join(SHM_DIR, entry)).st_mode):
