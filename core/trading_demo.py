@@ -1,8 +1,9 @@
 """`ttquant demo`: the whole trading path on the embedded default, about 30 seconds.
 
-    venue-sim (the real BTCUSDT captures from $TTQ_SAMPLE_DATA, else the synthetic market;
-    taking orders) -> md -> an example strategy (the Avellaneda-Stoikov market maker on the
-    USDT-M perpetual by default) -> gateway with the sim adapter -> exec reports
+    venue-sim (the real BTCUSDT captures from $TTQ_SAMPLE_DATA, default the project's data/,
+    else the synthetic market; taking orders) -> md -> an example strategy (the
+    Avellaneda-Stoikov market maker on the USDT-M perpetual by default) -> gateway with the
+    sim adapter -> exec reports
 
 each its own process. Every second it prints the mid, the strategy's position, orders, fills,
 rejects and PnL from the exec ring; at the end a summary with tick-to-order latency (a tick's

@@ -1,11 +1,11 @@
 """`ttquant demo` at the market-data stage: simulated venue -> md daemon -> a live reader.
 
 Starts `ttquant venue-sim binance` (replaying the real BTCUSDT spot and USDT-M captures from
-$TTQ_SAMPLE_DATA, default ../shared/data, or the synthetic market when they are not there) and `ttquant md binance` against it, as separate
-processes, then reads the tick ring and the book board like a strategy would: every second it
-prints each book's best bid/ask, trades per second and the drop/gap counters; at the end a
-summary and one machine-readable line. Everything it started is stopped, and its rings
-removed, whatever happens.
+$TTQ_SAMPLE_DATA, default the project's data/, or the synthetic market when they are not
+there) and `ttquant md binance` against it, as separate processes, then reads the tick ring
+and the book board like a strategy would: every second it prints each book's best bid/ask,
+trades per second and the drop/gap counters; at the end a summary and one machine-readable
+line. Everything it started is stopped, and its rings removed, whatever happens.
 """
 from __future__ import annotations
 

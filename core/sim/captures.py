@@ -1,6 +1,6 @@
-"""Readers for the recorded exchange captures (TTQ_SAMPLE_DATA, default ../shared/data).
+"""Readers for the recorded exchange captures ($TTQ_SAMPLE_DATA, default the project's data/).
 
-Two formats hold Binance data (see SOURCES.md beside the data):
+Two formats hold Binance data (data/NOTICE says where each file comes from):
 - hftbacktest: gzip text, one `<local_recv_ns> <json>` per line; combined-stream frames
   ({"stream": ..., "data": ...}) and, inline, the REST depth snapshot ({"lastUpdateId": ...}).
 - cryptofeed: `<name>.ws.0` starts with the connect line `wss://... <-> <ts>` and then has
@@ -33,9 +33,10 @@ class CaptureMessage(NamedTuple):
 
 
 def sample_data_dir() -> pathlib.Path:
-    """$TTQ_SAMPLE_DATA, else ../shared/data beside the project checkout."""
+    """$TTQ_SAMPLE_DATA, else the data/ folder of the project checkout (it ships with the repo,
+    not in the wheel: an installed package without a checkout needs TTQ_SAMPLE_DATA)."""
     env = os.environ.get("TTQ_SAMPLE_DATA")
-    return pathlib.Path(env) if env else (_REPO.parent / "shared" / "data").resolve()
+    return pathlib.Path(env) if env else _REPO / "data"
 
 
 def _ts_ns(text: str, path, lineno) -> int:

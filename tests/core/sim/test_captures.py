@@ -12,7 +12,9 @@ def test_sample_data_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("TTQ_SAMPLE_DATA", str(tmp_path))
     assert sample_data_dir() == tmp_path
     monkeypatch.delenv("TTQ_SAMPLE_DATA")
-    assert sample_data_dir().parts[-2:] == ("shared", "data")
+    default = sample_data_dir()        # the project's own data/, beside core/
+    assert default.name == "data" and (default.parent / "core" / "sim" / "captures.py").is_file()
+    assert (default / "NOTICE").is_file() and (default / "binance" / "spot_btcusdt_20240808.gz").is_file()
 
 
 def test_hftbacktest_lines_and_the_inline_snapshot(tmp_path):
