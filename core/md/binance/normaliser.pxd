@@ -27,7 +27,7 @@ cdef enum:                      # md counter indexes
     C_DROP_UNKNOWN_SYMBOL       # not in the instrument table: never published
     C_DROP_MISSING_FIELD
     C_DROP_BAD_TYPE             # a field of the wrong JSON type
-    C_DROP_BAD_NUMBER           # not a decimal at the instrument's precision, or zero price
+    C_DROP_BAD_NUMBER           # not a decimal at the instrument's precision; a zero price or trade qty
     C_DROP_NEGATIVE
     C_DROP_BAD_LEVEL            # a depth level that is not [price, qty] strings
     C_IGNORED_NON_MARKET_TRADE  # futures trades that are not on the book (insurance fund, ADL)

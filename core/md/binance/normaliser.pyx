@@ -119,6 +119,13 @@ cdef int64_t price(dict d, str key, int precision) except? -1:
     return p
 
 
+cdef int64_t trade_qty(dict d, str key, int precision) except? -1:
+    cdef int64_t q = fixed(d, key, precision)
+    if q == 0:
+        raise _Drop(C_DROP_BAD_NUMBER)      # nothing changed hands: not a trade
+    return q
+
+
 cdef uint64_t integer(dict d, str key) except? 0xFFFFFFFFFFFFFFFF:
     value = field(d, key)
     if type(value) is not int:
@@ -162,7 +169,8 @@ cdef inline bint get_qty(const frame_scan *f, int i, int precision, int64_t *out
     return f.field[i].kind == V_STRING and parse_fixed(f.field[i].ptr, f.field[i].len, precision, False, out) == FIXED_OK
 
 
-cdef inline bint get_price(const frame_scan *f, int i, int precision, int64_t *out) noexcept:
+cdef inline bint get_positive(const frame_scan *f, int i, int precision, int64_t *out) noexcept:
+    """A price, or a trade's quantity: zero goes the orjson way, which drops it as a bad number."""
     return get_qty(f, i, precision, out) and out[0] > 0
 
 
@@ -310,8 +318,8 @@ cdef class BinanceNormaliser:
         else:
             return 0
         if which == 1 or which == 2:
-            if not (get_int(f, F_T, &ev.ts_exchange) and get_price(f, F_p, pp, &ev.price)
-                    and get_qty(f, F_q, qp, &ev.qty) and f.field[F_m].kind == V_BOOL):
+            if not (get_int(f, F_T, &ev.ts_exchange) and get_positive(f, F_p, pp, &ev.price)
+                    and get_positive(f, F_q, qp, &ev.qty) and f.field[F_m].kind == V_BOOL):
                 return 0
             if ev.ts_exchange > MAX_MS:
                 return 0
@@ -346,8 +354,8 @@ cdef class BinanceNormaliser:
             return 1
         if which == 3:
             if not (f.field[F_a].kind == V_STRING and get_int(f, F_u, <int64_t *>&ev.seq)
-                    and get_price(f, F_b, pp, &ev.price) and get_qty(f, F_B, qp, &ev.qty)
-                    and get_price(f, F_a, pp, &ev.body.bbo.ask_price)
+                    and get_positive(f, F_b, pp, &ev.price) and get_qty(f, F_B, qp, &ev.qty)
+                    and get_positive(f, F_a, pp, &ev.body.bbo.ask_price)
                     and get_qty(f, F_A, qp, &ev.body.bbo.ask_qty)):
                 return 0
             if f.field[F_T].kind == V_INT and f.field[F_T].integer <= MAX_MS:
@@ -603,7 +611,7 @@ cdef class BinanceNormaliser:
         self.ev.kind = EVENT_TRADE
         self.ev.seq = trade_id
         self.ev.price = price(data, "p", st.price_precision)
-        self.ev.qty = fixed(data, "q", st.qty_precision)
+        self.ev.qty = trade_qty(data, "q", st.qty_precision)
         buyer_is_maker = field(data, "m")
         if type(buyer_is_maker) is not bool:
             raise _Drop(C_DROP_BAD_TYPE)

@@ -217,6 +217,50 @@ def test_fast_path_publishes_exactly_what_the_orjson_path_does(ring, table, mark
     assert len(fast_events) == len(slow_events) and (fast_events == slow_events).all()
 
 
+
+def _trade(t, p, q, aggregated=False):
+    if aggregated:
+        return b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":5,"s":"BTCUSDT","a":%d,"p":"%s","q":"%s","f":%d,"l":%d,"T":4,"m":true}}' % (
+            t, p.encode(), q.encode(), t, t)
+    return b'{"stream":"btcusdt@trade","data":{"e":"trade","E":5,"s":"BTCUSDT","t":%d,"p":"%s","q":"%s","T":4,"m":false}}' % (
+        t, p.encode(), q.encode())
+
+
+# (price, qty) of trades that moved nothing or came at no price: BTCUSDT's size precision is
+# 8 on spot and 3 on the perpetual, so "0.000000001" / "0.0004" would truncate to 0 there
+ZERO_TRADES = {
+    SPOT: [("61000.10", "0"), ("61000.10", "0.00000000"), ("61000.10", "0.000000001"), ("0.00", "0.5"), ("0", "0")],
+    USDM: [("61000.10", "0"), ("61000.10", "0.000"), ("61000.10", "0.0004"), ("0.00", "0.010")],
+}
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["scanner", "orjson"])
+@pytest.mark.parametrize("aggregated", [False, True], ids=["trade", "aggTrade"])
+@pytest.mark.parametrize("market", [SPOT, USDM])
+def test_a_trade_of_zero_quantity_or_price_is_dropped_as_a_bad_number(ring, table, market, aggregated, fast):
+    name = ring("ticks", "zero")
+    w = BroadcastWriter(name, RecordType.MARKET_EVENT, 1 << 12)
+    r = BroadcastReader(name, start="oldest")
+    norm = BinanceNormaliser(market, list(table), w, None, fast_path=fast)
+    good_qty = "0.5" if market == SPOT else "0.010"
+    try:
+        for t, (p, q) in enumerate(ZERO_TRADES[market], 1):
+            before = norm.counter_dict()
+            assert norm.on_frame(_trade(t, p, q, aggregated), 1) == 0, (p, q)
+            after = norm.counter_dict()
+            moved = {k for k in COUNTER_NAMES if after[k] != before[k]}
+            assert moved == {"frames", "agg_trades" if aggregated else "trades", "drop_bad_number"}, (p, q, moved)
+            # the dropped trade took no id: the good one with the same id goes out, by the scanner if asked
+            assert norm.on_frame(_trade(t, "61000.10", good_qty, aggregated), 1) == 1
+            assert norm.counter_dict()["fast_path"] == (t if fast else 0)
+        events = drain(r)
+        assert len(events) == len(ZERO_TRADES[market]) and (events["qty"] > 0).all() and (events["price"] > 0).all()
+        assert norm.counter_dict()["drop_bad_number"] == len(ZERO_TRADES[market])
+    finally:
+        r.close()
+        w.close()
+
+
 # every outcome a frame can have, as counters: exactly one of them moves per frame
 OUTCOMES = {"events_published", "control", "ignored_non_market_trade", "book_buffered", "book_stale", "duplicates", "overlap_held",
             "book_gaps", "drop_bad_level", "book_snapshot_rejected"} | {n for n in COUNTER_NAMES if n.startswith("drop_")}
