@@ -4,7 +4,9 @@ A board-kind ring segment /ttq.<venue>.md_stats (ring_layout.h) with one slot pe
 (a venue market: "spot", "usdm"): the feed's name, then NUM_COUNTERS uint64 counters (the
 normaliser's, by index, plus the daemon's) and a log2 histogram of frame-to-ring latency
 (ts_recv -> ts_pub, bucket k holds [2^k, 2^(k+1)) ns). Each counter is written by one thread
-and only ever grows, so readers need no lock: a read is a moment's view, not an atomic one.
+and only grows while that md runs, so readers need no lock: a read is a moment's view, not an
+atomic one. A new md run starts from an empty table, every count at zero; the segment's writer
+epoch (bumped when it attaches) is how readers tell a restart from a counter going back.
 """
 from libc.stdint cimport uint64_t
 from libc.string cimport memset, memcpy
@@ -47,18 +49,17 @@ cdef class FeedStatsWriter:
         self.segment.acquire_writer()
         self.ring = self.segment.view()
         self.feeds = {}
-        cdef uint64_t i
-        for i in range(ttq_load_acquire_u64(&self.ring.header.write_position)):
-            self.feeds[self._name_at(i)] = i
+        # a previous run's feeds and counts are not this run's: the table starts empty (feeds
+        # are published again as feed() is called); readers see the new writer epoch
+        cdef uint64_t used = ttq_load_acquire_u64(&self.ring.header.write_position)
+        ttq_store_release_u64(&self.ring.header.write_position, 0)
+        if used:
+            memset(self.ring.slots, 0, used * self.ring.slot_size)
         self.segment.heartbeat()
 
-    cdef str _name_at(self, uint64_t i):
-        cdef char *slot = self.ring.slots + i * self.ring.slot_size + 8
-        return (<bytes>slot[:C_NAME_BYTES]).rstrip(b"\0").decode()
-
     def feed(self, str feed):
-        """(counters, latency histogram): uint64 arrays living in the segment. A restarted daemon
-        gets its old slot back and carries the counts on (they only grow)."""
+        """(counters, latency histogram): uint64 arrays living in the segment, all zero when this
+        writer first asks for the feed."""
         index = self.feeds.get(feed)
         cdef uint64_t i
         cdef char *slot

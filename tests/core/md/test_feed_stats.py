@@ -6,7 +6,7 @@ from ttquant.core.rings import RingError
 from ttquant.core.rings.inspect import ring_info
 
 
-def test_counters_live_in_the_segment_and_survive_a_restart(ring):
+def test_counters_live_in_the_segment(ring):
     name = ring("md_stats")
     w = FeedStatsWriter(name, feeds=2)
     counters, hist = w.feed("spot")
@@ -21,11 +21,32 @@ def test_counters_live_in_the_segment_and_survive_a_restart(ring):
         w.feed("coinm")
     with pytest.raises(ValueError):
         w.feed("")
+    r.close()
     w.close()
-    w2 = FeedStatsWriter(name, feeds=2)
-    again, _ = w2.feed("spot")
-    assert again[3] == 7            # the same slot: counts carry on across a restart
-    assert ring_info(name)["epoch"] == 2
+
+
+def test_a_new_run_starts_at_zero_under_a_new_epoch(ring):
+    name = ring("md_stats")
+    w = FeedStatsWriter(name, feeds=4)
+    for feed in ("spot", "usdm"):
+        counters, hist = w.feed(feed)
+        counters[:] = 5
+        hist[:] = 3
+    r = FeedStatsReader(name)           # a reader that stays attached across the restart
+    assert r.status()["writer_epoch"] == 1 and r.read()["usdm"][0][0] == 5
+    w.close()
+    assert r.read()["spot"][1][10] == 3     # a stopped md's last counts stay readable
+    w2 = FeedStatsWriter(name, feeds=4)
+    assert r.status()["writer_epoch"] == 2 and ring_info(name)["epoch"] == 2
+    assert r.read() == {}               # no feed of the old run is shown as this run's
+    counters, hist = w2.feed("usdm")    # registered in another order than before
+    assert not counters.any() and not hist.any()
+    counters[1] += 1
+    spot, spot_hist = w2.feed("spot")
+    assert not spot.any() and not spot_hist.any()
+    got = r.read()
+    assert list(got) == ["usdm", "spot"] and got["usdm"][0][1] == 1 and got["usdm"][0].sum() == 1
+    assert not got["spot"][0].any() and not got["usdm"][1].any()
     r.close()
     w2.close()
 
