@@ -5,10 +5,13 @@
     Avellaneda-Stoikov market maker on the USDT-M perpetual by default) -> gateway with the
     sim adapter -> exec reports
 
-each its own process. Every second it prints the mid, the strategy's position, orders, fills,
-rejects and PnL from the exec ring; at the end a summary with tick-to-order latency (a tick's
-ts_pub in the ring -> the gateway has checked the order it caused) and one machine-readable
-line `demo: events=N orders=N fills=N rejects=N pnl=X tick_to_order_p50_ns=N tick_to_order_p99_ns=N`.
+each its own process. Every second it prints the strategy's new orders, fills, canceled orders,
+rejects, position and PnL, all read from the exec ring; at the end a summary (what became of
+the orders, every reject by reason in words, positions by market) with tick-to-order latency (a
+tick's ts_pub in the ring -> the gateway has checked the order it caused) and one
+machine-readable line `demo: events=N orders=N fills=N rejects=N pnl=X tick_to_order_p50_ns=N
+tick_to_order_p99_ns=N`. One count throughout: orders = new orders the strategy sent (a cancel is
+not an order), rejects = refused new orders plus refused cancels.
 Everything it started is stopped and its segments removed, whatever happens.
 """
 from __future__ import annotations
@@ -16,11 +19,15 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import textwrap
 import time
 
 import numpy as np
 
+from ttquant.core.instruments import MarketType
 from ttquant.core.md.demo import _spawn, _start_venue, _stop
+from ttquant.core.md.fixed_point import format_fixed
+from ttquant.core.records import OrderStatus, OrderType, RejectCode
 
 __all__ = ["run_trading_demo", "STRATEGIES"]
 
@@ -54,6 +61,123 @@ max_position = 0.1
 """
 
 
+# Why an order was refused, in words, by reject code (RejectCode's comments say the same).
+REJECT_WORDS = {
+    RejectCode.ORDER_TOO_OLD: ("too old when the gateway saw it", "The order waited longer than "
+                               "max_order_age_ms between the strategy and the gateway's check."),
+    RejectCode.POSITION_LIMIT: ("position limit", "The position plus the open orders would pass "
+                                "max_position."),
+    RejectCode.INSUFFICIENT_FUNDS: ("not enough funds", "The shadow balance, open orders reserved, could not "
+                                    "pay for it."),
+    RejectCode.RATE_LIMIT: ("rate limit", "The strategy's or the gateway's order budget per second was "
+                            "spent."),
+    RejectCode.MAX_OPEN_ORDERS: ("too many open orders", "The strategy (or everyone) had as many orders "
+                                 "open as risk.toml's max_open_orders allows; orders being canceled still "
+                                 "count."),
+    RejectCode.BAD_PRICE: ("price off the tick or out of bounds", "The price is not a multiple of the tick "
+                           "size or lies outside the instrument's limits."),
+    RejectCode.BAD_QTY: ("quantity off the step or too small", "The quantity is not a multiple of the step "
+                         "size, or under the minimum quantity or notional."),
+    RejectCode.FAT_FINGER: ("too far from the market", "The price is further than fat_finger_pct from the "
+                            "last trade or the mid."),
+    RejectCode.MAX_NOTIONAL: ("order too large", "One order worth more than max_notional."),
+    RejectCode.DUPLICATE_ORDER_ID: ("client order id used before", "The strategy reused a client order id."),
+    RejectCode.UNKNOWN_INSTRUMENT: ("unknown instrument", "The instrument is not in the venue's table."),
+    RejectCode.UNKNOWN_ORDER: ("cancel of an order no longer open", "The order had filled, expired or been "
+                               "canceled before the cancel was checked: nothing was left to cancel."),
+    RejectCode.BAD_FIELD: ("malformed request", "An action, side or type that does not exist."),
+    RejectCode.REDUCE_ONLY: ("reduce-only would not reduce", "A reduce-only order that would not reduce the "
+                             "position."),
+    RejectCode.KILL_SWITCH: ("kill switch", "The kill switch is on or the daily loss limit was reached."),
+    RejectCode.VENUE: ("the venue refused it", "The venue's own checks refused the order."),
+    RejectCode.VENUE_UNAVAILABLE: ("venue unavailable", "The gateway could not reach the venue."),
+}
+POST_ONLY_CROSS = ("post-only would cross", "A post-only order may only rest on the book. The market "
+                   "maker quotes at the touch (its bid at or under the best bid, its ask at or over the best "
+                   "ask it saw); when the other side of the book has moved onto that price by the time the "
+                   "order reaches the venue, the venue refuses it rather than let it take liquidity, and the "
+                   "strategy quotes again on its next tick.")
+# the markets the demo runs, named as md.toml names them
+MARKET_LABELS = {MarketType.SPOT: "spot", MarketType.LINEAR_PERPETUAL: "usdm-perp"}
+
+
+def _reject_reason(code: int, order_type: int) -> tuple[str, str, str]:
+    """(short reason, the reject code's name, why) of a refused request; order_type 0: a cancel."""
+    try:
+        name = RejectCode(code).name
+    except ValueError:
+        return f"reject code {code}", str(code), "A code this demo has no words for."
+    if code == RejectCode.VENUE and order_type == OrderType.POST_ONLY:
+        return POST_ONLY_CROSS[0], name, POST_ONLY_CROSS[1]     # the sim venue's only post-only refusal
+    reason, why = REJECT_WORDS.get(RejectCode(code), (name.lower().replace("_", " "), "See RejectCode."))
+    return reason, name, why
+
+
+def _signed_qty(raw: int, precision: int) -> str:
+    """+0.002, -0.002 or 0: exact at the instrument's size precision, never 0E-8."""
+    text = format_fixed(raw, precision)
+    return "+" + text if raw > 0 else text
+
+
+class _OrderTally:
+    """The one count of the strategy's orders, from its exec reports, for the per-second line and
+    the summary alike. A report with an order type is about a new order (counted once, by client
+    id); a cancel carries none, and the exec ring only shows one when it is refused. (An amend
+    carries its order's type; the example strategies never amend.)"""
+
+    TERMINAL = (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED)
+
+    def __init__(self):
+        self.status: dict[int, int] = {}            # new order's client id -> its latest status
+        self.rejects: dict[tuple[int, int, bool], int] = {}     # (code, order type, cancel?) -> n
+        self.cancels_refused = 0
+
+    def on_report(self, r) -> None:
+        cid, status = int(r.client_order_id), int(r.status)
+        if r.order_type == 0:                       # a cancel / cancel-all request
+            if status == OrderStatus.REJECTED:
+                self.cancels_refused += 1
+                key = (int(r.reject_code), 0, True)
+                self.rejects[key] = self.rejects.get(key, 0) + 1
+            return
+        before = self.status.get(cid)
+        if before in self.TERMINAL:
+            return                                  # a late copy: the order had ended
+        self.status[cid] = status
+        if status == OrderStatus.REJECTED:
+            key = (int(r.reject_code), int(r.order_type), False)
+            self.rejects[key] = self.rejects.get(key, 0) + 1
+
+    @property
+    def orders(self) -> int:
+        return len(self.status)
+
+    @property
+    def reject_count(self) -> int:
+        return sum(self.rejects.values())
+
+    def ended(self, status) -> int:
+        return sum(1 for s in self.status.values() if s == status)
+
+    def summary(self) -> list[str]:
+        filled, canceled, rejected, expired = (self.ended(s) for s in self.TERMINAL)
+        still_open = self.orders - filled - canceled - expired - rejected
+        lines = [f"orders: {self.orders} new orders sent: {filled} filled, {canceled} canceled, {expired} "
+                 f"expired (IOC, FOK or market orders the book did not fill), {rejected} rejected, "
+                 f"{still_open} open at the end",
+                 f"cancels: {canceled} orders canceled, {self.cancels_refused} cancel requests rejected"]
+        if not self.rejects:
+            return lines + ["rejects: 0"]
+        lines.append(f"rejects: {self.reject_count} ({self.reject_count - self.cancels_refused} new orders, "
+                     f"{self.cancels_refused} cancels), by reason:")
+        for (code, order_type, cancel), n in sorted(self.rejects.items(), key=lambda kv: -kv[1]):
+            reason, name, why = _reject_reason(code, order_type)
+            share = "" if cancel or not self.orders else f" ({100 * n / self.orders:.0f} % of the new orders)"
+            lines.append(f"  {reason} [{name}]: {n}{share}")
+            lines.append(textwrap.fill(why, 100, initial_indent="    ", subsequent_indent="    "))
+        return lines
+
+
 def _toml_value(v):
     return f'"{v}"' if isinstance(v, str) else repr(v)
 
@@ -61,7 +185,6 @@ def _toml_value(v):
 def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = "market_maker",
                      synthetic: bool = False, out=print) -> int:
     from ttquant.core.instruments import InstrumentTable, instruments_path
-    from ttquant.core.records import OrderStatus, RejectCode
     from ttquant.core.rings import BroadcastReader, RingNotFoundError
     from ttquant.core.sim.captures import sample_data_dir
     from ttquant.strategies.portfolio import Portfolio
@@ -130,10 +253,12 @@ def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = 
         table = InstrumentTable.load(instruments_path(name))
         out(f"demo: md, gateway (sim adapter) and strategy {strategy} running on /ttq.{name}.*; "
             f"{seconds:.0f} s")
+        out("  (orders: new orders the strategy sent; canceled: orders a cancel took off the book; "
+            "rejects: new orders and cancels refused)")
         portfolio = Portfolio(fee_precision=8)
         marks, fills_seen = {}, set()
-        events = orders = 0
-        rejects: dict[int, int] = {}
+        tally = _OrderTally()
+        events = 0
         t0 = time.monotonic()
         next_print = t0 + 1
         from ttquant.core.records import MARKET_EVENT_DTYPE
@@ -143,55 +268,48 @@ def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = 
             events += n
             for e in buf[:n][buf[:n]["kind"] == 1]:
                 marks[(table.venue, int(e["instrument_id"]))] = int(e["price"])
-            r = exec_reader.poll()
-            while r is not None:
-                if r.strategy_id == 7:
-                    if r.status == OrderStatus.REJECTED:
-                        rejects[r.reject_code] = rejects.get(r.reject_code, 0) + 1
-                    if r.status in (OrderStatus.ACCEPTED, OrderStatus.REJECTED) or (r.last_qty and r.cum_qty == r.last_qty):
-                        orders += 1
-                    if r.last_qty and (r.client_order_id, r.trade_id) not in fills_seen:
-                        fills_seen.add((r.client_order_id, r.trade_id))
-                        portfolio.on_fill(table[r.instrument_id], r.side, r.last_price, r.last_qty, r.fee)
-                r = exec_reader.poll()
+            _drain_exec(exec_reader, tally, portfolio, fills_seen, table)
             if procs["strategy"].poll() is not None:
                 out(f"demo: the strategy exited with {procs['strategy'].returncode}: "
                     f"{open(f'{d}/strategy.log').read()[-2000:]}")
                 break
             if time.monotonic() >= next_print:
                 next_print += 1
-                pos = "  ".join(f"{p.symbol} {p.qty:+}" for p in portfolio.positions()) or "flat"
+                pos = "  ".join(f"{_position_name(p, table)} {_signed_qty(p.qty_raw, p.size_precision)}"
+                                for p in portfolio.positions()) or "flat"
                 pnl = portfolio.equity(marks) if marks else 0
-                out(f"  t={time.monotonic() - t0:4.1f}s  events {events:>7,}  orders {orders:>5}  fills "
-                    f"{len(fills_seen):>4}  rejects {sum(rejects.values()):>3}  position {pos}  pnl {float(pnl):+.4f}")
+                out(f"  t={time.monotonic() - t0:4.1f}s  events {events:>7,}  orders {tally.orders:>5}  "
+                    f"fills {len(fills_seen):>4}  canceled {tally.ended(OrderStatus.CANCELED):>4}  "
+                    f"rejects {tally.reject_count:>4}  position {pos}  pnl {float(pnl):+.4f}")
         strategy_rc = _stop(procs.pop("strategy"))
         time.sleep(0.5)                     # its cancel-all comes back
-        r = exec_reader.poll()
-        while r is not None:
-            if r.strategy_id == 7 and r.last_qty and (r.client_order_id, r.trade_id) not in fills_seen:
-                fills_seen.add((r.client_order_id, r.trade_id))
-                portfolio.on_fill(table[r.instrument_id], r.side, r.last_price, r.last_qty, r.fee)
-            r = exec_reader.poll()
+        _drain_exec(exec_reader, tally, portfolio, fills_seen, table)
         gateway_rc = _stop(procs.pop("gateway"))
+        _drain_exec(exec_reader, tally, portfolio, fills_seen, table)   # the ring outlives the gateway
         latency = _tick_to_order(f"{d}/strategy_trace.npy", f"{d}/gateway_trace.npy")
+        orders = tally.orders
         try:
-            orders = len(np.load(f"{d}/strategy_trace.npy"))     # every new order the strategy sent
+            sent = len(np.load(f"{d}/strategy_trace.npy"))     # the strategy's own count of new orders
         except (FileNotFoundError, ValueError):
-            pass
+            sent = orders
         pnl = portfolio.equity(marks) if marks else 0
         out("")
         for p in portfolio.positions():
-            out(f"{p.symbol}: position {p.qty:+}, average {float(p.avg_price) if p.avg_price else 0:.2f}, "
-                f"realised {float(p.realised):+.4f} (fees {float(p.fees):.4f})")
-        names = {int(c): RejectCode(c).name for c in rejects}
-        out(f"orders {orders}, fills {len(fills_seen)}, rejects {dict((names[c], k) for c, k in rejects.items())}; "
-            f"strategy exit {strategy_rc}, gateway exit {gateway_rc}")
+            avg = f"{float(p.avg_price):.2f}" if p.avg_price is not None else "- (flat)"
+            out(f"{_position_name(p, table)}: position {_signed_qty(p.qty_raw, p.size_precision)}, average "
+                f"{avg}, realised {float(p.realised):+.4f} (fees {float(p.fees):.4f})")
+        for line in tally.summary():
+            out(line)
+        if sent != orders:
+            out(f"  (the strategy sent {sent} new orders; {sent - orders} of them had no report from the "
+                f"gateway)")
+        out(f"fills {len(fills_seen)}; strategy exit {strategy_rc}, gateway exit {gateway_rc}")
         if latency is not None:
             out(f"tick-to-order (tick in the ring -> order checked by the gateway), {latency['n']} orders: "
                 f"p50 {latency['p50']} ns, p99 {latency['p99']} ns, max {latency['max']} ns; p50 of its legs: "
                 f"tick to order created {latency['decide_p50']} ns, created to checked {latency['hop_p50']} ns")
         ok = strategy_rc == 0 and gateway_rc == 0 and events > 0
-        out(f"demo: events={events} orders={orders} fills={len(fills_seen)} rejects={sum(rejects.values())} "
+        out(f"demo: events={events} orders={orders} fills={len(fills_seen)} rejects={tally.reject_count} "
             f"pnl={float(pnl):.6f} tick_to_order_p50_ns={latency['p50'] if latency else -1} "
             f"tick_to_order_p99_ns={latency['p99'] if latency else -1}" + (" ok" if ok else " FAILED"))
         return 0 if ok else 1
@@ -200,6 +318,25 @@ def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = 
             _stop(p)
         _unlink_all(name)
         tmp.cleanup()
+
+
+def _drain_exec(exec_reader, tally, portfolio, fills_seen, table, strategy_id=7):
+    """Every exec report waiting in the ring: the strategy's go to the tally, its fills (each once,
+    by trade id) to the portfolio."""
+    r = exec_reader.poll()
+    while r is not None:
+        if r.strategy_id == strategy_id:
+            tally.on_report(r)
+            if r.last_qty and (r.client_order_id, r.trade_id) not in fills_seen:
+                fills_seen.add((r.client_order_id, r.trade_id))
+                portfolio.on_fill(table[r.instrument_id], r.side, r.last_price, r.last_qty, r.fee)
+        r = exec_reader.poll()
+
+
+def _position_name(p, table) -> str:
+    """BTCUSDT spot / BTCUSDT usdm-perp: the symbol alone does not say which leg."""
+    market = table[p.instrument_id].market_type
+    return f"{p.symbol} {MARKET_LABELS.get(market, MarketType(market).name.lower())}"
 
 
 def _tick_to_order(strategy_trace, gateway_trace):
