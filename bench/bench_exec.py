@@ -22,6 +22,7 @@ import orjson
 import pytest
 
 from support import QUICK, latency_info
+from ttq_testing import config_file
 from ttquant.core.gateway.risk import RiskEngine
 from ttquant.core.gateway.risk_config import parse_risk_limits
 from ttquant.core.instruments import InstrumentTable, MarketType, instruments_path
@@ -82,12 +83,13 @@ def _run_ttquant(tmp_path, wait):
         table.save(instruments_path(name))
         ticks = BroadcastWriter(f"/ttq.{name}.ticks", RecordType.MARKET_EVENT, 1 << 16)
         (tmp_path / "risk.toml").write_text(RISK)
-        (tmp_path / "gateway.toml").write_text(
-            f'venue = "{name}"\n[rings]\nname = "{name}"\n[adapter]\nkind = "dry"\n[journal]\npath = "{name}.journal"\n'
-            f'fsync = "never"\n[risk]\nfile = "risk.toml"\n[loop]\nwait = "{wait}"\ncpus = [1]\ndiscover_interval_s = 0.05\n')
-        (tmp_path / "strategy.toml").write_text(
-            f'name = "bench"\nstrategy_id = 3\nclass = "bench_strategies:TradeEveryTick"\n[venues.{name}]\n'
-            f'rings = "{name}"\n[runtime]\nwait = "{wait}"\ncpus = [0]\ncancel_all_on_stop = false\n')
+        config_file(tmp_path / "gateway.toml", "gateway", {
+            "rings": {"name": name}, "adapter": {"kind": "dry"}, "journal": {"path": f"{name}.journal", "fsync": "never"},
+            "risk": {"file": "risk.toml"}, "loop": {"wait": wait, "discover_interval_s": 0.05}, "process": {"cpus": [1]}})
+        config_file(tmp_path / "strategy.toml", "strategy", {
+            "name": "bench", "strategy_id": 3, "class": "bench_strategies:TradeEveryTick",
+            "venues": {"binance": None, name: {"rings": name}}, "params": {"market": None, "qty": None},
+            "runtime": {"cancel_all_on_stop": False}, "loop": {"wait": wait}, "process": {"cpus": [0]}})
         cli = [sys.executable, "-m", "ttquant.core.cli"]
         env = dict(os.environ, TTQ_GATEWAY_TRACE=str(tmp_path / "gw.npy"), TTQ_STRATEGY_TRACE=str(tmp_path / "st.npy"),
                    PYTHONPATH=BENCH_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""), TTQ_LOG_LEVEL="WARNING")

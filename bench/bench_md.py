@@ -132,10 +132,9 @@ def _run_md_against_venue(tmp_path, name, children_procs):
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     children_procs.append(sim)
     port = int(sim.stdout.readline().decode().split("127.0.0.1:")[1].split()[0])
-    config = tmp_path / f"{name}.toml"
-    config.write_text(f'[rings]\nname = "{name}"\ntick_capacity = 1048576\n' + "".join(
-        f'[markets.{m}]\nsymbols = ["BTCUSDT"]\nstreams = ["trade", "bookTicker"]\n'
-        f'ws_url = "ws://127.0.0.1:{port}/{m}"\nrest_url = "http://127.0.0.1:{port}"\n' for m in ("spot", "usdm")))
+    from ttq_testing import md_config
+    config = md_config(tmp_path / f"{name}.toml", name, port, {m: (["BTCUSDT"], ["trade", "bookTicker"])
+                                                               for m in ("spot", "usdm")}, rings={"tick_capacity": 1048576})
     md = subprocess.Popen([*cli, "md", "binance", "--config", str(config)], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL, start_new_session=True)
     children_procs.append(md)

@@ -186,19 +186,38 @@ def cmd_rings_demo(args) -> int:
     return run_demo(seconds=args.seconds, venue=args.venue)
 
 
-def _run_daemon(command, run, errors, *args) -> int:
-    """A daemon's exit code; a config it refuses is one line on stderr and exit 2."""
-    try:
-        return run(*args)
-    except errors as exc:
-        print(f"ttquant {command}: {exc}", file=sys.stderr)
-        return 2
+# role -> the daemon class (module:Class) the service runner runs (core/daemon/runner.py)
+DAEMONS = {
+    "md": "ttquant.core.md.daemon:MdDaemon",
+    "gateway": "ttquant.core.gateway.daemon:Gateway",
+    "record": "ttquant.sidecars.recorder.daemon:Recorder",
+    "strategy": "ttquant.strategies.runtime:StrategyDaemon",
+}
+# role -> its config schema, for `ttquant config`
+SCHEMAS = {
+    "md": "ttquant.core.md.config:MdConfig",
+    "gateway": "ttquant.core.gateway.config:GatewayConfig",
+    "risk": "ttquant.core.gateway.risk_config:RiskFile",
+    "record": "ttquant.sidecars.recorder.config:RecorderConfig",
+    "strategy": "ttquant.strategies.config:StrategyConfig",
+}
+MD_VENUES = ("binance",)            # venues with a market-data daemon
+GATEWAY_VENUES = ("binance",)
+
+
+def _load(path: str):
+    import importlib
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _run_daemon(role: str, instance: str, config: str | None) -> int:
+    from ttquant.core.daemon.runner import run_daemon
+    return run_daemon(_load(DAEMONS[role]), instance, config)
 
 
 def cmd_md(args) -> int:
-    from ttquant.core.md.config import ConfigError
-    from ttquant.core.md.daemon import run_md
-    return _run_daemon("md", run_md, ConfigError, args.config)
+    return _run_daemon("md", args.venue, args.config)
 
 
 def cmd_venue_sim(args) -> int:
@@ -216,21 +235,65 @@ def cmd_venue_sim(args) -> int:
 
 
 def cmd_gateway(args) -> int:
-    from ttquant.core.gateway.config import GatewayConfigError
-    from ttquant.core.gateway.daemon import run_gateway
-    from ttquant.core.gateway.risk_config import RiskConfigError
-    return _run_daemon("gateway", run_gateway, (GatewayConfigError, RiskConfigError), args.config)
+    return _run_daemon("gateway", args.venue, args.config)
 
 
 def cmd_strategy_run(args) -> int:
-    from ttquant.strategies.runtime import StrategyConfigError, run_strategy
-    return _run_daemon("strategy", run_strategy, StrategyConfigError, args.name, args.config)
+    return _run_daemon("strategy", args.name, args.config)
 
 
 def cmd_record(args) -> int:
-    from ttquant.sidecars.recorder.config import RecorderConfigError
-    from ttquant.sidecars.recorder.daemon import run_recorder
-    return _run_daemon("record", run_recorder, RecorderConfigError, args.config)
+    return _run_daemon("record", args.venue, args.config)
+
+
+def cmd_config_example(args) -> int:
+    from ttquant.core.daemon.config import ConfigError, parse_config, render_example
+    import tomllib
+    try:
+        overrides = json.loads(args.set_json) if args.set_json else {}
+        if not isinstance(overrides, dict):
+            raise ConfigError("--set-json: a JSON object, e.g. '{\"rings\": {\"name\": \"binance\"}}'")
+        text = render_example(args.role, overrides)
+        doc = tomllib.loads(text)
+        # checked as the daemon will check it (a strategy's class is loaded by `config check`)
+        parse_config(doc, _load(SCHEMAS[args.role]), f"{args.role} example", **_context(args.role, doc, False))
+    except json.JSONDecodeError as exc:
+        print(f"ttquant config: --set-json: not JSON: {exc}", file=sys.stderr)
+        return 2
+    except (ConfigError, tomllib.TOMLDecodeError) as exc:
+        print(f"ttquant config: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    return 0
+
+
+def _context(role, doc, load_class=True):
+    if role == "strategy":
+        return {"instance": doc.get("name", ""), "load_class": load_class}
+    if role in ("md", "gateway"):
+        return {"instance": doc.get("venue") or "binance"}
+    if role == "record":
+        return {"instance": (doc.get("rings") or {}).get("name", "") if isinstance(doc.get("rings"), dict) else ""}
+    return {}
+
+
+def cmd_config_check(args) -> int:
+    from ttquant.core.daemon.config import ConfigError, default_config_path, load_config, read_toml
+    path = args.config or (default_config_path(args.role, args.instance) if args.instance else None)
+    if path is None:
+        print("ttquant config check: give --config FILE or an INSTANCE (e.g. binance)", file=sys.stderr)
+        return 2
+    try:
+        doc = read_toml(path)
+        context = _context(args.role, doc)
+        if args.instance and args.role != "risk":
+            context["instance"] = args.instance
+        load_config(path, _load(SCHEMAS[args.role]), **context)
+    except ConfigError as exc:
+        print(f"ttquant config check: {exc}", file=sys.stderr)
+        return 2
+    print(f"{path}: ok ({args.role})")
+    return 0
 
 
 def cmd_journal_ls(args) -> int:
@@ -255,21 +318,68 @@ def cmd_journal_ls(args) -> int:
 
 
 def cmd_kill(args) -> int:
+    from ttquant.core.daemon.instance_lock import lock_holder
     from ttquant.core.gateway.kill_switch import KillSwitch
+    from ttquant.core.rings.names import check_rings_name, instance_lock_file
+    try:
+        check_rings_name(args.venue)
+    except ValueError as exc:
+        print(f"ttquant kill: {exc}", file=sys.stderr)
+        return 2
+    gateway = lock_holder(instance_lock_file(args.venue, "gateway"))
+    running = f"gateway pid {gateway}" if gateway else ("a gateway" if gateway == 0 else "no gateway running")
+    if args.status:
+        try:
+            ks = KillSwitch(args.venue, create=False)
+        except FileNotFoundError:
+            print(f"kill switch {args.venue}: never set ({running})")
+            return 0
+        try:
+            state = ks.read()
+        finally:
+            ks.close()
+        print(_kill_line(args.venue, state) + f" ({running})")
+        return 0
+    if gateway is None and not args.force:
+        print(f"ttquant kill: no gateway of {args.venue!r} is running (no stack by that name?); nothing "
+              f"changed. --force sets the switch anyway, for a gateway that starts later.", file=sys.stderr)
+        return 1
     ks = KillSwitch(args.venue)
     try:
         state = ks.set(not args.release, args.reason)
     finally:
         ks.close()
-    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.ts_ns / 1e9))
-    print(f"kill switch {args.venue}: {'ENGAGED' if state.engaged else 'released'} by {state.who} at {when}"
-          + (f" ({state.reason})" if state.reason else ""))
+    print(_kill_line(args.venue, state) + f" ({running})")
     return 0
+
+
+def _kill_line(venue, state):
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.ts_ns / 1e9))
+    return (f"kill switch {venue}: {'ENGAGED' if state.engaged else 'released'} by {state.who} at {when}"
+            + (f" ({state.reason})" if state.reason else ""))
+
+
+EXIT_CODES = """exit codes:
+  0  stopped on request (SIGTERM, SIGINT)
+  1  internal error (a bug: the traceback is in the log)
+  2  configuration or usage error (the file and the key are named)
+  3  a strategy stopped by its own handler's error
+  4  another instance already runs (its lock is held)
+  5  what it needs did not come up within [process] startup_timeout_s"""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("ttquant")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ttquant", description="TTQuant: low-latency crypto trading over shared-memory rings.")
+    parser.add_argument("--version", action="version", version=f"ttquant {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     rings = sub.add_parser("rings", help="list, inspect and remove shared-memory rings",
@@ -293,12 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
     rm.set_defaults(func=cmd_rings_rm)
 
     md = sub.add_parser("md", help="run a market-data daemon", description="Market data of one venue "
-                        "into the tick ring, books and the book board (systemd notify when run by systemd).")
-    md_sub = md.add_subparsers(dest="venue", metavar="VENUE", required=True)
-    md_binance = md_sub.add_parser("binance", help="Binance spot and USDT-M futures",
-                                   description="Binance spot and USDT-M futures market data.")
-    md_binance.add_argument("--config", required=True, help="TOML file (see README: market data)")
-    md_binance.set_defaults(func=cmd_md)
+                        "into the tick ring, books and the book board (systemd notify when run by systemd).",
+                        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    md.add_argument("venue", choices=MD_VENUES, help="the venue (Binance: spot and USDT-M futures)")
+    md.add_argument("--config", help="TOML file (default /etc/ttquant/md.VENUE.toml; `ttquant config example md`)")
+    md.set_defaults(func=cmd_md)
 
     sim = sub.add_parser("venue-sim", help="a simulated venue on 127.0.0.1",
                          description="A simulated venue speaking the venue's own public formats.")
@@ -330,24 +439,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     gateway = sub.add_parser("gateway", help="run a gateway: orders checked, journaled, sent",
                              description="Every strategy's order ring in; validation, risk, the order state "
-                                         "machine and journal; the venue adapter; exec reports out.")
-    gw_sub = gateway.add_subparsers(dest="venue", metavar="VENUE", required=True)
-    gw_binance = gw_sub.add_parser("binance", help="Binance (the sim adapter for now)",
-                                   description="The Binance gateway; adapter.kind = sim in the config.")
-    gw_binance.add_argument("--config", required=True, help="TOML file (see core/gateway/config.py)")
-    gw_binance.set_defaults(func=cmd_gateway)
+                                         "machine and journal; the venue adapter; exec reports out.",
+                             epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    gateway.add_argument("venue", choices=GATEWAY_VENUES, help="the venue (adapter.kind in the config: sim or dry)")
+    gateway.add_argument("--config", help="TOML file (default /etc/ttquant/gateway.VENUE.toml; "
+                                          "`ttquant config example gateway`)")
+    gateway.set_defaults(func=cmd_gateway)
 
     strategy = sub.add_parser("strategy", help="run a strategy", description="One strategy per process.")
     st_sub = strategy.add_subparsers(dest="strategy_command", metavar="SUBCOMMAND", required=True)
     st_run = st_sub.add_parser("run", help="run one strategy live",
-                               description="Reads the tick and exec rings, writes its own order ring.")
+                               description="Reads the tick and exec rings, writes its own order ring.",
+                               epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     st_run.add_argument("name", help="the strategy's name (its order ring's owner)")
-    st_run.add_argument("--config", required=True, help="TOML file (see strategies/runtime.py)")
+    st_run.add_argument("--config", help="TOML file (default /etc/ttquant/strategy.NAME.toml; "
+                                         "`ttquant config example strategy`)")
     st_run.set_defaults(func=cmd_strategy_run)
 
     record = sub.add_parser("record", help="record a venue's rings into journal files",
-                            description="The recorder sidecar: ticks and exec reports into journal files.")
-    record.add_argument("--config", required=True, help="TOML file (see sidecars/recorder/config.py)")
+                            description="The recorder sidecar: ticks and exec reports into journal files.",
+                            epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    record.add_argument("venue", help="the venue whose rings it records")
+    record.add_argument("--config", help="TOML file (default /etc/ttquant/record.VENUE.toml; "
+                                         "`ttquant config example record`)")
     record.set_defaults(func=cmd_record)
 
     journal = sub.add_parser("journal", help="look at journal files")
@@ -361,7 +475,25 @@ def build_parser() -> argparse.ArgumentParser:
     kill.add_argument("venue", help="the gateway's rings name, e.g. binance")
     kill.add_argument("--release", action="store_true", help="release the kill switch")
     kill.add_argument("--reason", default="", help="logged by the gateway with who and when")
+    kill.add_argument("--status", action="store_true", help="show the switch and the gateway; change nothing")
+    kill.add_argument("--force", action="store_true", help="set it even with no gateway of that name running")
     kill.set_defaults(func=cmd_kill)
+
+    config = sub.add_parser("config", help="example configurations and checks",
+                            description="The example configuration of each role (every key with its default "
+                                        "and a comment) and a check of a file, as the daemon would check it.")
+    config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
+    example = config_sub.add_parser("example", help="print a role's example config, with values put over it")
+    example.add_argument("role", choices=sorted(SCHEMAS))
+    example.add_argument("--set-json", metavar="JSON", default="",
+                         help='values to put over the example, nested like the TOML, e.g. '
+                              '\'{"rings": {"name": "binance"}, "markets": {"usdm": null}}\' (null removes)')
+    example.set_defaults(func=cmd_config_example)
+    check = config_sub.add_parser("check", help="check a config file (exit 2 naming the key if it is refused)")
+    check.add_argument("role", choices=sorted(SCHEMAS))
+    check.add_argument("instance", nargs="?", help="check /etc/ttquant/ROLE.INSTANCE.toml")
+    check.add_argument("--config", help="the file to check")
+    check.set_defaults(func=cmd_config_check)
 
     rings_demo = rings_sub.add_parser("demo", help="the rings alone across processes",
                                       description="One tick writer, two tick readers and an order SPSC "

@@ -10,7 +10,7 @@ import subprocess
 import time
 import urllib.request
 
-from ttq_testing import unlink_venue, wait_for
+from ttq_testing import config_file, md_config, unlink_venue, wait_for
 from ttquant.core.instruments import InstrumentTable, MarketType, instruments_path
 from ttquant.core.records import Order, OrderAction, OrderType, RecordType, Side
 from ttquant.core.rings import BroadcastReader, RingNotFoundError, SpscWriter
@@ -37,18 +37,15 @@ class TradingStack:
         line = self.sim.stdout.readline().decode()
         assert "listening on 127.0.0.1:" in line, line
         self.port = int(line.split("127.0.0.1:")[1].split()[0])
-        (tmp_path / "md.toml").write_text(f'[rings]\nname = "{venue}"\ntick_capacity = 262144\n' + "".join(
-            f'[markets.{m}]\nsymbols = ["BTCUSDT"]\nws_url = "ws://127.0.0.1:{self.port}/{m}"\n'
-            f'rest_url = "http://127.0.0.1:{self.port}"\n' for m in ("spot", "usdm")))
+        md_config(tmp_path / "md.toml", venue, self.port, rings={"tick_capacity": 262144})
         self.md = children.start("-m", "ttquant.core.cli", "md", "binance", "--config", tmp_path / "md.toml",
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.risk_path = tmp_path / "risk.toml"
         self.risk_path.write_text(risk)
-        self.gw_config = tmp_path / "gateway.toml"
-        self.gw_config.write_text(
-            f'venue = "binance"\n[rings]\nname = "{venue}"\n[adapter]\nkind = "sim"\n'
-            f'http_url = "http://127.0.0.1:{self.port}"\n[journal]\npath = "orders.journal"\nfsync = "{fsync}"\n'
-            f'[risk]\nfile = "risk.toml"\n[loop]\ndiscover_interval_s = 0.1\n')
+        self.gw_config = config_file(tmp_path / "gateway.toml", "gateway", {
+            "rings": {"name": venue}, "adapter": {"kind": "sim", "http_url": f"http://127.0.0.1:{self.port}"},
+            "journal": {"path": "orders.journal", "fsync": fsync}, "risk": {"file": "risk.toml"},
+            "loop": {"discover_interval_s": 0.1}})
         self.gateway = None
         self.gw_logs = []
         self.start_gateway()

@@ -154,3 +154,29 @@ def attach_ticks(venue):
         return BroadcastReader(f"/ttq.{venue}.ticks", start="oldest")
     except RingNotFoundError:
         return None
+
+
+def config_file(path, role, overrides=None):
+    """`role`'s example config (core/daemon/examples) with `overrides` put over it, nested like
+    the TOML (None removes a key or table): what the demo and Ansible write too."""
+    import pathlib
+    from ttquant.core.daemon.config import render_example
+    path = pathlib.Path(path)
+    path.write_text(render_example(role, overrides or {}))
+    return path
+
+
+def md_config(path, venue, port, markets=None, **tables):
+    """md's example pointed at the simulated venue on `port`, with rings `venue`; markets:
+    {market: (symbols, streams or None for the example's)}; tables: more overrides by table."""
+    markets = markets or {"spot": (["BTCUSDT"], None), "usdm": (["BTCUSDT"], None)}
+    chosen = {name: None for name in ("spot", "usdm") if name not in markets}
+    for name, (symbols, streams) in markets.items():
+        chosen[name] = {"symbols": symbols, "ws_url": f"ws://127.0.0.1:{port}/{name}",
+                        "rest_url": f"http://127.0.0.1:{port}"}
+        if streams:
+            chosen[name]["streams"] = streams
+    overrides = {"rings": {"name": venue}, "markets": chosen}
+    for table, values in tables.items():
+        overrides.setdefault(table, {}).update(values)
+    return config_file(path, "md", overrides)

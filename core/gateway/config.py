@@ -1,124 +1,102 @@
-"""gateway.toml: checked whole before anything starts; a bad file names the file and the key.
+"""gateway.<venue>.toml, as a schema (core/daemon/config.py); every key with its default and
+what it does: `ttquant config example gateway` (core/daemon/examples/gateway.toml).
 
-    venue = "binance"
-    [rings]
-    name = "binance"                  # md's /ttq.<name>.ticks and .books; ours: .exec, .orders.<strategy>
-    exec_capacity = 65536
-    [adapter]
-    kind = "sim"                      # sim, or dry (takes every order, fills none); binance: next issue
-    http_url = "http://127.0.0.1:8765"    # the simulated venue's control address
-    [journal]
-    path = "binance.orders.journal"
-    fsync = "every"                   # every | interval | never
-    fsync_interval_ms = 10
-    [risk]
-    file = "risk.toml"                # reloaded on SIGHUP
-    [loop]
-    wait = "hybrid"                   # spin (pinned cores) | hybrid (spin, then sleep)
-    spin_polls = 2000                 # rounds over the order rings before hybrid sleeps
-    cpus = [1]
-    discover_interval_s = 0.5         # new strategy order rings are picked up this often
-    gc = "idle"                       # idle: Python's GC only when the loop is idle | python
-    [strategies]                      # optional: the strategy id each order ring's owner must use
-    mm = 7
+Paths (journal, risk file) are relative to the config file's directory.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
+from typing import Any
 
-from ttquant.core.toml_config import known_keys, read_toml, typed
+import msgspec
 
-__all__ = ["GatewayConfig", "GatewayConfigError", "load_gateway_config"]
+from ttquant.core.daemon.config import ConfigError, Table
+from ttquant.core.daemon.runner import LoopTable, ProcessTable
+from ttquant.core.gateway.order_journal import FSYNC_POLICIES
+from ttquant.core.rings.names import check_rings_name
+
+__all__ = ["GatewayConfig", "GatewayConfigError", "ADAPTERS"]
+
+GatewayConfigError = ConfigError
+ADAPTERS = ("sim", "dry")           # binance: the [binance-orders] issue
 
 
-class GatewayConfigError(ValueError):
-    """A gateway file that cannot be used; says which file and which key."""
-
-
-@dataclasses.dataclass(frozen=True)
-class GatewayConfig:
-    path: str
-    venue: str = "binance"
-    rings: str = "binance"
+class GatewayRings(Table):
+    name: str = ""                      # md's /ttq.<name>.ticks and .books; ours: .exec, .orders.<strategy>
     exec_capacity: int = 1 << 16
-    adapter: str = "sim"
-    http_url: str = ""
-    journal_path: str = "orders.journal"
-    fsync: str = "every"
+    group: str = ""
+
+    def __post_init__(self):
+        if self.name:
+            try:
+                check_rings_name(self.name)
+            except ValueError:
+                raise ValueError(f"name: [a-z0-9][a-z0-9_-]*, got {self.name!r}") from None
+        if self.exec_capacity < 2 or self.exec_capacity & (self.exec_capacity - 1):
+            raise ValueError(f"exec_capacity: a power of two, got {self.exec_capacity}")
+
+
+class AdapterTable(Table):
+    kind: str = "sim"                   # sim (the simulated venue) | dry (takes every order, fills none)
+    http_url: str = ""                  # sim: the simulated venue's http://host:port
+
+    def __post_init__(self):
+        if self.kind not in ADAPTERS:
+            raise ValueError(f"kind: one of {', '.join(ADAPTERS)} (binance: the next issue), got {self.kind!r}")
+        if self.kind == "sim" and not self.http_url.startswith("http://"):
+            raise ValueError(f"http_url: the simulated venue's http://host:port, got {self.http_url!r}")
+
+
+class JournalTable(Table):
+    path: str = ""                      # default: <venue>.orders.journal beside this file
+    fsync: str = "every"                # every | interval | never
     fsync_interval_ms: int = 10
-    risk_file: str = "risk.toml"
-    wait: str = "hybrid"
-    spin_polls: int = 2_000
-    cpus: tuple[int, ...] = ()
-    discover_interval_s: float = 0.5
-    strategies: dict = dataclasses.field(default_factory=dict)
-    shm_group: str | None = None
-    gc: str = "idle"
+
+    def __post_init__(self):
+        if self.fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync: one of {', '.join(FSYNC_POLICIES)}, got {self.fsync!r}")
+        if self.fsync_interval_ms < 0:
+            raise ValueError(f"fsync_interval_ms: must be >= 0, got {self.fsync_interval_ms}")
 
 
-def _get(table, key, kind, where, default):
-    return typed(table, key, kind, where, default, GatewayConfigError)
+class RiskTable(Table):
+    file: str = ""                      # default: risk.<venue>.toml beside this file; reloaded on SIGHUP
 
 
-def _known(table, keys, where):
-    known_keys(table, keys, where, GatewayConfigError)
+class GatewayLoop(LoopTable):
+    discover_interval_s: float = 0.5    # new strategy order rings are picked up this often
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.discover_interval_s <= 0:
+            raise ValueError(f"discover_interval_s: must be positive, got {self.discover_interval_s}")
 
 
-def load_gateway_config(path: str) -> GatewayConfig:
-    doc = read_toml(path, GatewayConfigError)
-    try:
-        return _parse(doc, path)
-    except GatewayConfigError as exc:
-        raise GatewayConfigError(f"{path}: {exc}") from None
+class GatewayConfig(Table):
+    venue: str = ""                     # default: the instance (`ttquant gateway binance`)
+    rings: GatewayRings = msgspec.field(default_factory=GatewayRings)
+    adapter: AdapterTable = msgspec.field(default_factory=AdapterTable)
+    journal: JournalTable = msgspec.field(default_factory=JournalTable)
+    risk: RiskTable = msgspec.field(default_factory=RiskTable)
+    loop: GatewayLoop = msgspec.field(default_factory=GatewayLoop)
+    strategies: dict[str, Any] = {}     # order ring owner -> the strategy id it must use
+    process: ProcessTable = msgspec.field(default_factory=ProcessTable)
 
+    def __post_init__(self):
+        for name, sid in self.strategies.items():
+            if not isinstance(sid, int) or isinstance(sid, bool) or not 0 < sid < 2**32:
+                raise ValueError(f"strategies.{name}: a strategy id in 1..2^32-1, got {sid!r}")
 
-def _parse(doc, path):
-    _known(doc, {"venue", "rings", "adapter", "journal", "risk", "loop", "strategies"}, "")
-    base = os.path.dirname(os.path.abspath(path))
-    rel = lambda p: p if os.path.isabs(p) else os.path.join(base, p)     # relative to the config file
-    rings = _get(doc, "rings", dict, "", {})
-    adapter = _get(doc, "adapter", dict, "", {})
-    journal = _get(doc, "journal", dict, "", {})
-    risk = _get(doc, "risk", dict, "", {})
-    loop = _get(doc, "loop", dict, "", {})
-    strategies = _get(doc, "strategies", dict, "", {})
-    _known(rings, {"name", "exec_capacity", "group"}, "rings")
-    _known(adapter, {"kind", "http_url"}, "adapter")
-    _known(journal, {"path", "fsync", "fsync_interval_ms"}, "journal")
-    _known(risk, {"file"}, "risk")
-    _known(loop, {"wait", "spin_polls", "cpus", "discover_interval_s", "gc"}, "loop")
-    venue = _get(doc, "venue", str, "", "binance")
-    kind = _get(adapter, "kind", str, "adapter", "sim")
-    if kind not in ("sim", "dry"):
-        raise GatewayConfigError(f"adapter.kind: sim or dry (binance: the next issue), got {kind!r}")
-    http_url = _get(adapter, "http_url", str, "adapter", "")
-    if kind == "sim" and not http_url.startswith("http://"):
-        raise GatewayConfigError(f"adapter.http_url: the simulated venue's http://host:port, got {http_url!r}")
-    fsync = _get(journal, "fsync", str, "journal", "every")
-    if fsync not in ("every", "interval", "never"):
-        raise GatewayConfigError(f"journal.fsync: every, interval or never, got {fsync!r}")
-    wait = _get(loop, "wait", str, "loop", "hybrid")
-    if wait not in ("spin", "hybrid"):
-        raise GatewayConfigError(f"loop.wait: spin or hybrid, got {wait!r}")
-    gc_mode = _get(loop, "gc", str, "loop", "idle")
-    if gc_mode not in ("idle", "python"):
-        raise GatewayConfigError(f"loop.gc: idle or python, got {gc_mode!r}")
-    cpus = _get(loop, "cpus", list, "loop", [])
-    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cpus):
-        raise GatewayConfigError(f"loop.cpus: a list of CPU numbers, got {cpus!r}")
-    for name, sid in strategies.items():
-        if not isinstance(sid, int) or isinstance(sid, bool) or not 0 < sid < 2**32:
-            raise GatewayConfigError(f"strategies.{name}: a strategy id in 1..2^32-1, got {sid!r}")
-    capacity = _get(rings, "exec_capacity", int, "rings", 1 << 16)
-    if capacity < 2 or capacity & (capacity - 1):
-        raise GatewayConfigError(f"rings.exec_capacity: a power of two, got {capacity}")
-    return GatewayConfig(
-        path=path, venue=venue, rings=_get(rings, "name", str, "rings", venue), exec_capacity=capacity,
-        adapter=kind, http_url=http_url,
-        journal_path=rel(_get(journal, "path", str, "journal", f"{venue}.orders.journal")), fsync=fsync,
-        fsync_interval_ms=_get(journal, "fsync_interval_ms", int, "journal", 10),
-        risk_file=rel(_get(risk, "file", str, "risk", "risk.toml")), wait=wait,
-        spin_polls=_get(loop, "spin_polls", int, "loop", 2_000), cpus=tuple(cpus),
-        discover_interval_s=_get(loop, "discover_interval_s", float, "loop", 0.5),
-        strategies=dict(strategies), shm_group=_get(rings, "group", str, "rings", None), gc=gc_mode)
+    def finish(self, base_dir: str, instance: str = "", path: str = ""):
+        self.venue = self.venue or instance or "binance"
+        if instance and self.venue != instance:
+            raise ConfigError(f"venue: {self.venue!r}, but the gateway was started for {instance!r}")
+        rel = lambda p: p if os.path.isabs(p) else os.path.join(base_dir, p)     # noqa: E731
+        self.path = path
+        self.ring_name = self.rings.name or self.venue
+        self.journal_path = rel(self.journal.path or f"{self.venue}.orders.journal")
+        self.risk_file = rel(self.risk.file or f"risk.{self.venue}.toml")
+
+    @property
+    def shm_group(self):
+        return self.rings.group or None

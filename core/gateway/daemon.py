@@ -1,4 +1,4 @@
-"""`ttquant gateway binance --config FILE`: every strategy's orders in, checked, journaled, sent.
+"""`ttquant gateway VENUE`: every strategy's orders in, checked, journaled, sent.
 
 One thread does the trading path, in this order per loop: the order rings, read in turn
 from C with the tick ring's reference prices between rounds (order_intake.pyx: no strategy
@@ -13,10 +13,12 @@ rings, kill switch, journal fsync, heartbeats, systemd watchdog). Per order:
     AMEND    the target open, same instrument and side, the new price and size risk-checked;
              the venue's ack with the new values moves the order and its reservation
 
-On start it replays its journal, asks the venue for open orders and fills, applies what it
-missed, rejects (6002) what never reached the venue, and only then takes orders: nothing is
-sent twice, no fill is lost. SIGHUP reloads risk.toml (a bad file is refused, the old limits
-stay); SIGTERM flushes the journal and exits 0.
+On start it waits (saying so) for md's instrument table and tick ring and for the venue,
+takes its journal's lock, replays the journal, asks the venue for open orders and fills,
+applies what it missed, rejects (6002) what never reached the venue, and only then takes
+orders: nothing is sent twice, no fill is lost. SIGHUP reloads the risk file (a bad file is
+refused, the old limits stay); SIGTERM flushes the journal and exits 0. The service runner
+(core/daemon/) does logging, signals, notify, the lock and the hybrid wait.
 """
 from __future__ import annotations
 
@@ -28,21 +30,22 @@ from decimal import Decimal
 
 import numpy as np
 
-from ttquant.core.gateway.config import GatewayConfig, load_gateway_config
-from ttquant.core.idle_gc import IdleCollector
+from ttquant.core.daemon.hybrid_wait import HybridWait
+from ttquant.core.daemon.runner import EXIT_CONFIG, Daemon, ServiceError
+from ttquant.core.gateway.config import GatewayConfig
 from ttquant.core.gateway.kill_switch import KillSwitch
 from ttquant.core.gateway.oms import OrderBookKeeper, VenueReport
 from ttquant.core.gateway.order_intake import OrderIntake
-from ttquant.core.gateway.order_journal import CANCEL, ORDER, REJECT, REPORT, OrderJournal
+from ttquant.core.gateway.order_journal import CANCEL, ORDER, REJECT, REPORT, JournalError, OrderJournal
 from ttquant.core.gateway.risk import RiskEngine
 from ttquant.core.gateway.risk_config import RiskConfigError, load_risk_limits
 from ttquant.core.instruments import InstrumentTable, instruments_path
 from ttquant.core.records import ExecReport, Order, OrderAction, OrderStatus, RecordType, RejectCode
 from ttquant.core.rings import BroadcastReader, BroadcastWriter, RingNotFoundError, SpscReader
-from ttquant.core.rings.segment import SHM_DIR
-from ttquant.core.service import SystemdNotify, configure_logging
+from ttquant.core.rings.names import SHM_DIR, exec_ring, instance_lock_file, order_ring_prefix, tick_ring
+from ttquant.core.venues.base import VenueError
 
-__all__ = ["Gateway", "run_gateway"]
+__all__ = ["Gateway"]
 
 now_ns = time.time_ns           # CLOCK_REALTIME, as every record's timestamps
 
@@ -63,16 +66,19 @@ class _OrderRing:
         self.name, self.owner, self.reader, self.index = name, owner, reader, index
 
 
-class Gateway:
-    def __init__(self, cfg: GatewayConfig, adapter=None, notify=None):
-        self.cfg = cfg
+class Gateway(Daemon):
+    role = "gateway"
+    schema = GatewayConfig
+
+    def __init__(self, cfg: GatewayConfig, runner, adapter=None):
+        super().__init__(cfg, runner)
         self.adapter = adapter
-        self.notify = notify or (lambda text: None)
+        self.notify = runner.notify
+        self.journal = self.exec = self.kill = self.ticks = None
         self.rings: list[_OrderRing] = []
         self.known_rings: set[str] = set()
         self.rr = 0
         self.stopping = False
-        self.reload_requested = False
         self.kill_changes = 0
         self.counts = {"orders": 0, "rejects": 0, "sent": 0, "reports": 0, "fills": 0, "reconciled_fills": 0,
                        "lost_before_venue": 0, "orphans_canceled": 0}
@@ -83,45 +89,39 @@ class Gateway:
         self._shm_mtime = 0
         self._retry_discover = False
         self._next_full_discover = 0
-        self._watchdog_ok = time.monotonic()
         self.portfolio = None
         self._day = None
         self._day_start_pnl = Decimal(0)
 
+    def locks(self):
+        return [(instance_lock_file(self.cfg.ring_name, "gateway"), f"gateway of rings {self.cfg.ring_name!r}")]
+
     # -- setup ------------------------------------------------------------------------------------
-    def setup(self, wait_s: float = 60.0):
-        cfg = self.cfg
-        deadline = time.monotonic() + wait_s
-        path = instruments_path(cfg.rings)
-        while not os.path.exists(path):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"gateway: no instrument table at {path} (is md running?)")
-            time.sleep(0.1)
-        self.table = InstrumentTable.load(path)
+    def start(self):
+        cfg, runner = self.cfg, self.runner
+        path = instruments_path(cfg.ring_name)
+        md_hint = f"is ttquant-md@{cfg.venue} running? its rings are {cfg.ring_name!r}"
+        self.table = runner.wait_for(f"md's instrument table {path}", lambda: self._load_table(path), hint=md_hint)
         self.limits = load_risk_limits(cfg.risk_file, self.table)
         self.risk = RiskEngine(self.limits, self.table)
         self.oms = OrderBookKeeper(self.risk)
         from ttquant.strategies.portfolio import Portfolio
         self.portfolio = Portfolio(fee_precision=8)
-        self.journal = OrderJournal(cfg.journal_path, cfg.venue, cfg.fsync, cfg.fsync_interval_ms)
-        self.exec = BroadcastWriter(f"/ttq.{cfg.rings}.exec", RecordType.EXEC_REPORT, cfg.exec_capacity,
+        try:
+            self.journal = OrderJournal(cfg.journal_path, cfg.venue, cfg.journal.fsync, cfg.journal.fsync_interval_ms)
+        except JournalError as exc:
+            raise ServiceError(f"{exc} (journal.path in {cfg.path})", EXIT_CONFIG) from None
+        except OSError as exc:
+            raise ServiceError(f"{cfg.journal_path}: {exc.strerror} (journal.path in {cfg.path})", EXIT_CONFIG) from None
+        self.exec = BroadcastWriter(exec_ring(cfg.ring_name), RecordType.EXEC_REPORT, cfg.rings.exec_capacity,
                                     group=cfg.shm_group)
-        self.kill = KillSwitch(cfg.rings)
+        self.kill = KillSwitch(cfg.ring_name)
         self.kill_changes = self.kill.changes
         self.risk.kill_switch = self.kill.engaged
-        self.ticks = None
-        while self.ticks is None and time.monotonic() < deadline:
-            try:
-                self.ticks = BroadcastReader(f"/ttq.{cfg.rings}.ticks", start="latest")
-            except RingNotFoundError:
-                time.sleep(0.1)
+        self.ticks = runner.wait_for(f"md's tick ring {tick_ring(cfg.ring_name)}", self._attach_ticks, hint=md_hint)
         self.intake = OrderIntake(self.risk, self.oms.ids, self.ticks)
-        if self.adapter is None and cfg.adapter == "dry":
-            from ttquant.core.venues.dry import DryRunAdapter
-            self.adapter = DryRunAdapter()
-        elif self.adapter is None:
-            from ttquant.core.venues.sim.adapter import SimVenueAdapter
-            self.adapter = SimVenueAdapter(cfg.rings, cfg.http_url)
+        if self.adapter is None:
+            self.adapter = self._connect_venue()
         self.take_venue_balances(report=False)     # the assets first: replayed orders reserve against them
         replayed = self.replay_journal()
         self.reconcile()
@@ -130,6 +130,41 @@ class Gateway:
         log.info("gateway %s ready: %d orders from the journal (%d open), %d order rings, kill switch %s",
                  cfg.venue, replayed, len(self.oms.open_orders()), len(self.rings),
                  "ENGAGED" if self.risk.kill_switch else "off")
+
+    @staticmethod
+    def _load_table(path):
+        try:
+            return InstrumentTable.load(path)
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _attach_ticks(self):
+        try:
+            return BroadcastReader(tick_ring(self.cfg.ring_name), start="latest")
+        except RingNotFoundError:
+            return None
+
+    def _connect_venue(self):
+        cfg = self.cfg
+        if cfg.adapter.kind == "dry":
+            from ttquant.core.venues.dry import DryRunAdapter
+            return DryRunAdapter()
+        from ttquant.core.venues.sim.adapter import SimVenueAdapter
+        last = []
+
+        def attempt():
+            try:
+                adapter = SimVenueAdapter(cfg.ring_name, cfg.adapter.http_url, connect_timeout_s=0)
+            except VenueError as exc:
+                last[:] = [exc]
+                return None
+            if not adapter.reachable():
+                last[:] = [f"{cfg.adapter.http_url} does not answer"]
+                adapter.close()
+                return None
+            return adapter
+        return self.runner.wait_for(f"the simulated venue at {cfg.adapter.http_url}", attempt,
+                                    hint=lambda: str(last[0]) if last else "")
 
     def replay_journal(self) -> int:
         n = 0
@@ -213,7 +248,7 @@ class Gateway:
             return
         self._shm_mtime, self._retry_discover = mtime, False
         self._next_full_discover = now + 5_000_000_000
-        prefix = f"ttq.{self.cfg.rings}.orders."
+        prefix = order_ring_prefix(self.cfg.ring_name)
         for entry in os.listdir(SHM_DIR):
             name = "/" + entry
             if not entry.startswith(prefix) or name in self.known_rings:
@@ -348,15 +383,13 @@ class Gateway:
             self._kill_switch_changed()
         self.journal.sync_if_due()
         if t_ns >= self._next_discover:
-            self._next_discover = t_ns + int(self.cfg.discover_interval_s * 1e9)
+            self._next_discover = t_ns + int(self.cfg.loop.discover_interval_s * 1e9)
             self.discover()
             self.exec.heartbeat()
             for ring in self.rings:
                 ring.reader.heartbeat()
-        if self.reload_requested:
-            self.reload_requested = False
+        if self.runner.take_reload():
             self.reload_risk()
-        self._watchdog_ok = time.monotonic()
 
     def _kill_switch_changed(self):
         state = self.kill.read()
@@ -372,6 +405,9 @@ class Gateway:
             log.warning("kill switch released by %s (pid %d) at %s: %s", state.who, state.pid, when,
                         state.reason or "no reason given")
 
+    def reload(self):
+        self.reload_risk()
+
     def reload_risk(self):
         try:
             limits = load_risk_limits(self.cfg.risk_file, self.table)
@@ -383,6 +419,9 @@ class Gateway:
         log.info("risk limits reloaded from %s", self.cfg.risk_file)
         return True
 
+    def status(self):
+        return self.status_text()
+
     def status_text(self):
         open_orders = self.risk.open_order_count           # kept by the risk engine: no scan of the OMS
         return (f"{len(self.rings)} strategies, {self.counts['orders']} orders, {open_orders} open, "
@@ -390,72 +429,35 @@ class Gateway:
                 f"{'ENGAGED' if self.risk.kill_switch else 'off'}")
 
     def close(self):
-        self.journal.close()
+        log.info("gateway stopping: %s; rejects by code %s", self.status_text() if self.journal else "not started",
+                 self.rejects_by_code)
+        for part in (self.journal, self.ticks, self.exec, self.kill, self.adapter):
+            if part is not None:
+                part.close()
         for ring in self.rings:
             ring.reader.close()
-        if self.ticks is not None:
-            self.ticks.close()
-        self.exec.close()
-        self.kill.close()
-        self.adapter.close()
+        trace_path = os.environ.get("TTQ_GATEWAY_TRACE")
+        if trace_path and getattr(self, "intake", None) is not None:
+            np.save(trace_path, self.intake.trace)
 
     # -- run as a daemon ----------------------------------------------------------------------------
-    def run(self) -> int:
+    def serve(self) -> int:
         cfg = self.cfg
-        if cfg.cpus:
-            os.sched_setaffinity(0, set(cfg.cpus))
-        collector = IdleCollector(time.monotonic()) if cfg.gc == "idle" else None
-        self.notify("READY=1")
-        idle = 0
-        sleep_s = 50e-6
-        last_status = time.monotonic()
-        passes = 0
-        while not self.stopping:
-            busy = self.step()
-            passes += 1
-            if collector is not None and (busy or not passes & 7):
-                collector.poll(time.monotonic(), busy)
-            if busy:
-                idle = 0
-                sleep_s = 50e-6
-                continue
-            idle += POLL_ROUNDS
-            if cfg.wait == "hybrid" and idle > cfg.spin_polls:
-                if len(self.rings) == 1:
-                    # asleep on the one strategy's ring futex: its next order wakes us at once; the
-                    # timeout keeps venue reports and housekeeping going
-                    order = self.rings[0].reader.wait(timeout=250e-6)
-                    if order is not None:
-                        self.on_order(self.rings[0], order)
-                        idle = 0
-                else:
-                    time.sleep(sleep_s)
-                    sleep_s = min(sleep_s * 2, 250e-6)    # a sleeping loop still answers within ~0.3 ms
-            now = time.monotonic()
-            if now - last_status > 1.0:
-                last_status = now
-                self.notify("WATCHDOG=1")
-                self.notify("STATUS=" + self.status_text())
-        self.notify("STOPPING=1")
-        if collector is not None:
-            collector.close()
-        log.info("gateway stopping: %s; rejects by code %s", self.status_text(), self.rejects_by_code)
-        self.close()
+        if os.environ.get("TTQ_GATEWAY_TRACE"):
+            self.intake.start_trace()   # (strategy, client id, created, taken, checked) per new order
+        self.notify.ready(self.status_text())
+        wait = HybridWait(cfg.loop.wait, cfg.loop.spin_polls, POLL_ROUNDS)
+        self.runner.loop(self.step, wait, futex_wait=self._futex_wait, gc=cfg.loop.gc)
         return 0
 
+    def _futex_wait(self):
+        """With one strategy, asleep on its ring's futex: its next order wakes us at once (the
+        timeout keeps venue reports and housekeeping going); else short sleeps."""
+        return self._wait_one_ring if len(self.rings) == 1 else None
 
-def run_gateway(config_path: str) -> int:
-    configure_logging()
-    cfg = load_gateway_config(config_path)
-    gw = Gateway(cfg, notify=SystemdNotify())
-    gw.setup()
-    trace_path = os.environ.get("TTQ_GATEWAY_TRACE")
-    if trace_path:
-        gw.intake.start_trace()     # (strategy, client id, created, taken, checked) per new order
-    signal.signal(signal.SIGTERM, lambda *_: setattr(gw, "stopping", True))
-    signal.signal(signal.SIGINT, lambda *_: setattr(gw, "stopping", True))
-    signal.signal(signal.SIGHUP, lambda *_: setattr(gw, "reload_requested", True))
-    code = gw.run()
-    if trace_path:
-        np.save(trace_path, gw.intake.trace)
-    return code
+    def _wait_one_ring(self, timeout_s) -> bool:
+        order = self.rings[0].reader.wait(timeout=timeout_s)
+        if order is None:
+            return False
+        self.on_order(self.rings[0], order)
+        return True

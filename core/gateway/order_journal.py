@@ -14,15 +14,17 @@ most every fsync_interval_ms, from the gateway loop) or "never" (the page cache 
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import struct
 import time
 import zlib
 
+from ttquant.core.daemon.instance_lock import LockHeld
 from ttquant.core.records import ExecReport, Order
 
-__all__ = ["OrderJournal", "JournalError", "ORDER", "CANCEL", "REJECT", "REPORT", "MARK"]
+__all__ = ["OrderJournal", "JournalError", "JournalBusy", "ORDER", "CANCEL", "REJECT", "REPORT", "MARK"]
 
 log = logging.getLogger("ttquant.gateway.journal")
 MAGIC = b"TTQORDJ1"
@@ -40,6 +42,13 @@ class JournalError(ValueError):
     """A journal file that is not one, or of another venue or layout."""
 
 
+class JournalBusy(LockHeld):
+    """Another process holds the journal (its flock, taken before anything is read)."""
+
+    def __init__(self, message):
+        super().__init__(message, None)
+
+
 def _crc(kind, size, payload):
     return zlib.crc32(payload, zlib.crc32(struct.pack("<HH", kind, size)))
 
@@ -53,8 +62,15 @@ class OrderJournal:
         self.torn_bytes = 0
         self._dirty = False
         self._last_sync = time.monotonic_ns()
-        exists = os.path.exists(path) and os.path.getsize(path) > 0
-        self.f = open(path, "r+b" if exists else "w+b", buffering=0)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            # held before a byte is read or cut: a second gateway on this file stops here
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise JournalBusy(f"{path}: another gateway has this order journal open") from None
+        self.f = open(fd, "r+b", buffering=0)
+        exists = os.fstat(fd).st_size > 0
         if exists:
             self._check_header()
             self._cut_torn_tail()

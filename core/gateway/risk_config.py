@@ -30,8 +30,12 @@ from __future__ import annotations
 import dataclasses
 from decimal import Decimal, InvalidOperation
 
+from typing import Any
+
+import msgspec
+
+from ttquant.core.daemon.config import ConfigError, Table, convert_entry, explain, read_toml
 from ttquant.core.instruments import MarketType
-from ttquant.core.toml_config import known_keys, read_toml
 
 __all__ = ["RiskLimits", "InstrumentLimits", "RiskConfigError", "load_risk_limits", "parse_risk_limits",
            "ACCOUNT_PRECISION", "MARKETS"]
@@ -40,8 +44,7 @@ ACCOUNT_PRECISION = 8       # money at 8 decimals of its asset (risk.pxd)
 MARKETS = {"spot": MarketType.SPOT, "usdm": MarketType.LINEAR_PERPETUAL}
 
 
-class RiskConfigError(ValueError):
-    """A risk file that cannot be used; says which file and which key."""
+RiskConfigError = ConfigError          # a risk file that cannot be used; names the file and the key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,27 +101,54 @@ def _amount(value, precision: int, key: str) -> int:
     return int(raw)
 
 
-def _number(table, key, where, default, kind=float, minimum=0):
-    if key not in table:
-        return default
-    value = table[key]
-    name = f"{where}.{key}" if where else key
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        raise RiskConfigError(f"{name}: expected {'an integer' if kind is int else 'a number'}, got {value!r}")
-    if value < minimum:
-        raise RiskConfigError(f"{name}: must be >= {minimum}, got {value!r}")
-    return kind(value)
+Amount = int | float | str           # exact decimals: 0.1 is read as "0.1", never as a float's digits
 
 
-def _table(doc, key, where=""):
-    value = doc.get(key, {})
-    if not isinstance(value, dict):
-        raise RiskConfigError(f"{where + '.' if where else ''}{key}: expected a table")
-    return value
+class RateLimitTable(Table):
+    orders_per_s: float = 0.0           # all strategies together (0: none)
+    burst: float = 0.0                  # 0: max(orders_per_s, 1)
+    strategy_orders_per_s: float = 0.0  # each strategy
+    strategy_burst: float = 0.0
+
+    def __post_init__(self):
+        for key in self.__struct_fields__:
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key}: must be >= 0, got {getattr(self, key)}")
 
 
-def _check_keys(table, known, where):
-    known_keys(table, known, where, RiskConfigError)
+class InstrumentLimitsTable(Table):
+    max_position: Amount = 0            # |position + open orders| of all strategies: 2001
+    max_notional: Amount = 0            # per order: 3004
+
+
+class StrategyLimitsTable(Table):
+    max_position: Amount = 0            # this strategy's |position + open orders|: 2001
+
+
+class RiskFile(Table):
+    """risk.<venue>.toml as written; parse_risk_limits turns it into raw units."""
+    max_order_age_ms: int = 500
+    fat_finger_pct: float = 0.0
+    fat_finger_reference: str = "last"
+    max_notional: Amount = 0
+    max_open_orders: int = 0
+    max_open_orders_per_strategy: int = 0
+    daily_loss_limit: Amount = 0
+    leverage: int = 1
+    rate_limit: RateLimitTable = msgspec.field(default_factory=RateLimitTable)
+    balances: dict[str, Any] = {}      # asset -> amount (name-keyed tables are checked entry by entry)
+    reset_balances: bool = False
+    instruments: dict[str, dict[str, Any]] = {}             # market -> symbol -> InstrumentLimitsTable
+    strategies: dict[str, dict[str, dict[str, Any]]] = {}   # strategy id -> market -> symbol -> ...
+
+    def __post_init__(self):
+        if self.fat_finger_reference not in ("last", "mid"):
+            raise ValueError(f"fat_finger_reference: 'last' or 'mid', got {self.fat_finger_reference!r}")
+        for key in ("max_order_age_ms", "fat_finger_pct", "max_open_orders", "max_open_orders_per_strategy"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key}: must be >= 0, got {getattr(self, key)}")
+        if self.leverage < 1:
+            raise ValueError(f"leverage: must be >= 1, got {self.leverage}")
 
 
 def parse_risk_limits(doc: dict, table, path: str = "risk.toml") -> RiskLimits:
@@ -130,8 +160,7 @@ def parse_risk_limits(doc: dict, table, path: str = "risk.toml") -> RiskLimits:
 
 
 def load_risk_limits(path: str, table) -> RiskLimits:
-    doc = read_toml(path, RiskConfigError)
-    return parse_risk_limits(doc, table, path)
+    return parse_risk_limits(read_toml(path), table, path)
 
 
 def _instrument(table, market, symbol, where):
@@ -144,67 +173,48 @@ def _instrument(table, market, symbol, where):
 
 
 def _parse(doc, table, path) -> RiskLimits:
-    _check_keys(doc, {"max_order_age_ms", "fat_finger_pct", "fat_finger_reference", "max_notional",
-                      "max_open_orders", "max_open_orders_per_strategy", "daily_loss_limit", "leverage",
-                      "rate_limit", "balances", "reset_balances", "instruments", "strategies"}, "")
-    reference = doc.get("fat_finger_reference", "last")
-    if reference not in ("last", "mid"):
-        raise RiskConfigError(f"fat_finger_reference: 'last' or 'mid', got {reference!r}")
-    fat_pct = _number(doc, "fat_finger_pct", "", 0.0)
-    rate = _table(doc, "rate_limit")
-    _check_keys(rate, {"orders_per_s", "burst", "strategy_orders_per_s", "strategy_burst"}, "rate_limit")
-    orders_per_s = _number(rate, "orders_per_s", "rate_limit", 0.0)
-    strategy_per_s = _number(rate, "strategy_orders_per_s", "rate_limit", 0.0)
-    balances = {}
-    for asset, amount in _table(doc, "balances").items():
-        balances[asset] = _amount(amount, ACCOUNT_PRECISION, f"balances.{asset}")
+    try:
+        f = msgspec.convert(doc, RiskFile)
+    except msgspec.ValidationError as exc:
+        raise RiskConfigError(explain(str(exc), RiskFile)) from None
+    rate = f.rate_limit
+    balances = {asset: _amount(amount, ACCOUNT_PRECISION, f"balances.{asset}") for asset, amount in f.balances.items()}
     instruments = {}
-    for market, symbols in _table(doc, "instruments").items():
-        where = f"instruments.{market}"
-        if not isinstance(symbols, dict):
-            raise RiskConfigError(f"{where}: expected a table of symbols")
+    for market, symbols in f.instruments.items():
         for symbol, lim in symbols.items():
-            inst = _instrument(table, market, symbol, where)
-            key = f"{where}.{symbol}"
-            if not isinstance(lim, dict):
-                raise RiskConfigError(f"{key}: expected a table")
-            _check_keys(lim, {"max_position", "max_notional"}, key)
+            inst = _instrument(table, market, symbol, f"instruments.{market}")
+            key = f"instruments.{market}.{symbol}"
+            lim = convert_entry(lim, InstrumentLimitsTable, key)
             instruments[(inst.market_type, inst.symbol)] = InstrumentLimits(
-                _amount(lim.get("max_position", 0), inst.size_precision, f"{key}.max_position"),
-                _amount(lim.get("max_notional", 0), ACCOUNT_PRECISION, f"{key}.max_notional"))
+                _amount(lim.max_position, inst.size_precision, f"{key}.max_position"),
+                _amount(lim.max_notional, ACCOUNT_PRECISION, f"{key}.max_notional"))
     strategies = {}
-    for sid, markets in _table(doc, "strategies").items():
+    for sid, markets in f.strategies.items():
         where = f"strategies.{sid}"
         if not sid.isdigit() or not 0 < int(sid) < 2**32:
             raise RiskConfigError(f"{where}: strategies are keyed by their numeric strategy_id")
-        if not isinstance(markets, dict):
-            raise RiskConfigError(f"{where}: expected a table of markets")
         for market, symbols in markets.items():
             if not isinstance(symbols, dict):
                 raise RiskConfigError(f"{where}.{market}: expected a table of symbols")
             for symbol, lim in symbols.items():
                 inst = _instrument(table, market, symbol, f"{where}.{market}")
                 key = f"{where}.{market}.{symbol}"
-                if not isinstance(lim, dict):
-                    raise RiskConfigError(f"{key}: expected a table")
-                _check_keys(lim, {"max_position"}, key)
+                lim = convert_entry(lim, StrategyLimitsTable, key)
                 strategies[(int(sid), inst.market_type, inst.symbol)] = _amount(
-                    lim.get("max_position", 0), inst.size_precision, f"{key}.max_position")
-    reset = doc.get("reset_balances", False)
-    if not isinstance(reset, bool):
-        raise RiskConfigError(f"reset_balances: expected true or false, got {reset!r}")
+                    lim.max_position, inst.size_precision, f"{key}.max_position")
     return RiskLimits(
-        max_order_age_ms=_number(doc, "max_order_age_ms", "", 500, int),
-        fat_finger_ppm=int(Decimal(str(fat_pct)) * 10_000),
-        fat_finger_reference=reference,
-        max_notional=_amount(doc.get("max_notional", 0), ACCOUNT_PRECISION, "max_notional"),
-        max_open_orders=_number(doc, "max_open_orders", "", 0, int),
-        max_open_orders_per_strategy=_number(doc, "max_open_orders_per_strategy", "", 0, int),
-        daily_loss_limit=_amount(doc.get("daily_loss_limit", 0), ACCOUNT_PRECISION, "daily_loss_limit"),
-        leverage=_number(doc, "leverage", "", 1, int, minimum=1),
-        orders_per_s=orders_per_s,
-        burst=_number(rate, "burst", "rate_limit", max(orders_per_s, 1.0)),
-        strategy_orders_per_s=strategy_per_s,
-        strategy_burst=_number(rate, "strategy_burst", "rate_limit", max(strategy_per_s, 1.0)),
-        balances=balances, reset_balances=reset, instruments=instruments, strategies=strategies, path=path,
+        max_order_age_ms=f.max_order_age_ms,
+        fat_finger_ppm=int(Decimal(str(f.fat_finger_pct)) * 10_000),
+        fat_finger_reference=f.fat_finger_reference,
+        max_notional=_amount(f.max_notional, ACCOUNT_PRECISION, "max_notional"),
+        max_open_orders=f.max_open_orders,
+        max_open_orders_per_strategy=f.max_open_orders_per_strategy,
+        daily_loss_limit=_amount(f.daily_loss_limit, ACCOUNT_PRECISION, "daily_loss_limit"),
+        leverage=f.leverage,
+        orders_per_s=rate.orders_per_s,
+        burst=rate.burst or max(rate.orders_per_s, 1.0),
+        strategy_orders_per_s=rate.strategy_orders_per_s,
+        strategy_burst=rate.strategy_burst or max(rate.strategy_orders_per_s, 1.0),
+        balances=balances, reset_balances=f.reset_balances, instruments=instruments, strategies=strategies,
+        path=path,
     )

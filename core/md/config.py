@@ -1,14 +1,18 @@
-"""The md daemon's configuration: a TOML file, checked whole before anything starts.
+"""md.<venue>.toml: the market-data daemon's configuration, as a schema (core/daemon/config.py).
 
-A bad file is refused with the file and the key named (`md.toml: markets.spot.symbols: ...`).
+Every key with its default and what it does: `ttquant config example md`
+(core/daemon/examples/md.toml). A bad file is refused whole before anything starts, with the
+file and the key named (`md.binance.toml: markets.spot.symbols: ...`).
 """
 from __future__ import annotations
 
-import dataclasses
+import msgspec
 
-from ttquant.core.toml_config import read_toml, typed
+from ttquant.core.daemon.config import ConfigError, Table
+from ttquant.core.daemon.runner import ProcessTable
+from ttquant.core.rings.names import check_rings_name
 
-__all__ = ["MdConfig", "MarketConfig", "ConfigError", "load_config", "DEFAULT_STREAMS", "LIVE_URLS"]
+__all__ = ["MdConfig", "MarketConfig", "ConfigError", "DEFAULT_STREAMS", "LIVE_URLS", "KNOWN_STREAMS"]
 
 LIVE_URLS = {
     "spot": ("wss://stream.binance.com:9443", "https://api.binance.com"),
@@ -19,20 +23,42 @@ DEFAULT_STREAMS = {
     "usdm": ["trade", "bookTicker", "depth@0ms", "markPrice@1s"],
 }
 KNOWN_STREAMS = ("trade", "aggTrade", "bookTicker", "depth", "kline_", "markPrice")
+SNAPSHOT_LIMITS = (5, 10, 20, 50, 100, 500, 1000, 5000)
 
 
-class ConfigError(ValueError):
-    """A configuration file that cannot be used; says which file and which key."""
+def _positive(value, key):
+    if value <= 0:
+        raise ValueError(f"{key}: must be positive, got {value}")
 
 
-@dataclasses.dataclass(frozen=True)
-class MarketConfig:
-    name: str
-    symbols: tuple[str, ...]
-    streams: tuple[str, ...]
-    ws_url: str
-    rest_url: str
+class MarketConfig(Table):
+    """[markets.spot], [markets.usdm]: one market's streams (one WebSocket connection)."""
+    symbols: list[str]
+    streams: list[str] = []             # default: DEFAULT_STREAMS of the market
+    ws_url: str = ""                    # default: the venue's live URL (LIVE_URLS)
+    rest_url: str = ""
     snapshot_limit: int = 1000
+
+    def __post_init__(self):
+        if not self.symbols or not all(s.isalnum() for s in self.symbols):
+            raise ValueError(f"symbols: a non-empty list of symbols like 'BTCUSDT', got {self.symbols!r}")
+        self.symbols = [s.upper() for s in self.symbols]
+        for s in self.streams:
+            if not s.startswith(KNOWN_STREAMS):
+                raise ValueError(f"streams: {s!r} is not one of {', '.join(KNOWN_STREAMS)}...")
+        if self.ws_url and not self.ws_url.startswith(("ws://", "wss://")):
+            raise ValueError(f"ws_url: must start with ws:// or wss://, got {self.ws_url!r}")
+        if self.rest_url and not self.rest_url.startswith(("http://", "https://")):
+            raise ValueError(f"rest_url: must start with http:// or https://, got {self.rest_url!r}")
+        if self.snapshot_limit not in SNAPSHOT_LIMITS:
+            raise ValueError(f"snapshot_limit: one of {', '.join(map(str, SNAPSHOT_LIMITS))}")
+
+    def resolve(self, name: str) -> "MarketConfig":
+        self.name = name
+        self.streams = list(self.streams or DEFAULT_STREAMS[name])
+        self.ws_url = (self.ws_url or LIVE_URLS[name][0]).rstrip("/")
+        self.rest_url = (self.rest_url or LIVE_URLS[name][1]).rstrip("/")
+        return self
 
     def stream_names(self) -> list[str]:
         return [f"{s.lower()}@{k}" for s in self.symbols for k in self.streams]
@@ -41,120 +67,88 @@ class MarketConfig:
         return any(k.startswith("depth") for k in self.streams)
 
 
-@dataclasses.dataclass(frozen=True)
-class MdConfig:
-    path: str
-    venue: str = "binance"
-    ring_name: str = "binance"        # segments are /ttq.<ring_name>.*; tests and demos use their own
-    venue_id: int = 1
-    markets: tuple[MarketConfig, ...] = ()
+class Markets(Table):
+    spot: MarketConfig | None = None
+    usdm: MarketConfig | None = None
+
+
+class RingsTable(Table):
+    name: str = ""                      # segments /ttq.<name>.*; default: the venue (the instance)
     tick_capacity: int = 1 << 16
     board_depth: int = 20
     board_instruments: int = 256
-    shm_group: str | None = None
-    backoff_initial_s: float = 0.1
+    group: str = ""                     # the segments' group (default: $TTQ_SHM_GROUP, else ttquant if it exists)
+
+    def __post_init__(self):
+        if self.name:
+            try:
+                check_rings_name(self.name)
+            except ValueError:
+                raise ValueError(f"name: [a-z0-9][a-z0-9_-]* (the rings' stack name), got {self.name!r}") from None
+        if self.tick_capacity < 2 or self.tick_capacity & (self.tick_capacity - 1):
+            raise ValueError(f"tick_capacity: must be a power of two, got {self.tick_capacity}")
+        if not 1 <= self.board_depth <= 126:
+            raise ValueError(f"board_depth: must be in [1, 126], got {self.board_depth}")
+        _positive(self.board_instruments, "board_instruments")
+
+
+class ConnectionTable(Table):
+    backoff_initial_s: float = 0.1      # reconnect backoff with jitter, doubling
     backoff_max_s: float = 30.0
-    max_connection_age_s: float = 23.5 * 3600     # Binance closes connections at 24 h
-    rollover_overlap_s: float = 3.0                # both connections stream this long before the old closes
-    idle_timeout_s: float = 30.0                   # no frame and no ping this long: reconnect
+    max_connection_age_s: float = 23.5 * 3600      # Binance closes connections at 24 h
+    rollover_overlap_s: float = 3.0     # both connections stream this long before the old closes
+    idle_timeout_s: float = 30.0        # no frame and no ping this long: reconnect
     snapshot_retry_s: float = 1.0
     exchange_info_refresh_s: float = 3600.0
+
+    def __post_init__(self):
+        for key in self.__struct_fields__:
+            _positive(getattr(self, key), key)
+
+
+class ThreadsTable(Table):
+    ws_cpus: list[int] = []             # pin the WebSocket thread
+    housekeeping_cpus: list[int] = []
+
+    def __post_init__(self):
+        for key in self.__struct_fields__:
+            if any(c < 0 for c in getattr(self, key)):
+                raise ValueError(f"{key}: a list of CPU numbers, got {getattr(self, key)!r}")
+
+
+class LimitsTable(Table):
     max_frame_bytes: int = 1 << 20
-    ws_cpus: tuple[int, ...] = ()
-    housekeeping_cpus: tuple[int, ...] = ()
     stats_interval_s: float = 5.0
 
-
-def _get(table, key, kind, where, default=dataclasses.MISSING):
-    return typed(table, key, kind, where, default, ConfigError)
-
-
-def load_config(path: str) -> MdConfig:
-    doc = read_toml(path, ConfigError)
-    try:
-        return _parse(doc, path)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    def __post_init__(self):
+        _positive(self.max_frame_bytes, "max_frame_bytes")
+        _positive(self.stats_interval_s, "stats_interval_s")
 
 
-def _ring_name(name):
-    if not name or not all(c.isalnum() or c in "_-" for c in name):
-        raise ConfigError(f"rings.name: letters, digits, '_' and '-' only, got {name!r}")
-    return name
+class MdConfig(Table):
+    markets: Markets
+    venue: str = ""                     # default: the instance (`ttquant md binance`)
+    venue_id: int = 1
+    rings: RingsTable = msgspec.field(default_factory=RingsTable)
+    connection: ConnectionTable = msgspec.field(default_factory=ConnectionTable)
+    threads: ThreadsTable = msgspec.field(default_factory=ThreadsTable)
+    limits: LimitsTable = msgspec.field(default_factory=LimitsTable)
+    process: ProcessTable = msgspec.field(default_factory=ProcessTable)
 
+    def finish(self, base_dir: str, instance: str = "binance", path: str = ""):
+        self.venue = self.venue or instance
+        if self.venue != instance:
+            raise ConfigError(f"venue: {self.venue!r}, but md was started for {instance!r}")
+        if self.venue != "binance":
+            raise ConfigError(f"venue: only 'binance' is implemented, got {self.venue!r}")
+        chosen = [(n, getattr(self.markets, n)) for n in ("spot", "usdm") if getattr(self.markets, n)]
+        if not chosen:
+            raise ConfigError("markets: at least one of spot, usdm is needed")
+        self.market_list = tuple(m.resolve(n) for n, m in chosen)
+        self.ring_name = self.rings.name or self.venue
+        self.path = path
 
-def _positive(value, key):
-    if value <= 0:
-        raise ConfigError(f"{key}: must be positive, got {value}")
-    return value
-
-
-def _parse(doc: dict, path: str) -> MdConfig:
-    known = {"venue", "venue_id", "rings", "markets", "connection", "threads", "limits"}
-    for key in doc:
-        if key not in known:
-            raise ConfigError(f"{key}: unknown key (known: {', '.join(sorted(known))})")
-    venue = _get(doc, "venue", str, "", "binance")
-    if venue != "binance":
-        raise ConfigError(f"venue: only 'binance' is implemented, got {venue!r}")
-    rings = _get(doc, "rings", dict, "", {})
-    markets_doc = _get(doc, "markets", dict, "")
-    if not markets_doc:
-        raise ConfigError("markets: at least one of spot, usdm is needed")
-    markets = []
-    for name, m in markets_doc.items():
-        where = f"markets.{name}"
-        if name not in LIVE_URLS:
-            raise ConfigError(f"{where}: unknown market (spot or usdm)")
-        if not isinstance(m, dict):
-            raise ConfigError(f"{where}: expected a table")
-        symbols = _get(m, "symbols", list, where)
-        if not symbols or not all(isinstance(s, str) and s.isalnum() for s in symbols):
-            raise ConfigError(f"{where}.symbols: a non-empty list of symbols like 'BTCUSDT', got {symbols!r}")
-        streams = _get(m, "streams", list, where, DEFAULT_STREAMS[name])
-        for s in streams:
-            if not isinstance(s, str) or not s.startswith(KNOWN_STREAMS):
-                raise ConfigError(f"{where}.streams: {s!r} is not one of {', '.join(KNOWN_STREAMS)}...")
-        ws_url = _get(m, "ws_url", str, where, LIVE_URLS[name][0])
-        rest_url = _get(m, "rest_url", str, where, LIVE_URLS[name][1])
-        if not ws_url.startswith(("ws://", "wss://")):
-            raise ConfigError(f"{where}.ws_url: must start with ws:// or wss://, got {ws_url!r}")
-        if not rest_url.startswith(("http://", "https://")):
-            raise ConfigError(f"{where}.rest_url: must start with http:// or https://, got {rest_url!r}")
-        limit = _get(m, "snapshot_limit", int, where, 1000)
-        if limit not in (5, 10, 20, 50, 100, 500, 1000, 5000):
-            raise ConfigError(f"{where}.snapshot_limit: one of 5, 10, 20, 50, 100, 500, 1000, 5000")
-        markets.append(MarketConfig(name, tuple(s.upper() for s in symbols), tuple(streams),
-                                    ws_url.rstrip("/"), rest_url.rstrip("/"), limit))
-    conn = _get(doc, "connection", dict, "", {})
-    threads = _get(doc, "threads", dict, "", {})
-    limits = _get(doc, "limits", dict, "", {})
-    capacity = _get(rings, "tick_capacity", int, "rings", 1 << 16)
-    if capacity < 2 or capacity & (capacity - 1):
-        raise ConfigError(f"rings.tick_capacity: must be a power of two, got {capacity}")
-    depth = _get(rings, "board_depth", int, "rings", 20)
-    if not 1 <= depth <= 126:
-        raise ConfigError(f"rings.board_depth: must be in [1, 126], got {depth}")
-    cpus = {}
-    for key in ("ws_cpus", "housekeeping_cpus"):
-        value = _get(threads, key, list, "threads", [])
-        if not all(isinstance(c, int) and c >= 0 for c in value):
-            raise ConfigError(f"threads.{key}: a list of CPU numbers, got {value!r}")
-        cpus[key] = tuple(value)
-    return MdConfig(
-        path=path, venue=venue, ring_name=_ring_name(_get(rings, "name", str, "rings", venue)),
-        venue_id=_get(doc, "venue_id", int, "", 1), markets=tuple(markets),
-        tick_capacity=capacity, board_depth=depth,
-        board_instruments=_get(rings, "board_instruments", int, "rings", 256),
-        shm_group=_get(rings, "group", str, "rings", None),
-        backoff_initial_s=_positive(_get(conn, "backoff_initial_s", float, "connection", 0.1), "connection.backoff_initial_s"),
-        backoff_max_s=_positive(_get(conn, "backoff_max_s", float, "connection", 30.0), "connection.backoff_max_s"),
-        max_connection_age_s=_positive(_get(conn, "max_connection_age_s", float, "connection", 23.5 * 3600), "connection.max_connection_age_s"),
-        rollover_overlap_s=_positive(_get(conn, "rollover_overlap_s", float, "connection", 3.0), "connection.rollover_overlap_s"),
-        idle_timeout_s=_positive(_get(conn, "idle_timeout_s", float, "connection", 30.0), "connection.idle_timeout_s"),
-        snapshot_retry_s=_positive(_get(conn, "snapshot_retry_s", float, "connection", 1.0), "connection.snapshot_retry_s"),
-        exchange_info_refresh_s=_positive(_get(conn, "exchange_info_refresh_s", float, "connection", 3600.0), "connection.exchange_info_refresh_s"),
-        max_frame_bytes=_positive(_get(limits, "max_frame_bytes", int, "limits", 1 << 20), "limits.max_frame_bytes"),
-        ws_cpus=cpus["ws_cpus"], housekeeping_cpus=cpus["housekeeping_cpus"],
-        stats_interval_s=_positive(_get(limits, "stats_interval_s", float, "limits", 5.0), "limits.stats_interval_s"),
-    )
+    # flat names the daemon reads
+    @property
+    def shm_group(self):
+        return self.rings.group or None

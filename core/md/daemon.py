@@ -17,7 +17,6 @@ import logging
 import os
 import queue
 import random
-import signal
 import threading
 import time
 import urllib.error
@@ -29,13 +28,15 @@ from ttquant.core.book.book_board import BookBoardWriter
 from ttquant.core.instruments import InstrumentTable, instruments_path
 from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
 from ttquant.core.md.binance.normaliser import COUNTER_NAMES, BinanceNormaliser
-from ttquant.core.md.config import MdConfig, load_config
+from ttquant.core.daemon.process import ProcessSetupError, name_thread, pin_thread
+from ttquant.core.daemon.runner import Daemon, ServiceError
+from ttquant.core.md.config import MdConfig
 from ttquant.core.md.feed_stats import FeedStatsWriter
 from ttquant.core.records import RecordType
 from ttquant.core.rings import BroadcastWriter
-from ttquant.core.service import SystemdNotify, configure_logging
+from ttquant.core.rings.names import book_board, instance_lock_file, md_stats, tick_ring
 
-__all__ = ["MdDaemon", "run_md", "read_md_counters", "DAEMON_COUNTERS"]
+__all__ = ["MdDaemon", "read_md_counters", "DAEMON_COUNTERS"]
 
 log = logging.getLogger("ttquant.md")
 REST_PATHS = {"spot": ("/api/v3/exchangeInfo", "/api/v3/depth"),
@@ -53,21 +54,10 @@ def http_get(url: str, timeout: float = 10.0) -> bytes:
         return resp.read()
 
 
-def _name_thread(name: str):
-    """The OS thread name (top -H, /proc/PID/task/TID/comm), as the threading name."""
-    try:
-        import ctypes
-        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)     # PR_SET_NAME
-    except (OSError, AttributeError):
-        pass
-
-
-def _enter_thread(what, cpus):
+def _enter_thread(what, cpus, key):
     """First thing on a daemon thread: its OS name, then its CPUs when configured."""
-    _name_thread(what)
-    if cpus:
-        os.sched_setaffinity(threading.get_native_id(), set(cpus))
-        log.info("%s pinned to CPUs %s", what, sorted(cpus))
+    name_thread(what)
+    pin_thread(what, cpus, key)
 
 
 class _Connection:
@@ -145,7 +135,7 @@ class _MarketFeed:
 
         cfg = self.d.cfg
         transport, _ = await ws_connect(Listener, self.url, enable_auto_pong=False,
-                                        max_frame_size=max(cfg.max_frame_bytes * 4, 1 << 20),
+                                        max_frame_size=max(cfg.limits.max_frame_bytes * 4, 1 << 20),
                                         websocket_handshake_timeout=10)
         conn.transport = transport
         conn.connected_at = conn.last_frame = time.monotonic()
@@ -153,11 +143,11 @@ class _MarketFeed:
         return conn
 
     def _backoff_delay(self, backoff):
-        return min(backoff, self.d.cfg.backoff_max_s) * random.uniform(0.5, 1.0)
+        return min(backoff, self.d.cfg.connection.backoff_max_s) * random.uniform(0.5, 1.0)
 
     async def run(self):
         cfg = self.d.cfg
-        backoff = cfg.backoff_initial_s
+        backoff = cfg.connection.backoff_initial_s
         while not self.d.stopping:
             try:
                 self.primary = await self._open()
@@ -165,18 +155,18 @@ class _MarketFeed:
                 self.count("connect_failures")
                 delay = self._backoff_delay(backoff)
                 log.warning("%s: connect failed (%s); next try in %.2f s", self.market.name, exc, delay)
-                await asyncio.sleep(delay)
-                backoff = min(backoff * 2, cfg.backoff_max_s)
+                await self.d.pause(delay)
+                backoff = min(backoff * 2, cfg.connection.backoff_max_s)
                 continue
             log.info("%s: connected, %d streams", self.market.name, len(self.market.stream_names()))
             if await self._serve():
-                backoff = cfg.backoff_initial_s     # a connection that stayed up resets the backoff
+                backoff = cfg.connection.backoff_initial_s     # a connection that stayed up resets the backoff
             if not self.d.stopping:
                 self.count("disconnects")
                 delay = self._backoff_delay(backoff)
                 log.warning("%s: disconnected; reconnecting in %.2f s", self.market.name, delay)
-                await asyncio.sleep(delay)
-                backoff = min(backoff * 2, cfg.backoff_max_s)
+                await self.d.pause(delay)
+                backoff = min(backoff * 2, cfg.connection.backoff_max_s)
         for conn in (self.primary, self.successor):
             if conn is not None:
                 conn.close()
@@ -187,7 +177,7 @@ class _MarketFeed:
         stayed_up = False
         rollover = None
         next_rollover_try = 0.0
-        rollover_backoff = cfg.backoff_initial_s
+        rollover_backoff = cfg.connection.backoff_initial_s
         while not self.d.stopping:
             conn = self.primary
             await asyncio.wait([conn.closed], timeout=0.5)
@@ -199,20 +189,20 @@ class _MarketFeed:
                     self._promote()         # lost during a rollover: the successor is already streaming
                     continue
                 break
-            if now - conn.last_frame > cfg.idle_timeout_s:
+            if now - conn.last_frame > cfg.connection.idle_timeout_s:
                 self.count("idle_timeouts")
                 log.warning("%s: nothing for %.0f s, reconnecting", self.market.name, now - conn.last_frame)
                 conn.close(graceful=False)
                 continue
             stayed_up = stayed_up or now - conn.connected_at > 1.0
-            if rollover is None and now - conn.connected_at > cfg.max_connection_age_s and now >= next_rollover_try:
+            if rollover is None and now - conn.connected_at > cfg.connection.max_connection_age_s and now >= next_rollover_try:
                 rollover = asyncio.ensure_future(self._roll_over(conn))
             elif rollover is not None and rollover.done():
                 if not rollover.result():       # the old connection stays; try again, backing off
                     next_rollover_try = now + self._backoff_delay(rollover_backoff)
-                    rollover_backoff = min(rollover_backoff * 2, cfg.backoff_max_s)
+                    rollover_backoff = min(rollover_backoff * 2, cfg.connection.backoff_max_s)
                 else:
-                    rollover_backoff = cfg.backoff_initial_s
+                    rollover_backoff = cfg.connection.backoff_initial_s
                 rollover = None
         if rollover is not None:
             rollover.cancel()
@@ -242,9 +232,9 @@ class _MarketFeed:
                     return False
                 if old.closed.done() and new.frames:
                     break           # _serve promotes it
-                if new.frames and time.monotonic() - new.first_frame >= cfg.rollover_overlap_s:
+                if new.frames and time.monotonic() - new.first_frame >= cfg.connection.rollover_overlap_s:
                     break
-                if time.monotonic() - new.connected_at > cfg.idle_timeout_s:
+                if time.monotonic() - new.connected_at > cfg.connection.idle_timeout_s:
                     self.count("rollover_failures")
                     new.close(graceful=False)
                     return False
@@ -271,52 +261,87 @@ class _MarketFeed:
         log.info("%s: rolled over to a new connection (%d held events released)", self.market.name, released)
 
 
-class MdDaemon:
-    def __init__(self, cfg: MdConfig):
-        self.cfg = cfg
+class MdDaemon(Daemon):
+    """`ttquant md VENUE`: the venue's market data into the tick ring, books and board."""
+    role = "md"
+    schema = MdConfig
+    log_threads = True
+
+    def __init__(self, cfg: MdConfig, runner):
+        super().__init__(cfg, runner)
         self.stopping = False
         self.stop_event = threading.Event()
-        self.notify = SystemdNotify()
+        self.notify = runner.notify
         self.snapshot_requests: queue.Queue = queue.Queue()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.feeds: dict[str, _MarketFeed] = {}
         self.loop_alive = time.monotonic()
         self.ready_sent = False
+        self.ticks = self.board = self.stats = None
+
+    def locks(self):
+        return [(instance_lock_file(self.cfg.ring_name, "md"), f"md of rings {self.cfg.ring_name!r}")]
+
+    def on_stop_requested(self):
+        self.stop_event.set()
 
     # -- setup (main thread) --------------------------------------------------------------------
-    def setup(self):
+    def _exchange_info(self, m):
+        """The market's exchangeInfo, waiting (and saying so) while the venue cannot be reached."""
+        url = m.rest_url + REST_PATHS[m.name][0]
+        last_error = []
+
+        def attempt():
+            try:
+                return orjson.loads(http_get(url))
+            except (urllib.error.URLError, OSError, TimeoutError, orjson.JSONDecodeError) as exc:
+                last_error[:] = [getattr(exc, "reason", exc)]
+                return None
+        return self.runner.wait_for(f"the venue's exchangeInfo at {url}", attempt,
+                                    hint=lambda: f"last error: {last_error[0]}" if last_error else "")
+
+    def start(self):
         cfg = self.cfg
         path = instruments_path(cfg.ring_name)
         table = InstrumentTable.load(path) if os.path.exists(path) else InstrumentTable(cfg.venue)
         chosen = {}
-        for m in cfg.markets:
-            doc = orjson.loads(http_get(m.rest_url + REST_PATHS[m.name][0]))
+        for m in cfg.market_list:
+            doc = self._exchange_info(m)
             insts, skipped = instruments_from_exchange_info(doc, m.name, cfg.venue, symbols=m.symbols)
             missing = set(m.symbols) - {i.symbol for i in insts}
             if missing:
-                raise SystemExit(f"md: {cfg.path}: markets.{m.name}.symbols: not listed by the venue: "
-                                 f"{', '.join(sorted(missing))} {[skipped.get(s) for s in missing]}")
+                raise ServiceError(f"{cfg.path}: markets.{m.name}.symbols: not listed by the venue: " + ", ".join(
+                    f"{s} ({skipped.get(s, 'absent')})" for s in sorted(missing)), 2)
             chosen[m.name] = merge_instruments(table, insts)
         table.save(path)
         self.table, self.table_path = table, path
         group = cfg.shm_group
-        self.ticks = BroadcastWriter(f"/ttq.{cfg.ring_name}.ticks", RecordType.MARKET_EVENT, cfg.tick_capacity,
+        self.ticks = BroadcastWriter(tick_ring(cfg.ring_name), RecordType.MARKET_EVENT, cfg.rings.tick_capacity,
                                      group=group)
-        self.board = BookBoardWriter(f"/ttq.{cfg.ring_name}.books", cfg.board_depth, cfg.board_instruments,
+        self.board = BookBoardWriter(book_board(cfg.ring_name), cfg.rings.board_depth, cfg.rings.board_instruments,
                                      group=group)
-        self.stats = FeedStatsWriter(f"/ttq.{cfg.ring_name}.md_stats", group=group)
-        for m in cfg.markets:
+        self.stats = FeedStatsWriter(md_stats(cfg.ring_name), group=group)
+        for m in cfg.market_list:
             counters, hist = self.stats.feed(m.name)
             norm = BinanceNormaliser(m.name, chosen[m.name], self.ticks, self.board, cfg.venue_id,
-                                     counters, cfg.max_frame_bytes,
+                                     counters, cfg.limits.max_frame_bytes,
                                      snapshot_needed=lambda sym, mk=m.name: self.snapshot_requests.put((mk, sym, 0.0)),
                                      latency_hist=hist, with_books=m.has_depth())
             self.feeds[m.name] = _MarketFeed(self, m, norm, counters)
-        log.info("md %s: %s", cfg.venue, ", ".join(f"{m.name} {list(m.symbols)}" for m in cfg.markets))
+        log.info("md %s: %s", cfg.venue, ", ".join(f"{m.name} {list(m.symbols)}" for m in cfg.market_list))
+
+    async def pause(self, delay):
+        """asyncio.sleep that a stop cuts short (a reconnect backoff can be 30 s)."""
+        end = time.monotonic() + delay
+        while not self.stopping:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, 0.1))
 
     # -- md-ws ----------------------------------------------------------------------------------
     def _ws_thread(self):
-        _enter_thread("md-ws", self.cfg.ws_cpus)
+        _enter_thread("md-ws", self.cfg.threads.ws_cpus, "threads.ws_cpus")
         import uvloop
         self.loop = uvloop.new_event_loop()
         asyncio.set_event_loop(self.loop)
@@ -325,8 +350,13 @@ class MdDaemon:
             tasks = [asyncio.ensure_future(f.run()) for f in self.feeds.values()]
             while not self.stopping:
                 self.loop_alive = time.monotonic()
-                await asyncio.sleep(0.2)
-            await asyncio.wait(tasks, timeout=5)
+                self.runner.check_faults()          # TTQ_TEST_FAULTS: hang here, the watchdog fires
+                await asyncio.sleep(0.1)
+            done, pending = await asyncio.wait(tasks, timeout=3)
+            for task in pending:                # a connect still under way: cut, not left pending
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1)
 
         try:
             self.loop.run_until_complete(main())
@@ -336,17 +366,17 @@ class MdDaemon:
     def _apply_snapshot(self, market, symbol, body, ts_recv):
         if not self.feeds[market].norm.on_snapshot(symbol, body, ts_recv):
             log.warning("%s %s: snapshot did not sync the book; fetching another", market, symbol)
-            self.snapshot_requests.put((market, symbol, time.monotonic() + self.cfg.snapshot_retry_s))
+            self.snapshot_requests.put((market, symbol, time.monotonic() + self.cfg.connection.snapshot_retry_s))
 
     # -- md-house -------------------------------------------------------------------------------
     def _house_thread(self):
-        _enter_thread("md-house", self.cfg.housekeeping_cpus)
+        _enter_thread("md-house", self.cfg.threads.housekeeping_cpus, "threads.housekeeping_cpus")
         delayed = []
         last_stats = last_refresh = last_drops_log = time.monotonic()
         last_frames = {k: 0 for k in self.feeds}
         drops_logged = {k: {} for k in self.feeds}
         while not self.stopping:
-            if time.monotonic() - last_refresh >= self.cfg.exchange_info_refresh_s:
+            if time.monotonic() - last_refresh >= self.cfg.connection.exchange_info_refresh_s:
                 last_refresh = time.monotonic()
                 self.refresh_instruments()
             try:
@@ -373,11 +403,11 @@ class MdDaemon:
                         log.warning("%s: dropped %d frames since the last report: %s", name, sum(new.values()),
                                     ", ".join(f"{k[5:]} {v}" for k, v in sorted(new.items())))
                     drops_logged[name] = drops
-            if now - last_stats >= self.cfg.stats_interval_s:
+            if now - last_stats >= self.cfg.limits.stats_interval_s:
                 rates = {k: (f.frames_seen - last_frames[k]) / (now - last_stats) for k, f in self.feeds.items()}
                 last_frames = {k: f.frames_seen for k, f in self.feeds.items()}
                 last_stats = now
-                self.notify("STATUS=" + self._status_text(rates))
+                self.notify.status(self._status_text(rates))
 
     def refresh_instruments(self):
         """exchangeInfo again: new filters (tick, step, limits) go into the saved table for the
@@ -425,7 +455,7 @@ class MdDaemon:
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             feed.count("snapshot_http_errors")
             log.warning("%s %s: snapshot request failed: %s", market, symbol, exc)
-            delayed.append((market, symbol, time.monotonic() + self.cfg.snapshot_retry_s))
+            delayed.append((market, symbol, time.monotonic() + self.cfg.connection.snapshot_retry_s))
             return
         ts_recv = time.time_ns()
         if self.loop is not None and not self.loop.is_closed():
@@ -443,11 +473,11 @@ class MdDaemon:
         synced, total = self.books_in_sync()
         if not self.ready_sent and synced == total and all(f.transport for f in self.feeds.values()):
             self.ready_sent = True
-            self.notify("READY=1")
+            self.notify.ready()
             log.info("ready: %d books in sync", total)
-        frames_flowing = all(now - f.last_frame < self.cfg.idle_timeout_s for f in self.feeds.values())
-        if self.ready_sent and frames_flowing and now - self.loop_alive < 2.0:
-            self.notify("WATCHDOG=1")
+        frames_flowing = all(now - f.last_frame < self.cfg.connection.idle_timeout_s for f in self.feeds.values())
+        if self.ready_sent and frames_flowing and now - self.loop_alive < 1.0:    # the md-ws loop turns every 0.1 s
+            self.notify.watchdog(now)
 
     def _status_text(self, rates):
         parts = []
@@ -467,35 +497,56 @@ class MdDaemon:
         return out
 
     # -- life -----------------------------------------------------------------------------------
-    def run(self) -> int:
-        threads = [threading.Thread(target=self._ws_thread, name="md-ws", daemon=True),
-                   threading.Thread(target=self._house_thread, name="md-house", daemon=True)]
+    def _guarded(self, target):
+        def run():
+            try:
+                target()
+            except BaseException as exc:        # the main thread stops the daemon and reports it
+                self.thread_errors.append(exc)
+                if not isinstance(exc, (ServiceError, ProcessSetupError)):
+                    log.exception("%s died", threading.current_thread().name)
+        return run
+
+    def serve(self) -> int:
+        self.thread_errors = []
+        threads = [threading.Thread(target=self._guarded(self._ws_thread), name="md-ws", daemon=True),
+                   threading.Thread(target=self._guarded(self._house_thread), name="md-house", daemon=True)]
         for t in threads:
             t.start()
+        died = False
         while not self.stop_event.wait(0.5):
             if not all(t.is_alive() for t in threads):
-                log.error("a thread died; stopping")
+                died = True
                 break
-        self.notify("STOPPING=1")
         self.stopping = True
         for t in threads:
             t.join(timeout=10)
-        alive = [t.name for t in threads if t.is_alive()]
+        self.stuck = [t.name for t in threads if t.is_alive()]
         log.info("md stopped: %s", orjson.dumps(self.counters()).decode())
-        if alive:           # a thread still inside the rings: leave them mapped, exit anyway
-            log.error("threads did not stop: %s", alive)
+        for exc in self.thread_errors:
+            if isinstance(exc, (ServiceError, ProcessSetupError)):
+                raise exc
+        if self.stuck:          # a thread still inside the rings: close() leaves them mapped
+            log.error("threads did not stop: %s", self.stuck)
             return 1
-        self.feeds.clear()  # the normalisers hold views of the stats segment: gone before it
-        self.ticks.close()
-        self.board.close()
-        self.stats.close()
-        return 0
+        return 1 if died else 0
+
+    def close(self):
+        if getattr(self, "stuck", None):
+            return
+        self.feeds.clear()      # the normalisers hold views of the stats segment: gone before it
+        for seg in (self.ticks, self.board, self.stats):
+            if seg is not None:
+                seg.close()
+
+    def status(self):
+        return self._status_text({k: 0.0 for k in self.feeds})
 
 
 def read_md_counters(ring_name: str) -> dict:
     """{market: {counter: value}} from /ttq.<ring_name>.md_stats, for tools and tests."""
     from ttquant.core.md.feed_stats import FeedStatsReader
-    reader = FeedStatsReader(f"/ttq.{ring_name}.md_stats")
+    reader = FeedStatsReader(md_stats(ring_name))
     try:
         out = {}
         for feed, (counters, hist) in reader.read().items():
@@ -506,13 +557,3 @@ def read_md_counters(ring_name: str) -> dict:
         return out
     finally:
         reader.close()
-
-
-def run_md(config_path: str) -> int:
-    configure_logging(threads=True)
-    cfg = load_config(config_path)
-    daemon = MdDaemon(cfg)
-    daemon.setup()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: daemon.stop_event.set())
-    return daemon.run()

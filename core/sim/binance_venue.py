@@ -575,11 +575,20 @@ async def _serve(cfg: VenueConfig, replay: str = "btcusdt", orders: str | None =
     port = await venue.start()
     print(f"venue-sim binance: listening on 127.0.0.1:{port} ({feed.description}, speed {cfg.speed})",
           flush=True)
+    from ttquant.core.daemon.notify import Notifier
+    notify = Notifier()
+    notify.ready(f"listening on 127.0.0.1:{port}, {feed.description}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), notify.watchdog_interval_s)
+        except asyncio.TimeoutError:
+            pass
+        notify.watchdog()           # the event loop turns: the venue answers
+    notify.stopping()
     await venue.stop()
     if venue.order_venue is not None:
         venue.order_venue.stop()

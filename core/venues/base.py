@@ -74,5 +74,9 @@ class VenueAdapter(abc.ABC):
         """Asset -> amount at account precision, as of the fills the last fills_since returned
         (reconciliation sets the gateway's shadow balances from both); {} when it keeps none."""
 
+    def reachable(self) -> bool:
+        """True when the venue answers (the gateway waits for it before reconciling)."""
+        return True
+
     def close(self):
         pass

@@ -1,4 +1,4 @@
-"""`ttquant record VENUE --config FILE`: the venue's broadcast rings into journal files.
+"""`ttquant record VENUE`: the venue's broadcast rings into journal files.
 
 Each ring goes to its own directory of journal files (journal_file.py). A restarted recorder
 carries on at the position after the last record on disk, so nothing is recorded twice and,
@@ -12,28 +12,31 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import signal
 import time
 
 import numpy as np
 
 from ttquant.core.instruments import instruments_path
 from ttquant.core.records import dtype_for
-from ttquant.core.service import SystemdNotify, configure_logging
+from ttquant.core.daemon.instance_lock import LockHeld
+from ttquant.core.daemon.runner import Daemon, ServiceRunner
+from ttquant.core.rings.names import SHM_DIR, instance_lock_file
 from ttquant.core.rings import BroadcastReader, RingNotFoundError
-from ttquant.sidecars.recorder.config import RecorderConfig, load_recorder_config
+from ttquant.sidecars.recorder.config import RecorderConfig
 from ttquant.sidecars.recorder.journal_file import JournalWriter, journal_files
 from ttquant.sidecars.recorder.ring_tap import read_run
 
-__all__ = ["Recorder", "RingRecorder", "RecorderBusy", "run_recorder"]
+__all__ = ["Recorder", "RingRecorder", "RecorderBusy"]
 
 log = logging.getLogger("ttquant.recorder")
-SHM = "/dev/shm"
 DRAIN_STEPS = 1000          # batches read before a stop (or a ring made again) lets go
 
 
-class RecorderBusy(RuntimeError):
+class RecorderBusy(LockHeld):
     """Another recorder holds a journal directory."""
+
+    def __init__(self, message):
+        super().__init__(message, None)
 
 
 class RingRecorder:
@@ -68,7 +71,7 @@ class RingRecorder:
         """Open the ring after the journal's last record of it (a ring the journal has not seen:
         from position 0, so what it no longer holds is counted as lost); False if not yet."""
         try:
-            inode = os.stat(SHM + self.ring_name).st_ino     # before the open: a ring made again
+            inode = os.stat(SHM_DIR + self.ring_name).st_ino     # before the open: a ring made again
             reader = BroadcastReader(self.ring_name, start=0, wait="sleep")     # in between is
         except (RingNotFoundError, FileNotFoundError):                        # seen by check_ring
             return False
@@ -137,7 +140,7 @@ class RingRecorder:
         if self.reader is None:
             return
         try:
-            inode = os.stat(SHM + self.ring_name).st_ino
+            inode = os.stat(SHM_DIR + self.ring_name).st_ino
         except FileNotFoundError:
             inode = None
         if inode != self.inode:
@@ -172,12 +175,17 @@ class RingRecorder:
             self._lock = None
 
 
-class Recorder:
-    def __init__(self, cfg: RecorderConfig, notify=None):
-        self.cfg = cfg
+class Recorder(Daemon):
+    role = "record"
+    schema = RecorderConfig
+
+    def __init__(self, cfg: RecorderConfig, runner=None):
+        super().__init__(cfg, runner or ServiceRunner("record", cfg.rings_name))
         self.rings = [RingRecorder(cfg, kind) for kind in cfg.record]
-        self.notify = notify or (lambda text: None)
-        self.stopping = False
+        self.notify = self.runner.notify
+
+    def locks(self):
+        return [(instance_lock_file(self.cfg.rings_name, "recorder"), f"recorder of rings {self.cfg.rings_name!r}")]
 
     def step(self) -> int:
         return sum(r.step() for r in self.rings)
@@ -186,51 +194,43 @@ class Recorder:
         return "; ".join(f"{r.kind}: {r.recorded} recorded, {r.lost} lost, {r.files} files"
                          + ("" if r.reader else " (waiting for the ring)") for r in self.rings)
 
-    def run(self) -> int:
+    def status(self) -> str:
+        return self.status_text()
+
+    def start(self):
+        for r in self.rings:
+            r.lock()
+            r.attach()
+
+    def serve(self) -> int:
         idle = self.cfg.idle_sleep_ms / 1e3
         fsync_every = self.cfg.fsync_interval_ms * 1_000_000
         last_fsync = last_status = time.monotonic_ns()
-        try:
-            for r in self.rings:
-                r.lock()
-                r.attach()
-            self.notify("READY=1")
-            self.notify("STATUS=" + self.status_text())
-            while not self.stopping:
-                if self.step() == 0:
-                    time.sleep(idle)
-                now = time.monotonic_ns()
-                if now - last_fsync >= fsync_every:
-                    for r in self.rings:
-                        r.flush(fsync=True)
-                    last_fsync = now
-                if now - last_status >= 1_000_000_000:
-                    for r in self.rings:
-                        r.check_ring()
-                        r.roll_if_old()
-                    self.notify("WATCHDOG=1")
-                    self.notify("STATUS=" + self.status_text())
-                    last_status = now
-            self.notify("STOPPING=1")
-            for _ in range(DRAIN_STEPS):    # what is in the rings now, then on disk
-                if self.step() == 0:
-                    break
-        finally:
-            for r in self.rings:
-                r.close()
-                r.unlock()
+        runner = self.runner
+        self.notify.ready(self.status_text())
+        while not runner.stopping:
+            if self.step() == 0:
+                time.sleep(idle)
+            now = time.monotonic_ns()
+            if now - last_fsync >= fsync_every:
+                for r in self.rings:
+                    r.flush(fsync=True)
+                last_fsync = now
+            if now - last_status >= 250_000_000:
+                for r in self.rings:
+                    r.check_ring()
+                    r.roll_if_old()
+                runner.check_faults()
+                if self.notify.watchdog():
+                    self.notify.status(self.status_text())
+                last_status = now
+        for _ in range(DRAIN_STEPS):    # what is in the rings now, then on disk
+            if self.step() == 0:
+                break
         log.info("stopped: %s", self.status_text())
         return 0
 
-
-def run_recorder(config_path: str) -> int:
-    configure_logging()
-    cfg = load_recorder_config(config_path)
-    rec = Recorder(cfg, notify=SystemdNotify())
-    signal.signal(signal.SIGTERM, lambda *_: setattr(rec, "stopping", True))
-    signal.signal(signal.SIGINT, lambda *_: setattr(rec, "stopping", True))
-    try:
-        return rec.run()
-    except RecorderBusy as exc:
-        log.error("%s", exc)
-        return 3
+    def close(self):
+        for r in self.rings:
+            r.close()
+            r.unlock()

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from ttq_stack import TradingStack
-from ttq_testing import TESTS_DIR, wait_for
+from ttq_testing import TESTS_DIR, config_file, wait_for
 from ttquant.core.records import OrderStatus as S, RecordType
 from ttquant.core.rings import SpscWriter
 from ttquant.strategies.base import OrderRefused
@@ -18,12 +18,10 @@ from ttquant.strategies.runtime import LiveContext, StrategyConfigError, load_st
 
 def strategy_config(tmp_path, venue, name, sid, **params):
     on_error = params.pop("on_error", "stop")
-    path = tmp_path / f"{name}.toml"
-    path.write_text(f'name = "{name}"\nstrategy_id = {sid}\nclass = "runtime_strategies:RestingOrder"\n'
-                    f'[venues.binance]\nrings = "{venue}"\n[params]\n'
-                    + "".join(f"{k} = {v}\n" for k, v in params.items())
-                    + f'[runtime]\non_error = "{on_error}"\ncancel_all_on_stop = true\n')
-    return path
+    return config_file(tmp_path / f"{name}.toml", "strategy", {
+        "name": name, "strategy_id": sid, "class": os.path.join(TESTS_DIR, "strategies", "runtime_strategies.py:RestingOrder"),
+        "venues": {"binance": {"rings": venue}}, "params": {"market": None, "qty": None, **params},
+        "runtime": {"on_error": on_error, "cancel_all_on_stop": True}})
 
 
 def run(children, tmp_path, name, config):
@@ -95,12 +93,14 @@ def test_a_full_order_ring_refuses_at_once(venue, tmp_path):
 
 
 def test_a_bad_strategy_config_names_the_key(tmp_path):
-    for text, key in {'name = "x"\nstrategy_id = 0\n': "strategy_id",
-                      'name = "x"\nstrategy_id = 1\nclass = "nope"\n': "class",
-                      'name = "X Y"\n': "name",
-                      'name = "x"\nstrategy_id = 1\nclass = "a:B"\n[venues.binance]\n[runtime]\nwait = "busy"\n': "runtime.wait"}.items():
-        path = tmp_path / "s.toml"
-        path.write_text(text)
+    here = os.path.join(TESTS_DIR, "strategies")
+    for overrides, key in [({"strategy_id": 0}, "strategy_id:"), ({"class": "nope"}, "class:"),
+                           ({"name": "X Y"}, "name:"), ({"loop": {"wait": "busy"}}, "loop.wait:"),
+                           ({"runtime": {"wiat": 1}}, "runtime.wiat: unknown key (known: cancel_all_on_stop, "),
+                           ({"venues": {"binance": {"ring": "x"}}}, "venues.binance.ring: unknown key (known: rings)"),
+                           ({"class": os.path.join(here, "runtime_strategies.py:Nope")}, "class:"),
+                           ({"class": os.path.join(here, "missing.py:Nope")}, "missing.py: no such file")]:
+        path = config_file(tmp_path / "s.toml", "strategy", overrides)
         with pytest.raises(StrategyConfigError) as err:
             load_strategy_config(str(path))
         assert str(path) in str(err.value) and key in str(err.value), str(err.value)

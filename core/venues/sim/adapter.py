@@ -92,6 +92,13 @@ class SimVenueAdapter(VenueAdapter):
             self._balances = self._get("/_sim/orders").get("balances", {})
         return dict(self._balances)
 
+    def reachable(self) -> bool:
+        try:
+            self._get("/_sim/orders", wait_s=0)
+            return True
+        except VenueError:
+            return False
+
     def close(self):
         self.reports.close()
         self.requests.close()

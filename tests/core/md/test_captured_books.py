@@ -13,7 +13,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from ttq_testing import attach_ticks, unlink_venue, wait_for
+from ttq_testing import attach_ticks, md_config, unlink_venue, wait_for
 from ttquant.core.book.book_board import BookBoard
 from ttquant.core.md.daemon import read_md_counters
 from ttquant.core.records import MARKET_EVENT_DTYPE, EventFlag, EventKind
@@ -33,13 +33,7 @@ CAPTURES = {
 
 
 def _config(tmp_path, venue, port, markets):
-    text = f'[rings]\nname = "{venue}"\ntick_capacity = 1048576\n'
-    for market, (symbols, streams) in markets.items():
-        text += (f"[markets.{market}]\nsymbols = {json.dumps(symbols)}\nstreams = {json.dumps(streams)}\n"
-                 f'ws_url = "ws://127.0.0.1:{port}/{market}"\nrest_url = "http://127.0.0.1:{port}"\n')
-    path = tmp_path / "md.toml"
-    path.write_text(text)
-    return path
+    return md_config(tmp_path / "md.toml", venue, port, markets, rings={"tick_capacity": 1048576})
 
 
 @pytest.mark.parametrize("capture", CAPTURES)

@@ -11,7 +11,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from ttq_testing import attach_ticks, unlink_venue, wait_for
+from ttq_testing import attach_ticks, md_config, unlink_venue, wait_for
 from ttquant.core.book.book_board import BookBoard
 from ttquant.core.md.daemon import read_md_counters
 from ttquant.core.records import MARKET_EVENT_DTYPE, EventFlag, EventKind
@@ -40,27 +40,12 @@ def sim_venue(children):
     yield port, fault, lambda: get("/_sim/status")
 
 
-def write_config(tmp_path, venue, port, **connection):
-    conn = "".join(f"{k} = {v}\n" for k, v in connection.items())
-    path = tmp_path / "md.toml"
-    path.write_text(f"""
-[rings]
-name = "{venue}"
-tick_capacity = 262144
-[markets.spot]
-symbols = ["BTCUSDT"]
-ws_url = "ws://127.0.0.1:{port}/spot"
-rest_url = "http://127.0.0.1:{port}"
-[markets.usdm]
-symbols = ["BTCUSDT"]
-streams = ["trade", "bookTicker", "depth@0ms"]
-ws_url = "ws://127.0.0.1:{port}/usdm"
-rest_url = "http://127.0.0.1:{port}"
-[connection]
-backoff_initial_s = 0.1
-backoff_max_s = 1.0
-{conn}""")
-    return path
+def write_config(tmp_path, venue, port, tables=None, **connection):
+    tables = dict(tables or {})
+    tables.setdefault("rings", {})["tick_capacity"] = 262144
+    return md_config(tmp_path / "md.toml", venue, port,
+                     {"spot": (["BTCUSDT"], None), "usdm": (["BTCUSDT"], ["trade", "bookTicker", "depth@0ms"])},
+                     connection={"backoff_initial_s": 0.1, "backoff_max_s": 1.0, **connection}, **tables)
 
 
 def start_md(children, config):
@@ -227,9 +212,7 @@ def test_systemd_notify_ready_after_sync_then_watchdog_and_status(sim_venue, chi
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(sock_path)
     sock.settimeout(30)
-    config = write_config(tmp_path, venue, port)
-    with open(config, "a") as f:
-        f.write("[limits]\nstats_interval_s = 0.5\n")
+    config = write_config(tmp_path, venue, port, {"limits": {"stats_interval_s": 0.5}})
     proc = children.start("-m", "ttquant.core.cli", "md", "binance", "--config", config,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={"NOTIFY_SOCKET": sock_path})
     try:
@@ -289,9 +272,7 @@ def test_stalled_venue_without_pings_is_left_and_rejoined(children, venue, tmp_p
 
 def test_threads_are_named_and_pinned_as_configured(sim_venue, children, venue, tmp_path):
     port, fault, status = sim_venue
-    config = write_config(tmp_path, venue, port)
-    with open(config, "a") as f:
-        f.write("[threads]\nws_cpus = [1]\nhousekeeping_cpus = [0]\n")
+    config = write_config(tmp_path, venue, port, {"threads": {"ws_cpus": [1], "housekeeping_cpus": [0]}})
     proc = start_md(children, config)
     try:
         board_when_ready(venue).close()
@@ -415,8 +396,10 @@ def test_watchdog_goes_on_through_a_quiet_venue_only_while_pings_are_answered(ch
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(sock_path)
     config = write_config(tmp_path, venue, port, idle_timeout_s=1.5)
+    # as systemd's WatchdogSec=0.9s would: WATCHDOG=1 is sent every third of it
     children.start("-m", "ttquant.core.cli", "md", "binance", "--config", config,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"NOTIFY_SOCKET": sock_path})
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "900000"})
     try:
         board_when_ready(venue).close()
         assert len(_watchdog_times(sock, 1.0)) >= 2                # healthy and streaming
@@ -469,11 +452,9 @@ def test_klines_and_mark_prices_from_the_synthetic_market(children, venue, tmp_p
                          "--replay", "synthetic", "--wait-clients", "2",
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     port = int(sim.stdout.readline().decode().split("127.0.0.1:")[1].split()[0])
-    path = tmp_path / "md.toml"
-    path.write_text(f'[rings]\nname = "{venue}"\ntick_capacity = 1048576\n' + "".join(
-        f'[markets.{m}]\nsymbols = ["BTCUSDT"]\nstreams = {json.dumps(streams)}\n'
-        f'ws_url = "ws://127.0.0.1:{port}/{m}"\nrest_url = "http://127.0.0.1:{port}"\n'
-        for m, streams in (("spot", ["trade", "kline_1m"]), ("usdm", ["trade", "markPrice@1s", "kline_1m"]))))
+    path = md_config(tmp_path / "md.toml", venue, port, {"spot": (["BTCUSDT"], ["trade", "kline_1m"]),
+                                                         "usdm": (["BTCUSDT"], ["trade", "markPrice@1s", "kline_1m"])},
+                     rings={"tick_capacity": 1048576})
     start_md(children, path)
     try:
         reader = wait_for(lambda: attach_ticks(venue), timeout=30, what="the tick ring")

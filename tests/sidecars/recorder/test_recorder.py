@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from ttq_testing import unlink_venue, wait_for
+from ttq_testing import config_file, unlink_venue, wait_for
 from ttquant.core.instruments import Instrument, InstrumentTable, MarketType, instruments_path
 from ttquant.core.records import MARKET_EVENT_DTYPE, EXEC_REPORT_DTYPE, RecordType
 from ttquant.core.rings import BroadcastWriter
@@ -29,14 +29,13 @@ def _events(first, n):
     return a
 
 
-def _config(tmp_path, venue, journal=""):
-    path = tmp_path / "record.toml"
-    path.write_text(f'[rings]\nname = "{venue}"\nrecord = ["ticks", "exec"]\n'
-                    f'[journal]\ndir = "journal"\nfsync_interval_ms = 50\n{journal}[loop]\nbatch = 256\n')
-    return path
+def _config(tmp_path, venue, journal=None):
+    return config_file(tmp_path / "record.toml", "record", {
+        "rings": {"name": venue, "record": ["ticks", "exec"]},
+        "journal": {"dir": "journal", "fsync_interval_ms": 50, **(journal or {})}, "loop": {"batch": 256}})
 
 
-def _recorder(tmp_path, venue, journal=""):
+def _recorder(tmp_path, venue, journal=None):
     cfg = load_recorder_config(str(_config(tmp_path, venue, journal)))
     return cfg, Recorder(cfg)
 
@@ -179,7 +178,7 @@ def test_the_daemon_killed_and_restarted_then_stopped_loses_and_repeats_nothing(
 
     def start():
         seen.clear()
-        proc = children.start("-m", "ttquant.core.cli", "record", "--config", config,
+        proc = children.start("-m", "ttquant.core.cli", "record", venue, "--config", config,
                               env={"NOTIFY_SOCKET": sock_path}, stderr=subprocess.PIPE)
         listen_until(lambda: "READY=1" in seen)
         return proc
@@ -226,13 +225,13 @@ def test_a_bad_config_names_the_file_and_the_key(tmp_path, body, key):
     with pytest.raises(RecorderConfigError) as exc:
         load_recorder_config(str(path))
     assert str(path) in str(exc.value) and key in str(exc.value)
-    out = subprocess.run([*CLI, "record", "--config", str(path)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([*CLI, "record", "v", "--config", str(path)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and key in out.stderr
 
 
 def test_files_roll_at_their_size_and_at_their_age_when_the_ring_is_quiet(stack, venue, tmp_path):
     ticks, _ = stack
-    cfg, rec = _recorder(tmp_path, venue, "max_file_mb = 1\nmax_file_s = 0.3\n")
+    cfg, rec = _recorder(tmp_path, venue, {"max_file_mb": 1, "max_file_s": 0.3})
     sent = 0
     while sent < 20_000:                              # 2.4 MB of ticks
         ticks.push_many(_events(sent, 500))

@@ -1,0 +1,63 @@
+"""Where a daemon's threads run: OS thread names, CPU pinning and the scheduling policy.
+
+Under systemd the unit's CPUAffinity= and CPUSchedulingPolicy= (rendered per site) do the
+same for the whole process; these settings also serve a daemon started by hand and pin
+single threads (md's WebSocket thread apart from its housekeeping).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+__all__ = ["name_thread", "pin_thread", "set_scheduling", "SCHEDULING_POLICIES", "ProcessSetupError"]
+
+log = logging.getLogger("ttquant.daemon")
+SCHEDULING_POLICIES = {
+    "other": os.SCHED_OTHER, "batch": os.SCHED_BATCH, "idle": os.SCHED_IDLE,
+    "fifo": os.SCHED_FIFO, "rr": os.SCHED_RR,
+}
+
+
+class ProcessSetupError(RuntimeError):
+    """CPUs or a policy this host or this user cannot give; says which."""
+
+
+def name_thread(name: str) -> None:
+    """The OS thread name (top -H, /proc/PID/task/TID/comm), as threading's name."""
+    threading.current_thread().name = name
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)     # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
+def pin_thread(what: str, cpus, key: str = "process.cpus") -> None:
+    """The calling thread onto `cpus` (nothing when empty)."""
+    if not cpus:
+        return
+    allowed = os.sched_getaffinity(0) | set(range(os.cpu_count() or 1))
+    missing = sorted(set(cpus) - set(range(os.cpu_count() or 1)))
+    if missing:
+        raise ProcessSetupError(f"{key}: CPU {', '.join(map(str, missing))} does not exist on this host "
+                                f"(CPUs 0-{max(allowed)})")
+    try:
+        os.sched_setaffinity(threading.get_native_id(), set(cpus))
+    except OSError as exc:
+        raise ProcessSetupError(f"{key}: cannot pin {what} to CPUs {sorted(cpus)}: {exc.strerror}") from None
+    log.info("%s pinned to CPUs %s", what, sorted(cpus))
+
+
+def set_scheduling(policy: str, priority: int = 0, key: str = "process.scheduling") -> None:
+    """The process's policy (fifo/rr need CAP_SYS_NICE, or the unit's CPUSchedulingPolicy=)."""
+    if policy == "other" and not priority:
+        return
+    try:
+        os.sched_setscheduler(0, SCHEDULING_POLICIES[policy], os.sched_param(priority))
+    except PermissionError:
+        raise ProcessSetupError(f"{key}: {policy} scheduling needs CAP_SYS_NICE (or set it in the unit "
+                                f"with CPUSchedulingPolicy=)") from None
+    except OSError as exc:
+        raise ProcessSetupError(f"{key}: {policy} priority {priority}: {exc.strerror}") from None
+    log.info("scheduling: %s, priority %d", policy, priority)
