@@ -452,7 +452,8 @@ class Run:
             ms = (first - t_kill) / 1e6
             self.expect_restarted(MD, before, restarts)
             self.results["restart_ms"] = round(ms)
-            log(f"restart_ms={ms:.0f} (kill to first new tick; target < {RESTART_TARGET_MS})")
+            log(f"restart_ms={ms:.0f} (kill to first new tick; target < {RESTART_TARGET_MS}); "
+                f"{self.restart_breakdown(MD, t_kill, first)}")
             if ms > RESTART_LIMIT_MS:
                 raise E2EError(f"expected md's first tick within {RESTART_LIMIT_MS} ms of SIGKILL, saw {ms:.0f} ms")
 
@@ -479,7 +480,12 @@ class Run:
             if "watchdog" not in journal.lower():
                 raise E2EError(f"expected systemd to log a watchdog timeout for {MD}, saw:\n{_tail(journal, 15)}")
             self.results["watchdog_restart_ms"] = round(ms)
-            log(f"watchdog_restart_ms={ms:.0f} (hang to first new tick; WatchdogUSec={props.get('WatchdogUSec')})")
+            log(f"watchdog_restart_ms={ms:.0f} (hang to first new tick; WatchdogUSec={props.get('WatchdogUSec')}); "
+                f"{self.restart_breakdown(MD, t_sig, first)}")
+            limit = _usec_ms(props.get("WatchdogUSec", "")) + RESTART_LIMIT_MS
+            if ms > limit:
+                raise E2EError(f"expected md's first tick within the watchdog's limit + {RESTART_LIMIT_MS} ms "
+                               f"({limit:.0f} ms) of the hang, saw {ms:.0f} ms")
 
         with Step("4 trading through gateway and strategy kills"):
             self.trading_step()
@@ -586,6 +592,15 @@ class Run:
         p = ct.systemctl("stop", TARGET, check=False, timeout=120)
         if p.returncode != 0:
             raise E2EError(f"expected `systemctl stop {TARGET}` to succeed, saw exit {p.returncode}: {p.stderr}")
+        # the target stops first (it is ordered after what it wants, so before them on the way
+        # down): `systemctl stop` returns while its units are still stopping
+        def down():
+            return all(ct.show(u, "ActiveState")["ActiveState"] in ("inactive", "failed") for u in units)
+        try:
+            wait_until(down, 60, "every unit of the stack to stop", interval=0.1)
+        except E2EError:
+            pass        # said below, unit by unit
+        log(f"stack down {(now_ns() - t_stop) / 1e6:.0f} ms after `systemctl stop {TARGET}`")
         bad = []
         for unit in units:
             s = ct.show(unit, "ActiveState", "Result", "ExecMainCode", "ExecMainStatus", "MainPID")
@@ -610,6 +625,9 @@ class Run:
                            "/opt/ttquant/venv/bin/ttquant journal ls \"$d\"; done"], check=False).stdout.strip()
         if journals:
             log(f"recorder journal files after the stop:\n{journals}")
+        torn = _torn_rows(journals)
+        if torn:
+            raise E2EError(f"expected the recorder's journal files whole after a clean stop, saw torn bytes: {torn}")
         log(f"{len(units)} units exited 0; no ttquant process left; journal flushed")
 
     # -- unit helpers ---------------------------------------------------------------------------
@@ -642,6 +660,30 @@ class Run:
             s = self.ct.show(unit, "ActiveState", "SubState", "MainPID", "NRestarts", "Result")
             raise E2EError(f"expected systemd to restart {unit} (new MainPID, NRestarts > {old_restarts}, "
                            f"active/running), saw {s}\n{_tail(self.journal(unit), 20)}") from None
+
+    def restart_breakdown(self, unit, t0_ns, first_tick_ns) -> str:
+        """Where a restart's time went, from the unit's journal (ms after t0): the watchdog, the
+        old process's end, systemd's restart, the new process's first line, READY, first tick."""
+        marks = [("watchdog", "Watchdog timeout"), ("exited", "Main process exited"),
+                 ("restart", "Scheduled restart job"), ("starting", "Starting "), ("first log", None),
+                 ("ready", "Started ")]
+        seen = {}
+        out = self.ct.run(["journalctl", "--no-pager", "-o", "short-unix", "-u", unit,
+                           f"--since=@{t0_ns / 1e9:.6f}"], check=False).stdout
+        for line in out.splitlines():
+            m = re.match(r"([\d.]+) \S+ ([^:]+): (.*)", line)
+            if not m:
+                continue
+            ts, who, text = int(float(m.group(1)) * 1e9), m.group(2), m.group(3)
+            for name, needle in marks:
+                if name in seen:
+                    continue
+                if (needle is None and not who.startswith(("systemd", "("))) or (needle and needle in text):
+                    if name == "first log" and "starting" not in seen:
+                        continue
+                    seen[name] = ts
+        parts = [f"{name} +{(seen[name] - t0_ns) / 1e6:.0f}" for name, _ in marks if name in seen]
+        return "breakdown (ms): " + ", ".join(parts + [f"first tick +{(first_tick_ns - t0_ns) / 1e6:.0f}"])
 
     def journal(self, unit, since_ns=None) -> str:
         cmd = ["journalctl", "--no-pager", "-o", "short-precise", "-u", unit]
@@ -773,6 +815,23 @@ def _positions(fills, table) -> dict:
         qty = inst.qty_from_raw(f["qty"])
         out[key] = out.get(key, Decimal(0)) + (qty if f["side"] == Side.BUY else -qty)
     return out
+
+
+def _torn_rows(table: str) -> list[str]:
+    """Rows of `ttquant journal ls` tables with something in their `torn bytes` column."""
+    out, col = [], None
+    for line in table.splitlines():
+        if "torn bytes" in line:
+            col = line.index("torn bytes")
+        elif col is not None and line[col:].strip():
+            out.append(line.split()[0])
+    return out
+
+
+def _usec_ms(text: str) -> float:
+    """systemd's time span as `systemctl show` prints it (2s, 500ms, 1min 30s) -> ms."""
+    units = {"us": 1e-3, "ms": 1, "s": 1e3, "min": 60e3, "h": 3600e3}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(us|ms|s|min|h)\b", text))
 
 
 def _nonzero(pos: dict) -> dict:
