@@ -115,7 +115,7 @@ class TTQBuildExt(build_ext):
 setup(
     package_dir=PACKAGE_DIRS,
     packages=_packages(),
-    package_data={"": ["*.pxd", "*.pyi", "*.h", "py.typed"]},
+    package_data={"": ["*.pxd", "*.pyi", "*.h", "py.typed"], "ttquant.core.daemon": ["examples/*.toml"]},
     ext_modules=_extensions(),
     cmdclass={"build_ext": TTQBuildExt},
     zip_safe=False,
