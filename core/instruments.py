@@ -20,7 +20,7 @@ import numpy as np
 
 from ttquant.core.rings.names import SHM_DIR, instruments_file
 
-__all__ = ["MarketType", "Instrument", "InstrumentTable", "InstrumentTableError",
+__all__ = ["MarketType", "MARKET_LABELS", "Instrument", "InstrumentTable", "InstrumentTableError",
            "INSTRUMENT_DTYPE", "instruments_path", "TABLE_VERSION"]
 
 TABLE_VERSION = 1
@@ -31,6 +31,10 @@ class MarketType(enum.IntEnum):
     SPOT = 1
     LINEAR_PERPETUAL = 2
     INVERSE_PERPETUAL = 3
+
+
+# how an instrument is named to people: BTCUSDT.spot, BTCUSDT.perp (logs, STATUS=, the demo)
+MARKET_LABELS = {MarketType.SPOT: "spot", MarketType.LINEAR_PERPETUAL: "perp", MarketType.INVERSE_PERPETUAL: "inverse"}
 
 
 class InstrumentTableError(ValueError):
@@ -80,6 +84,11 @@ class Instrument:
     max_price: int              # raw, at price precision; 0 = no limit
     min_notional: int           # raw quote units at price precision; 0 = none
     multiplier: int = 1         # contract multiplier (units of base per contract)
+
+    @property
+    def label(self) -> str:
+        """BTCUSDT.spot, BTCUSDT.perp: the symbol alone does not say which market."""
+        return f"{self.symbol}.{MARKET_LABELS[MarketType(self.market_type)]}"
 
     def __post_init__(self):
         object.__setattr__(self, "market_type", MarketType(self.market_type))

@@ -228,6 +228,16 @@ class Portfolio:
             return None
         return self.on_fill(instrument, report.side, report.last_price, report.last_qty, report.fee)
 
+    def restore(self, instrument: Instrument, qty_raw: int, cost_raw: int, realised_raw: int, fees_raw: int,
+                fills: int) -> Position:
+        """Take a position as another portfolio of the same fee precision had it (the gateway's
+        answer to a restarted strategy's SYNC): every amount exact, as `snapshot` gave it."""
+        book = self._book_for_fill(instrument)
+        book.qty, book.cost, book.realised, book.fees, book.fills = (
+            _int("qty_raw", qty_raw), _int("cost_raw", cost_raw), _int("realised_raw", realised_raw),
+            _int("fees_raw", fees_raw), _int("fills", fills))
+        return book.snapshot(None)
+
     def _book_for_fill(self, inst: Instrument) -> _Book:
         _check_linear(inst)
         key = (inst.venue, inst.instrument_id)

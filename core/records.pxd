@@ -53,6 +53,7 @@ cdef enum order_action:
     ACTION_CANCEL = 2
     ACTION_AMEND = 3
     ACTION_CANCEL_ALL = 4
+    ACTION_SYNC = 5                 # "what do you hold for me": positions and open orders, on the exec ring
 
 cdef enum order_side:
     SIDE_BUY = 1
@@ -73,6 +74,11 @@ cdef enum order_status:
     STATUS_CANCELED = 5
     STATUS_REJECTED = 6
     STATUS_EXPIRED = 7
+    STATUS_POSITION = 8             # SYNC's answer, one per instrument: a position, not an order (below)
+    STATUS_SYNCED = 9               # SYNC's answer ends: client_order_id = the SYNC's (below)
+
+cdef enum report_flag:
+    REPORT_RESTATED = 1             # an open order's state sent again (SYNC), not a new event
 
 cdef enum liquidity:
     LIQUIDITY_NONE = 0
@@ -189,8 +195,18 @@ cdef struct ttq_exec_report:
     uint8_t side
     uint8_t liquidity               # Liquidity (maker / taker)
     uint8_t order_type
-    uint8_t _pad[2]
+    uint8_t flags                   # ReportFlag bits
+    uint8_t _pad[1]
     uint64_t trade_id               # the venue's id of this fill (0: not a fill), so a fill counts once
+#
+# A strategy that starts sends an Order with action SYNC; the gateway answers on the exec ring,
+# in this order and nothing of that strategy's in between:
+#   POSITION  per instrument it has traded: qty = position (signed, size precision), cum_qty =
+#             its cost basis, last_price = realised PnL net of fees, fee = fees, leaves_qty = fills
+#             (the last four at max(price + size precision, 8): core/portfolio.py's _Book)
+#   status of each open order, flags RESTATED: the order as the gateway's OMS has it now
+#   SYNCED    qty = positions sent, cum_qty = orders sent, venue_order_id = the highest client
+#             order id the gateway has seen from the strategy
 
 
 # Python faces: one object per record, holding the struct inline.

@@ -17,7 +17,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 
 __all__ = [
     "RecordType", "EventKind", "EventFlag", "OrderAction", "Side", "OrderType", "OrderStatus",
-    "Liquidity", "RejectCode", "new_order", "MarketEvent", "Order", "ExecReport", "MARKET_EVENT_DTYPE", "ORDER_DTYPE",
+    "Liquidity", "RejectCode", "ReportFlag", "new_order", "MarketEvent", "Order", "ExecReport", "MARKET_EVENT_DTYPE", "ORDER_DTYPE",
     "EXEC_REPORT_DTYPE", "DTYPES", "RECORD_CLASSES", "RECORD_SIZES", "record_size_for", "FUNDING_RATE_PRECISION", "c_layout",
     "dtype_for",
 ]
@@ -56,6 +56,7 @@ class OrderAction(enum.IntEnum):
     CANCEL = ACTION_CANCEL              # target_order_id: the client order id to cancel
     AMEND = ACTION_AMEND                # target_order_id: the order; price/qty: the new values
     CANCEL_ALL = ACTION_CANCEL_ALL      # every open order of the strategy (instrument 0: all)
+    SYNC = ACTION_SYNC                  # the gateway answers with the strategy's positions and open orders
 
 
 class Side(enum.IntEnum):
@@ -79,6 +80,12 @@ class OrderStatus(enum.IntEnum):
     CANCELED = STATUS_CANCELED
     REJECTED = STATUS_REJECTED
     EXPIRED = STATUS_EXPIRED
+    POSITION = STATUS_POSITION          # SYNC's answer: a position snapshot (records.pxd says which field holds what)
+    SYNCED = STATUS_SYNCED              # SYNC's answer ends
+
+
+class ReportFlag(enum.IntFlag):
+    RESTATED = REPORT_RESTATED          # an open order's state sent again for SYNC, not a new event
 
 
 class Liquidity(enum.IntEnum):
@@ -146,7 +153,7 @@ EXEC_REPORT_DTYPE = _dtype([
     ("last_price", "<i8", 64), ("last_qty", "<i8", 72), ("cum_qty", "<i8", 80),
     ("leaves_qty", "<i8", 88), ("fee", "<i8", 96), ("reject_code", "<u2", 104),
     ("status", "u1", 106), ("side", "u1", 107), ("liquidity", "u1", 108), ("order_type", "u1", 109),
-    ("trade_id", "<u8", 112),
+    ("flags", "u1", 110), ("trade_id", "<u8", 112),
 ], 120)
 
 DTYPES = {
@@ -214,7 +221,7 @@ def c_layout():
             "reject_code": _off(&r, &r.reject_code), "status": _off(&r, &r.status),
             "side": _off(&r, &r.side), "liquidity": _off(&r, &r.liquidity),
             "trade_id": _off(&r, &r.trade_id),
-            "order_type": _off(&r, &r.order_type),
+            "order_type": _off(&r, &r.order_type), "flags": _off(&r, &r.flags),
         }),
     }
 
@@ -462,7 +469,7 @@ cdef class Order:
 _REPORT_FIELDS = ("ts_exchange", "ts_recv", "ts_pub", "client_order_id", "venue_order_id",
                   "strategy_id", "instrument_id", "price", "qty", "last_price", "last_qty",
                   "cum_qty", "leaves_qty", "fee", "reject_code", "status", "side", "liquidity",
-                  "order_type", "trade_id")
+                  "order_type", "flags", "trade_id")
 
 
 @cython.freelist(64)
@@ -554,6 +561,9 @@ cdef class ExecReport:
     property order_type:
         def __get__(self): return self.report.order_type
         def __set__(self, uint8_t v): self.report.order_type = v
+    property flags:
+        def __get__(self): return self.report.flags
+        def __set__(self, uint8_t v): self.report.flags = v
     property trade_id:
         def __get__(self): return self.report.trade_id
         def __set__(self, uint64_t v): self.report.trade_id = v

@@ -187,7 +187,7 @@ def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = 
     from ttquant.core.instruments import InstrumentTable, instruments_path
     from ttquant.core.rings import BroadcastReader, RingNotFoundError
     from ttquant.core.sim.captures import sample_data_dir
-    from ttquant.strategies.portfolio import Portfolio
+    from ttquant.core.portfolio import Portfolio
 
     if strategy not in STRATEGIES:
         out(f"demo: unknown strategy {strategy!r} ({', '.join(STRATEGIES)})")

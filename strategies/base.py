@@ -20,11 +20,11 @@ import dataclasses
 import logging
 
 from ttquant.core.instruments import Instrument, MarketType
-from ttquant.core.records import Order, OrderAction, OrderStatus, Side, new_order
+from ttquant.core.records import Order, OrderAction, OrderStatus, ReportFlag, Side, new_order
 from ttquant.strategies import order_entry
 from ttquant.strategies.events import Bar, Quote, Trade
 from ttquant.strategies.order_entry import OpenOrder, OrderActions, OrderEntry, OrderRefused
-from ttquant.strategies.portfolio import Portfolio
+from ttquant.core.portfolio import Portfolio
 
 __all__ = ["BaseStrategy", "Trade", "Quote", "Bar", "OrderUpdate", "Fill", "OpenOrder", "OrderRefused",
            "MARKETS"]
@@ -175,6 +175,8 @@ class BaseStrategy(OrderActions):
     # -- called by the runtime --------------------------------------------------------------------
     def _exec_report(self, report, instrument: Instrument | None):
         """One exec report of this strategy: open orders, portfolio, then the handlers."""
+        if report.status >= OrderStatus.POSITION or report.flags & ReportFlag.RESTATED:
+            return                      # SYNC's answer: the runtime took it at start; not an event
         cid = report.client_order_id
         status = OrderStatus(report.status)
         if report.last_qty and report.trade_id:

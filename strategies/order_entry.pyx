@@ -239,6 +239,11 @@ cdef class RingOrderEntry(OrderEntry):
         self.last_id += 1
         return self.last_id
 
+    def note_client_order_id(self, uint64_t used):
+        """An id the gateway has already seen from this strategy (SYNC): later ones go above it."""
+        if used > self.last_id:
+            self.last_id = used
+
     cpdef int64_t now_ns(self) except? -1:
         return ttq_now_ns()
 

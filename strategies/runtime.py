@@ -17,14 +17,14 @@ import traceback
 
 from ttquant.core.daemon.config import load_config
 from ttquant.core.daemon.hybrid_wait import HybridWait
-from ttquant.core.daemon.runner import EXIT_STRATEGY_FAILED, Daemon, ServiceRunner
+from ttquant.core.daemon.runner import EXIT_STRATEGY_FAILED, Daemon, ServiceError, ServiceRunner
 from ttquant.core.instruments import InstrumentTable, instruments_path
-from ttquant.core.records import RecordType
+from ttquant.core.records import Order, OrderAction, OrderStatus, RecordType, RejectCode, ReportFlag
 from ttquant.core.rings import BroadcastReader, RingNotFoundError, SpscWriter
 from ttquant.core.rings.names import book_board, exec_ring, instance_lock_file, order_ring, tick_ring
 from ttquant.strategies.base import BaseStrategy, OrderRefused
 from ttquant.strategies.config import StrategyConfig, StrategyConfigError
-from ttquant.strategies.order_entry import RingOrderEntry
+from ttquant.strategies.order_entry import OpenOrder, RingOrderEntry
 from ttquant.strategies.tick_dispatch import TickDispatch
 
 __all__ = ["StrategyConfig", "StrategyConfigError", "load_strategy_config", "LiveContext", "StrategyDaemon"]
@@ -73,8 +73,65 @@ class LiveContext:
             self._by_table[table.venue] = self.venues[name]
             self.order_entry.add_venue(table.venue, orders)
 
+    def sync(self, strategy) -> None:
+        """Ask each venue's gateway what it holds for this strategy and take it before on_start:
+        positions (exact, as the gateway's own books of this strategy's fills have them) and open
+        orders. A strategy restarted by systemd resumes with them; the fills it missed while down
+        are in the positions. What the exec ring said of this strategy before the answer is in
+        the answer too, so it is skipped (records.pxd: SYNC)."""
+        sid = self.strategy_id
+        for name, v in self.venues.items():
+            cid = self.next_client_order_id()
+            v.orders.push(Order(ts_created=time.time_ns(), client_order_id=cid, strategy_id=sid,
+                                action=OrderAction.SYNC))
+            positions, orders, synced = [], [], []
+
+            def attempt(v=v, cid=cid, positions=positions, orders=orders, synced=synced):
+                r = v.exec.poll()
+                while r is not None:
+                    if r.strategy_id == sid:
+                        if r.status == OrderStatus.POSITION and r.client_order_id == cid:
+                            positions.append(r.copy())
+                        elif r.flags & ReportFlag.RESTATED:
+                            orders.append(r.copy())
+                        elif r.status == OrderStatus.SYNCED and r.client_order_id == cid:
+                            synced.append(r.copy())
+                            return True
+                        elif r.status == OrderStatus.REJECTED and r.client_order_id == cid:
+                            raise ServiceError(f"the gateway of {name} refused this strategy's SYNC: "
+                                               f"{RejectCode(r.reject_code).name} ({r.reject_code})")
+                    r = v.exec.poll()
+                return None
+            self.runner.wait_for(f"the gateway of {name} to say what it holds for strategy {self.cfg.name}", attempt,
+                                 hint=f"is ttquant-gateway@{name} running?",
+                                 timeout_s=self.cfg.runtime.sync_timeout_s or None)
+            for p in positions:
+                inst = v.table.get(p.instrument_id)
+                if inst is None:
+                    raise ServiceError(f"the gateway of {name} holds a position in instrument {p.instrument_id}, "
+                                       f"which is not in {name}'s instrument table")
+                strategy.portfolio.restore(inst, p.qty, p.cum_qty, p.last_price, p.fee, p.leaves_qty)
+            for o in orders:
+                inst = v.table.get(o.instrument_id)
+                open_order = OpenOrder(o.client_order_id, inst, o.side, o.order_type, o.price, o.qty)
+                open_order.cum_qty_raw, open_order.status = o.cum_qty, OrderStatus(o.status)
+                strategy.orders[o.client_order_id] = open_order
+            self.order_entry.note_client_order_id(synced[0].venue_order_id)
+            if positions or orders:
+                log.info("%s: resumed on %s with %s; %d open orders", self.cfg.name, name, ", ".join(
+                    f"{v.table.get(p.instrument_id).symbol} {v.table.get(p.instrument_id).market_type.name.lower()} "
+                    f"{p.qty / 10 ** v.table.get(p.instrument_id).size_precision:+g}" for p in positions) or "no position",
+                    len(orders))
+
     def now_ns(self) -> int:
         return time.time_ns()
+
+    def label_of(self, position) -> str:
+        """BTCUSDT.spot for a Position (with the venue when the strategy trades several)."""
+        v = next((v for v in self.venues.values() if v.table.venue == position.venue), None)
+        inst = v.table.get(position.instrument_id) if v is not None else None
+        label = inst.label if inst is not None else f"{position.symbol}#{position.instrument_id}"
+        return label if len(self.venues) == 1 else f"{position.venue}:{label}"
 
     def next_client_order_id(self) -> int:
         return self.order_entry.next_client_order_id()
@@ -156,6 +213,7 @@ class StrategyDaemon(Daemon):
         self.ctx = LiveContext(cfg, self.runner)
         self.ctx.open()
         self.strategy = cfg.strategy_class(self.ctx, cfg.params)
+        self.ctx.sync(self.strategy)
         wants_book = type(self.strategy).on_book is not BaseStrategy.on_book
         self.dispatch = TickDispatch(self.strategy, self.ctx.strategy_id, self.ctx.order_entry, self._failed_handler,
                                      wants_book)
@@ -216,8 +274,12 @@ class StrategyDaemon(Daemon):
                 self.runner.request_stop()
 
     def status(self) -> str:
-        return (f"{self.events} events, {len(self.strategy.orders)} open orders, "
-                f"{self.errors} handler errors") if self.strategy is not None else "starting"
+        if self.strategy is None:
+            return "starting"
+        held = [p for p in self.strategy.portfolio.positions() if p.qty_raw]
+        positions = " ".join(f"{self.ctx.label_of(p)}={p.qty.normalize():f}" for p in held) or "none"
+        return (f"{self.events} events, {len(self.strategy.orders)} open orders, {self.errors} handler errors; "
+                f"positions {positions}")
 
     def serve(self) -> int:
         cfg = self.cfg

@@ -12,6 +12,9 @@ rings, kill switch, journal fsync, heartbeats, systemd watchdog). Per order:
     CANCEL_ALL  every open order of the strategy (one instrument, or all)
     AMEND    the target open, same instrument and side, the new price and size risk-checked;
              the venue's ack with the new values moves the order and its reservation
+    SYNC     a (re)started strategy asks what the gateway holds for it: its positions (kept
+             per strategy from every fill, journal included) and its open orders, answered on
+             the exec ring as records.pxd says, so a strategy restarted by systemd resumes
 
 On start it waits (saying so) for md's instrument table and tick ring and for the venue,
 takes its journal's lock, replays the journal, asks the venue for open orders and fills,
@@ -40,7 +43,8 @@ from ttquant.core.gateway.order_journal import CANCEL, ORDER, REJECT, REPORT, Jo
 from ttquant.core.gateway.risk import RiskEngine
 from ttquant.core.gateway.risk_config import RiskConfigError, load_risk_limits
 from ttquant.core.instruments import InstrumentTable, instruments_path
-from ttquant.core.records import ExecReport, Order, OrderAction, OrderStatus, RecordType, RejectCode
+from ttquant.core.portfolio import Portfolio
+from ttquant.core.records import ExecReport, Order, OrderAction, OrderStatus, RecordType, RejectCode, ReportFlag
 from ttquant.core.rings import BroadcastReader, BroadcastWriter, RingNotFoundError, SpscReader
 from ttquant.core.rings.names import SHM_DIR, exec_ring, instance_lock_file, order_ring_prefix, tick_ring
 from ttquant.core.venues.base import VenueError
@@ -90,6 +94,7 @@ class Gateway(Daemon):
         self._retry_discover = False
         self._next_full_discover = 0
         self.portfolio = None
+        self.strategy_books: dict[int, object] = {}      # strategy id -> Portfolio, for SYNC
         self._day = None
         self._day_start_pnl = Decimal(0)
 
@@ -105,7 +110,6 @@ class Gateway(Daemon):
         self.limits = load_risk_limits(cfg.risk_file, self.table)
         self.risk = RiskEngine(self.limits, self.table)
         self.oms = OrderBookKeeper(self.risk)
-        from ttquant.strategies.portfolio import Portfolio
         self.portfolio = Portfolio(fee_precision=8)
         try:
             self.journal = OrderJournal(cfg.journal_path, cfg.venue, cfg.journal.fsync, cfg.journal.fsync_interval_ms)
@@ -305,6 +309,10 @@ class Gateway(Daemon):
             self.oms.add(order, reserve_price)
             self.journal.order(order, reserve_price)
             self._send(order)
+        elif action == OrderAction.SYNC:
+            if code:
+                return self._reject(order, code)
+            self.sync_strategy(order)
         elif action in (OrderAction.CANCEL, OrderAction.CANCEL_ALL, OrderAction.AMEND):
             if not code:
                 code, targets = self.oms.cancel_target(order)       # open orders of this strategy
@@ -360,11 +368,41 @@ class Gateway(Daemon):
             self.journal.report(er)
         return er
 
+    def sync_strategy(self, order):
+        """The answer to a strategy's SYNC: its positions, its open orders as they stand, then
+        SYNCED; nothing of that strategy's comes in between (this thread publishes all of it)."""
+        sid, now = order.strategy_id, now_ns()
+        book = self.strategy_books.get(sid)
+        positions = book.positions() if book is not None else []
+        for p in positions:
+            self._publish(ExecReport(ts_exchange=now, client_order_id=order.client_order_id, strategy_id=sid,
+                                     instrument_id=p.instrument_id, status=S.POSITION, qty=p.qty_raw,
+                                     cum_qty=p.cost_raw, last_price=p.realised_raw, fee=p.fees_raw,
+                                     leaves_qty=p.fills))
+        open_orders = self.oms.open_orders(sid)
+        for st in open_orders:
+            self._publish(ExecReport(ts_exchange=now, client_order_id=st.client_order_id, strategy_id=sid,
+                                     venue_order_id=st.venue_order_id, instrument_id=st.instrument_id,
+                                     status=st.status, price=st.price, qty=st.qty, cum_qty=st.cum_qty,
+                                     leaves_qty=st.leaves_qty, side=st.side, order_type=st.order_type,
+                                     flags=ReportFlag.RESTATED))
+        self._publish(ExecReport(ts_exchange=now, client_order_id=order.client_order_id, strategy_id=sid,
+                                 status=S.SYNCED, qty=len(positions), cum_qty=len(open_orders),
+                                 venue_order_id=self.oms.ids.last(sid)))
+        self.counts["syncs"] = self.counts.get("syncs", 0) + 1
+        log.info("strategy %d asked for its state: %d positions, %d open orders sent", sid, len(positions),
+                 len(open_orders))
+
     def _on_fill(self, er):
-        """Realised PnL since the start of the UTC day, for the daily loss limit (5001)."""
+        """Realised PnL since the start of the UTC day, for the daily loss limit (5001); and each
+        strategy's own positions, for SYNC."""
         inst = self.table.get(er.instrument_id)
         if inst is None or self.portfolio is None:
             return
+        book = self.strategy_books.get(er.strategy_id)
+        if book is None:
+            book = self.strategy_books[er.strategy_id] = Portfolio(fee_precision=8)
+        book.on_fill(inst, er.side, er.last_price, er.last_qty, er.fee)
         before = self.portfolio.total_realised(inst.quote)
         self.portfolio.on_fill(inst, er.side, er.last_price, er.last_qty, er.fee)
         day = time.gmtime().tm_yday

@@ -37,6 +37,7 @@ LEGAL = {
     S.REJECTED: frozenset(),
     S.EXPIRED: frozenset(),
 }
+ORDER_STATES = tuple(LEGAL)     # OrderStatus's POSITION and SYNCED answer SYNC; no order is ever in them
 # how far along an order is: a report for an earlier stage than the order's is stale
 _STAGE = {S.NEW: 0, S.ACCEPTED: 1, S.PARTIALLY_FILLED: 2, S.FILLED: 3, S.CANCELED: 3, S.REJECTED: 3, S.EXPIRED: 3}
 
@@ -166,6 +167,11 @@ class OrderBookKeeper:
         if st is None:
             self.counts["unknown_reports"] += 1
             log.warning("report for an unknown order %s/%s: %s", rep.strategy_id, rep.client_order_id, rep)
+            return None
+        if rep.status not in _STAGE:                    # POSITION, SYNCED: not a venue's word on an order
+            self.counts["illegal_transitions"] += 1
+            log.warning("report %s/%s with status %s is not about an order: ignored", rep.strategy_id,
+                        rep.client_order_id, rep.status)
             return None
         if rep.venue_order_id:
             st.venue_order_id = rep.venue_order_id

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from ttquant.core.instruments import Instrument, MarketType
 from ttquant.core.records import ExecReport, Side
-from ttquant.strategies.portfolio import Portfolio, Position
+from ttquant.core.portfolio import Portfolio, Position
 
 BUY, SELL = Side.BUY, Side.SELL
 
@@ -335,3 +335,25 @@ def test_exec_reports_apply_their_last_fill():
     report.instrument_id = 2
     with pytest.raises(ValueError, match="instrument 2"):
         pf.on_exec_report(inst, report)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_fill_plans(), st.integers(0, 60))
+def test_a_restored_position_carries_on_exactly_as_the_one_it_was_taken_from(plan, cut):
+    """A restarted strategy takes its positions from the gateway's books (SYNC): restored midway,
+    the rest of the fills land where they would have without the restart."""
+    inst, fee_precision, fills, mark = plan
+    whole, first = Portfolio(fee_precision=fee_precision), Portfolio(fee_precision=fee_precision)
+    cut = min(cut, len(fills))
+    for side, price, qty, fee in fills[:cut]:
+        whole.on_fill(inst, side, price, qty, fee)
+        first.on_fill(inst, side, price, qty, fee)
+    resumed = Portfolio(fee_precision=fee_precision)
+    p = first.position(inst)
+    resumed.restore(inst, p.qty_raw, p.cost_raw, p.realised_raw, p.fees_raw, p.fills)
+    for side, price, qty, fee in fills[cut:]:
+        whole.on_fill(inst, side, price, qty, fee)
+        resumed.on_fill(inst, side, price, qty, fee)
+    assert resumed.position(inst, mark_raw=mark) == whole.position(inst, mark_raw=mark)
+    with pytest.raises(TypeError, match="qty_raw must be an int"):
+        resumed.restore(inst, 1.5, 0, 0, 0, 0)

@@ -811,7 +811,7 @@ def _positions(fills, table) -> dict:
     out: dict[str, Decimal] = {}
     for f in fills:
         inst = table[f["instrument_id"]]
-        key = f"{inst.symbol}.{inst.market_type.name.lower()}"
+        key = inst.label
         qty = inst.qty_from_raw(f["qty"])
         out[key] = out.get(key, Decimal(0)) + (qty if f["side"] == Side.BUY else -qty)
     return out

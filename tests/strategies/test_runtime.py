@@ -5,6 +5,7 @@ down; a full order ring refuses at once."""
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -24,8 +25,8 @@ def strategy_config(tmp_path, venue, name, sid, **params):
         "runtime": {"on_error": on_error, "cancel_all_on_stop": True}})
 
 
-def run(children, tmp_path, name, config):
-    log = open(tmp_path / f"{name}.log", "wb")
+def run(children, tmp_path, name, config, log_name=None):
+    log = open(tmp_path / f"{log_name or name}.log", "wb")
     env = {"PYTHONPATH": os.path.join(TESTS_DIR, "strategies") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return children.start("-m", "ttquant.core.cli", "strategy", "run", name, "--config", config,
                           stdout=log, stderr=subprocess.STDOUT, env=env), log.name
@@ -104,3 +105,59 @@ def test_a_bad_strategy_config_names_the_key(tmp_path):
         with pytest.raises(StrategyConfigError) as err:
             load_strategy_config(str(path))
         assert str(path) in str(err.value) and key in str(err.value), str(err.value)
+
+
+def _started_holding(log_path, after=0):
+    """What the strategy said it held as it started (the n-th start from `after`)."""
+    import json
+    lines = [line for line in open(log_path).read().splitlines() if "started holding " in line]
+    return json.loads(lines[after].split("started holding ", 1)[1]) if len(lines) > after else None
+
+
+def test_a_strategy_killed_holding_a_position_resumes_with_it_and_its_open_orders(children, venue, tmp_path):
+    """Under systemd a restart is routine: a strategy SIGKILLed mid-position starts again with the
+    position the venue says it has (exact to the raw unit, cost basis and fees included) and its
+    resting order, and carries on with client ids the gateway has not seen."""
+    from ttquant.core.instruments import InstrumentTable, instruments_path
+    from ttquant.core.portfolio import Portfolio
+    s = TradingStack(children, venue, tmp_path, venue_args=("--balances", "USDT=100000,BTC=1"))
+    try:
+        s.wait_ready()
+        config = config_file(tmp_path / "acc.toml", "strategy", {
+            "name": "acc", "strategy_id": 41, "class": os.path.join(TESTS_DIR, "strategies", "runtime_strategies.py:Accumulate"),
+            "venues": {"binance": {"rings": venue}}, "params": {"market": None, "qty": None, "every": 3, "buys": 3}})
+        first, log = run(children, tmp_path, "acc", config)
+        assert wait_for(lambda: _started_holding(log), timeout=60, what="the start") == {"positions": [], "orders": []}
+
+        def venue_side():
+            state = s.venue_state()
+            fills = [f for f in state["fills"] if f["strategy_id"] == 41]
+            resting = sorted(o["client_order_id"] for o in state["open"] if o["strategy_id"] == 41)
+            return state, fills, resting
+        wait_for(lambda: len(venue_side()[1]) >= 3 and venue_side()[2], timeout=90,
+                 what="three fills and a resting bid")
+        os.killpg(first.pid, signal.SIGKILL)                  # holding a position, an order resting
+        first.wait(timeout=10)
+        time.sleep(0.5)                                       # anything in flight lands
+        state, fills, resting = venue_side()
+        table = InstrumentTable.load(instruments_path(venue))
+        expected = Portfolio(fee_precision=8)
+        for f in sorted(fills, key=lambda f: f["ts"]):
+            expected.on_fill(table.get(f["instrument_id"]), f["side"], f["price"], f["qty"], f["fee"])
+        want = [[p.instrument_id, p.qty_raw, p.cost_raw, p.realised_raw, p.fees_raw, p.fills]
+                for p in expected.positions()]
+
+        second, log2 = run(children, tmp_path, "acc", config, log_name="acc-restarted")
+        held = wait_for(lambda: _started_holding(log2), timeout=60, what="the restarted strategy's start")
+        assert held == {"positions": want, "orders": resting}, (held, want, resting)
+        assert want and want[0][1] > 0
+        # it carries on: new orders accepted (client ids above the ones the gateway has seen)
+        before = {r.client_order_id for r in s.drain() if r.strategy_id == 41 and r.status == S.ACCEPTED}
+        wait_for(lambda: {r.client_order_id for r in s.drain() if r.strategy_id == 41
+                          and r.status in (S.ACCEPTED, S.FILLED)} - before, timeout=60, what="an order after the restart")
+        assert not [r for r in s.drain() if r.strategy_id == 41 and r.reject_code == 4001]
+        assert all(n == 1 for n in s.venue_state()["new_requests"].values())
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0
+    finally:
+        s.close()

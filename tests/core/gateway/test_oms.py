@@ -5,7 +5,7 @@ import itertools
 
 import pytest
 
-from ttquant.core.gateway.oms import LEGAL, TERMINAL, OrderBookKeeper, VenueReport
+from ttquant.core.gateway.oms import LEGAL, ORDER_STATES, TERMINAL, OrderBookKeeper, VenueReport
 from ttquant.core.records import Order, OrderAction, OrderStatus as S, OrderType, RejectCode, Side
 
 SID = 3
@@ -51,7 +51,7 @@ def rep(status, cid=1, **kw):
     return VenueReport(strategy_id=SID, client_order_id=cid, status=status, **kw)
 
 
-@pytest.mark.parametrize("old,new", list(itertools.product(list(S), list(S))))
+@pytest.mark.parametrize("old,new", list(itertools.product(ORDER_STATES, ORDER_STATES)))
 def test_every_transition_of_the_table(old, new):
     oms = OrderBookKeeper()
     st = new_order(oms)
@@ -70,9 +70,16 @@ def test_every_transition_of_the_table(old, new):
             assert oms.counts["illegal_transitions"] == 1
 
 
+@pytest.mark.parametrize("status", [S.POSITION, S.SYNCED])
+def test_a_report_that_is_not_about_an_order_changes_nothing(status):
+    oms = OrderBookKeeper()
+    st = new_order(oms)
+    assert oms.apply(rep(status)) is None and st.status == S.NEW and oms.counts["illegal_transitions"] == 1
+
+
 def test_the_table_itself():
     assert all(not LEGAL[t] for t in TERMINAL)
-    assert S.REJECTED in LEGAL[S.NEW] and all(S.REJECTED not in LEGAL[s] for s in S if s != S.NEW)
+    assert S.REJECTED in LEGAL[S.NEW] and all(S.REJECTED not in LEGAL[s] for s in ORDER_STATES if s != S.NEW)
     assert S.NEW not in set().union(*LEGAL.values())
 
 
