@@ -26,7 +26,7 @@ import orjson
 
 from ttquant.core.book.book_board import BookBoardWriter
 from ttquant.core.instruments import InstrumentTable, instruments_path
-from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
+from ttquant.core.md.binance.exchange_info import MARKET_TYPES, instruments_from_exchange_info, merge_instruments
 from ttquant.core.md.binance.normaliser import COUNTER_NAMES, BinanceNormaliser
 from ttquant.core.daemon.process import ProcessSetupError, name_thread, pin_thread
 from ttquant.core.daemon.runner import Daemon, ServiceError
@@ -278,6 +278,7 @@ class MdDaemon(Daemon):
         self.loop_alive = time.monotonic()
         self.ready_sent = False
         self.ticks = self.board = self.stats = None
+        self.refresh_due = False                # exchangeInfo at once on the housekeeping thread
 
     def locks(self):
         return [(instance_lock_file(self.cfg.ring_name, "md"), f"md of rings {self.cfg.ring_name!r}")]
@@ -300,9 +301,37 @@ class MdDaemon(Daemon):
         return self.runner.wait_for(f"the venue's exchangeInfo at {url}", attempt,
                                     hint=lambda: f"last error: {last_error[0]}" if last_error else "")
 
+    def _table_from_last_run(self, path):
+        """A restart (systemd's, after a crash or a watchdog kill) takes the instrument table the
+        last run checked against exchangeInfo within exchange_info_refresh_s, so ticks flow again
+        without waiting for the REST round trips; exchangeInfo is fetched again at once on the
+        housekeeping thread. None when there is none that fresh or it lacks a configured symbol."""
+        try:
+            age = time.time() - os.stat(path).st_mtime
+            table = InstrumentTable.load(path)
+        except (OSError, ValueError):
+            return None
+        if not 0 <= age < self.cfg.connection.exchange_info_refresh_s:
+            return None
+        chosen = {}
+        for m in self.cfg.market_list:
+            insts = [table.by_symbol(sym, MARKET_TYPES[m.name]) for sym in m.symbols]
+            if None in insts:
+                return None
+            chosen[m.name] = insts
+        log.info("instruments from the last run's table (checked %.0f s ago); exchangeInfo again in the background",
+                 age)
+        return table, chosen
+
     def start(self):
         cfg = self.cfg
         path = instruments_path(cfg.ring_name)
+        cached = self._table_from_last_run(path)
+        if cached is not None:
+            self.table, self.table_path = cached[0], path
+            self.refresh_due = True
+            self._open_rings(cached[1])
+            return
         table = InstrumentTable.load(path) if os.path.exists(path) else InstrumentTable(cfg.venue)
         chosen = {}
         for m in cfg.market_list:
@@ -315,6 +344,10 @@ class MdDaemon(Daemon):
             chosen[m.name] = merge_instruments(table, insts)
         table.save(path)
         self.table, self.table_path = table, path
+        self._open_rings(chosen)
+
+    def _open_rings(self, chosen):
+        cfg = self.cfg
         group = cfg.shm_group
         self.ticks = BroadcastWriter(tick_ring(cfg.ring_name), RecordType.MARKET_EVENT, cfg.rings.tick_capacity,
                                      group=group)
@@ -376,7 +409,8 @@ class MdDaemon(Daemon):
         last_frames = {k: 0 for k in self.feeds}
         drops_logged = {k: {} for k in self.feeds}
         while not self.stopping:
-            if time.monotonic() - last_refresh >= self.cfg.connection.exchange_info_refresh_s:
+            if self.refresh_due or time.monotonic() - last_refresh >= self.cfg.connection.exchange_info_refresh_s:
+                self.refresh_due = False
                 last_refresh = time.monotonic()
                 self.refresh_instruments()
             try:
@@ -412,7 +446,7 @@ class MdDaemon(Daemon):
     def refresh_instruments(self):
         """exchangeInfo again: new filters (tick, step, limits) go into the saved table for the
         gateway and tools; a precision change is refused (readers scale by it) until a restart."""
-        changed = False
+        changed = refused = failed = False
         for name, feed in self.feeds.items():
             m = feed.market
             try:
@@ -420,6 +454,7 @@ class MdDaemon(Daemon):
                 insts, skipped = instruments_from_exchange_info(doc, name, self.cfg.venue, symbols=m.symbols)
             except Exception as exc:        # HTTP, JSON or a document without symbols: try next time
                 feed.count("exchange_info_errors")
+                failed = True
                 log.warning("%s: exchangeInfo refresh failed: %s", name, exc)
                 continue
             feed.count("exchange_info_refreshes")
@@ -432,6 +467,7 @@ class MdDaemon(Daemon):
                     continue
                 if (inst.price_precision, inst.size_precision) != (known.price_precision, known.size_precision):
                     feed.count("instrument_changes_refused")
+                    refused = True
                     log.error("%s %s: the venue changed its precision (price %d -> %d, size %d -> %d); "
                               "keeping the old one until md restarts", name, inst.symbol, known.price_precision,
                               inst.price_precision, known.size_precision, inst.size_precision)
@@ -444,6 +480,14 @@ class MdDaemon(Daemon):
                     for f in dataclasses.fields(inst) if getattr(known, f.name) != getattr(inst, f.name)))
         if changed:
             self.table.save(self.table_path)
+        # checked now: a restart may take the table as it is; a refused change makes the next
+        # start fetch exchangeInfo first, so the restart takes the new precision
+        if refused or not failed:
+            stamp = 0 if refused else time.time()
+            try:
+                os.utime(self.table_path, (stamp, stamp))
+            except OSError:
+                pass
 
     def _fetch_snapshot(self, market, symbol, delayed):
         feed = self.feeds[market]

@@ -186,7 +186,9 @@ def test_sigkill_then_restart_readers_carry_on_with_the_new_epoch(md_run, childr
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     wait_for(lambda: not reader.writer_status()["writer_alive"], what="the writer seen dead")
-    start_md(children, config)
+    log = config.parent / "restarted.log"
+    children.start("-m", "ttquant.core.cli", "md", "binance", "--config", config, stdout=subprocess.DEVNULL,
+                   stderr=open(log, "wb"))
     status = wait_for(lambda: (st := reader.writer_status())["writer_epoch"] == epoch + 1 and st,
                       timeout=30, what="a new epoch")
     assert status["epoch_changed"] and status["writer_alive"]     # told once, on the first look
@@ -194,6 +196,10 @@ def test_sigkill_then_restart_readers_carry_on_with_the_new_epoch(md_run, childr
     assert got.instrument_id in (1, 2)
     board_when_ready(venue).close()
     reader.close()
+    # a restart takes the table the last run checked, and checks it again in the background
+    assert "instruments from the last run's table" in log.read_text()
+    wait_for(lambda: all(m["exchange_info_refreshes"] == 1 for m in read_md_counters(venue).values()), timeout=20,
+             what="exchangeInfo fetched again after the restart")
 
 
 def test_bad_config_names_the_file_and_key(tmp_path):
@@ -439,6 +445,8 @@ def test_exchange_info_refresh_updates_filters_and_refuses_a_precision_change(si
         wait_for(lambda: read_md_counters(venue)["spot"]["instrument_changes_refused"] >= 1, timeout=20,
                  what="the precision change refused")
         assert spot().size_precision == before.size_precision and spot().tick_size == after.tick_size
+        # marked unchecked: the next start fetches exchangeInfo first and takes the new precision
+        assert os.stat(instruments_path(venue)).st_mtime == 0
         c = wait_for(lambda: (c := read_md_counters(venue))["usdm"]["exchange_info_refreshes"] >= 2 and c,
                      timeout=20, what="usdm refreshed too")
         assert c["spot"]["exchange_info_errors"] == 0 and c["usdm"]["instrument_updates"] == 0
