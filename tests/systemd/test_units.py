@@ -32,7 +32,8 @@ SERVICES = {
 DAEMONS = ["md", "gateway", "recorder", "strategy"]          # Type=notify, watchdog (ops contract)
 VENUE_UNITS = ["md", "gateway", "recorder", "venue-sim"]     # %i is the venue
 TARGETS = ["ttquant@binance.target", "ttquant.target"]
-INSTANCES = [instance for instance, _ in SERVICES.values()] + TARGETS
+FRONT_DOOR = "ttquant@binance.service"                         # `systemctl start ttquant@binance`
+INSTANCES = [instance for instance, _ in SERVICES.values()] + TARGETS + [FRONT_DOOR]
 
 # The per-site drop-ins of systemd/README.md, as Ansible renders them.
 SITE_DROP_INS = {
@@ -112,7 +113,7 @@ def make_root(root: pathlib.Path, drop_ins: dict[str, str] | None = None) -> pat
     host_units = next(p for p in map(pathlib.Path, ("/usr/lib/systemd/system", "/lib/systemd/system"))
                       if (p / "sysinit.target").exists())
     shutil.copytree(host_units, root / "usr/lib/systemd/system", symlinks=True)
-    for stand_in in (root / TTQUANT.lstrip("/"), root / "usr/bin/kill"):
+    for stand_in in (root / TTQUANT.lstrip("/"), root / "usr/bin/kill", root / "usr/bin/systemctl"):
         stand_in.parent.mkdir(parents=True, exist_ok=True)
         stand_in.write_text("#!/bin/sh\nexit 0\n")
         stand_in.chmod(0o755)
@@ -133,9 +134,8 @@ def test_verify_says_nothing(root, instance):
     assert (r.returncode, r.stderr, r.stdout) == (0, "", "")
 
 
-@pytest.mark.parametrize("role", list(SERVICES))
-def test_security_exposure_at_most_4(root, role):
-    instance = SERVICES[role][0]
+@pytest.mark.parametrize("instance", [instance for instance, _ in SERVICES.values()] + [FRONT_DOOR])
+def test_security_exposure_at_most_4(root, instance):
     r = analyze(root, "security", "--offline=yes", instance)
     found = re.search(rf"Overall exposure level for {re.escape(instance)}: (\d+\.\d+)", r.stdout)
     assert found, r.stdout + r.stderr
@@ -152,6 +152,18 @@ def test_site_drop_ins_load_cleanly(tmp_path):
 
 # -- what the stack relies on ---------------------------------------------------------------------
 
+def test_the_front_door_starts_and_stops_the_stack_and_waits_for_it():
+    s = read_unit(UNITS / "ttquant@.service")
+    svc = s["Service"]
+    assert (svc["Type"], svc["RemainAfterExit"]) == (["oneshot"], ["yes"])
+    assert svc["ExecStart"] == ["/bin/systemctl --no-ask-password start ttquant@%i.target"]
+    # md stops last (everything is ordered after it): its stop job ends when the stack is down
+    assert svc["ExecStop"] == ["/bin/systemctl --no-ask-password stop ttquant@%i.target ttquant-md@%i.service"]
+    assert "After" not in s["Unit"] and "Before" not in s["Unit"]      # no ordering: no deadlock on stop
+    for role in ("gateway", "recorder"):
+        assert "ttquant-md@%i.service" in words(read_unit(unit_file(role))["Unit"], "After")
+
+
 @pytest.mark.parametrize("role", list(SERVICES))
 def test_exec_start_is_the_contracts_command(role):
     assert read_unit(unit_file(role))["Service"]["ExecStart"] == [SERVICES[role][1]]
@@ -165,10 +177,10 @@ def test_daemons_notify_and_are_watched(role):
     assert watchdog == 2.0 if role in ("md", "gateway") else 0 < watchdog <= 10
 
 
-def test_venue_sim_is_not_watched():
+def test_venue_sim_says_ready_but_is_not_watched():
     s = read_unit(unit_file("venue-sim"))["Service"]
-    # it sends no READY=1 and no WATCHDOG=1: notify would time out, a watchdog would kill it
-    assert s["Type"] == ["exec"] and "WatchdogSec" not in s and "NotifyAccess" not in s
+    # READY=1 once it listens; a test tool: no watchdog
+    assert (s["Type"], s["NotifyAccess"]) == (["notify"], ["main"]) and "WatchdogSec" not in s
 
 
 @pytest.mark.parametrize("role", list(SERVICES))
@@ -177,6 +189,8 @@ def test_restarts_at_once_and_keeps_trying(role):
     assert last(u["Service"], "Restart") == "always"
     assert seconds(last(u["Service"], "RestartSec")) < 1.0
     assert {"2", "4"} <= set(words(u["Service"], "RestartPreventExitStatus"))
+    # a strategy stopped by its own error (exit 3, orders canceled) waits for a person
+    assert ("3" in words(u["Service"], "RestartPreventExitStatus")) == (role == "strategy")
     assert not {"StartLimitIntervalSec", "StartLimitBurst"} & set(u["Service"])     # [Unit] only
     assert int(last(u["Unit"], "StartLimitBurst")) >= 30
     assert seconds(last(u["Unit"], "StartLimitIntervalSec")) >= 60
