@@ -26,6 +26,7 @@ from ttq_testing import config_file
 from ttquant.core.gateway.risk import RiskEngine
 from ttquant.core.gateway.risk_config import parse_risk_limits
 from ttquant.core.instruments import InstrumentTable, MarketType, instruments_path
+from ttquant.core.rings.names import order_ring, shm_path, tick_ring
 from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
 from ttquant.core.records import EventFlag, EventKind, MarketEvent, Order, OrderAction, OrderType, RecordType, Side
 from ttquant.core.rings import BroadcastWriter
@@ -81,7 +82,7 @@ def _run_ttquant(tmp_path, wait):
     procs = []
     try:
         table.save(instruments_path(name))
-        ticks = BroadcastWriter(f"/ttq.{name}.ticks", RecordType.MARKET_EVENT, 1 << 16)
+        ticks = BroadcastWriter(tick_ring(name), RecordType.MARKET_EVENT, 1 << 16)
         (tmp_path / "risk.toml").write_text(RISK)
         config_file(tmp_path / "gateway.toml", "gateway", {
             "rings": {"name": name}, "adapter": {"kind": "dry"}, "journal": {"path": f"{name}.journal", "fsync": "never"},
@@ -100,7 +101,7 @@ def _run_ttquant(tmp_path, wait):
                               start_new_session=True, stderr=subprocess.PIPE)
         procs.append(st)
         deadline = time.monotonic() + 60
-        while not os.path.exists(f"/dev/shm/ttq.{name}.orders.bench") and time.monotonic() < deadline:
+        while not os.path.exists(shm_path(order_ring(name, "bench"))) and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(1.0)                          # the gateway picks the ring up; both loops settle
         # the tick writer shares the gateway's core: its wake-ups then delay the order's second hop,

@@ -18,6 +18,7 @@ from ttquant.core.instruments import InstrumentTable
 from ttquant.core.md.binance.exchange_info import SPOT, instruments_from_exchange_info, merge_instruments
 from ttquant.core.md.binance.normaliser import BinanceNormaliser
 from ttquant.core.records import MARKET_EVENT_DTYPE, EventFlag, RecordType
+from ttquant.core.rings.names import tick_ring
 from ttquant.core.rings import BroadcastWriter
 from ttquant.core.sim.captures import read_cryptofeed_http, read_hftbacktest, sample_data_dir
 
@@ -142,7 +143,7 @@ def _run_md_against_venue(tmp_path, name, children_procs):
     reader = None
     while reader is None and time.monotonic() < deadline:
         try:
-            reader = BroadcastReader(f"/ttq.{name}.ticks", start="oldest", wait="sleep")
+            reader = BroadcastReader(tick_ring(name), start="oldest", wait="sleep")
         except RingNotFoundError:
             time.sleep(0.05)
     status = lambda: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/_sim/status", timeout=10).read())

@@ -42,10 +42,11 @@ def _jsonable(info):
 
 def cmd_rings_ls(args) -> int:
     from ttquant.core.rings.inspect import ring_infos
+    from ttquant.core.rings.names import ring_name
 
     infos = ring_infos()
     if args.venue:
-        infos = [i for i in infos if i["name"].startswith(f"/ttq.{args.venue}.")]
+        infos = [i for i in infos if i["name"].startswith(ring_name(args.venue, "x")[:-1])]
     if args.json:
         print(json.dumps([_jsonable(i) for i in infos], indent=1))
         return 0
@@ -133,7 +134,7 @@ def _inspect_board(args) -> int:
 
 def _inspect_md_stats(args, info) -> int:
     from ttquant.core.md.daemon import read_md_counters
-    name = info["name"][len("/ttq."):].rsplit(".", 1)[0]
+    name = info["name"].split(".")[1]          # /ttq.<rings>.md_stats
     counters = read_md_counters(name)
     if args.json:
         print(json.dumps({**_jsonable(info), "feeds": counters}, indent=1))

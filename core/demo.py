@@ -21,6 +21,7 @@ from ttquant.core.records import (
     Side,
 )
 from ttquant.core.rings import BroadcastReader, BroadcastWriter, SpscReader, SpscWriter, unlink
+from ttquant.core.rings.names import order_ring, tick_ring
 
 __all__ = ["run_demo"]
 
@@ -151,7 +152,7 @@ def _fmt_hop(h):
 
 def run_demo(seconds: float = 10.0, venue: str | None = None, out=print) -> int:
     venue = venue or f"demo{os.getpid()}"
-    ticks, orders = f"/ttq.{venue}.ticks", f"/ttq.{venue}.orders.strategy"
+    ticks, orders = tick_ring(venue), order_ring(venue, "strategy")
     ctx = mp.get_context("spawn")
     stop, strategy_done, results = ctx.Event(), ctx.Event(), ctx.Queue()
     # the order ring first, so the strategy and the gateway agree on its shape

@@ -28,6 +28,7 @@ from ttquant.core.instruments import MarketType
 from ttquant.core.md.demo import _spawn, _start_venue, _stop
 from ttquant.core.md.fixed_point import format_fixed
 from ttquant.core.records import OrderStatus, OrderType, RejectCode
+from ttquant.core.rings.names import exec_ring, stack_entries, tick_ring
 
 __all__ = ["run_trading_demo", "STRATEGIES"]
 
@@ -235,8 +236,8 @@ def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = 
                     out(f"demo: {what} exited with {p.returncode}: {open(f'{d}/{what}.log').read()[-2000:]}")
                     return 1
             try:
-                ticks = ticks or BroadcastReader(f"/ttq.{name}.ticks", start="latest", wait="sleep")
-                exec_reader = exec_reader or BroadcastReader(f"/ttq.{name}.exec", start="latest")
+                ticks = ticks or BroadcastReader(tick_ring(name), start="latest", wait="sleep")
+                exec_reader = exec_reader or BroadcastReader(exec_ring(name), start="latest")
             except RingNotFoundError:
                 time.sleep(0.1)
         if exec_reader is None:
@@ -358,10 +359,8 @@ def _tick_to_order(strategy_trace, gateway_trace):
 
 
 def _unlink_all(name):
-    shm = "/dev/shm"
-    for entry in os.listdir(shm):
-        if entry.startswith(f"ttq.{name}."):
-            try:
-                os.unlink(os.path.join(shm, entry))
-            except FileNotFoundError:
-                pass
+    for path in stack_entries(name):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

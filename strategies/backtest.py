@@ -17,6 +17,7 @@ import numpy as np
 
 from ttquant.core.book.order_book import ASK, BID, OrderBook
 from ttquant.core.records import EventFlag, EventKind, MarketEvent, RecordType
+from ttquant.core.rings.names import tick_ring
 from ttquant.core.venues.sim.matching import FillModel, SimMatcher
 from ttquant.strategies.base import Bar, BaseStrategy, OrderRefused, Quote, Trade
 
@@ -190,7 +191,7 @@ def events_from_capture(names=("spot_btcusdt_20240808.gz", "usdm_btcusdt_2024080
     parts = []
     for name in names:
         market = "usdm" if name.startswith("usdm") else "spot"
-        ring = f"/ttq.bt{os.getpid()}x{uuid.uuid4().hex[:6]}.ticks"
+        ring = tick_ring(f"bt{os.getpid()}x{uuid.uuid4().hex[:6]}")
         w = BroadcastWriter(ring, RecordType.MARKET_EVENT, 1 << 21)
         r = BroadcastReader(ring, start="oldest")
         try:

@@ -1,4 +1,4 @@
-"""The kill switch: a flag in shared memory (/dev/shm/ttq.<venue>.kill_switch.ctl) that any operator
+"""The kill switch: a flag in shared memory (kill_switch_file: /dev/shm/ttq.<venue>.kill_switch.ctl) that any operator
 process sets and the gateway reads on every loop.
 
     0   magic b"TTQCTRL1"     8  engaged (u32)     12 changes (u32, +1 per switch)
@@ -18,6 +18,8 @@ import os
 import struct
 import time
 
+from ttquant.core.rings.names import kill_switch_file
+
 __all__ = ["KillSwitch", "KillState", "control_path"]
 
 MAGIC = b"TTQCTRL1"
@@ -26,7 +28,7 @@ SIZE = 4096
 
 
 def control_path(venue: str) -> str:
-    return f"/dev/shm/ttq.{venue}.kill_switch.ctl"
+    return kill_switch_file(venue)
 
 
 KillState = collections.namedtuple("KillState", "engaged changes ts_ns pid uid who reason")

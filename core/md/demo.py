@@ -20,6 +20,7 @@ import numpy as np
 
 from ttquant.core.instruments import InstrumentTable, instruments_path
 from ttquant.core.records import MARKET_EVENT_DTYPE, EventKind
+from ttquant.core.rings.names import book_board, md_stats, tick_ring
 
 __all__ = ["run_md_demo"]
 
@@ -96,8 +97,8 @@ ws_url = "ws://127.0.0.1:{port}/usdm"\nrest_url = "http://127.0.0.1:{port}"\n"""
                 out(f"demo: md exited with {md.returncode}: {open(log_path).read()[-2000:]}")
                 return 1
             try:
-                reader = reader or BroadcastReader(f"/ttq.{name}.ticks", start="oldest", wait="sleep")
-                board = board or BookBoard(f"/ttq.{name}.books")
+                reader = reader or BroadcastReader(tick_ring(name), start="oldest", wait="sleep")
+                board = board or BookBoard(book_board(name))
             except RingNotFoundError:
                 time.sleep(0.1)
         if reader is None or board is None:
@@ -168,8 +169,8 @@ ws_url = "ws://127.0.0.1:{port}/usdm"\nrest_url = "http://127.0.0.1:{port}"\n"""
     finally:
         _stop(md)
         _stop(venue)
-        for kind in ("ticks", "books", "md_stats"):
-            unlink(f"/ttq.{name}.{kind}")
+        for ring in (tick_ring(name), book_board(name), md_stats(name)):
+            unlink(ring)
         try:
             os.unlink(instruments_path(name))
         except FileNotFoundError:

@@ -19,6 +19,7 @@ import numpy as np
 from ttquant.core.instruments import InstrumentTable, instruments_path
 from ttquant.core.records import MARKET_EVENT_DTYPE, EventFlag, EventKind, RecordType
 from ttquant.core.rings import BroadcastReader, BroadcastWriter, RingNotFoundError, SpscReader
+from ttquant.core.rings.names import book_board, ring_name, tick_ring
 from ttquant.core.venues.sim.matching import FillModel, SimAccount, SimMatcher
 
 __all__ = ["SimOrderVenue", "requests_ring", "reports_ring"]
@@ -28,11 +29,11 @@ REPORTS_CAPACITY = 1 << 18
 
 
 def requests_ring(rings: str) -> str:
-    return f"/ttq.{rings}.sim_requests"
+    return ring_name(rings, "sim_requests")
 
 
 def reports_ring(rings: str) -> str:
-    return f"/ttq.{rings}.sim_reports"
+    return ring_name(rings, "sim_reports")
 
 
 class SimOrderVenue:
@@ -63,7 +64,7 @@ class SimOrderVenue:
         while not self.stopping:
             try:
                 table = self.table or InstrumentTable.load(instruments_path(self.rings))
-                ticks = BroadcastReader(f"/ttq.{self.rings}.ticks", start="latest")
+                ticks = BroadcastReader(tick_ring(self.rings), start="latest")
                 break
             except (RingNotFoundError, FileNotFoundError, OSError, ValueError):
                 time.sleep(0.1)
@@ -132,7 +133,7 @@ class SimOrderVenue:
     def _board(self):
         from ttquant.core.book.book_board import BookBoard
         try:
-            return BookBoard(f"/ttq.{self.rings}.books")
+            return BookBoard(book_board(self.rings))
         except (RingNotFoundError, OSError):
             return None
 
