@@ -176,10 +176,10 @@ def toml_value(value) -> str:
 
 
 def _flatten(overrides: dict, prefix=()) -> list[tuple[tuple[str, ...], Any, bool]]:
-    """(table path, key or None, value): a dict is a table unless it is empty."""
+    """(path, value) of each scalar or list; a dict is a table (an empty one changes nothing)."""
     out = []
     for key, value in overrides.items():
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict):
             out += _flatten(value, prefix + (key,))
         else:
             out.append((prefix + (key,), value))

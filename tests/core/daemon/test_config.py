@@ -70,7 +70,7 @@ def test_every_example_is_valid_and_shows_every_key_of_its_schema(role):
     ("gateway", {"adapter": {"kind": "binance"}}, "adapter.kind: one of sim, dry"),
     ("gateway", {"loop": {"spin": 1}}, "loop.spin: unknown key (known: discover_interval_s, gc, spin_polls, wait)"),
     ("gateway", {"strategies": {"mm": "seven"}}, "strategies.mm: a strategy id in 1..2^32-1, got 'seven'"),
-    ("gateway", {"jounral": {}}, "jounral: unknown key (known: adapter, journal, loop, process, rings, risk, "
+    ("gateway", {"jounral": {"path": "x"}}, "jounral: unknown key (known: adapter, journal, loop, process, rings, risk, "
                                  "strategies, venue)"),
     ("record", {"journal": {"max_file_mb": 0}}, "journal.max_file_mb: 0 must be at least 1"),
     ("record", {"journal": {"dir": None}}, "journal.dir: missing"),
