@@ -21,16 +21,17 @@ import numpy as np
 import orjson
 import pytest
 
-from support import QUICK, latency_info
-from ttq_testing import config_file
 from ttquant.core.gateway.risk import RiskEngine
 from ttquant.core.gateway.risk_config import parse_risk_limits
 from ttquant.core.instruments import InstrumentTable, MarketType, instruments_path
-from ttquant.core.rings.names import order_ring, shm_path, tick_ring
 from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
 from ttquant.core.records import EventFlag, EventKind, MarketEvent, Order, OrderAction, OrderType, RecordType, Side
 from ttquant.core.rings import BroadcastWriter
+from ttquant.core.rings.names import order_ring, shm_path, tick_ring
 from ttquant.core.sim.captures import read_cryptofeed_http, sample_data_dir
+
+from support import QUICK, latency_info
+from ttq_testing import config_file
 
 BENCH_DIR = str(pathlib.Path(__file__).resolve().parent)
 TICKS = 2_000 if QUICK else 20_000
@@ -85,8 +86,9 @@ def _run_ttquant(tmp_path, wait):
         ticks = BroadcastWriter(tick_ring(name), RecordType.MARKET_EVENT, 1 << 16)
         (tmp_path / "risk.toml").write_text(RISK)
         config_file(tmp_path / "gateway.toml", "gateway", {
-            "rings": {"name": name}, "adapter": {"kind": "dry"}, "journal": {"path": f"{name}.journal", "fsync": "never"},
-            "risk": {"file": "risk.toml"}, "loop": {"wait": wait, "discover_interval_s": 0.05}, "process": {"cpus": [1]}})
+            "rings": {"name": name}, "adapter": {"kind": "dry"},
+            "journal": {"path": f"{name}.journal", "fsync": "never"}, "risk": {"file": "risk.toml"},
+            "loop": {"wait": wait, "discover_interval_s": 0.05}, "process": {"cpus": [1]}})
         config_file(tmp_path / "strategy.toml", "strategy", {
             "name": "bench", "strategy_id": 3, "class": "bench_strategies:TradeEveryTick",
             "venues": {"binance": None, name: {"rings": name}}, "params": {"market": None, "qty": None},
@@ -133,6 +135,7 @@ def _run_ttquant(tmp_path, wait):
 
 def _run_zmq(tmp_path, peers):
     import zmq
+
     import zmq_chain
     table = _table()
     path = tmp_path / "instruments.json"
@@ -216,7 +219,8 @@ def _python_check(limits, state, inst, o, now):
     r = state.get(o["instrument_id"])
     if r is None:
         return 4002
-    if o["price"] <= 0 or o["price"] % r["tick"] or o["price"] < r["min_price"] or (r["max_price"] and o["price"] > r["max_price"]):
+    if (o["price"] <= 0 or o["price"] % r["tick"] or o["price"] < r["min_price"]
+            or (r["max_price"] and o["price"] > r["max_price"])):
         return 3001
     if o["qty"] <= 0 or o["qty"] % r["step"] or o["qty"] < r["min_qty"] or (r["max_qty"] and o["qty"] > r["max_qty"]):
         return 3002

@@ -13,14 +13,15 @@ import numpy as np
 import orjson
 import pytest
 
-from support import QUICK, latency_info
 from ttquant.core.instruments import InstrumentTable
 from ttquant.core.md.binance.exchange_info import SPOT, instruments_from_exchange_info, merge_instruments
 from ttquant.core.md.binance.normaliser import BinanceNormaliser
 from ttquant.core.records import MARKET_EVENT_DTYPE, EventFlag, RecordType
-from ttquant.core.rings.names import tick_ring
 from ttquant.core.rings import BroadcastWriter
+from ttquant.core.rings.names import tick_ring
 from ttquant.core.sim.captures import read_cryptofeed_http, read_hftbacktest, sample_data_dir
+
+from support import QUICK, latency_info
 
 DATA = sample_data_dir() / "binance"
 BLOCKS = 200 if QUICK else 1000
@@ -125,6 +126,7 @@ def _run_md_against_venue(tmp_path, name, children_procs):
     import subprocess
     import sys
     import urllib.request
+
     from ttquant.core.md.daemon import read_md_counters
     from ttquant.core.rings import BroadcastReader, RingNotFoundError
 
@@ -134,8 +136,8 @@ def _run_md_against_venue(tmp_path, name, children_procs):
     children_procs.append(sim)
     port = int(sim.stdout.readline().decode().split("127.0.0.1:")[1].split()[0])
     from ttq_testing import md_config
-    config = md_config(tmp_path / f"{name}.toml", name, port, {m: (["BTCUSDT"], ["trade", "bookTicker"])
-                                                               for m in ("spot", "usdm")}, rings={"tick_capacity": 1048576})
+    streams = {m: (["BTCUSDT"], ["trade", "bookTicker"]) for m in ("spot", "usdm")}
+    config = md_config(tmp_path / f"{name}.toml", name, port, streams, rings={"tick_capacity": 1048576})
     md = subprocess.Popen([*cli, "md", "binance", "--config", str(config)], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL, start_new_session=True)
     children_procs.append(md)
@@ -182,10 +184,11 @@ def md_rounds(tmp_path_factory):
     ts_recv -> ts_pub of the frame's last event). The rate runs from the first frame's ts_recv
     to the last frame's ts_pub."""
     import uuid
+
     from ttq_testing import SESSION_PREFIX, unlink_venue
     tmp_path = tmp_path_factory.mktemp("md")
     rounds, procs = [], []
-    for i in range(3):
+    for _ in range(3):
         name = f"{SESSION_PREFIX}md{uuid.uuid4().hex[:6]}"
         try:
             events, counters, lost = _run_md_against_venue(tmp_path, name, procs)

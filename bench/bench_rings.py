@@ -11,11 +11,12 @@ import time
 import numpy as np
 import pytest
 
+from ttquant.core.records import MARKET_EVENT_DTYPE, MarketEvent, Order, RecordType
+from ttquant.core.rings import BroadcastReader, BroadcastWriter, SpscReader, SpscWriter
+
 import hop_peer
 import ring_kernels
 from support import KERNELS_DIR, QUICK, latency_info, rate_info
-from ttquant.core.records import MARKET_EVENT_DTYPE, MarketEvent, Order, RecordType
-from ttquant.core.rings import BroadcastReader, BroadcastWriter, SpscReader, SpscWriter
 
 ROUND_TRIPS = 200_000
 WARMUP = 20_000

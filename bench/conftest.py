@@ -15,7 +15,10 @@ if KERNELS_DIR not in sys.path:
     sys.path.insert(0, KERNELS_DIR)
 
 from ttq_testing import (  # noqa: E402,F401  (fixtures, found by name)
-    pytest_runtest_makereport, ring, shm_left_behind, venue,
+    pytest_runtest_makereport,
+    ring,
+    shm_left_behind,
+    venue,
 )
 
 

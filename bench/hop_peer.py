@@ -42,9 +42,10 @@ def ring_echo_cython(ping_name, pong_name, n, cpu, ready, kernels_dir):
     _pin(cpu)
     import sys
     sys.path.insert(0, kernels_dir)
-    import ring_kernels
     from ttquant.core.records import RecordType
     from ttquant.core.rings import BroadcastReader, BroadcastWriter
+
+    import ring_kernels
 
     r = BroadcastReader(ping_name, wait="spin")
     w = BroadcastWriter(pong_name, RecordType.MARKET_EVENT, create=False)
@@ -85,6 +86,7 @@ def py_producer(name, kind, n, batch, ready, go, consumer, window, cpu):
     or push_many() of `batch`; a broadcast producer stays within window of consumer[0]."""
     _pin(cpu)
     import numpy as np
+
     from ttquant.core.records import MARKET_EVENT_DTYPE, ORDER_DTYPE, MarketEvent, Order, RecordType
     from ttquant.core.rings import BroadcastWriter, SpscWriter
 
@@ -124,9 +126,11 @@ def cy_producer(name, kind, n, batch, ready, go, kernels_dir, consumer, window, 
     import sys
     sys.path.insert(0, kernels_dir)
     import numpy as np
-    import ring_kernels
+
     from ttquant.core.records import RecordType
     from ttquant.core.rings import BroadcastWriter, SpscWriter
+
+    import ring_kernels
 
     seen = np.frombuffer(consumer, dtype=np.int64)
     if kind == "broadcast":

@@ -135,9 +135,9 @@ def ping_broadcast(BroadcastWriter w, BroadcastReader r, int64_t[::1] rtt):
 def echo_broadcast(BroadcastReader r, BroadcastWriter w, uint64_t n):
     """Send back each of n records as soon as it arrives (spinning)."""
     cdef ttq_market_event ev
-    cdef uint64_t i
+    cdef uint64_t _
     with nogil:
-        for i in range(n):
+        for _ in range(n):
             while not broadcast_read(&r.cursor, &ev):
                 ttq_cpu_relax()
             broadcast_push(&w.ring, &w._position, &ev)
@@ -247,7 +247,7 @@ def drain_broadcast_paced(BroadcastReader r, uint64_t end, int64_t[::1] consumer
 
 from ttquant.core.includes.atomics cimport ttq_now_ns
 
-from posix.time cimport timespec, itimerspec, CLOCK_MONOTONIC
+from posix.time cimport itimerspec, CLOCK_MONOTONIC
 from posix.unistd cimport read, close
 
 cdef extern from "<sys/timerfd.h>" nogil:
@@ -283,6 +283,7 @@ def pace_ticks(BroadcastWriter w, const unsigned char[::1] records, Py_ssize_t n
                 broadcast_push(&w.ring, &w._position, &ev)
     finally:
         close(fd)
+
 
 def stall_probe(int64_t duration_ns, int64_t threshold_ns):
     """Spin on the clock for duration_ns and count the gaps over threshold_ns: time this vCPU

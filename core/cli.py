@@ -248,8 +248,9 @@ def cmd_record(args) -> int:
 
 
 def cmd_config_example(args) -> int:
-    from ttquant.core.daemon.config import ConfigError, parse_config, render_example
     import tomllib
+
+    from ttquant.core.daemon.config import ConfigError, parse_config, render_example
     try:
         overrides = json.loads(args.set_json) if args.set_json else {}
         if not isinstance(overrides, dict):

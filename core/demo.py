@@ -17,7 +17,14 @@ import time
 import numpy as np
 
 from ttquant.core.records import (
-    MARKET_EVENT_DTYPE, EventFlag, EventKind, MarketEvent, Order, OrderAction, OrderType, RecordType,
+    MARKET_EVENT_DTYPE,
+    EventFlag,
+    EventKind,
+    MarketEvent,
+    Order,
+    OrderAction,
+    OrderType,
+    RecordType,
     Side,
 )
 from ttquant.core.rings import BroadcastReader, BroadcastWriter, SpscReader, SpscWriter, unlink

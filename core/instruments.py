@@ -227,7 +227,7 @@ class InstrumentTable:
         return path
 
     @classmethod
-    def load(cls, path: str) -> "InstrumentTable":
+    def load(cls, path: str) -> InstrumentTable:
         """Read a saved table; InstrumentTableError names the file and the offending key."""
         try:
             with open(path) as f:
@@ -239,7 +239,7 @@ class InstrumentTable:
         return cls.from_doc(doc, path)
 
     @classmethod
-    def from_json(cls, text: str, path: str) -> "InstrumentTable":
+    def from_json(cls, text: str, path: str) -> InstrumentTable:
         """A table from to_json()'s text (kept inside another file, such as a journal's header)."""
         try:
             doc = json.loads(text)
@@ -248,7 +248,7 @@ class InstrumentTable:
         return cls.from_doc(doc, path)
 
     @classmethod
-    def from_doc(cls, doc, path: str) -> "InstrumentTable":
+    def from_doc(cls, doc, path: str) -> InstrumentTable:
         if not isinstance(doc, dict):
             raise InstrumentTableError(f"{path}: expected an object at the top")
         if doc.get("version") != TABLE_VERSION:

@@ -27,10 +27,10 @@ inverse contracts settle in the base currency and are refused with ValueError (s
 from __future__ import annotations
 
 import operator
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import Iterable, Mapping, Union
 
 from ttquant.core.instruments import MAX_PRECISION, Instrument, MarketType
 from ttquant.core.records import Side
@@ -41,7 +41,7 @@ LINEAR_MARKETS = frozenset({MarketType.SPOT, MarketType.LINEAR_PERPETUAL})
 
 # An instrument is named by the Instrument itself, (venue, instrument_id), or a bare id when
 # only one venue in the portfolio has it (ids are per venue: a cross-venue strategy has two 1s).
-InstrumentRef = Union[Instrument, tuple[str, int], int]
+InstrumentRef = Instrument | tuple[str, int] | int
 
 
 def _dec(raw: int, precision: int) -> Decimal:

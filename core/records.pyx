@@ -12,14 +12,14 @@ cimport cython
 import numpy as np
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 
 __all__ = [
     "RecordType", "EventKind", "EventFlag", "OrderAction", "Side", "OrderType", "OrderStatus",
-    "Liquidity", "RejectCode", "ReportFlag", "new_order", "MarketEvent", "Order", "ExecReport", "MARKET_EVENT_DTYPE", "ORDER_DTYPE",
-    "EXEC_REPORT_DTYPE", "DTYPES", "RECORD_CLASSES", "RECORD_SIZES", "record_size_for", "FUNDING_RATE_PRECISION", "c_layout",
-    "dtype_for",
+    "Liquidity", "RejectCode", "ReportFlag", "new_order", "MarketEvent", "Order", "ExecReport", "MARKET_EVENT_DTYPE",
+    "ORDER_DTYPE", "EXEC_REPORT_DTYPE", "DTYPES", "RECORD_CLASSES", "RECORD_SIZES", "record_size_for",
+    "FUNDING_RATE_PRECISION", "c_layout", "dtype_for",
 ]
 
 

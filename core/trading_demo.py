@@ -39,7 +39,8 @@ STRATEGIES = {
     "ema_cross": ("ttquant.strategies.examples.ema_cross:EmaCross", {"market": "usdm", "qty": 0.002}),
     "mean_reversion": ("ttquant.strategies.examples.mean_reversion:MeanReversion", {"market": "usdm", "qty": 0.002}),
     "grid": ("ttquant.strategies.examples.grid:Grid", {"market": "usdm", "qty": 0.002, "spacing_ticks": 20}),
-    "spread_arb": ("ttquant.strategies.examples.spread_arb:SpreadArb", {"qty": 0.002, "entry_bps": -3, "exit_bps": -3.5}),
+    "spread_arb": ("ttquant.strategies.examples.spread_arb:SpreadArb",
+                   {"qty": 0.002, "entry_bps": -3, "exit_bps": -3.5}),
 }
 RISK = """max_order_age_ms = 1000
 fat_finger_pct = 2
@@ -186,9 +187,9 @@ def _toml_value(v):
 def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = "market_maker",
                      synthetic: bool = False, out=print) -> int:
     from ttquant.core.instruments import InstrumentTable, instruments_path
+    from ttquant.core.portfolio import Portfolio
     from ttquant.core.rings import BroadcastReader, RingNotFoundError
     from ttquant.core.sim.captures import sample_data_dir
-    from ttquant.core.portfolio import Portfolio
 
     if strategy not in STRATEGIES:
         out(f"demo: unknown strategy {strategy!r} ({', '.join(STRATEGIES)})")

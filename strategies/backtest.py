@@ -35,9 +35,9 @@ class _Top:
 
 
 class BacktestContext:
-    def __init__(self, table, model: FillModel = FillModel(), strategy_id: int = 1, depth: int = 20):
+    def __init__(self, table, model: FillModel | None = None, strategy_id: int = 1, depth: int = 20):
         self.table = table
-        self.matcher = SimMatcher(table, model)
+        self.matcher = SimMatcher(table, model if model is not None else FillModel())
         self.strategy_id = strategy_id
         self.clock = 0
         self._last_id = 0
@@ -93,7 +93,7 @@ class BacktestResult:
         return self.strategy.portfolio.equity(marks)
 
 
-def run_backtest(strategy_cls, params, events, table, model: FillModel = FillModel(), strategy_id: int = 1,
+def run_backtest(strategy_cls, params, events, table, model: FillModel | None = None, strategy_id: int = 1,
                  raise_errors: bool = True) -> BacktestResult:
     """Run strategy_cls(params) over events (a MARKET_EVENT_DTYPE array, in time order)."""
     ctx = BacktestContext(table, model, strategy_id)

@@ -20,16 +20,17 @@ import dataclasses
 import logging
 
 from ttquant.core.instruments import Instrument, MarketType
+from ttquant.core.portfolio import Portfolio
 from ttquant.core.records import Order, OrderAction, OrderStatus, ReportFlag, Side, new_order
 from ttquant.strategies import order_entry
 from ttquant.strategies.events import Bar, Quote, Trade
 from ttquant.strategies.order_entry import OpenOrder, OrderActions, OrderEntry, OrderRefused
-from ttquant.core.portfolio import Portfolio
 
 __all__ = ["BaseStrategy", "Trade", "Quote", "Bar", "OrderUpdate", "Fill", "OpenOrder", "OrderRefused",
            "MARKETS"]
 
-MARKETS = {"spot": MarketType.SPOT, "usdm": MarketType.LINEAR_PERPETUAL, "linear_perpetual": MarketType.LINEAR_PERPETUAL}
+MARKETS = {"spot": MarketType.SPOT, "usdm": MarketType.LINEAR_PERPETUAL,
+           "linear_perpetual": MarketType.LINEAR_PERPETUAL}
 TERMINAL = (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED)
 
 

@@ -32,7 +32,7 @@ class RuntimeTable(Table):
     on_error: str = "stop"              # a handler that raises: stop (on_stop, cancel-all, exit 3) | continue
     cancel_all_on_stop: bool = True
     max_seconds: float = 0.0            # stop after this long (0: until SIGTERM)
-    sync_timeout_s: float = 0.0         # how long to wait for the gateway's state of this strategy (0: as long as it takes)
+    sync_timeout_s: float = 0.0         # how long to wait for the gateway's state of this strategy (0: no limit)
 
     def __post_init__(self):
         if self.on_error not in ("stop", "continue"):

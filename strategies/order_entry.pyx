@@ -20,7 +20,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from ttquant.core.includes.atomics cimport ttq_now_ns
 from ttquant.core.latency_trace cimport LatencyTrace
 from ttquant.core.records cimport (
-    ttq_order, Order, new_record, record_data, RECORD_ORDER, ACTION_NEW, SIDE_BUY, SIDE_SELL, TYPE_LIMIT,
+    ttq_order, Order, new_record, RECORD_ORDER, ACTION_NEW, SIDE_BUY, SIDE_SELL, TYPE_LIMIT,
     TYPE_MARKET, TYPE_POST_ONLY,
 )
 from ttquant.core.rings.spsc cimport SpscWriter, spsc_push

@@ -61,11 +61,11 @@ class LiveContext:
         wait_for = self.runner.wait_for
         for name, rings in self.cfg.venue_rings.items():
             md = f"is ttquant-md@{name} running? its rings are {rings!r}"
-            table = wait_for(f"{name}'s instrument table", lambda: _try(InstrumentTable.load, instruments_path(rings)),
-                             hint=md)
-            ticks = wait_for(f"{name}'s tick ring {tick_ring(rings)}", lambda: _try(
+            table = wait_for(f"{name}'s instrument table",
+                             lambda rings=rings: _try(InstrumentTable.load, instruments_path(rings)), hint=md)
+            ticks = wait_for(f"{name}'s tick ring {tick_ring(rings)}", lambda rings=rings: _try(
                 BroadcastReader, tick_ring(rings), start="latest", wait=self.cfg.loop.wait), hint=md)
-            exec_reader = wait_for(f"{name}'s exec ring {exec_ring(rings)}", lambda: _try(
+            exec_reader = wait_for(f"{name}'s exec ring {exec_ring(rings)}", lambda rings=rings: _try(
                 BroadcastReader, exec_ring(rings), start="latest"), hint=f"is ttquant-gateway@{name} running?")
             orders = SpscWriter(order_ring(rings, self.cfg.name), RecordType.ORDER)
             board = _try(_open_board, rings)
@@ -86,7 +86,7 @@ class LiveContext:
                                 action=OrderAction.SYNC))
             positions, orders, synced = [], [], []
 
-            def attempt(v=v, cid=cid, positions=positions, orders=orders, synced=synced):
+            def attempt(name=name, v=v, cid=cid, positions=positions, orders=orders, synced=synced):
                 r = v.exec.poll()
                 while r is not None:
                     if r.strategy_id == sid:
@@ -118,10 +118,12 @@ class LiveContext:
                 strategy.orders[o.client_order_id] = open_order
             self.order_entry.note_client_order_id(synced[0].venue_order_id)
             if positions or orders:
-                log.info("%s: resumed on %s with %s; %d open orders", self.cfg.name, name, ", ".join(
-                    f"{v.table.get(p.instrument_id).symbol} {v.table.get(p.instrument_id).market_type.name.lower()} "
-                    f"{p.qty / 10 ** v.table.get(p.instrument_id).size_precision:+g}" for p in positions) or "no position",
-                    len(orders))
+                held = []
+                for p in positions:
+                    inst = v.table.get(p.instrument_id)
+                    held.append(f"{inst.symbol} {inst.market_type.name.lower()} {p.qty / 10 ** inst.size_precision:+g}")
+                log.info("%s: resumed on %s with %s; %d open orders", self.cfg.name, name,
+                         ", ".join(held) or "no position", len(orders))
 
     def now_ns(self) -> int:
         return time.time_ns()

@@ -1,4 +1,5 @@
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ttquant.core.instruments import InstrumentTable
 from ttquant.core.records import MarketEvent

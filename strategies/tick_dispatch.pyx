@@ -6,7 +6,7 @@ Per market event: one struct copy out of the ring, one Trade / Quote / Bar made 
 call of the bound handler. A handler that raises goes to on_error(exc), whose true answer
 stops the dispatch (the runner then stops the strategy cleanly); nothing else is caught.
 """
-from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 
 from ttquant.core.records cimport (
@@ -111,8 +111,8 @@ cdef class TickDispatch:
         cdef ttq_market_event ev
         cdef ttq_exec_report rep
         cdef _VenueFeed f
-        cdef Py_ssize_t r, k, handled = 0
-        for r in range(rounds if rounds > 1 else 1):
+        cdef Py_ssize_t _, k, handled = 0
+        for _ in range(rounds if rounds > 1 else 1):
             for f in self.feeds:
                 if f.ticks.cursor.ring.header == NULL or f.exec_reports.cursor.ring.header == NULL:
                     continue            # closed under us: the runner is shutting down

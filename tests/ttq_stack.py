@@ -10,10 +10,11 @@ import subprocess
 import time
 import urllib.request
 
-from ttq_testing import config_file, md_config, unlink_venue, wait_for
 from ttquant.core.instruments import InstrumentTable, MarketType, instruments_path
 from ttquant.core.records import Order, OrderAction, OrderType, RecordType, Side
 from ttquant.core.rings import BroadcastReader, RingNotFoundError, SpscWriter
+
+from ttq_testing import config_file, md_config, unlink_venue, wait_for
 
 RISK = """max_order_age_ms = 3000
 fat_finger_pct = 5

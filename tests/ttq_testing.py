@@ -160,6 +160,7 @@ def config_file(path, role, overrides=None):
     """`role`'s example config (core/daemon/examples) with `overrides` put over it, nested like
     the TOML (None removes a key or table): what the demo and Ansible write too."""
     import pathlib
+
     from ttquant.core.daemon.config import render_example
     path = pathlib.Path(path)
     path.write_text(render_example(role, overrides or {}))

@@ -1,10 +1,9 @@
 """Python face of book_board.pxd: a writer for the md daemon, a reader for everyone else."""
-import os
 from collections import namedtuple
 
 import numpy as np
 
-from libc.stdint cimport uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdint cimport uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset
 from ttquant.core.includes.atomics cimport (
     ttq_load_acquire_u64, ttq_load_relaxed_u64, ttq_store_release_u64, ttq_fence_acquire,
@@ -14,7 +13,7 @@ from ttquant.core.rings.segment cimport ring_view, RingSegment
 from ttquant.core.book.order_book cimport OrderBook
 
 from ttquant.core.records import RecordType
-from ttquant.core.rings.segment import KIND_BOARD, RingError, RingLayoutError
+from ttquant.core.rings.segment import KIND_BOARD, RingError
 
 __all__ = ["BookBoardWriter", "BookBoard", "BookTop", "board_record_size", "DEFAULT_DEPTH"]
 
@@ -157,8 +156,8 @@ cdef class BookBoard:
         cdef uint64_t *stamp = <uint64_t *>slot
         cdef char *dst = self._copy
         cdef uint64_t s1, s2
-        cdef int attempt
-        for attempt in range(READ_ATTEMPTS):
+        cdef int _
+        for _ in range(READ_ATTEMPTS):
             s1 = ttq_load_acquire_u64(stamp)
             if s1 & 1 == 0:
                 memcpy(dst, slot + 8, self.ring.record_size)

@@ -28,7 +28,7 @@ class InstanceLock:
         self.path, self.what = path, what
         self.fd = -1
 
-    def acquire(self) -> "InstanceLock":
+    def acquire(self) -> InstanceLock:
         for _ in range(100):
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
             try:

@@ -28,7 +28,7 @@ import os
 import signal
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ttquant.core.daemon.config import ConfigError, Table, default_config_path, load_config
 from ttquant.core.daemon.hybrid_wait import WAIT_MODES, HybridWait
@@ -117,7 +117,7 @@ class Daemon:
     schema: type[Table] = Table
     log_threads = False                 # log lines name the thread (md)
 
-    def __init__(self, cfg, runner: "ServiceRunner"):
+    def __init__(self, cfg, runner: ServiceRunner):
         self.cfg, self.runner = cfg, runner
 
     @classmethod

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
 from decimal import Decimal
 
@@ -55,7 +54,8 @@ now_ns = time.time_ns           # CLOCK_REALTIME, as every record's timestamps
 
 log = logging.getLogger("ttquant.gateway")
 S = OrderStatus
-HOUSEKEEPING_NS = 5_000_000    # due this often; done once the loop has been idle QUIET_NS, or when HOUSEKEEPING_LATE_NS overdue
+# housekeeping is due this often; done once the loop has been idle QUIET_NS, or when HOUSEKEEPING_LATE_NS overdue
+HOUSEKEEPING_NS = 5_000_000
 QUIET_NS = 100_000
 HOUSEKEEPING_LATE_NS = 20_000_000
 RECONCILE_SKEW_NS = 60_000_000_000    # the venue's clock against ours, at worst
@@ -116,7 +116,8 @@ class Gateway(Daemon):
         except JournalError as exc:
             raise ServiceError(f"{exc} (journal.path in {cfg.path})", EXIT_CONFIG) from None
         except OSError as exc:
-            raise ServiceError(f"{cfg.journal_path}: {exc.strerror} (journal.path in {cfg.path})", EXIT_CONFIG) from None
+            raise ServiceError(f"{cfg.journal_path}: {exc.strerror} (journal.path in {cfg.path})",
+                               EXIT_CONFIG) from None
         self.exec = BroadcastWriter(exec_ring(cfg.ring_name), RecordType.EXEC_REPORT, cfg.rings.exec_capacity,
                                     group=cfg.shm_group)
         self.kill = KillSwitch(cfg.ring_name)
@@ -234,7 +235,8 @@ class Gateway(Daemon):
         if not report:
             return
         log.info("balances from the venue: %s", ", ".join(
-            f"{a} {Decimal(v).scaleb(-8)}" + (f" (had {Decimal(had[a]).scaleb(-8)})" if a in had and had[a] != v else "")
+            f"{a} {Decimal(v).scaleb(-8)}"
+            + (f" (had {Decimal(had[a]).scaleb(-8)})" if a in had and had[a] != v else "")
             for a, v in sorted(venue.items())))
         self.counts["balances_taken"] = len(venue)
 

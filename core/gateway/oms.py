@@ -97,7 +97,7 @@ class VenueReport:
     qty: int = 0                    # (0: not said); an ack with new ones confirms an amend
 
     @classmethod
-    def from_exec_report(cls, r) -> "VenueReport":
+    def from_exec_report(cls, r) -> VenueReport:
         """An ExecReport record (from a venue's ring, or the gateway's own journal)."""
         return cls(strategy_id=r.strategy_id, client_order_id=r.client_order_id, status=OrderStatus(r.status),
                    venue_order_id=r.venue_order_id, last_price=r.last_price, last_qty=r.last_qty,

@@ -108,10 +108,10 @@ cdef class OrderIntake:
 
     cdef void read_ticks(self) noexcept:
         cdef ttq_market_event ev
-        cdef int k
+        cdef int _
         if self.ticks is None:
             return
-        for k in range(TICKS_PER_ROUND):
+        for _ in range(TICKS_PER_ROUND):
             if not broadcast_read(&(<BroadcastReader>self.ticks).cursor, &ev):
                 return
             self.risk.on_market_event(&ev)

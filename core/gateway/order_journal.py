@@ -167,7 +167,8 @@ class OrderJournal:
                 elif kind == CANCEL:
                     yield kind, Order.frombytes(payload)
                 elif kind == REJECT:
-                    yield kind, (Order.frombytes(payload[:ORDER_SIZE]), struct.unpack_from("<H", payload, ORDER_SIZE)[0])
+                    yield kind, (Order.frombytes(payload[:ORDER_SIZE]),
+                                 struct.unpack_from("<H", payload, ORDER_SIZE)[0])
                 elif kind == REPORT:
                     yield kind, ExecReport.frombytes(payload)
                 else:

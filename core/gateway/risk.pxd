@@ -19,7 +19,7 @@ cdef struct instrument_risk:
     int64_t min_notional            # account precision
     int64_t notional_mul, notional_div      # price * qty * mul / div = notional at account precision
     int64_t qty_to_account          # qty raw * this = base asset amount at account precision (spot)
-    int32_t base_asset, quote_asset # balance indexes; -1 when the asset has no balance configured
+    int32_t base_asset, quote_asset  # balance indexes; -1 when the asset has no balance configured
     uint8_t known
     uint8_t is_spot
     uint8_t _pad[2]
@@ -30,7 +30,7 @@ cdef struct instrument_risk:
     int64_t position                # all strategies
     int64_t open_buy, open_sell     # quantity resting (all strategies)
     int64_t last_price, bid, ask
-    int64_t entry_value             # perpetuals: what the open position cost, account precision (its margin: / leverage)
+    int64_t entry_value             # perpetuals: what the open position cost, account precision (margin: / leverage)
 
 
 cdef struct token_bucket:

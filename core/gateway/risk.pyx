@@ -6,7 +6,7 @@ tens of nanoseconds. State (positions, open orders, reserved funds, rate buckets
 through `reserve` (an order the gateway sends), `on_fill` and `release` (the OMS, from venue
 reports), and `on_trade` / `on_quote` (reference prices from the tick ring).
 """
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t
 from libc.string cimport memset
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 
@@ -15,8 +15,8 @@ import numpy as np
 from ttquant.core.includes.atomics cimport ttq_now_ns
 from ttquant.core.includes.fixed_math cimport ttq_mul_div, ttq_beyond_ppm
 from ttquant.core.records cimport (
-    ttq_order, ttq_market_event, EVENT_TRADE, EVENT_BBO, ACTION_NEW, ACTION_CANCEL, ACTION_AMEND, ACTION_CANCEL_ALL, SIDE_BUY, SIDE_SELL,
-    TYPE_LIMIT, TYPE_MARKET, TYPE_POST_ONLY, REJECT_NONE, REJECT_ORDER_TOO_OLD,
+    ttq_order, ttq_market_event, EVENT_TRADE, EVENT_BBO, ACTION_NEW, ACTION_CANCEL, ACTION_AMEND, ACTION_CANCEL_ALL,
+    SIDE_BUY, SIDE_SELL, TYPE_LIMIT, TYPE_MARKET, TYPE_POST_ONLY, REJECT_NONE, REJECT_ORDER_TOO_OLD,
     REJECT_POSITION_LIMIT, REJECT_INSUFFICIENT_FUNDS, REJECT_RATE_LIMIT, REJECT_MAX_OPEN_ORDERS,
     REJECT_BAD_PRICE, REJECT_BAD_QTY, REJECT_FAT_FINGER, REJECT_MAX_NOTIONAL,
     REJECT_UNKNOWN_INSTRUMENT, REJECT_BAD_FIELD, REJECT_REDUCE_ONLY, REJECT_KILL_SWITCH,
@@ -117,8 +117,10 @@ cdef class RiskEngine:
                                  f"{inst.size_precision} cannot be scaled to account precision")
             r.notional_mul = inst.multiplier * (10 ** -shift if shift < 0 else 1)
             r.notional_div = 10 ** shift if shift > 0 else 1
-            r.min_notional = inst.min_notional * 10 ** (ACCOUNT_PRECISION - inst.price_precision) \
-                if inst.price_precision <= ACCOUNT_PRECISION else inst.min_notional // 10 ** (inst.price_precision - ACCOUNT_PRECISION)
+            if inst.price_precision <= ACCOUNT_PRECISION:
+                r.min_notional = inst.min_notional * 10 ** (ACCOUNT_PRECISION - inst.price_precision)
+            else:
+                r.min_notional = inst.min_notional // 10 ** (inst.price_precision - ACCOUNT_PRECISION)
             sp = inst.size_precision
             r.qty_to_account = 10 ** (ACCOUNT_PRECISION - sp) if sp <= ACCOUNT_PRECISION else 0
             r.base_asset = self.asset_index.get(inst.base, -1)
@@ -168,7 +170,7 @@ cdef class RiskEngine:
         """The first check the order fails (0: none). dry: change nothing (a rehearsal that keeps
         this path in the caches while the gateway waits); else a passing order takes its tokens."""
         cdef instrument_risk *r
-        cdef int64_t notional, ref, pos, worst, need, spos
+        cdef int64_t notional, ref, worst, need, spos
         cdef int slot
         cdef Py_ssize_t cell
         cdef bint buy = o.side == SIDE_BUY, new = o.action == ACTION_NEW
@@ -321,8 +323,8 @@ cdef class RiskEngine:
         """check() the same order n times from C (benchmarks: the cost without Python's)."""
         cdef int64_t t = ttq_now_ns() if now_ns is None else now_ns
         cdef int code = 0
-        cdef Py_ssize_t i
-        for i in range(n):
+        cdef Py_ssize_t _
+        for _ in range(n):
             code = self.check(&order.order, t, False)
         return code
 
@@ -389,7 +391,6 @@ cdef class RiskEngine:
         if order_done:
             self.open_orders -= 1
             self.strat[slot].open_orders -= 1
-
 
     def on_market_events(self, events, Py_ssize_t n):
         """Reference prices from the first n MarketEvents of a MARKET_EVENT_DTYPE array: trades

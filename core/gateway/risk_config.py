@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 from decimal import Decimal, InvalidOperation
-
 from typing import Any
 
 import msgspec

@@ -53,7 +53,7 @@ class MarketConfig(Table):
         if self.snapshot_limit not in SNAPSHOT_LIMITS:
             raise ValueError(f"snapshot_limit: one of {', '.join(map(str, SNAPSHOT_LIMITS))}")
 
-    def resolve(self, name: str) -> "MarketConfig":
+    def resolve(self, name: str) -> MarketConfig:
         self.name = name
         self.streams = list(self.streams or DEFAULT_STREAMS[name])
         self.ws_url = (self.ws_url or LIVE_URLS[name][0]).rstrip("/")

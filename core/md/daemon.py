@@ -25,11 +25,11 @@ import urllib.request
 import orjson
 
 from ttquant.core.book.book_board import BookBoardWriter
+from ttquant.core.daemon.process import ProcessSetupError, name_thread, pin_thread
+from ttquant.core.daemon.runner import Daemon, ServiceError
 from ttquant.core.instruments import InstrumentTable, instruments_path
 from ttquant.core.md.binance.exchange_info import MARKET_TYPES, instruments_from_exchange_info, merge_instruments
 from ttquant.core.md.binance.normaliser import COUNTER_NAMES, BinanceNormaliser
-from ttquant.core.daemon.process import ProcessSetupError, name_thread, pin_thread
-from ttquant.core.daemon.runner import Daemon, ServiceError
 from ttquant.core.md.config import MdConfig
 from ttquant.core.md.feed_stats import FeedStatsWriter
 from ttquant.core.records import RecordType
@@ -84,7 +84,7 @@ class _MarketFeed:
     and before it grows too old a successor that overlaps it until it is proven up, so the tick
     stream has no gap (the normaliser drops what both deliver)."""
 
-    def __init__(self, daemon: "MdDaemon", market, normaliser: BinanceNormaliser, counters):
+    def __init__(self, daemon: MdDaemon, market, normaliser: BinanceNormaliser, counters):
         self.d, self.market, self.norm, self.counters = daemon, market, normaliser, counters
         self.url = f"{market.ws_url}/stream?streams={'/'.join(market.stream_names())}"
         self.primary: _Connection | None = None
@@ -195,7 +195,8 @@ class _MarketFeed:
                 conn.close(graceful=False)
                 continue
             stayed_up = stayed_up or now - conn.connected_at > 1.0
-            if rollover is None and now - conn.connected_at > cfg.connection.max_connection_age_s and now >= next_rollover_try:
+            if (rollover is None and now - conn.connected_at > cfg.connection.max_connection_age_s
+                    and now >= next_rollover_try):
                 rollover = asyncio.ensure_future(self._roll_over(conn))
             elif rollover is not None and rollover.done():
                 if not rollover.result():       # the old connection stays; try again, backing off
@@ -243,7 +244,7 @@ class _MarketFeed:
             old.close(graceful=True)
             try:
                 await asyncio.wait_for(asyncio.shield(old.closed), timeout=5.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 old.close(graceful=False)
             return True
         finally:

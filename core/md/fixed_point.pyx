@@ -2,7 +2,8 @@
 from libc.stdint cimport int64_t
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 
-__all__ = ["parse_fixed_str", "parse_fixed_quoted_str", "format_fixed", "FixedPointError", "FIXED_REASONS", "MAX_PRECISION"]
+__all__ = ["parse_fixed_str", "parse_fixed_quoted_str", "format_fixed", "FixedPointError", "FIXED_REASONS",
+           "MAX_PRECISION"]
 
 MAX_PRECISION = 18
 FIXED_REASONS = {

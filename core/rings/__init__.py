@@ -4,12 +4,23 @@ BroadcastWriter / BroadcastReader: one writer that never waits, readers with the
 cursors; a lapped reader counts and reports its loss. SpscWriter / SpscReader: one writer,
 one reader; a full ring refuses at once and nothing is overwritten.
 """
-from ttquant.core.rings.segment import (
-    HEADER_SIZE, KIND_BROADCAST, KIND_NAMES, KIND_SPSC, LAYOUT_VERSION, RingBusyError,
-    RingError, RingFullError, RingLayoutError, RingNotFoundError, RingSegment, list_segments,
-    ring_name, unlink,
-)
 from ttquant.core.rings.broadcast import BroadcastReader, BroadcastWriter
+from ttquant.core.rings.segment import (
+    HEADER_SIZE,
+    KIND_BROADCAST,
+    KIND_NAMES,
+    KIND_SPSC,
+    LAYOUT_VERSION,
+    RingBusyError,
+    RingError,
+    RingFullError,
+    RingLayoutError,
+    RingNotFoundError,
+    RingSegment,
+    list_segments,
+    ring_name,
+    unlink,
+)
 from ttquant.core.rings.spsc import SpscReader, SpscWriter
 from ttquant.core.rings.wake import WAIT_MODES
 

@@ -7,10 +7,8 @@ Cython callers use broadcast_push / broadcast_read from broadcast.pxd directly.
 from cpython.buffer cimport PyBuffer_Release
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 
-from ttquant.core.includes.atomics cimport (
-    ttq_load_acquire_u64, ttq_load_relaxed_u64, ttq_store_release_u64,
-)
-from ttquant.core.includes.ring_layout cimport TTQ_KIND_BROADCAST, ttq_stamp_done
+from ttquant.core.includes.atomics cimport ttq_load_acquire_u64, ttq_load_relaxed_u64
+from ttquant.core.includes.ring_layout cimport TTQ_KIND_BROADCAST
 from ttquant.core.records cimport new_record, record_data
 from ttquant.core.rings.segment cimport (
     RingSegment, get_record_buffer, open_ring, recover_write_position, timeout_to_ns,

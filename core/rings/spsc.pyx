@@ -82,7 +82,6 @@ cdef class SpscWriter:
         cdef Py_ssize_t n = get_record_buffer(records, &view, self.cursor.ring.record_size, False)
         cdef Py_ssize_t i = 0
         cdef const char *src = <const char *>view.buf
-        cdef size_t size = self.cursor.ring.record_size
         try:
             with nogil:
                 i = spsc_publish_many(&self.cursor, src, n)

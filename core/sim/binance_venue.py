@@ -41,13 +41,25 @@ import time
 import urllib.parse
 
 import orjson
-from picows import (WSListener, WSMsgType, WSUpgradeRequest, WSUpgradeResponse,
-                    WSUpgradeResponseWithListener, ws_create_server)
+from picows import (
+    WSListener,
+    WSMsgType,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+    ws_create_server,
+)
 
-from ttquant.core.md.binance.book_sync import FUTURES, SPOT as SPOT_RULE, BookSync
+from ttquant.core.md.binance.book_sync import FUTURES, BookSync
+from ttquant.core.md.binance.book_sync import SPOT as SPOT_RULE
 from ttquant.core.md.fixed_point import format_fixed
-from ttquant.core.sim.captures import (CaptureMessage, read_cryptofeed_http, read_cryptofeed_ws, read_hftbacktest,
-                                      sample_data_dir)
+from ttquant.core.sim.captures import (
+    CaptureMessage,
+    read_cryptofeed_http,
+    read_cryptofeed_ws,
+    read_hftbacktest,
+    sample_data_dir,
+)
 
 __all__ = ["BinanceVenue", "VenueConfig", "ReplayFeed", "ws_frame", "main"]
 
@@ -178,7 +190,7 @@ class VenueConfig:
 
 
 class _Client(WSListener):
-    def __init__(self, venue: "BinanceVenue", market: str, keys: set[str], path: str):
+    def __init__(self, venue: BinanceVenue, market: str, keys: set[str], path: str):
         self.venue, self.market, self.keys, self.path = venue, market, keys, path
         self.transport = None
         self.backlog = bytearray()
@@ -329,9 +341,9 @@ class BinanceVenue:
         bids, asks = book.book.top(limit)
         # the id of the last diff sent: a client connected before it holds it and syncs; one
         # that connected after it finds the next diff does not cover the id and asks again
-        body = {"lastUpdateId": book.update_id,
-                "bids": [[format_fixed(p, VENUE_PRECISION), format_fixed(q, VENUE_PRECISION)] for p, q in bids.tolist()],
-                "asks": [[format_fixed(p, VENUE_PRECISION), format_fixed(q, VENUE_PRECISION)] for p, q in asks.tolist()]}
+        text = lambda levels: [[format_fixed(p, VENUE_PRECISION), format_fixed(q, VENUE_PRECISION)]
+                               for p, q in levels.tolist()]
+        body = {"lastUpdateId": book.update_id, "bids": text(bids), "asks": text(asks)}
         if market == "usdm":
             body["E"] = body["T"] = int(time.time() * 1000)
         return 200, orjson.dumps(body)
@@ -521,7 +533,8 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=0, help="TCP port (0: any free one, printed)")
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed; 0 = as fast as possible")
     parser.add_argument("--ping-interval", type=float, default=20.0)
-    parser.add_argument("--replay", default="btcusdt", choices=["btcusdt", "cryptofeed-spot", "cryptofeed-usdm", "synthetic"],
+    parser.add_argument("--replay", default="btcusdt",
+                        choices=["btcusdt", "cryptofeed-spot", "cryptofeed-usdm", "synthetic"],
                         help="which capture (default btcusdt: the hftbacktest spot and USDT-M files)")
     parser.add_argument("--wait-clients", type=int, default=0,
                         help="start the timeline only once this many WebSocket clients are connected")
@@ -585,7 +598,7 @@ async def _serve(cfg: VenueConfig, replay: str = "btcusdt", orders: str | None =
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), notify.watchdog_interval_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         notify.watchdog()           # the event loop turns: the venue answers
     notify.stopping()

@@ -14,7 +14,8 @@ from __future__ import annotations
 import gzip
 import os
 import pathlib
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 __all__ = ["CaptureMessage", "sample_data_dir", "read_hftbacktest", "read_cryptofeed_ws",
            "read_cryptofeed_http", "read_cryptofeed", "CaptureFormatError"]

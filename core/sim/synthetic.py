@@ -50,9 +50,10 @@ class _Symbol:
         return b, self.bids[b], a, self.asks[a]
 
     def snapshot(self) -> bytes:
+        text = lambda levels: [[_fmt(p * TICK, "0.01"), _fmt(q * QTY_STEP, "0.001")] for p, q in levels]
         return orjson.dumps({"lastUpdateId": self.update_id,
-                             "bids": [[_fmt(p * TICK, "0.01"), _fmt(q * QTY_STEP, "0.001")] for p, q in sorted(self.bids.items(), reverse=True)],
-                             "asks": [[_fmt(p * TICK, "0.01"), _fmt(q * QTY_STEP, "0.001")] for p, q in sorted(self.asks.items())]})
+                             "bids": text(sorted(self.bids.items(), reverse=True)),
+                             "asks": text(sorted(self.asks.items()))})
 
     def _set(self, is_ask, price, qty):
         side = self.asks if is_ask else self.bids
@@ -97,7 +98,8 @@ class _Symbol:
         if top != self.top:
             self.top = top
             b, bq, a, aq = top
-            data = {"u": self.update_id, "s": self.symbol, "b": _fmt(b * TICK, "0.01"), "B": _fmt(bq * QTY_STEP, "0.001"),
+            data = {"u": self.update_id, "s": self.symbol,
+                    "b": _fmt(b * TICK, "0.01"), "B": _fmt(bq * QTY_STEP, "0.001"),
                     "a": _fmt(a * TICK, "0.01"), "A": _fmt(aq * QTY_STEP, "0.001")}
             if self.market == "usdm":
                 data = {"e": "bookTicker", **data, "T": at_ns // 1_000_000, "E": at_ns // 1_000_000}
@@ -209,8 +211,9 @@ def _exchange_info(market, symbols) -> bytes:
     entries = []
     for s in symbols:
         entry = {"symbol": s, "status": "TRADING", "baseAsset": s[:-4], "quoteAsset": s[-4:],
-                 "filters": [{"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "1000000", "tickSize": "0.01"},
-                             {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "1000", "stepSize": "0.001"}]}
+                 "filters": [
+                     {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "1000000", "tickSize": "0.01"},
+                     {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "1000", "stepSize": "0.001"}]}
         if market == "spot":
             entry.update(baseAssetPrecision=8, quoteAssetPrecision=8)
             entry["filters"].append({"filterType": "NOTIONAL", "minNotional": "5"})

@@ -78,5 +78,5 @@ class VenueAdapter(abc.ABC):
         """True when the venue answers (the gateway waits for it before reconciling)."""
         return True
 
-    def close(self):
-        pass
+    def close(self):  # noqa: B027 - an optional hook: an adapter that holds nothing need not define it
+        """Release what the adapter holds (connections, threads); nothing by default."""

@@ -27,7 +27,8 @@ class RecorderRings(Table):
             try:
                 check_rings_name(self.name)
             except ValueError:
-                raise ValueError(f"name: {self.name!r} must match [a-z0-9][a-z0-9_-]* (the rings' venue part)") from None
+                raise ValueError(f"name: {self.name!r} must match [a-z0-9][a-z0-9_-]* "
+                                 "(the rings' venue part)") from None
         if not self.record:
             raise ValueError("record: nothing to record")
         for kind in self.record:

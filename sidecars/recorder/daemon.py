@@ -16,12 +16,12 @@ import time
 
 import numpy as np
 
-from ttquant.core.instruments import instruments_path
-from ttquant.core.records import dtype_for
 from ttquant.core.daemon.instance_lock import LockHeld
 from ttquant.core.daemon.runner import Daemon, ServiceRunner
-from ttquant.core.rings.names import SHM_DIR, instance_lock_file
+from ttquant.core.instruments import instruments_path
+from ttquant.core.records import dtype_for
 from ttquant.core.rings import BroadcastReader, RingNotFoundError
+from ttquant.core.rings.names import SHM_DIR, instance_lock_file
 from ttquant.sidecars.recorder.config import RecorderConfig
 from ttquant.sidecars.recorder.journal_file import JournalWriter, journal_files
 from ttquant.sidecars.recorder.ring_tap import read_run

@@ -6,7 +6,11 @@ from decimal import Decimal
 import pytest
 
 from ttquant.core.instruments import (
-    INSTRUMENT_DTYPE, Instrument, InstrumentTable, InstrumentTableError, MarketType,
+    INSTRUMENT_DTYPE,
+    Instrument,
+    InstrumentTable,
+    InstrumentTableError,
+    MarketType,
     instruments_path,
 )
 

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ttquant.core.instruments import Instrument, MarketType
-from ttquant.core.records import ExecReport, Side
 from ttquant.core.portfolio import Portfolio, Position
+from ttquant.core.records import ExecReport, Side
 
 BUY, SELL = Side.BUY, Side.SELL
 

@@ -6,8 +6,18 @@ import pytest
 
 from ttquant.core import records
 from ttquant.core.records import (
-    DTYPES, EXEC_REPORT_DTYPE, MARKET_EVENT_DTYPE, ORDER_DTYPE, RECORD_CLASSES, RECORD_SIZES,
-    EventKind, ExecReport, MarketEvent, Order, c_layout, dtype_for,
+    DTYPES,
+    EXEC_REPORT_DTYPE,
+    MARKET_EVENT_DTYPE,
+    ORDER_DTYPE,
+    RECORD_CLASSES,
+    RECORD_SIZES,
+    EventKind,
+    ExecReport,
+    MarketEvent,
+    Order,
+    c_layout,
+    dtype_for,
 )
 
 
@@ -17,7 +27,7 @@ def test_every_dtype_field_sits_where_the_compiler_put_it(record_type):
     dtype = DTYPES[record_type]
     assert dtype.itemsize == size == RECORD_SIZES[record_type]
     assert set(dtype.names) == set(offsets)
-    for name, (field_dtype, offset) in dtype.fields.items():
+    for name, (_, offset) in dtype.fields.items():
         assert offset == offsets[name], f"{record_type.name}.{name}"
 
 

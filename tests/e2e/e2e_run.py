@@ -41,7 +41,15 @@ from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from container import (  # noqa: E402  (after the path insert)
-    Container, E2EError, Prerequisite, RootCache, die_with_parent, ensure_tools, free_port, log, mounts_under,
+    Container,
+    E2EError,
+    Prerequisite,
+    RootCache,
+    die_with_parent,
+    ensure_tools,
+    free_port,
+    log,
+    mounts_under,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -108,8 +108,8 @@ def test_rsi_matches_wilders_closed_form(period):
     d = np.diff(x)
     gains = _wilder_reference(np.maximum(d, 0.0), period)
     losses = _wilder_reference(np.maximum(-d, 0.0), period)
-    expected = [math.nan] + [math.nan if math.isnan(g) else 100.0 * g / (g + l) if g + l > 0 else 50.0
-                             for g, l in zip(gains, losses)]
+    expected = [math.nan] + [math.nan if math.isnan(gain) else 100.0 * gain / (gain + loss) if gain + loss > 0 else 50.0
+                             for gain, loss in zip(gains, losses)]
     _assert_series(got, expected)
     assert all(0.0 <= v <= 100.0 for v in got[period:])
 

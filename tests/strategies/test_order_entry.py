@@ -13,7 +13,13 @@ from ttquant.core.records import Order, OrderAction, OrderStatus, OrderType, Rec
 from ttquant.core.rings import SpscReader, SpscWriter
 from ttquant.strategies.base import BaseStrategy
 from ttquant.strategies.order_entry import (
-    OpenOrder, OrderEntry, OrderRefused, RingOrderEntry, price_to_raw, qty_to_raw, to_units,
+    OpenOrder,
+    OrderEntry,
+    OrderRefused,
+    RingOrderEntry,
+    price_to_raw,
+    qty_to_raw,
+    to_units,
 )
 
 BUY, SELL = Side.BUY, Side.SELL

@@ -9,18 +9,21 @@ import time
 
 import pytest
 
-from ttq_stack import TradingStack
-from ttq_testing import TESTS_DIR, config_file, wait_for
-from ttquant.core.records import OrderStatus as S, RecordType
+from ttquant.core.records import OrderStatus as S
+from ttquant.core.records import RecordType
 from ttquant.core.rings import SpscWriter
 from ttquant.strategies.base import OrderRefused
 from ttquant.strategies.runtime import LiveContext, StrategyConfigError, load_strategy_config
+
+from ttq_stack import TradingStack
+from ttq_testing import TESTS_DIR, config_file, wait_for
 
 
 def strategy_config(tmp_path, venue, name, sid, **params):
     on_error = params.pop("on_error", "stop")
     return config_file(tmp_path / f"{name}.toml", "strategy", {
-        "name": name, "strategy_id": sid, "class": os.path.join(TESTS_DIR, "strategies", "runtime_strategies.py:RestingOrder"),
+        "name": name, "strategy_id": sid,
+        "class": os.path.join(TESTS_DIR, "strategies", "runtime_strategies.py:RestingOrder"),
         "venues": {"binance": {"rings": venue}}, "params": {"market": None, "qty": None, **params},
         "runtime": {"on_error": on_error, "cancel_all_on_stop": True}})
 
@@ -124,7 +127,8 @@ def test_a_strategy_killed_holding_a_position_resumes_with_it_and_its_open_order
     try:
         s.wait_ready()
         config = config_file(tmp_path / "acc.toml", "strategy", {
-            "name": "acc", "strategy_id": 41, "class": os.path.join(TESTS_DIR, "strategies", "runtime_strategies.py:Accumulate"),
+            "name": "acc", "strategy_id": 41,
+            "class": os.path.join(TESTS_DIR, "strategies", "runtime_strategies.py:Accumulate"),
             "venues": {"binance": {"rings": venue}}, "params": {"market": None, "qty": None, "every": 3, "buys": 3}})
         first, log = run(children, tmp_path, "acc", config)
         assert wait_for(lambda: _started_holding(log), timeout=60, what="the start") == {"positions": [], "orders": []}
@@ -153,8 +157,9 @@ def test_a_strategy_killed_holding_a_position_resumes_with_it_and_its_open_order
         assert want and want[0][1] > 0
         # it carries on: new orders accepted (client ids above the ones the gateway has seen)
         before = {r.client_order_id for r in s.drain() if r.strategy_id == 41 and r.status == S.ACCEPTED}
-        wait_for(lambda: {r.client_order_id for r in s.drain() if r.strategy_id == 41
-                          and r.status in (S.ACCEPTED, S.FILLED)} - before, timeout=60, what="an order after the restart")
+        wait_for(lambda: {r.client_order_id for r in s.drain()
+                          if r.strategy_id == 41 and r.status in (S.ACCEPTED, S.FILLED)} - before,
+                 timeout=60, what="an order after the restart")
         assert not [r for r in s.drain() if r.strategy_id == 41 and r.reject_code == 4001]
         assert all(n == 1 for n in s.venue_state()["new_requests"].values())
         second.send_signal(signal.SIGTERM)

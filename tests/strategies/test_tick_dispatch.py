@@ -10,7 +10,14 @@ import pytest
 
 from ttquant.core.instruments import Instrument, InstrumentTable, MarketType
 from ttquant.core.records import (
-    MARKET_EVENT_DTYPE, EventFlag, EventKind, ExecReport, MarketEvent, OrderStatus, RecordType, Side,
+    MARKET_EVENT_DTYPE,
+    EventFlag,
+    EventKind,
+    ExecReport,
+    MarketEvent,
+    OrderStatus,
+    RecordType,
+    Side,
 )
 from ttquant.core.rings import BroadcastReader, BroadcastWriter
 from ttquant.strategies.base import BaseStrategy

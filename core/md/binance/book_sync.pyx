@@ -3,7 +3,6 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport realloc, free
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM
-from cpython.ref cimport PyObject
 
 import numpy as np
 

@@ -1,5 +1,5 @@
 """See frame_scan.pxd. scan() is the Python face, for tests."""
-from libc.stdint cimport int64_t, uint64_t, uint8_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memset, memcmp, memcpy
 
 __all__ = ["scan", "FIELD_NAMES"]
@@ -29,7 +29,7 @@ cdef inline uint64_t special_bytes(uint64_t x) noexcept nogil:
 
 
 cdef inline const char *scan_string(const char *p, const char *end, const char **start,
-                             Py_ssize_t *length) noexcept nogil:
+                                    Py_ssize_t *length) noexcept nogil:
     """p at the opening quote; the byte after the closing one, or NULL (escape, control, end)."""
     cdef unsigned char c
     cdef uint64_t word, special
@@ -343,7 +343,7 @@ def scan(bytes frame):
     cdef const char *end = <const char *>frame + len(frame)
     cdef const char *ps
     cdef const char *qs
-    cdef Py_ssize_t pl, ql, k
+    cdef Py_ssize_t pl, ql, _
     for i in range(F_COUNT):
         v = out.field[i]
         if v.kind == V_STRING:
@@ -355,7 +355,7 @@ def scan(bytes frame):
         elif v.kind == V_LEVELS:
             cursor = v.ptr
             levels = []
-            for k in range(v.len):
+            for _ in range(v.len):
                 next_level(&cursor, end, &ps, &pl, &qs, &ql)
                 levels.append([ps[:pl].decode(), qs[:ql].decode()])
             result[FIELD_NAMES[i]] = levels

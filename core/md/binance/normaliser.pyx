@@ -32,7 +32,7 @@ from ttquant.core.md.binance.frame_scan cimport (
     F_A, F_X,
 )
 from ttquant.core.md.binance.book_sync cimport (
-    BookSync, level_update, RULE_SPOT, RULE_FUTURES, DIFF_APPLIED, DIFF_BUFFERED, DIFF_STALE, DIFF_GAP, DIFF_BAD,
+    BookSync, level_update, RULE_SPOT, RULE_FUTURES, DIFF_APPLIED, DIFF_BUFFERED, DIFF_STALE, DIFF_GAP,
     DIFF_SNAPSHOT_MISMATCH, SNAPSHOT_SYNCED, SNAPSHOT_LOADED,
 )
 
@@ -166,7 +166,8 @@ cdef inline bint get_int(const frame_scan *f, int i, int64_t *out) noexcept:
 
 
 cdef inline bint get_qty(const frame_scan *f, int i, int precision, int64_t *out) noexcept:
-    return f.field[i].kind == V_STRING and parse_fixed(f.field[i].ptr, f.field[i].len, precision, False, out) == FIXED_OK
+    return (f.field[i].kind == V_STRING
+            and parse_fixed(f.field[i].ptr, f.field[i].len, precision, False, out) == FIXED_OK)
 
 
 cdef inline bint get_positive(const frame_scan *f, int i, int precision, int64_t *out) noexcept:
@@ -540,7 +541,7 @@ cdef class BinanceNormaliser:
             for st in holding:
                 held, (<SymbolState>st).held = (<SymbolState>st).held, {}
                 for queue in held.values():
-                    for key, payload, ts_recv in queue:
+                    for _, payload, ts_recv in queue:
                         self.handle(payload, ts_recv)
         finally:
             self.end_replay()
@@ -818,7 +819,8 @@ cdef class BinanceNormaliser:
                 n_left -= 1
                 self.ev.price = side.price[k]
                 self.ev.qty = side.qty[k]
-                self.ev.flags = FLAG_SNAPSHOT | (FLAG_ASK_SIDE if is_ask else 0) | (FLAG_LAST_IN_BATCH if n_left == 0 else 0)
+                self.ev.flags = (FLAG_SNAPSHOT | (FLAG_ASK_SIDE if is_ask else 0)
+                                 | (FLAG_LAST_IN_BATCH if n_left == 0 else 0))
                 self.publish()
         if self.board is not None:
             board_publish(&self.board.ring, self.board.slot_index(st.instrument_id), book,

@@ -19,8 +19,7 @@ import dataclasses
 import random
 
 from ttquant.core.instruments import MarketType
-from ttquant.core.records import (ExecReport, Liquidity, OrderAction, OrderStatus, OrderType, RejectCode,
-                                  Side)
+from ttquant.core.records import ExecReport, Liquidity, OrderAction, OrderStatus, OrderType, RejectCode, Side
 
 __all__ = ["FillModel", "SimMatcher", "SimAccount", "RestingOrder", "ACCOUNT_PRECISION"]
 
@@ -176,7 +175,8 @@ class SimMatcher:
         for o in list(self.resting.values()):
             if o.instrument_id != instrument_id:
                 continue
-            if (o.side == Side.BUY and m.ask and m.ask <= o.price) or (o.side == Side.SELL and m.bid and m.bid >= o.price):
+            if ((o.side == Side.BUY and m.ask and m.ask <= o.price)
+                    or (o.side == Side.SELL and m.bid and m.bid >= o.price)):
                 self._fill(o, o.leaves, o.price, Liquidity.MAKER, now_ns)
 
     # -- requests -------------------------------------------------------------------------------
@@ -187,10 +187,10 @@ class SimMatcher:
     def submit(self, request, now_ns):
         """An order request (a records.Order) as the gateway sent it."""
         self.counts["requests"] += 1
-        self.ledger.append({"ts": now_ns, "strategy_id": request.strategy_id, "client_order_id": request.client_order_id,
-                            "target_order_id": request.target_order_id, "action": int(request.action),
-                            "instrument_id": request.instrument_id, "side": int(request.side),
-                            "price": request.price, "qty": request.qty})
+        self.ledger.append({"ts": now_ns, "strategy_id": request.strategy_id,
+                            "client_order_id": request.client_order_id, "target_order_id": request.target_order_id,
+                            "action": int(request.action), "instrument_id": request.instrument_id,
+                            "side": int(request.side), "price": request.price, "qty": request.qty})
         self._seq += 1
         # one connection: the jitter delays requests but never reorders them (a cancel-all
         # sent after a new order must find it)
@@ -306,7 +306,8 @@ class SimMatcher:
             return
         inst = self.table[o.instrument_id]
         o.cum_qty += qty
-        notional = price * qty * inst.multiplier * 10**ACCOUNT_PRECISION // 10**(inst.price_precision + inst.size_precision)
+        scale = 10**(inst.price_precision + inst.size_precision)
+        notional = price * qty * inst.multiplier * 10**ACCOUNT_PRECISION // scale
         ppm = self.model.maker_fee_ppm if liquidity == Liquidity.MAKER else self.model.taker_fee_ppm
         fee = -(-notional * ppm // 1_000_000)
         if self.account is not None:
@@ -335,9 +336,10 @@ class SimMatcher:
         self.reports.append(self._order_report(o, status, now_ns))
 
     def _order_report(self, o, status, now_ns):
+        done = status in (S.FILLED, S.CANCELED, S.EXPIRED, S.REJECTED)
         return ExecReport(ts_exchange=now_ns, client_order_id=o.client_order_id, venue_order_id=o.venue_order_id,
                           strategy_id=o.strategy_id, instrument_id=o.instrument_id, price=o.price, qty=o.qty,
-                          cum_qty=o.cum_qty, leaves_qty=0 if status in (S.FILLED, S.CANCELED, S.EXPIRED, S.REJECTED) else o.leaves,
+                          cum_qty=o.cum_qty, leaves_qty=0 if done else o.leaves,
                           status=status, side=o.side, order_type=o.order_type)
 
     def _plain_report(self, req, status, code, now_ns, venue_order_id=0):

@@ -37,9 +37,10 @@ def reports_ring(rings: str) -> str:
 
 
 class SimOrderVenue:
-    def __init__(self, rings: str, model: FillModel = FillModel(), table: InstrumentTable | None = None,
+    def __init__(self, rings: str, model: FillModel | None = None, table: InstrumentTable | None = None,
                  balances: dict[str, int] | None = None):
-        self.rings, self.model = rings, model
+        self.rings = rings
+        self.model = model if model is not None else FillModel()
         self.balances = balances            # asset -> amount at account precision: the account fills move
         self.table = table
         self.matcher: SimMatcher | None = None

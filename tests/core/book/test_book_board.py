@@ -4,11 +4,12 @@ import subprocess
 import numpy as np
 import pytest
 
-from ttq_testing import wait_for
 from ttquant.core.book.book_board import BookBoard, BookBoardWriter, board_record_size
 from ttquant.core.book.order_book import OrderBook
 from ttquant.core.rings import RingError, RingLayoutError, RingNotFoundError
 from ttquant.core.rings.inspect import ring_info
+
+from ttq_testing import wait_for
 
 
 def book_with(instrument_id, bids, asks):

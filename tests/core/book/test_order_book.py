@@ -98,7 +98,7 @@ def test_levels_added_and_removed_at_both_ends_and_inside_match_a_dict_model(see
         else:
             model[side].pop(price, None)
 
-    for run in range(30):
+    for _ in range(30):
         side = rnd.choice((BID, ASK))
         prices = list(model[side]) or [50_000]
         low, high = min(prices), max(prices)

@@ -8,13 +8,14 @@ import tomllib
 
 import pytest
 
-from ttq_testing import config_file
 from ttquant.core.daemon.config import ConfigError, example_text, load_config, parse_config, render_example
 from ttquant.core.gateway.config import GatewayConfig
 from ttquant.core.gateway.risk_config import RiskFile
 from ttquant.core.md.config import MdConfig
 from ttquant.sidecars.recorder.config import RecorderConfig
 from ttquant.strategies.config import StrategyConfig
+
+from ttq_testing import config_file
 
 SCHEMAS = {"md": MdConfig, "gateway": GatewayConfig, "risk": RiskFile, "record": RecorderConfig,
            "strategy": StrategyConfig}
@@ -70,8 +71,8 @@ def test_every_example_is_valid_and_shows_every_key_of_its_schema(role):
     ("gateway", {"adapter": {"kind": "binance"}}, "adapter.kind: one of sim, dry"),
     ("gateway", {"loop": {"spin": 1}}, "loop.spin: unknown key (known: discover_interval_s, gc, spin_polls, wait)"),
     ("gateway", {"strategies": {"mm": "seven"}}, "strategies.mm: a strategy id in 1..2^32-1, got 'seven'"),
-    ("gateway", {"jounral": {"path": "x"}}, "jounral: unknown key (known: adapter, journal, loop, process, rings, risk, "
-                                 "strategies, venue)"),
+    ("gateway", {"jounral": {"path": "x"}},
+     "jounral: unknown key (known: adapter, journal, loop, process, rings, risk, strategies, venue)"),
     ("record", {"journal": {"max_file_mb": 0}}, "journal.max_file_mb: 0 must be at least 1"),
     ("record", {"journal": {"dir": None}}, "journal.dir: missing"),
     ("risk", {"rate_limit": {"burts": 3}}, "rate_limit.burts: unknown key (known: burst, orders_per_s, "

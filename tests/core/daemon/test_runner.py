@@ -12,11 +12,12 @@ import time
 
 import pytest
 
-from ttq_testing import wait_for
 from ttquant.core.daemon.hybrid_wait import HybridWait
 from ttquant.core.daemon.notify import Notifier
 from ttquant.core.daemon.runner import ServiceRunner
 from ttquant.core.rings.names import instance_lock_file
+
+from ttq_testing import wait_for
 
 TOY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toy_daemon.py")
 
@@ -52,7 +53,7 @@ class Toy:
         while True:
             try:
                 self.messages.append(self.sock.recv(4096).decode())
-            except (socket.timeout, BlockingIOError):
+            except (TimeoutError, BlockingIOError):
                 return self.messages
 
     def wait_message(self, prefix, timeout=20):

@@ -9,12 +9,13 @@ import subprocess
 import sys
 import time
 
-from ttq_stack import TradingStack
-from ttq_testing import TESTS_DIR, config_file, md_config, unlink_venue, wait_for
 from ttquant.core.instruments import instruments_path
 from ttquant.core.records import RecordType
 from ttquant.core.rings import BroadcastWriter
 from ttquant.core.rings.names import instance_lock_file, tick_ring
+
+from ttq_stack import TradingStack
+from ttq_testing import TESTS_DIR, config_file, md_config, unlink_venue, wait_for
 
 CLI = [sys.executable, "-m", "ttquant.core.cli"]
 
@@ -31,7 +32,7 @@ class Notifications:
         while True:
             try:
                 self.seen.append(self.sock.recv(4096).decode())
-            except (socket.timeout, BlockingIOError):
+            except (TimeoutError, BlockingIOError):
                 return self.seen
 
     def status(self, prefix, timeout=20):
@@ -76,6 +77,7 @@ def test_a_gateway_gives_up_on_md_after_its_startup_timeout_in_one_line(venue, t
 def test_a_gateway_without_its_venue_waits_for_it_by_name(children, venue, tmp_path):
     # md's part by hand: the instrument table and the tick ring; no simulated venue at the URL
     import shutil
+
     from ttquant.core.instruments import Instrument, InstrumentTable, MarketType
     table = InstrumentTable("binance", [Instrument(1, "binance", "BTCUSDT", MarketType.SPOT, "BTC", "USDT", 2, 5,
                                                    1, 1, 1, 0, 1, 0, 0)])

@@ -9,7 +9,11 @@ import msgspec
 from ttquant.core.daemon.config import Table
 from ttquant.core.daemon.hybrid_wait import HybridWait
 from ttquant.core.daemon.runner import (
-    Daemon, LoopTable, ProcessTable, ServiceError, run_daemon,
+    Daemon,
+    LoopTable,
+    ProcessTable,
+    ServiceError,
+    run_daemon,
 )
 from ttquant.core.rings.names import instance_lock_file
 

@@ -10,9 +10,11 @@ import time
 
 import pytest
 
+from ttquant.core.records import OrderAction, RejectCode, Side
+from ttquant.core.records import OrderStatus as S
+
 from ttq_stack import TradingStack
 from ttq_testing import wait_for
-from ttquant.core.records import OrderAction, OrderStatus as S, RejectCode, Side
 
 RISK = """max_order_age_ms = 2000
 fat_finger_pct = 5
@@ -59,7 +61,7 @@ def test_orders_flow_and_every_reject_code_reaches_the_exec_ring(stack):
         r = stack.order(**fields)
         rep = stack.report_for(r.client_order_id, S.REJECTED)
         assert rep.reject_code == code, (code, rep.reject_code)
-    dup = stack.order(price=below, client_order_id=o.client_order_id)
+    stack.order(price=below, client_order_id=o.client_order_id)
     assert stack.report_for(o.client_order_id, S.REJECTED).reject_code == RejectCode.DUPLICATE_ORDER_ID
     assert stack.cancel(123).client_order_id and \
         stack.report_for(stack._cid, S.REJECTED).reject_code == RejectCode.UNKNOWN_ORDER
@@ -67,7 +69,7 @@ def test_orders_flow_and_every_reject_code_reaches_the_exec_ring(stack):
         stack.report_for(stack.order(price=below).client_order_id, S.ACCEPTED)
     r = stack.order(price=below)                        # the fifth open order
     assert stack.report_for(r.client_order_id, S.REJECTED).reject_code == RejectCode.MAX_OPEN_ORDERS
-    c = stack.cancel(o.client_order_id)
+    stack.cancel(o.client_order_id)
     assert stack.report_for(o.client_order_id, S.CANCELED).leaves_qty == 0
     # the venue saw each accepted order once, the duplicate never
     state = stack.venue_state()
@@ -141,8 +143,7 @@ def test_an_amend_moves_a_resting_order_on_the_venue(stack):
     tick = stack.spot.tick_size
     o = stack.order(price=bid - 200 * tick, qty="0.004")
     stack.report_for(o.client_order_id, S.ACCEPTED)
-    amend = stack.order(price=bid - 150 * tick, qty="0.002", action=OrderAction.AMEND,
-                        target_order_id=o.client_order_id)
+    stack.order(price=bid - 150 * tick, qty="0.002", action=OrderAction.AMEND, target_order_id=o.client_order_id)
     def moved():
         for r in stack.drain():
             if r.client_order_id == o.client_order_id and r.price == bid - 150 * tick:

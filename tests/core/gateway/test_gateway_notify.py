@@ -21,7 +21,7 @@ def test_gateway_speaks_systemd_notify(children, venue, tmp_path):
         while time.monotonic() < deadline and not ("WATCHDOG=1" in seen and any(m.startswith("STATUS=") for m in seen)):
             try:
                 msg = sock.recv(4096).decode()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             if msg == "READY=1":
                 assert "ready:" in s.gateway_log()      # said only after replay and reconciliation
@@ -35,7 +35,7 @@ def test_gateway_speaks_systemd_notify(children, venue, tmp_path):
         try:
             while True:
                 rest.append(sock.recv(4096).decode())
-        except socket.timeout:
+        except TimeoutError:
             pass
         assert "STOPPING=1" in rest
     finally:

@@ -7,9 +7,10 @@ import signal
 import time
 from decimal import Decimal
 
+from ttquant.core.records import OrderAction, OrderType, RejectCode, Side
+
 from ttq_stack import TradingStack
 from ttq_testing import wait_for
-from ttquant.core.records import OrderAction, OrderType, RejectCode, Side
 
 
 def test_sigkill_at_random_points_then_restart_sends_nothing_twice_and_loses_no_fill(children, venue, tmp_path):

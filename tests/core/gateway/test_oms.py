@@ -6,7 +6,8 @@ import itertools
 import pytest
 
 from ttquant.core.gateway.oms import LEGAL, ORDER_STATES, TERMINAL, OrderBookKeeper, VenueReport
-from ttquant.core.records import Order, OrderAction, OrderStatus as S, OrderType, RejectCode, Side
+from ttquant.core.records import Order, OrderAction, OrderType, RejectCode, Side
+from ttquant.core.records import OrderStatus as S
 
 SID = 3
 
@@ -107,7 +108,7 @@ def test_fills_out_of_order_and_twice_are_applied_once():
 def test_a_fill_that_completes_the_order_and_an_overfill():
     risk = RiskSpy()
     oms = OrderBookKeeper(risk)
-    st = new_order(oms, risk=risk)
+    new_order(oms, risk=risk)
     oms.apply(rep(S.ACCEPTED))
     out = oms.apply(rep(S.FILLED, last_qty=10, last_price=100, cum_qty=10, trade_id=1))
     assert out.status == S.FILLED and out.leaves_qty == 0

@@ -10,10 +10,19 @@ import pytest
 from ttquant.core.gateway.order_intake import ClientIds, OrderIntake
 from ttquant.core.gateway.risk import RiskEngine
 from ttquant.core.gateway.risk_config import parse_risk_limits
-from ttquant.core.records import (EventFlag, EventKind, MarketEvent, OrderAction, OrderType, RecordType, RejectCode,
-                                  Side, new_order)
 from ttquant.core.instruments import InstrumentTable, MarketType
 from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
+from ttquant.core.records import (
+    EventFlag,
+    EventKind,
+    MarketEvent,
+    OrderAction,
+    OrderType,
+    RecordType,
+    RejectCode,
+    Side,
+    new_order,
+)
 from ttquant.core.rings import BroadcastReader, BroadcastWriter, SpscReader, SpscWriter
 from ttquant.core.sim.captures import read_cryptofeed_http, sample_data_dir
 

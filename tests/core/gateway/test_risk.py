@@ -199,7 +199,8 @@ def test_reserve_fill_and_release_keep_the_state_exact(table, spot, perp):
     e.on_fill(SID, perp.instrument_id, Side.SELL, perp.price_to_raw("60000"), perp.qty_to_raw("0.3"), short.price,
               0, order_done=True)
     s = e.state()
-    assert s["reserved"]["USDT"] == usdt("1800") and s["instruments"][perp.instrument_id]["entry_value"] == usdt("18000")
+    assert s["reserved"]["USDT"] == usdt("1800")
+    assert s["instruments"][perp.instrument_id]["entry_value"] == usdt("18000")
     # a third bought back 1000 lower: +100 realised into the balance (less the fee), a third of the margin freed
     e.on_fill(SID, perp.instrument_id, Side.BUY, perp.price_to_raw("59000"), perp.qty_to_raw("0.1"), 0, usdt("3"),
               reserved=False)

@@ -13,10 +13,11 @@ import urllib.request
 import numpy as np
 import pytest
 
-from ttq_testing import attach_ticks, md_config, unlink_venue, wait_for
 from ttquant.core.book.book_board import BookBoard
 from ttquant.core.md.daemon import read_md_counters
 from ttquant.core.records import MARKET_EVENT_DTYPE, EventFlag, EventKind
+
+from ttq_testing import attach_ticks, md_config, unlink_venue, wait_for
 
 # (speed, clients the venue waits for, markets): the 30 s cryptofeed captures run at 5x so
 # their diffs arrive after the books are synced and each one's top can be compared

@@ -78,9 +78,9 @@ def test_precision_out_of_range_is_refused():
 
 
 decimal_text = st.builds(
-    lambda sign, whole, frac, zeros: f"{sign}{whole}{'.' if frac is not None else ''}{frac or ''}{'0' * zeros if frac is not None else ''}",
-    st.sampled_from(["", "-"]), st.integers(0, 10**20).map(str), st.one_of(st.none(), st.text("0123456789", max_size=20)),
-    st.integers(0, 6))
+    lambda sign, whole, frac, zeros: f"{sign}{whole}" + (f".{frac}{'0' * zeros}" if frac is not None else ""),
+    st.sampled_from(["", "-"]), st.integers(0, 10**20).map(str),
+    st.one_of(st.none(), st.text("0123456789", max_size=20)), st.integers(0, 6))
 
 
 @settings(max_examples=1500)

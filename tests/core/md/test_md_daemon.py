@@ -11,11 +11,12 @@ import urllib.request
 import numpy as np
 import pytest
 
-from ttq_testing import attach_ticks, md_config, unlink_venue, wait_for
 from ttquant.core.book.book_board import BookBoard
 from ttquant.core.md.daemon import read_md_counters
 from ttquant.core.records import MARKET_EVENT_DTYPE, EventFlag, EventKind
 from ttquant.core.rings import BroadcastReader, RingNotFoundError
+
+from ttq_testing import attach_ticks, md_config, unlink_venue, wait_for
 
 CLI = [sys.executable, "-m", "ttquant.core.cli"]
 
@@ -242,7 +243,7 @@ def test_systemd_notify_ready_after_sync_then_watchdog_and_status(sim_venue, chi
         try:
             while True:
                 rest.append(sock.recv(4096).decode())
-        except socket.timeout:
+        except TimeoutError:
             pass
         assert "STOPPING=1" in rest
     finally:
@@ -295,6 +296,7 @@ def test_threads_are_named_and_pinned_as_configured(sim_venue, children, venue, 
 def _capture_ids(market):
     """The capture's trade ids and bookTicker update ids, in order (what the venue sends)."""
     import orjson
+
     from ttquant.core.sim.captures import read_hftbacktest, sample_data_dir
     trades, tickers = [], []
     for m in read_hftbacktest(sample_data_dir() / "binance" / f"{market}_btcusdt_20240808.gz"):
@@ -376,7 +378,6 @@ def test_a_refused_successor_keeps_the_old_connection_until_a_later_rollover(sim
 
 def _watchdog_times(sock, seconds):
     """Monotonic times of the WATCHDOG=1 messages on sock over the next `seconds`."""
-    import socket
     times = []
     deadline = time.monotonic() + seconds
     sock.settimeout(0.1)
@@ -384,7 +385,7 @@ def _watchdog_times(sock, seconds):
         try:
             if sock.recv(4096) == b"WATCHDOG=1":
                 times.append(time.monotonic())
-        except socket.timeout:
+        except TimeoutError:
             pass
     return times
 

@@ -7,9 +7,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from ttq_testing import TESTS_DIR, wait_for
 from ttquant.core.records import MARKET_EVENT_DTYPE, RecordType
 from ttquant.core.rings import BroadcastReader, BroadcastWriter, SpscReader, SpscWriter
+
+from ttq_testing import TESTS_DIR, wait_for
 
 WORKER = os.path.join(TESTS_DIR, "core", "rings", "ring_worker.py")
 STRESS_RECORDS = int(os.environ.get("TTQ_STRESS_RECORDS", 10_000_000))

@@ -6,8 +6,18 @@ import re
 import pytest
 
 from ttquant.core.rings.names import (
-    SHM_DIR, book_board, exec_ring, instance_lock_file, instruments_file, kill_switch_file, md_stats, order_ring,
-    order_ring_prefix, ring_name, shm_path, tick_ring,
+    SHM_DIR,
+    book_board,
+    exec_ring,
+    instance_lock_file,
+    instruments_file,
+    kill_switch_file,
+    md_stats,
+    order_ring,
+    order_ring_prefix,
+    ring_name,
+    shm_path,
+    tick_ring,
 )
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -16,7 +26,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[3]
 def test_the_names():
     assert tick_ring("binance") == "/ttq.binance.ticks" and book_board("binance") == "/ttq.binance.books"
     assert exec_ring("binance") == "/ttq.binance.exec" and md_stats("binance") == "/ttq.binance.md_stats"
-    assert order_ring("binance", "mm") == "/ttq.binance.orders.mm" and order_ring_prefix("binance") == "ttq.binance.orders."
+    assert order_ring("binance", "mm") == "/ttq.binance.orders.mm"
+    assert order_ring_prefix("binance") == "ttq.binance.orders."
     assert shm_path(tick_ring("x")) == f"{SHM_DIR}/ttq.x.ticks"
     assert instruments_file("x") == f"{SHM_DIR}/ttq.x.instruments.json"
     assert kill_switch_file("x") == f"{SHM_DIR}/ttq.x.kill_switch.ctl"

@@ -22,15 +22,29 @@ import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine, initialize, invariant, precondition, rule,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
 )
 
 from ttquant.core.records import (
-    MARKET_EVENT_DTYPE, ORDER_DTYPE, MarketEvent, Order, RecordType,
+    MARKET_EVENT_DTYPE,
+    ORDER_DTYPE,
+    MarketEvent,
+    Order,
+    RecordType,
 )
 from ttquant.core.rings import (
-    BroadcastReader, BroadcastWriter, RingBusyError, RingFullError, RingSegment, SpscReader,
-    SpscWriter, unlink,
+    BroadcastReader,
+    BroadcastWriter,
+    RingBusyError,
+    RingFullError,
+    RingSegment,
+    SpscReader,
+    SpscWriter,
+    unlink,
 )
 
 SHM_DIR = "/dev/shm"

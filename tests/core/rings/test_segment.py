@@ -5,14 +5,26 @@ import struct
 
 import pytest
 
-from ttq_testing import wait_for
-
 from ttquant.core.records import RecordType
 from ttquant.core.rings import (
-    HEADER_SIZE, KIND_BROADCAST, KIND_SPSC, LAYOUT_VERSION, BroadcastReader, BroadcastWriter,
-    RingBusyError, RingLayoutError, RingNotFoundError, RingSegment, SpscReader, SpscWriter,
-    list_segments, ring_name, unlink,
+    HEADER_SIZE,
+    KIND_BROADCAST,
+    KIND_SPSC,
+    LAYOUT_VERSION,
+    BroadcastReader,
+    BroadcastWriter,
+    RingBusyError,
+    RingLayoutError,
+    RingNotFoundError,
+    RingSegment,
+    SpscReader,
+    SpscWriter,
+    list_segments,
+    ring_name,
+    unlink,
 )
+
+from ttq_testing import wait_for
 
 ME = RecordType.MARKET_EVENT
 SHM = "/dev/shm"

@@ -6,9 +6,10 @@ import time
 import numpy as np
 import pytest
 
-from ttq_testing import wait_for
 from ttquant.core.records import MARKET_EVENT_DTYPE, ORDER_DTYPE, MarketEvent, Order, RecordType
 from ttquant.core.rings import BroadcastReader, BroadcastWriter, SpscReader, SpscWriter
+
+from ttq_testing import wait_for
 
 ME = RecordType.MARKET_EVENT
 

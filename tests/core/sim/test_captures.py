@@ -4,7 +4,11 @@ import gzip
 import pytest
 
 from ttquant.core.sim.captures import (
-    CaptureFormatError, read_cryptofeed, read_cryptofeed_http, read_hftbacktest, sample_data_dir,
+    CaptureFormatError,
+    read_cryptofeed,
+    read_cryptofeed_http,
+    read_hftbacktest,
+    sample_data_dir,
 )
 
 

@@ -9,7 +9,11 @@ import pytest
 from ttquant.core.instruments import Instrument, InstrumentTable, MarketType
 from ttquant.core.records import EXEC_REPORT_DTYPE, MARKET_EVENT_DTYPE, RecordType
 from ttquant.sidecars.recorder.journal_file import (
-    JournalFile, JournalFileError, JournalWriter, journal_files, read_journal,
+    JournalFile,
+    JournalFileError,
+    JournalWriter,
+    journal_files,
+    read_journal,
 )
 
 ME = RecordType.MARKET_EVENT

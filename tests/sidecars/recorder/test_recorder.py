@@ -11,13 +11,14 @@ import time
 import numpy as np
 import pytest
 
-from ttq_testing import config_file, unlink_venue, wait_for
 from ttquant.core.instruments import Instrument, InstrumentTable, MarketType, instruments_path
-from ttquant.core.records import MARKET_EVENT_DTYPE, EXEC_REPORT_DTYPE, RecordType
+from ttquant.core.records import EXEC_REPORT_DTYPE, MARKET_EVENT_DTYPE, RecordType
 from ttquant.core.rings import BroadcastWriter
 from ttquant.sidecars.recorder.config import RecorderConfigError, load_recorder_config
 from ttquant.sidecars.recorder.daemon import Recorder, RecorderBusy
 from ttquant.sidecars.recorder.journal_file import journal_files, read_journal
+
+from ttq_testing import config_file, unlink_venue, wait_for
 
 CLI = [sys.executable, "-m", "ttquant.core.cli"]
 
@@ -172,7 +173,7 @@ def test_the_daemon_killed_and_restarted_then_stopped_loses_and_repeats_nothing(
         while time.monotonic() < deadline and not done():
             try:
                 seen.append(sock.recv(4096).decode())
-            except socket.timeout:
+            except TimeoutError:
                 pass
         assert done(), seen
 
@@ -257,7 +258,8 @@ def test_a_ring_that_is_not_there_yet_is_waited_for(venue, tmp_path):
         with BroadcastWriter(f"/ttq.{venue}.ticks", RecordType.MARKET_EVENT, 1024) as ticks:
             ticks.push_many(_events(0, 10))
             _drain(rec, lambda: rec.rings[0].recorded == 10)
-            assert rec.rings[1].reader is None and "exec: 0 recorded, 0 lost, 0 files (waiting for the ring)" in rec.status_text()
+            assert rec.rings[1].reader is None
+            assert "exec: 0 recorded, 0 lost, 0 files (waiting for the ring)" in rec.status_text()
             with BroadcastWriter(f"/ttq.{venue}.exec", RecordType.EXEC_REPORT, 1024) as execs:
                 execs.push_many(np.zeros(3, EXEC_REPORT_DTYPE))
                 _drain(rec, lambda: rec.rings[1].recorded == 3)

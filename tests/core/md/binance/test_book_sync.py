@@ -101,7 +101,8 @@ CAPTURES = {
     "hftbacktest_spot": (SPOT, lambda: read_hftbacktest(DATA / "spot_btcusdt_20240808.gz")),
     "hftbacktest_usdm": (FUTURES, lambda: read_hftbacktest(DATA / "usdm_btcusdt_20240808.gz")),
     "cryptofeed_spot": (SPOT, lambda: read_cryptofeed(DATA / "cryptofeed_spot.ws.0", DATA / "cryptofeed_spot.http.0")),
-    "cryptofeed_usdm": (FUTURES, lambda: read_cryptofeed(DATA / "cryptofeed_usdm.ws.0", DATA / "cryptofeed_usdm.http.0")),
+    "cryptofeed_usdm": (FUTURES, lambda: read_cryptofeed(DATA / "cryptofeed_usdm.ws.0",
+                                                         DATA / "cryptofeed_usdm.http.0")),
 }
 
 
@@ -118,7 +119,8 @@ def replay(messages, rule):
             if "@depth" in stream:
                 sync = books.setdefault(symbol, BookSync(len(books) + 1, rule, P, P))
                 result = sync.on_diff(data["U"], data["u"], data.get("pu", 0), data["b"], data["a"])
-                assert result in (DiffResult.APPLIED, DiffResult.BUFFERED, DiffResult.STALE), (symbol, data["u"], result)
+                assert result in (DiffResult.APPLIED, DiffResult.BUFFERED, DiffResult.STALE), (
+                    symbol, data["u"], result)
                 if result == DiffResult.APPLIED:
                     if sync.book.crossed:
                         crossed.append((symbol, data["u"]))

@@ -4,7 +4,11 @@ import pytest
 
 from ttquant.core.instruments import InstrumentTable, MarketType
 from ttquant.core.md.binance.exchange_info import (
-    SPOT, USDM, ExchangeInfoError, instruments_from_exchange_info, merge_instruments,
+    SPOT,
+    USDM,
+    ExchangeInfoError,
+    instruments_from_exchange_info,
+    merge_instruments,
 )
 from ttquant.core.sim.captures import read_cryptofeed_http, sample_data_dir
 
@@ -52,14 +56,16 @@ def test_symbols_filter_and_bad_documents():
         {"symbols": [{"symbol": "BAD", "filters": []},
                      {"symbol": "OK", "baseAsset": "O", "quoteAsset": "K", "baseAssetPrecision": 2,
                       "quoteAssetPrecision": 2,
-                      "filters": [{"filterType": "PRICE_FILTER", "tickSize": "0.01", "minPrice": "0.01", "maxPrice": "0"},
-                                  {"filterType": "LOT_SIZE", "stepSize": "1", "minQty": "1", "maxQty": "10"}]}]}, SPOT)
+                      "filters": [
+                          {"filterType": "PRICE_FILTER", "tickSize": "0.01", "minPrice": "0.01", "maxPrice": "0"},
+                          {"filterType": "LOT_SIZE", "stepSize": "1", "minQty": "1", "maxQty": "10"}]}]}, SPOT)
     assert [i.symbol for i in insts] == ["OK"] and "KeyError" in skipped["BAD"]
 
 
 def test_merge_keeps_ids_stable_and_separates_markets():
     spot, _ = instruments_from_exchange_info(captured("cryptofeed_spot_exchangeinfo.0"), SPOT, symbols=["BTCUSDT"])
-    fut, _ = instruments_from_exchange_info(captured("cryptofeed_usdm_exchangeinfo.0"), USDM, symbols=["BTCUSDT", "SUSHIUSDT"])
+    fut, _ = instruments_from_exchange_info(captured("cryptofeed_usdm_exchangeinfo.0"), USDM,
+                                            symbols=["BTCUSDT", "SUSHIUSDT"])
     table = InstrumentTable("binance")
     first = merge_instruments(table, spot + fut)
     assert [i.instrument_id for i in first] == [1, 2, 3]

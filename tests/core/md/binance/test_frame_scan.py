@@ -66,7 +66,8 @@ def test_unusual_frames_fall_back(frame):
 
 
 def test_levels_and_nested_values():
-    got = agrees(b'{"stream":"s","data":{"e":"depthUpdate","k":{"x":[1,{"y":null}]},"b":[["1.0","2"],["3","0"]],"a":[],"m":false}}')
+    got = agrees(b'{"stream":"s","data":{"e":"depthUpdate","k":{"x":[1,{"y":null}]},'
+                 b'"b":[["1.0","2"],["3","0"]],"a":[],"m":false}}')
     assert got["b"] == [["1.0", "2"], ["3", "0"]] and got["a"] == [] and got["m"] is False
 
 

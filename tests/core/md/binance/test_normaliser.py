@@ -130,7 +130,8 @@ BAD_FRAMES = {
 def test_every_bad_frame_is_counted_by_reason_and_the_feed_goes_on(feed):
     make, reader, board, asked = feed
     norm = make(SPOT)
-    good = lambda t: b'{"stream":"btcusdt@trade","data":{"e":"trade","E":2,"s":"BTCUSDT","t":%d,"p":"61000.10","q":"0.5","T":2,"m":false}}' % t
+    good = lambda t: (b'{"stream":"btcusdt@trade","data":{"e":"trade","E":2,"s":"BTCUSDT","t":%d,'
+                      b'"p":"61000.10","q":"0.5","T":2,"m":false}}' % t)
     for t, (frame, reason) in enumerate(BAD_FRAMES.items(), 7):
         before = norm.counter_dict()
         assert norm.on_frame(frame, 1) == 0
@@ -220,10 +221,10 @@ def test_fast_path_publishes_exactly_what_the_orjson_path_does(ring, table, mark
 
 def _trade(t, p, q, aggregated=False):
     if aggregated:
-        return b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":5,"s":"BTCUSDT","a":%d,"p":"%s","q":"%s","f":%d,"l":%d,"T":4,"m":true}}' % (
-            t, p.encode(), q.encode(), t, t)
-    return b'{"stream":"btcusdt@trade","data":{"e":"trade","E":5,"s":"BTCUSDT","t":%d,"p":"%s","q":"%s","T":4,"m":false}}' % (
-        t, p.encode(), q.encode())
+        return (b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":5,"s":"BTCUSDT","a":%d,"p":"%s","q":"%s",'
+                b'"f":%d,"l":%d,"T":4,"m":true}}' % (t, p.encode(), q.encode(), t, t))
+    return (b'{"stream":"btcusdt@trade","data":{"e":"trade","E":5,"s":"BTCUSDT","t":%d,"p":"%s","q":"%s",'
+            b'"T":4,"m":false}}' % (t, p.encode(), q.encode()))
 
 
 # (price, qty) of trades that moved nothing or came at no price: BTCUSDT's size precision is
@@ -262,8 +263,9 @@ def test_a_trade_of_zero_quantity_or_price_is_dropped_as_a_bad_number(ring, tabl
 
 
 # every outcome a frame can have, as counters: exactly one of them moves per frame
-OUTCOMES = {"events_published", "control", "ignored_non_market_trade", "book_buffered", "book_stale", "duplicates", "overlap_held",
-            "book_gaps", "drop_bad_level", "book_snapshot_rejected"} | {n for n in COUNTER_NAMES if n.startswith("drop_")}
+OUTCOMES = {"events_published", "control", "ignored_non_market_trade", "book_buffered", "book_stale", "duplicates",
+            "overlap_held", "book_gaps", "drop_bad_level", "book_snapshot_rejected",
+            *(n for n in COUNTER_NAMES if n.startswith("drop_"))}
 
 
 def _mutations():
@@ -384,9 +386,9 @@ def test_a_kline_quote_volume_finer_than_the_price_is_cut_not_refused(feed):
     BTCUSDT "q":"2843016.43110" at price precision 2). It is kept to the price's precision."""
     make, reader, board, asked = feed
     norm = make(USDM)
-    kline = lambda q, e: ('{"stream":"btcusdt@kline_1m","data":{"e":"kline","E":%d,"s":"BTCUSDT","k":{"t":60000,'
-                          '"T":119999,"s":"BTCUSDT","i":"1m","o":"1.00","c":"2.00","h":"3.00","l":"0.50",'
-                          '"v":"7.000","n":12,"x":false,"q":"%s"}}}' % (e, q)).encode()
+    kline = lambda q, e: (b'{"stream":"btcusdt@kline_1m","data":{"e":"kline","E":%d,"s":"BTCUSDT","k":{"t":60000,'
+                          b'"T":119999,"s":"BTCUSDT","i":"1m","o":"1.00","c":"2.00","h":"3.00","l":"0.50",'
+                          b'"v":"7.000","n":12,"x":false,"q":"%s"}}}' % (e, q.encode()))
     assert norm.on_frame(kline("2843016.43119", 10), 1) == 1
     assert norm.on_frame(kline("12.5x1", 11), 1) == 0 and norm.counter_dict()["drop_bad_number"] == 1
     assert norm.on_frame(kline("12.5", 10), 1) == 0 and norm.counter_dict()["duplicates"] == 1   # same E again

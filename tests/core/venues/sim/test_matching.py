@@ -7,7 +7,8 @@ from decimal import Decimal
 import pytest
 
 from ttquant.core.instruments import Instrument, InstrumentTable, MarketType
-from ttquant.core.records import Liquidity, Order, OrderAction, OrderStatus as S, OrderType, RejectCode, Side
+from ttquant.core.records import Liquidity, Order, OrderAction, OrderType, RejectCode, Side
+from ttquant.core.records import OrderStatus as S
 from ttquant.core.venues.sim.matching import FillModel, SimAccount, SimMatcher
 
 MS = 1_000_000
