@@ -3,19 +3,27 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ttq-installed
+OPS    := $(VENV)/.ttq-ops
 BENCH_OUT := build/bench
 PYTEST_ARGS ?=
 
-.PHONY: all build debug annotate demo test test-fast bench bench-quick wheelhouse e2e clean distclean
+.PHONY: all build debug annotate demo test test-fast bench bench-quick wheelhouse e2e lint clean distclean
 
 all: build
 
-# The venv, build requirements and an editable install (which builds the extensions once).
-$(STAMP): pyproject.toml setup.py
+# The venv, build requirements and an editable install (which builds the extensions once). The
+# runtime dependencies come from the lock first, so tests run against what hosts install.
+$(STAMP): pyproject.toml setup.py requirements/runtime.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "cython>=3.1" "numpy>=1.26" "setuptools>=77" wheel
+	$(PY) -m pip install -q --require-hashes -r requirements/runtime.lock
+	$(PY) -m pip install -q "cython>=3.1" "setuptools>=77" wheel
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
+	touch $@
+
+# The controller's tools: Ansible, ansible-lint, ruff, cython-lint (pyproject's ops extra).
+$(OPS): $(STAMP)
+	$(PY) -m pip install -q --no-build-isolation -e '.[dev,ops]'
 	touch $@
 
 # Incremental rebuild of changed .pyx/.pxd/.h.
@@ -66,6 +74,15 @@ wheelhouse: $(STAMP)
 # stop checked inside. Needs root and Debian's packages; TTQ_SKIP_E2E=1 skips it.
 e2e: build wheelhouse
 	$(PY) tests/e2e/e2e_run.py
+
+# Clean today, and run by .ci/run: ruff, cython-lint, ansible-lint (production profile), and
+# systemd-analyze verify and security on every unit (tests/systemd, in a root made for it).
+lint: $(OPS)
+	$(VENV)/bin/ruff check core strategies sidecars bench tests
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/cython-lint --max-line-length 120 --ignore=E701 \
+		$$(git ls-files '*.pyx' '*.pxd')
+	cd ansible && PATH="$(abspath $(VENV))/bin:$$PATH" ansible-lint -q
+	$(PY) -m pytest -q -p no:randomly tests/systemd/test_units.py -k "verify or security"
 
 clean:
 	rm -rf build
