@@ -65,10 +65,13 @@ class BaseStrategy(OrderActions):
     """Override the handlers; call the actions. self.params holds the config's [params]."""
 
     name = "strategy"
+    # its parameters and their defaults; when a class sets it, a config's [params] may hold only
+    # these, each of its default's kind (strategies/config.py), and self.params has them all
+    PARAMS: dict | None = None
 
     def __init__(self, ctx, params: dict | None = None):
         self.ctx = ctx
-        self.params = dict(params or {})
+        self.params = {**(self.PARAMS or {}), **dict(params or {})}
         self.portfolio = Portfolio(fee_precision=8)
         self.orders: dict[int, OpenOrder] = {}      # open orders by client order id
         self._entry = getattr(ctx, "order_entry", None) or OrderEntry(ctx)     # live: straight into the ring

@@ -15,13 +15,41 @@ from ttquant.core.daemon.config import ConfigError, Table, convert_entry
 from ttquant.core.daemon.runner import LoopTable, ProcessTable
 from ttquant.core.rings.names import check_rings_name
 
-__all__ = ["StrategyConfig", "StrategyConfigError", "VenueTable", "RuntimeTable"]
+__all__ = ["StrategyConfig", "StrategyConfigError", "VenueTable", "RuntimeTable", "check_params"]
 
 StrategyConfigError = ConfigError
 
 
 def _is_name(text: str) -> bool:
     return bool(text) and text == text.lower() and all(c.isalnum() or c in "_-" for c in text)
+
+
+def _kind_of(default):
+    if isinstance(default, bool):
+        return (bool,), "true or false"
+    if isinstance(default, int):
+        return (int,), "an integer"
+    if isinstance(default, float):
+        return (int, float), "a number"
+    return (type(default),), type(default).__name__
+
+
+def check_params(cls, params: dict) -> None:
+    """[params] against the class's PARAMS (when it declares them): no key it does not know, each
+    value of its default's kind, so a typo is refused instead of running on the default."""
+    known = getattr(cls, "PARAMS", None)
+    if known is None:
+        return
+    for key, value in params.items():
+        if key not in known:
+            raise ConfigError(f"params.{key}: not a parameter of {cls.__name__} (its parameters: "
+                              f"{', '.join(sorted(known))})")
+        default = known[key]
+        if default is None:
+            continue
+        kinds, said = _kind_of(default)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise ConfigError(f"params.{key}: {said} (like its default {default!r}), got {value!r}")
 
 
 class VenueTable(Table):
@@ -82,6 +110,7 @@ class StrategyConfig(Table):
                 self.strategy_class = load_strategy_class(self.class_path, base_dir)
             except StrategyLoadError as exc:
                 raise ConfigError(f"class: {exc}") from None
+            check_params(self.strategy_class, self.params)
 
     # the names the runtime reads
     @property

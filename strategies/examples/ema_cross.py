@@ -7,13 +7,14 @@ from ttquant.strategies.indicators import EMA
 
 class EmaCross(BaseStrategy):
     name = "ema_cross"
+    PARAMS = {"symbol": "BTCUSDT", "market": "spot", "qty": 0.001, "fast": 20, "slow": 80}
 
     def on_start(self):
         p = self.params
-        self.inst = self.instrument(p.get("symbol", "BTCUSDT"), p.get("market", "spot"))
-        self.qty = float(p.get("qty", 0.001))
-        self.fast, self.slow = EMA(span=int(p.get("fast", 20))), EMA(span=int(p.get("slow", 80)))
-        self.can_short = p.get("market", "spot") != "spot"
+        self.inst = self.instrument(p["symbol"], p["market"])
+        self.qty = float(p["qty"])
+        self.fast, self.slow = EMA(span=int(p["fast"])), EMA(span=int(p["slow"]))
+        self.can_short = p["market"] != "spot"
         self.state = 0              # +1 above, -1 below, 0 not known yet
         self.bid = self.ask = 0.0
 

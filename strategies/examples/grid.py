@@ -6,13 +6,14 @@ from ttquant.strategies.base import BaseStrategy
 
 class Grid(BaseStrategy):
     name = "grid"
+    PARAMS = {"symbol": "BTCUSDT", "market": "spot", "qty": 0.001, "levels": 5, "spacing_ticks": 200}
 
     def on_start(self):
         p = self.params
-        self.inst = self.instrument(p.get("symbol", "BTCUSDT"), p.get("market", "spot"))
-        self.qty = float(p.get("qty", 0.001))
-        self.levels = int(p.get("levels", 5))
-        self.spacing = int(p.get("spacing_ticks", 200)) * self.inst.tick_size
+        self.inst = self.instrument(p["symbol"], p["market"])
+        self.qty = float(p["qty"])
+        self.levels = int(p["levels"])
+        self.spacing = int(p["spacing_ticks"]) * self.inst.tick_size
         self.center = None
         self.by_order = {}          # client order id -> grid price (raw)
 

@@ -15,23 +15,26 @@ from ttquant.strategies.indicators import RollingVolatility
 
 class AvellanedaStoikov(BaseStrategy):
     name = "market_maker"
+    PARAMS = {"symbol": "BTCUSDT", "market": "spot", "qty": 0.001, "gamma": 0.1, "k": 1.5, "horizon_s": 30.0,
+              "max_inventory": 5.0, "min_spread_ticks": 2.0, "requote_ticks": 2.0, "max_quote_age_s": 2.0,
+              "vol_window": 100, "vol_sample_s": 0.1}
 
     def on_start(self):
         p = self.params
-        self.inst = self.instrument(p.get("symbol", "BTCUSDT"), p.get("market", "spot"))
-        self.lot = float(p.get("qty", 0.001))
-        self.gamma = float(p.get("gamma", 0.1))
-        self.k = float(p.get("k", 1.5))
-        self.tau = float(p.get("horizon_s", 30.0))
-        self.max_inventory = float(p.get("max_inventory", 5))
+        self.inst = self.instrument(p["symbol"], p["market"])
+        self.lot = float(p["qty"])
+        self.gamma = float(p["gamma"])
+        self.k = float(p["k"])
+        self.tau = float(p["horizon_s"])
+        self.max_inventory = float(p["max_inventory"])
         # spot cannot go short: the ask is only quoted against inventory held
-        self.min_inventory = 0.0 if p.get("market", "spot") == "spot" else -self.max_inventory
+        self.min_inventory = 0.0 if p["market"] == "spot" else -self.max_inventory
         self.tick = self.inst.tick_size / 10 ** self.inst.price_precision
-        self.min_spread = float(p.get("min_spread_ticks", 2)) * self.tick
-        self.requote = float(p.get("requote_ticks", 2)) * self.tick
-        self.max_age_ns = int(float(p.get("max_quote_age_s", 2.0)) * 1e9)
-        self.vol = RollingVolatility(int(p.get("vol_window", 100)), log_returns=False)
-        self.sample_ns = int(float(p.get("vol_sample_s", 0.1)) * 1e9)
+        self.min_spread = float(p["min_spread_ticks"]) * self.tick
+        self.requote = float(p["requote_ticks"]) * self.tick
+        self.max_age_ns = int(float(p["max_quote_age_s"]) * 1e9)
+        self.vol = RollingVolatility(int(p["vol_window"]), log_returns=False)
+        self.sample_ns = int(float(p["vol_sample_s"]) * 1e9)
         self.last_sample = 0
         self.quotes = {Side.BUY: None, Side.SELL: None}     # side -> (client id, price, sent ns)
 

@@ -7,14 +7,15 @@ from ttquant.strategies.indicators import ZScore
 
 class MeanReversion(BaseStrategy):
     name = "mean_reversion"
+    PARAMS = {"symbol": "BTCUSDT", "market": "spot", "qty": 0.001, "window": 200, "entry": 2.0, "exit": 0.5}
 
     def on_start(self):
         p = self.params
-        self.inst = self.instrument(p.get("symbol", "BTCUSDT"), p.get("market", "spot"))
-        self.qty = float(p.get("qty", 0.001))
-        self.z = ZScore(int(p.get("window", 200)))
-        self.entry, self.exit = float(p.get("entry", 2.0)), float(p.get("exit", 0.5))
-        self.can_short = p.get("market", "spot") != "spot"
+        self.inst = self.instrument(p["symbol"], p["market"])
+        self.qty = float(p["qty"])
+        self.z = ZScore(int(p["window"]))
+        self.entry, self.exit = float(p["entry"]), float(p["exit"])
+        self.can_short = p["market"] != "spot"
 
     def on_quote(self, q):
         if q.instrument.instrument_id != self.inst.instrument_id or not q.bid or not q.ask:

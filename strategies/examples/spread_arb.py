@@ -8,15 +8,16 @@ from ttquant.strategies.base import BaseStrategy
 
 class SpreadArb(BaseStrategy):
     name = "spread_arb"
+    PARAMS = {"symbol": "BTCUSDT", "qty": 0.001, "entry_bps": 5.0, "exit_bps": 1.0}
 
     def on_start(self):
         p = self.params
-        symbol = p.get("symbol", "BTCUSDT")
+        symbol = p["symbol"]
         self.spot = self.instrument(symbol, "spot")
         self.perp = self.instrument(symbol, "usdm")
-        self.qty = float(p.get("qty", 0.001))
-        self.entry = float(p.get("entry_bps", 5.0)) / 1e4
-        self.exit = float(p.get("exit_bps", 1.0)) / 1e4
+        self.qty = float(p["qty"])
+        self.entry = float(p["entry_bps"]) / 1e4
+        self.exit = float(p["exit_bps"]) / 1e4
         self.top = {}               # instrument id -> (bid, ask)
         self.basis_seen = []
 

@@ -78,6 +78,10 @@ def test_every_example_is_valid_and_shows_every_key_of_its_schema(role):
     ("risk", {"rate_limit": {"burts": 3}}, "rate_limit.burts: unknown key (known: burst, orders_per_s, "
                                            "strategy_burst, strategy_orders_per_s)"),
     ("strategy", {"runtime": {"on_error": "ignore"}}, "runtime.on_error: stop or continue, got 'ignore'"),
+    # a strategy that declares its PARAMS has them checked too
+    ("strategy", {"params": {"gama": 0.2}}, "params.gama: not a parameter of AvellanedaStoikov (its parameters: "
+                                            "gamma, horizon_s, k, market,"),
+    ("strategy", {"params": {"vol_window": 1.5}}, "params.vol_window: an integer (like its default 100), got 1.5"),
     ("strategy", {"process": {"cpus": [-1]}}, "process.cpus: CPU numbers are >= 0"),
     ("strategy", {"process": {"niceness": 3}}, "process.niceness: unknown key (known: cpus, log_level, priority, "
                                                "scheduling, startup_timeout_s)"),
