@@ -329,7 +329,7 @@ def test_strategy_template_names_no_venue():
 def test_the_stack_target_wants_md_gateway_recorder():
     u = read_unit(UNITS / "ttquant@.target")
     assert set(words(u["Unit"], "Wants")) == {"ttquant-md@%i.service", "ttquant-gateway@%i.service",
-                                               "ttquant-recorder@%i.service", "ttquant@%i.service"}
+                                               "ttquant-recorder@%i.service"}
     assert words(u["Unit"], "PartOf") == words(u["Unit"], "Before") == ["ttquant.target"]
     assert words(u["Install"], "WantedBy") == ["ttquant.target"]
 
