@@ -416,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim_sub = sim.add_subparsers(dest="venue", metavar="VENUE", required=True)
     sim_binance = sim_sub.add_parser("binance", help="Binance: replay of the captures",
                                      description="Binance combined streams and REST, replaying the captures "
-                                                 "in $TTQ_SAMPLE_DATA (default ../shared/data).")
+                                                 "in the project's data/ (or $TTQ_SAMPLE_DATA).")
     sim_binance.add_argument("--port", type=int, default=0, help="TCP port (0: a free one, printed)")
     sim_binance.add_argument("--speed", type=float, default=1.0, help="replay speed; 0 = as fast as possible")
     sim_binance.add_argument("--ping-interval", type=float, default=20.0, help="seconds between pings")
