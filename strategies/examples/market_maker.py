@@ -62,14 +62,14 @@ class AvellanedaStoikov(BaseStrategy):
     def _quote(self, side, price, allowed, now):
         current = self.quotes[side]
         if current is not None and current[0] not in self.orders:
-            current = self.quotes[side] = None              # filled or gone
+            current = self.quotes[side] = None              # filled, canceled or refused: gone
         if current is not None:
             cid, px, sent = current
             if allowed and abs(px - price) < self.requote and now - sent < self.max_age_ns:
                 return
-            self.cancel(cid)
-            self.quotes[side] = None
-            return                                          # the new quote goes out once this one is gone
+            if not self.orders[cid].cancel_sent:
+                self.cancel(cid)
+            return                  # the new quote goes out once this one is gone (its cancel confirmed)
         if allowed:
             cid = self.place_order(self.inst, side, self.lot, price, OrderType.POST_ONLY)
             self.quotes[side] = (cid, price, now)
