@@ -7,13 +7,14 @@ systemd-nspawn; Ansible deploys into it over ssh on a free loopback port with th
 inventory; the simulated venue runs on the host (the container shares its loopback and its
 /dev/shm, so this script reads the tick and exec rings from the host, timing on the host clock).
 Then, inside the container:
-  1. systemctl start ttquant@binance: ticks reach the ring, the gateway is READY
+  1. systemctl start ttquant@binance: it returns with every daemon READY, ticks reach the ring
   2. SIGKILL md: systemd restarts it; time from the kill to the first new tick (restart_ms)
   3. md hangs (TTQ_TEST_FAULTS=1 + SIGUSR2): the watchdog fires, systemd restarts it (watchdog_restart_ms)
   4. a strategy trades; the gateway is SIGKILLed mid-run: no order sent twice, no fill lost,
      the venue's record and the strategy's positions agree; the strategy is SIGKILLed holding
      a position and comes back with it
-  5. systemctl stop ttquant@binance: every unit exited 0, no process left, journals flushed
+  5. systemctl stop ttquant@binance: it returns with every unit exited 0, no process left,
+     journals flushed
   6. a second playbook run: changed=0
 Last line on success: `e2e: ok restart_ms=N watchdog_restart_ms=N`. Everything is torn down on
 success, failure, Ctrl-C and SIGTERM; the logs of the last run stay in build/e2e/last-run/.
@@ -57,6 +58,7 @@ BUILD = os.path.join(REPO, "build", "e2e")
 VENV = os.path.join(REPO, ".venv")
 VENUE = "binance"                   # the venue and its rings' name (/ttq.binance.*)
 TARGET = f"ttquant@{VENUE}.target"
+STACK = f"ttquant@{VENUE}"          # what people type: systemctl start ttquant@binance (ttquant@.service)
 MD = f"ttquant-md@{VENUE}.service"
 GATEWAY = f"ttquant-gateway@{VENUE}.service"
 SHM = "/dev/shm"
@@ -437,12 +439,13 @@ class Run:
             ct.write(f"/etc/systemd/system/{MD}.d/e2e-faults.conf", "[Service]\nEnvironment=TTQ_TEST_FAULTS=1\n")
             ct.systemctl("daemon-reload")
             t_start = now_ns()
-            p = ct.systemctl("start", TARGET, check=False, timeout=180)
+            p = ct.systemctl("start", STACK, check=False, timeout=180)
             if p.returncode != 0:
-                raise E2EError(f"expected `systemctl start {TARGET}` to succeed, saw exit {p.returncode}: "
+                raise E2EError(f"expected `systemctl start {STACK}` to succeed, saw exit {p.returncode}: "
                                f"{p.stderr.strip()}\n{self.units_state()}")
+            log(f"`systemctl start {STACK}` returned after {(now_ns() - t_start) / 1e6:.0f} ms")
             units = self.stack_units()
-            for unit in units:
+            for unit in units:             # it returns once every daemon said READY=1
                 self.expect_running(unit)
             first = ticks.first_after(t_start, 60, "a tick in the ring after the start")
             log(f"units: {', '.join(units)}; first tick {(first - t_start) / 1e6:.0f} ms after the start")
@@ -597,18 +600,11 @@ class Run:
         ct = self.ct
         units = self.stack_units()
         t_stop = now_ns()
-        p = ct.systemctl("stop", TARGET, check=False, timeout=120)
+        p = ct.systemctl("stop", STACK, check=False, timeout=120)
         if p.returncode != 0:
-            raise E2EError(f"expected `systemctl stop {TARGET}` to succeed, saw exit {p.returncode}: {p.stderr}")
-        # the target stops first (it is ordered after what it wants, so before them on the way
-        # down): `systemctl stop` returns while its units are still stopping
-        def down():
-            return all(ct.show(u, "ActiveState")["ActiveState"] in ("inactive", "failed") for u in units)
-        try:
-            wait_until(down, 60, "every unit of the stack to stop", interval=0.1)
-        except E2EError:
-            pass        # said below, unit by unit
-        log(f"stack down {(now_ns() - t_stop) / 1e6:.0f} ms after `systemctl stop {TARGET}`")
+            raise E2EError(f"expected `systemctl stop {STACK}` to succeed, saw exit {p.returncode}: {p.stderr}")
+        log(f"`systemctl stop {STACK}` returned after {(now_ns() - t_stop) / 1e6:.0f} ms")
+        # it returns once the stack is down (ttquant@.service waits for md, which stops last)
         bad = []
         for unit in units:
             s = ct.show(unit, "ActiveState", "Result", "ExecMainCode", "ExecMainStatus", "MainPID")
