@@ -42,25 +42,16 @@ STRATEGIES = {
     "spread_arb": ("ttquant.strategies.examples.spread_arb:SpreadArb",
                    {"qty": 0.002, "entry_bps": -3, "exit_bps": -3.5}),
 }
-RISK = """max_order_age_ms = 1000
-fat_finger_pct = 2
-max_notional = 100000
-max_open_orders = 50
-max_open_orders_per_strategy = 20
-daily_loss_limit = 500
-[rate_limit]
-orders_per_s = 200
-burst = 400
-strategy_orders_per_s = 100
-strategy_burst = 200
-[balances]
-USDT = 100000
-BTC = 1
-[instruments.usdm.BTCUSDT]
-max_position = 0.1
-[instruments.spot.BTCUSDT]
-max_position = 0.1
-"""
+# the demo's limits, put over the package's example risk file (core/daemon/examples/risk.toml)
+RISK = {
+    "max_order_age_ms": 1000, "fat_finger_pct": 2.0, "max_notional": 100000, "max_open_orders": 50,
+    "max_open_orders_per_strategy": 20, "daily_loss_limit": 500,
+    "rate_limit": {"orders_per_s": 200, "burst": 400, "strategy_orders_per_s": 100, "strategy_burst": 200},
+    "balances": {"USDT": 100000, "BTC": 1},
+    "instruments": {"usdm": {"BTCUSDT": {"max_position": 0.1}}, "spot": {"BTCUSDT": {"max_position": 0.1,
+                                                                                    "max_notional": None}}},
+    "strategies": None,
+}
 
 
 # Why an order was refused, in words, by reject code (RejectCode's comments say the same).
@@ -180,8 +171,10 @@ class _OrderTally:
         return lines
 
 
-def _toml_value(v):
-    return f'"{v}"' if isinstance(v, str) else repr(v)
+def _write(path, role, overrides):
+    from ttquant.core.daemon.config import render_example
+    with open(path, "w") as f:
+        f.write(render_example(role, overrides))
 
 
 def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = "market_maker",
@@ -208,27 +201,25 @@ def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = 
                                             "--balances", "USDT=100000,BTC=1")
         if port is None:
             return 1
-        with open(f"{d}/md.toml", "w") as f:
-            f.write(f'[rings]\nname = "{name}"\n' + "".join(
-                f'[markets.{m}]\nsymbols = ["BTCUSDT"]\nws_url = "ws://127.0.0.1:{port}/{m}"\n'
-                f'rest_url = "http://127.0.0.1:{port}"\n' for m in ("spot", "usdm")))
+        # every file from the package's example config, with the demo's values put over it
+        _write(f"{d}/md.toml", "md", {"rings": {"name": name}, "markets": {
+            m: {"symbols": ["BTCUSDT"], "ws_url": f"ws://127.0.0.1:{port}/{m}", "rest_url": f"http://127.0.0.1:{port}"}
+            for m in ("spot", "usdm")}})
         procs["md"] = _spawn("md", "binance", "--config", f"{d}/md.toml", stdout=subprocess.DEVNULL,
                              stderr=open(f"{d}/md.log", "w"))
-        with open(f"{d}/risk.toml", "w") as f:
-            f.write(RISK)
-        with open(f"{d}/gateway.toml", "w") as f:
-            f.write(f'venue = "binance"\n[rings]\nname = "{name}"\n[adapter]\nkind = "sim"\n'
-                    f'http_url = "http://127.0.0.1:{port}"\n[journal]\npath = "orders.journal"\nfsync = "interval"\n'
-                    f'[risk]\nfile = "risk.toml"\n[loop]\ndiscover_interval_s = 0.2\n')
+        _write(f"{d}/risk.toml", "risk", RISK)
+        _write(f"{d}/gateway.toml", "gateway", {
+            "rings": {"name": name}, "adapter": {"kind": "sim", "http_url": f"http://127.0.0.1:{port}"},
+            "journal": {"path": "orders.journal", "fsync": "interval"}, "risk": {"file": "risk.toml"},
+            "loop": {"discover_interval_s": 0.2}})
         procs["gateway"] = _spawn("gateway", "binance", "--config", f"{d}/gateway.toml",
                                   stdout=subprocess.DEVNULL, stderr=open(f"{d}/gateway.log", "w"),
                                   env={"TTQ_GATEWAY_TRACE": f"{d}/gateway_trace.npy"})
         class_path, params = STRATEGIES[strategy]
-        with open(f"{d}/strategy.toml", "w") as f:
-            f.write(f'name = "{strategy.replace("_", "-")}"\nstrategy_id = 7\nclass = "{class_path}"\n'
-                    f'[venues.binance]\nrings = "{name}"\n[params]\n'
-                    + "".join(f"{k} = {_toml_value(v)}\n" for k, v in params.items())
-                    + '[runtime]\non_error = "stop"\ncancel_all_on_stop = true\n')
+        _write(f"{d}/strategy.toml", "strategy", {
+            "name": strategy.replace("_", "-"), "strategy_id": 7, "class": class_path,
+            "venues": {"binance": {"rings": name}}, "params": {"market": None, "qty": None, **params},
+            "runtime": {"on_error": "stop", "cancel_all_on_stop": True}})
         deadline = time.monotonic() + 60
         exec_reader = ticks = None
         while time.monotonic() < deadline and (exec_reader is None or ticks is None):

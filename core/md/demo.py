@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from ttquant.core.daemon.config import render_example
 from ttquant.core.instruments import InstrumentTable, instruments_path
 from ttquant.core.records import MARKET_EVENT_DTYPE, EventKind
 from ttquant.core.rings.names import book_board, md_stats, tick_ring
@@ -81,11 +82,12 @@ def run_md_demo(seconds: float = 20.0, speed: float = 1.0, synthetic: bool = Fal
         if port is None:
             return 1
         config = os.path.join(tmp.name, "md.toml")
-        with open(config, "w") as f:
-            f.write(f"""[rings]\nname = "{name}"\n
-[markets.spot]\nsymbols = ["BTCUSDT"]\nws_url = "ws://127.0.0.1:{port}/spot"\nrest_url = "http://127.0.0.1:{port}"\n
-[markets.usdm]\nsymbols = ["BTCUSDT"]\nstreams = ["trade", "bookTicker", "depth@0ms"]
-ws_url = "ws://127.0.0.1:{port}/usdm"\nrest_url = "http://127.0.0.1:{port}"\n""")
+        with open(config, "w") as f:          # md's example, pointed at the simulated venue
+            f.write(render_example("md", {"rings": {"name": name}, "markets": {
+                "spot": {"symbols": ["BTCUSDT"], "ws_url": f"ws://127.0.0.1:{port}/spot",
+                         "rest_url": f"http://127.0.0.1:{port}"},
+                "usdm": {"symbols": ["BTCUSDT"], "streams": ["trade", "bookTicker", "depth@0ms"],
+                         "ws_url": f"ws://127.0.0.1:{port}/usdm", "rest_url": f"http://127.0.0.1:{port}"}}}))
         log_path = os.path.join(tmp.name, "md.log")
         md = _spawn("md", "binance", "--config", config, stdout=subprocess.DEVNULL,
                     stderr=open(log_path, "w"))
