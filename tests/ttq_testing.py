@@ -181,3 +181,29 @@ def md_config(path, venue, port, markets=None, **tables):
     for table, values in tables.items():
         overrides.setdefault(table, {}).update(values)
     return config_file(path, "md", overrides)
+
+
+class NotifyListener:
+    """A NOTIFY_SOCKET of the test's own: what a daemon tells systemd, message by message."""
+
+    def __init__(self, path):
+        import socket
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.05)
+        self.messages = []
+
+    def read(self):
+        while True:
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except (TimeoutError, BlockingIOError):
+                return self.messages
+
+    def wait_message(self, prefix, timeout=20):
+        return wait_for(lambda: next((m for m in self.read() if m.startswith(prefix)), None), timeout=timeout,
+                        what=f"{prefix} on the notify socket")
+
+    def close(self):
+        self.sock.close()

@@ -28,6 +28,7 @@ import msgspec
 
 __all__ = [
     "Table", "ConfigError", "load_config", "parse_config", "convert_entry", "explain", "read_toml", "config_dir",
+    "check_rings_key", "check_power_of_two",
     "default_config_path", "example_path", "example_text", "render_example", "LogLevel", "CpuList",
 ]
 
@@ -43,6 +44,21 @@ class ConfigError(ValueError):
 class Table(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, dict=True):
     """A TOML table of a daemon's configuration: unknown keys are refused. (`dict=True` lets
     finish() keep what it derives, such as resolved paths, beside the keys.)"""
+
+
+def check_rings_key(name: str, key: str = "name") -> None:
+    """A table's rings name (the stack's: /ttq.<name>.*), for __post_init__: "" means the default."""
+    from ttquant.core.rings.names import check_rings_name
+    if name:
+        try:
+            check_rings_name(name)
+        except ValueError:
+            raise ValueError(f"{key}: [a-z0-9][a-z0-9_-]* (the stack's rings name), got {name!r}") from None
+
+
+def check_power_of_two(value: int, key: str) -> None:
+    if value < 2 or value & (value - 1):
+        raise ValueError(f"{key}: a power of two, got {value}")
 
 
 def config_dir() -> str:

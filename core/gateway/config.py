@@ -10,10 +10,9 @@ from typing import Any
 
 import msgspec
 
-from ttquant.core.daemon.config import ConfigError, Table
+from ttquant.core.daemon.config import ConfigError, Table, check_power_of_two, check_rings_key
 from ttquant.core.daemon.runner import LoopTable, ProcessTable
 from ttquant.core.gateway.order_journal import FSYNC_POLICIES
-from ttquant.core.rings.names import check_rings_name
 
 __all__ = ["GatewayConfig", "GatewayConfigError", "ADAPTERS"]
 
@@ -27,13 +26,8 @@ class GatewayRings(Table):
     group: str = ""
 
     def __post_init__(self):
-        if self.name:
-            try:
-                check_rings_name(self.name)
-            except ValueError:
-                raise ValueError(f"name: [a-z0-9][a-z0-9_-]*, got {self.name!r}") from None
-        if self.exec_capacity < 2 or self.exec_capacity & (self.exec_capacity - 1):
-            raise ValueError(f"exec_capacity: a power of two, got {self.exec_capacity}")
+        check_rings_key(self.name)
+        check_power_of_two(self.exec_capacity, "exec_capacity")
 
 
 class AdapterTable(Table):

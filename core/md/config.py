@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import msgspec
 
-from ttquant.core.daemon.config import ConfigError, Table
+from ttquant.core.daemon.config import ConfigError, Table, check_power_of_two, check_rings_key
 from ttquant.core.daemon.runner import ProcessTable
-from ttquant.core.rings.names import check_rings_name
 
 __all__ = ["MdConfig", "MarketConfig", "ConfigError", "DEFAULT_STREAMS", "LIVE_URLS", "KNOWN_STREAMS"]
 
@@ -80,13 +79,8 @@ class RingsTable(Table):
     group: str = ""                     # the segments' group (default: $TTQ_SHM_GROUP, else ttquant if it exists)
 
     def __post_init__(self):
-        if self.name:
-            try:
-                check_rings_name(self.name)
-            except ValueError:
-                raise ValueError(f"name: [a-z0-9][a-z0-9_-]* (the rings' stack name), got {self.name!r}") from None
-        if self.tick_capacity < 2 or self.tick_capacity & (self.tick_capacity - 1):
-            raise ValueError(f"tick_capacity: must be a power of two, got {self.tick_capacity}")
+        check_rings_key(self.name)
+        check_power_of_two(self.tick_capacity, "tick_capacity")
         if not 1 <= self.board_depth <= 126:
             raise ValueError(f"board_depth: must be in [1, 126], got {self.board_depth}")
         _positive(self.board_instruments, "board_instruments")

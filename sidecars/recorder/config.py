@@ -8,9 +8,9 @@ import os
 
 import msgspec
 
-from ttquant.core.daemon.config import ConfigError, Table, load_config
+from ttquant.core.daemon.config import ConfigError, Table, check_rings_key, load_config
 from ttquant.core.daemon.runner import ProcessTable
-from ttquant.core.rings.names import check_rings_name, ring_name
+from ttquant.core.rings.names import ring_name
 
 __all__ = ["RecorderConfig", "RecorderConfigError", "load_recorder_config", "RING_KINDS"]
 
@@ -23,12 +23,7 @@ class RecorderRings(Table):
     record: list[str] = msgspec.field(default_factory=lambda: list(RING_KINDS))
 
     def __post_init__(self):
-        if self.name:
-            try:
-                check_rings_name(self.name)
-            except ValueError:
-                raise ValueError(f"name: {self.name!r} must match [a-z0-9][a-z0-9_-]* "
-                                 "(the rings' venue part)") from None
+        check_rings_key(self.name)
         if not self.record:
             raise ValueError("record: nothing to record")
         for kind in self.record:

@@ -5,7 +5,6 @@ switch; the hybrid wait and the GC policy are driven in-process with an injected
 import gc
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from ttquant.core.daemon.notify import Notifier
 from ttquant.core.daemon.runner import ServiceRunner
 from ttquant.core.rings.names import instance_lock_file
 
-from ttq_testing import wait_for
+from ttq_testing import NotifyListener, wait_for
 
 TOY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toy_daemon.py")
 
@@ -38,27 +37,14 @@ class Toy:
     """The toy daemon as a child process; its notify messages on a socket of its own."""
 
     def __init__(self, children, tmp_path, rings, config=None, env=None, name="toy"):
-        self.sock_path = str(tmp_path / f"{name}.notify")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.sock_path)
-        self.sock.settimeout(0.05)
-        self.messages = []
+        self.notify = NotifyListener(tmp_path / f"{name}.notify")
         self.out = open(tmp_path / f"{name}.out", "wb")
         self.err_path = tmp_path / f"{name}.err"
         args = [TOY, rings] + ([str(config)] if config else [])
         self.proc = children.start(*args, stdout=self.out, stderr=open(self.err_path, "wb"),
-                                   env={"NOTIFY_SOCKET": self.sock_path, "WATCHDOG_USEC": "300000", **(env or {})})
-
-    def read(self):
-        while True:
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except (TimeoutError, BlockingIOError):
-                return self.messages
-
-    def wait_message(self, prefix, timeout=20):
-        return wait_for(lambda: next((m for m in self.read() if m.startswith(prefix)), None), timeout=timeout,
-                        what=f"{prefix} from the toy")
+                                   env={"NOTIFY_SOCKET": self.notify.path, "WATCHDOG_USEC": "300000", **(env or {})})
+        self.messages = self.notify.messages
+        self.read, self.wait_message = self.notify.read, self.notify.wait_message
 
     def stdout(self):
         return open(self.out.name).read()
@@ -67,7 +53,7 @@ class Toy:
         return open(self.err_path).read()
 
     def close(self):
-        self.sock.close()
+        self.notify.close()
 
 
 def run_toy(rings, config=None, env=None, timeout=30):

@@ -4,7 +4,6 @@ SIGTERM; an expected failure is one line with its documented exit code; a second
 refused before it touches anything; `ttquant kill` refuses a venue with no running stack."""
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,29 +14,17 @@ from ttquant.core.rings import BroadcastWriter
 from ttquant.core.rings.names import instance_lock_file, tick_ring
 
 from ttq_stack import TradingStack
-from ttq_testing import TESTS_DIR, config_file, md_config, unlink_venue, wait_for
+from ttq_testing import TESTS_DIR, NotifyListener, config_file, md_config, unlink_venue, wait_for
 
 CLI = [sys.executable, "-m", "ttquant.core.cli"]
 
 
-class Notifications:
+class Notifications(NotifyListener):
     def __init__(self, tmp_path, name="notify"):
-        self.path = str(tmp_path / f"{name}.sock")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.05)
-        self.seen = []
-
-    def read(self):
-        while True:
-            try:
-                self.seen.append(self.sock.recv(4096).decode())
-            except (TimeoutError, BlockingIOError):
-                return self.seen
+        super().__init__(tmp_path / f"{name}.sock")
 
     def status(self, prefix, timeout=20):
-        return wait_for(lambda: next((m for m in self.read() if m.startswith("STATUS=" + prefix)), None),
-                        timeout=timeout, what=f"STATUS={prefix}...")
+        return self.wait_message("STATUS=" + prefix, timeout)
 
 
 def start(children, tmp_path, name, *args, env=None):
