@@ -299,7 +299,7 @@ def cmd_config_check(args) -> int:
 
 
 def cmd_journal_ls(args) -> int:
-    from ttquant.sidecars.recorder.journal_file import JournalFileError, journal_files
+    from ttquant.core.journal import JournalFileError, journal_files
     try:
         files = journal_files(args.directory)
     except JournalFileError as exc:

@@ -1,6 +1,6 @@
 """`ttquant record VENUE`: the venue's broadcast rings into journal files.
 
-Each ring goes to its own directory of journal files (journal_file.py). A restarted recorder
+Each ring goes to its own directory of journal files (core/journal/). A restarted recorder
 carries on at the position after the last record on disk, so nothing is recorded twice and,
 while the ring still holds them, nothing is missed; what the ring overwrote before the
 recorder read it is a gap between two files, counted and logged. A ring that is unlinked and
@@ -23,7 +23,7 @@ from ttquant.core.records import dtype_for
 from ttquant.core.rings import BroadcastReader, RingNotFoundError
 from ttquant.core.rings.names import SHM_DIR, instance_lock_file
 from ttquant.sidecars.recorder.config import RecorderConfig
-from ttquant.sidecars.recorder.journal_file import JournalWriter, journal_files
+from ttquant.core.journal import JournalWriter, journal_files
 from ttquant.sidecars.recorder.ring_tap import read_run
 
 __all__ = ["Recorder", "RingRecorder", "RecorderBusy"]

@@ -16,7 +16,7 @@ from ttquant.core.records import EXEC_REPORT_DTYPE, MARKET_EVENT_DTYPE, RecordTy
 from ttquant.core.rings import BroadcastWriter
 from ttquant.sidecars.recorder.config import RecorderConfigError, load_recorder_config
 from ttquant.sidecars.recorder.daemon import Recorder, RecorderBusy
-from ttquant.sidecars.recorder.journal_file import journal_files, read_journal
+from ttquant.core.journal import journal_files, read_journal
 
 from ttq_testing import config_file, unlink_venue, wait_for
 

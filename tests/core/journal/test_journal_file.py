@@ -8,7 +8,7 @@ import pytest
 
 from ttquant.core.instruments import Instrument, InstrumentTable, MarketType
 from ttquant.core.records import EXEC_REPORT_DTYPE, MARKET_EVENT_DTYPE, RecordType
-from ttquant.sidecars.recorder.journal_file import (
+from ttquant.core.journal import (
     JournalFile,
     JournalFileError,
     JournalWriter,

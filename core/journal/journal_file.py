@@ -26,10 +26,10 @@ import numpy as np
 from ttquant.core.instruments import InstrumentTable
 from ttquant.core.records import dtype_for
 
-__all__ = ["JournalWriter", "JournalFile", "JournalFileError", "TornHeader", "journal_files", "read_journal",
-           "FILE_SUFFIX", "LAYOUT_VERSION"]
+__all__ = ["JournalWriter", "JournalFile", "JournalFileError", "TornHeader", "journal_files", "journal_directories",
+           "read_journal", "FILE_SUFFIX", "LAYOUT_VERSION"]
 
-log = logging.getLogger("ttquant.recorder")
+log = logging.getLogger("ttquant.journal")
 
 MAGIC = b"TTQJRNL1"
 LAYOUT_VERSION = 1
@@ -195,6 +195,17 @@ def journal_files(directory: str) -> list[JournalFile]:
             except TornHeader as exc:
                 log.warning("%s", exc)
     return sorted(files, key=lambda f: (f.ring_created_ns, f.first_position, f.created_ns))
+
+
+def journal_directories(directory: str) -> list[str]:
+    """The ring directories at or below `directory` that hold journal files (the recorder
+    writes one per ring: <dir>/<rings>.<kind>/), sorted; [] when there is none."""
+    found = []
+    for root, dirs, names in os.walk(directory):
+        dirs.sort()
+        if any(_NAME.match(n) for n in names):
+            found.append(root)
+    return found
 
 
 def read_journal(directory: str, ring_created_ns: int | None = None):
