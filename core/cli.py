@@ -299,23 +299,34 @@ def cmd_config_check(args) -> int:
 
 
 def cmd_journal_ls(args) -> int:
-    from ttquant.core.journal import JournalFileError, journal_files
-    try:
-        files = journal_files(args.directory)
-    except JournalFileError as exc:
-        print(f"ttquant journal: {exc}", file=sys.stderr)
+    from ttquant.core.journal import JournalFileError, journal_directories, journal_files
+    if not os.path.exists(args.directory):
+        print(f"ttquant journal: {args.directory}: no such directory", file=sys.stderr)
         return 2
-    if not files:
-        print(f"{args.directory}: no journal files", file=sys.stderr)
+    if not os.path.isdir(args.directory):
+        print(f"ttquant journal: {args.directory}: not a directory (give a ring's journal directory or one "
+              f"above it)", file=sys.stderr)
+        return 2
+    directories = journal_directories(args.directory)
+    if not directories:
+        print(f"{args.directory}: no journal files here or below", file=sys.stderr)
         return 1
-    rows, previous = [], None
-    for f in files:
-        gap = f.first_position - previous.next_position if previous is not None else 0
-        rows.append([os.path.basename(f.path), f.ring_name, str(f.first_position),
-                     str(f.next_position - 1) if f.count else "-", str(f.count),
-                     str(gap) if gap > 0 else "", str(f.torn_bytes or "")])
-        previous = f
-    print(_table(rows, ["file", "ring", "first", "last", "records", "gap before", "torn bytes"]))
+    for n, directory in enumerate(directories):
+        try:
+            files = journal_files(directory)
+        except JournalFileError as exc:
+            print(f"ttquant journal: {exc}", file=sys.stderr)
+            return 2
+        if len(directories) > 1:
+            print(("\n" if n else "") + f"{directory}:")
+        rows, previous = [], None
+        for f in files:
+            gap = f.first_position - previous.next_position if previous is not None else 0
+            rows.append([os.path.basename(f.path), f.ring_name, str(f.first_position),
+                         str(f.next_position - 1) if f.count else "-", str(f.count),
+                         str(gap) if gap > 0 else "", str(f.torn_bytes or "")])
+            previous = f
+        print(_table(rows, ["file", "ring", "first", "last", "records", "gap before", "torn bytes"]))
     return 0
 
 
@@ -468,8 +479,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     journal = sub.add_parser("journal", help="look at journal files")
     journal_sub = journal.add_subparsers(dest="journal_command", metavar="SUBCOMMAND", required=True)
-    journal_ls = journal_sub.add_parser("ls", help="one ring's journal files: positions, records, gaps")
-    journal_ls.add_argument("directory", help="a ring's journal directory, e.g. /var/lib/ttquant/journal/binance.ticks")
+    journal_ls = journal_sub.add_parser("ls", help="journal files: positions, records, gaps, torn tails",
+                                        description="Every ring's journal files at or below DIR.")
+    journal_ls.add_argument("directory", help="a ring's journal directory (/var/lib/ttquant/journal/binance.ticks) "
+                                              "or one above it (/var/lib/ttquant/journal)")
     journal_ls.set_defaults(func=cmd_journal_ls)
 
     kill = sub.add_parser("kill", help="engage (or release) a venue's kill switch",

@@ -19,11 +19,11 @@ import numpy as np
 from ttquant.core.daemon.instance_lock import LockHeld
 from ttquant.core.daemon.runner import Daemon, ServiceRunner
 from ttquant.core.instruments import instruments_path
+from ttquant.core.journal import JournalWriter, journal_files
 from ttquant.core.records import dtype_for
 from ttquant.core.rings import BroadcastReader, RingNotFoundError
 from ttquant.core.rings.names import SHM_DIR, instance_lock_file
 from ttquant.sidecars.recorder.config import RecorderConfig
-from ttquant.core.journal import JournalWriter, journal_files
 from ttquant.sidecars.recorder.ring_tap import read_run
 
 __all__ = ["Recorder", "RingRecorder", "RecorderBusy"]
@@ -54,6 +54,9 @@ class RingRecorder:
         self._lock = None
         self.recorded = 0           # records written since start
         self.lost = 0               # records the ring overwrote before they were read
+        self.before_start = 0       # records a ring new to the journal no longer held when the recorder came
+        self._new_ring = False      # attached to a ring the journal has not seen: its first loss is that
+        self.recorded_since_attach = 0
         self._reader_lost = 0       # ...as the current reader has counted them
         self.files = 0              # files opened since start
 
@@ -93,6 +96,8 @@ class RingRecorder:
                 return False
         elif files:
             log.info("%s: a ring the journal has not seen (positions start again)", self.ring_name)
+        self._new_ring = not seen
+        self.recorded_since_attach = 0
         self.reader, self.inode, self._reader_lost = reader, inode, 0
         self.ring_created_ns = created_ns
         self.buffer = np.zeros(self.cfg.batch, dtype_for(reader.record_type))
@@ -125,14 +130,22 @@ class RingRecorder:
             return 0
         n, first = read_run(self.reader, self.buffer)
         missed = self.reader.lost - self._reader_lost
-        if missed:
+        if missed and self._new_ring and not self.recorded_since_attach and missed == first:
+            # positions 0..first-1 were published before it started (md came first): not its loss
+            self.before_start += missed
+            self._reader_lost = self.reader.lost
+            log.info("%s: %d records were published before the recorder started and the ring no longer "
+                     "holds them; recording from position %d, its oldest", self.ring_name, missed, first)
+        elif missed:
             self.lost += missed
             self._reader_lost = self.reader.lost
             log.warning("%s: %d records overwritten before they were read (%d in all); the journal "
                         "goes on at position %d", self.ring_name, missed, self.lost, first)
+        self._new_ring = False
         if n:
             self._writer_for(first).append(self.buffer[:n])
             self.recorded += n
+            self.recorded_since_attach += n
         return n
 
     def check_ring(self) -> None:
@@ -192,6 +205,7 @@ class Recorder(Daemon):
 
     def status_text(self) -> str:
         return "; ".join(f"{r.kind}: {r.recorded} recorded, {r.lost} lost, {r.files} files"
+                         + (f", {r.before_start} from before it started not held any more" if r.before_start else "")
                          + ("" if r.reader else " (waiting for the ring)") for r in self.rings)
 
     def status(self) -> str:

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from ttquant.core.instruments import Instrument, InstrumentTable, MarketType, instruments_path
+from ttquant.core.journal import journal_files, read_journal
 from ttquant.core.records import EXEC_REPORT_DTYPE, MARKET_EVENT_DTYPE, RecordType
 from ttquant.core.rings import BroadcastWriter
 from ttquant.sidecars.recorder.config import RecorderConfigError, load_recorder_config
 from ttquant.sidecars.recorder.daemon import Recorder, RecorderBusy
-from ttquant.core.journal import journal_files, read_journal
 
 from ttq_testing import config_file, unlink_venue, wait_for
 
@@ -108,6 +108,25 @@ def test_what_the_ring_overwrote_unread_is_a_counted_gap(stack, venue, tmp_path)
     assert lines[0].split()[:3] == ["file", "ring", "first"] and len(lines) == 3
     assert lines[1].split()[2:5] == ["0", "99", "100"]
     assert lines[2].split()[2:6] == [str(100 + missing), "3109", str(3010 - missing), str(missing)]
+
+
+def test_journal_ls_lists_every_ring_under_a_parent_and_names_a_missing_directory(stack, venue, tmp_path):
+    ticks, execs = stack
+    cfg, rec = _recorder(tmp_path, venue)
+    ticks.push_many(_events(0, 10))
+    execs.push_many(np.zeros(3, EXEC_REPORT_DTYPE))
+    _drain(rec, lambda: rec.rings[0].recorded == 10 and rec.rings[1].recorded == 3)
+    for r in rec.rings:
+        r.close()
+    parent = subprocess.run([*CLI, "journal", "ls", cfg.journal_dir], capture_output=True, text=True, timeout=60)
+    assert parent.returncode == 0, parent.stderr
+    assert f"{cfg.journal_path('exec')}:" in parent.stdout and f"{cfg.journal_path('ticks')}:" in parent.stdout
+    gone = subprocess.run([*CLI, "journal", "ls", str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
+    assert gone.returncode == 2 and f"{tmp_path / 'nope'}: no such directory" in gone.stderr
+    (tmp_path / "empty").mkdir()
+    empty = subprocess.run([*CLI, "journal", "ls", str(tmp_path / "empty")], capture_output=True, text=True,
+                           timeout=60)
+    assert empty.returncode == 1 and "no journal files here or below" in empty.stderr
 
 
 def test_a_restarted_recorder_carries_on_where_the_journal_ends(stack, venue, tmp_path):
@@ -269,14 +288,19 @@ def test_a_ring_that_is_not_there_yet_is_waited_for(venue, tmp_path):
         unlink_venue(venue)
 
 
-def test_a_ring_that_lapped_before_the_first_start_counts_what_it_no_longer_holds(stack, venue, tmp_path):
+def test_a_ring_that_lapped_before_the_first_start_says_so_in_words_that_fit(stack, venue, tmp_path, caplog):
     ticks, _ = stack
     ticks.push_many(_events(0, 3000))                 # 1024 slots: the first ~2000 are gone
     cfg, rec = _recorder(tmp_path, venue)
-    _drain(rec, lambda: rec.rings[0].reader is not None and rec.rings[0].reader.lag == 0)
+    with caplog.at_level("INFO", logger="ttquant.recorder"):
+        _drain(rec, lambda: rec.rings[0].reader is not None and rec.rings[0].reader.lag == 0)
     rec.rings[0].close()
     (f,) = journal_files(cfg.journal_path("ticks"))
-    assert f.next_position == 3000 and rec.rings[0].lost == f.first_position > 1900
+    # published before the recorder started (md came first): not a loss of the recorder's
+    assert f.next_position == 3000 and rec.rings[0].before_start == f.first_position > 1900
+    assert rec.rings[0].lost == 0 and "overwritten" not in caplog.text
+    assert f"{f.first_position} records were published before the recorder started" in caplog.text
+    assert f"{f.first_position} from before it started" in rec.status_text()
     assert list(f.records["seq"]) == list(range(f.first_position, 3000))
 
 
