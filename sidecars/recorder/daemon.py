@@ -55,7 +55,7 @@ class RingRecorder:
         self.recorded = 0           # records written since start
         self.lost = 0               # records the ring overwrote before they were read
         self.before_start = 0       # records a ring new to the journal no longer held when the recorder came
-        self._new_ring = False      # attached to a ring the journal has not seen: its first loss is that
+        self._published_before = 0  # a new ring's records published before the recorder attached
         self.recorded_since_attach = 0
         self._reader_lost = 0       # ...as the current reader has counted them
         self.files = 0              # files opened since start
@@ -96,7 +96,8 @@ class RingRecorder:
                 return False
         elif files:
             log.info("%s: a ring the journal has not seen (positions start again)", self.ring_name)
-        self._new_ring = not seen
+        # a ring new to the journal: what it had published by now, the recorder could not have read
+        self._published_before = 0 if seen else reader.segment.header_fields()["write_position"]
         self.recorded_since_attach = 0
         self.reader, self.inode, self._reader_lost = reader, inode, 0
         self.ring_created_ns = created_ns
@@ -130,18 +131,19 @@ class RingRecorder:
             return 0
         n, first = read_run(self.reader, self.buffer)
         missed = self.reader.lost - self._reader_lost
-        if missed and self._new_ring and not self.recorded_since_attach and missed == first:
-            # positions 0..first-1 were published before it started (md came first): not its loss
-            self.before_start += missed
-            self._reader_lost = self.reader.lost
+        # the run begins past where the reader started (position 0): the first `first` were gone
+        before = min(missed, first, self._published_before) if not self.recorded_since_attach else 0
+        if before:
+            # published before the recorder started (md came first) and no longer in the ring
+            self.before_start += before
             log.info("%s: %d records were published before the recorder started and the ring no longer "
-                     "holds them; recording from position %d, its oldest", self.ring_name, missed, first)
-        elif missed:
-            self.lost += missed
-            self._reader_lost = self.reader.lost
+                     "holds them; recording from position %d", self.ring_name, before, first)
+        self._published_before = 0
+        if missed > before:
+            self.lost += missed - before
             log.warning("%s: %d records overwritten before they were read (%d in all); the journal "
-                        "goes on at position %d", self.ring_name, missed, self.lost, first)
-        self._new_ring = False
+                        "goes on at position %d", self.ring_name, missed - before, self.lost, first)
+        self._reader_lost = self.reader.lost
         if n:
             self._writer_for(first).append(self.buffer[:n])
             self.recorded += n
