@@ -298,6 +298,24 @@ def cmd_config_check(args) -> int:
     return 0
 
 
+def cmd_replay(args) -> int:
+    from ttquant.core.daemon.runner import ServiceRunner
+    from ttquant.core.journal.replay import Replay, ReplayConfig, parse_time
+    try:
+        try:
+            speed = 0.0 if args.speed == "max" else float(args.speed)
+        except ValueError:
+            raise ValueError(f"--speed: 1, a factor like 10, or max; got {args.speed!r}") from None
+        cfg = ReplayConfig(directory=args.directory, speed=speed, rings=args.rings or "",
+                           kinds=[k for k in args.kinds.split(",") if k],
+                           from_ns=parse_time(args.from_time) if args.from_time else 0,
+                           to_ns=parse_time(args.to_time) if args.to_time else 0)
+    except ValueError as exc:
+        print(f"ttquant replay: {exc}", file=sys.stderr)
+        return 2
+    return ServiceRunner("replay", cfg.rings or "journal").run(Replay, cfg=cfg)
+
+
 def cmd_journal_ls(args) -> int:
     from ttquant.core.journal import JournalFileError, journal_directories, journal_files
     if not os.path.exists(args.directory):
@@ -484,6 +502,23 @@ def build_parser() -> argparse.ArgumentParser:
     journal_ls.add_argument("directory", help="a ring's journal directory (/var/lib/ttquant/journal/binance.ticks) "
                                               "or one above it (/var/lib/ttquant/journal)")
     journal_ls.set_defaults(func=cmd_journal_ls)
+
+    replay = sub.add_parser("replay", help="recorded journal files back into the rings",
+                            description="The recorded rings (ticks, exec reports) back into a stack's rings, with "
+                                        "the original gaps between records at --speed 1, N times shorter at N, none "
+                                        "at max; the instrument table as recorded. Strategies and the gateway (sim "
+                                        "adapter) run against it as against md.",
+                            epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    replay.add_argument("directory", help="a journal directory (/var/lib/ttquant/journal) or one ring's")
+    replay.add_argument("--speed", default="1", help="1 (as recorded), a factor (10), or max (default 1)")
+    replay.add_argument("--from", dest="from_time", metavar="TIME", help="start at this time (ISO 8601, UTC "
+                                                                         "unless it says; or ns)")
+    replay.add_argument("--to", dest="to_time", metavar="TIME", help="stop before this time")
+    replay.add_argument("--rings", help="the stack to replay into (default: the recorded one)")
+    replay.add_argument("--kinds", default="ticks,exec",
+                        help="what to replay of what was recorded (default ticks,exec; ticks alone when a "
+                             "gateway writes the exec ring)")
+    replay.set_defaults(func=cmd_replay)
 
     kill = sub.add_parser("kill", help="engage (or release) a venue's kill switch",
                           description="Every new order rejected (5001) and open orders canceled until released.")
