@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from ttquant.core.instruments import Instrument, InstrumentTable, MarketType
-from ttquant.core.records import EXEC_REPORT_DTYPE, MARKET_EVENT_DTYPE, RecordType
 from ttquant.core.journal import (
     JournalFile,
     JournalFileError,
@@ -15,6 +14,7 @@ from ttquant.core.journal import (
     journal_files,
     read_journal,
 )
+from ttquant.core.records import EXEC_REPORT_DTYPE, MARKET_EVENT_DTYPE, RecordType
 
 ME = RecordType.MARKET_EVENT
 
