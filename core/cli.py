@@ -348,6 +348,21 @@ def cmd_journal_ls(args) -> int:
     return 0
 
 
+def cmd_journal_export(args) -> int:
+    from ttquant.core.journal.export import ExportError, export_journal
+    from ttquant.core.journal.replay import parse_time
+    try:
+        written = export_journal(args.directory, args.out, args.format,
+                                 parse_time(args.from_time) if args.from_time else 0,
+                                 parse_time(args.to_time) if args.to_time else 0)
+    except (ExportError, ValueError) as exc:
+        print(f"ttquant journal export: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    return 0
+
+
 def cmd_kill(args) -> int:
     from ttquant.core.daemon.instance_lock import lock_holder
     from ttquant.core.gateway.kill_switch import KillSwitch
@@ -502,6 +517,16 @@ def build_parser() -> argparse.ArgumentParser:
     journal_ls.add_argument("directory", help="a ring's journal directory (/var/lib/ttquant/journal/binance.ticks) "
                                               "or one above it (/var/lib/ttquant/journal)")
     journal_ls.set_defaults(func=cmd_journal_ls)
+    export = journal_sub.add_parser("export", help="journal files as Parquet or CSV tables for research tools",
+                                    description="One file per recorded ring and instrument (<out>/<kind>.<SYMBOL>."
+                                                "<market>.<format>), prices and quantities as exact decimals at the "
+                                                "instrument's precision (stated in each column's metadata).")
+    export.add_argument("directory", help="a journal directory or one ring's")
+    export.add_argument("--format", default="parquet", choices=["parquet", "csv"])
+    export.add_argument("--out", default="export", help="where the files go (default ./export)")
+    export.add_argument("--from", dest="from_time", metavar="TIME", help="from this ts_pub (ISO 8601 or ns)")
+    export.add_argument("--to", dest="to_time", metavar="TIME", help="before this ts_pub")
+    export.set_defaults(func=cmd_journal_export)
 
     replay = sub.add_parser("replay", help="recorded journal files back into the rings",
                             description="The recorded rings (ticks, exec reports) back into a stack's rings, with "
