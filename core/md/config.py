@@ -6,6 +6,8 @@ file and the key named (`md.binance.toml: markets.spot.symbols: ...`).
 """
 from __future__ import annotations
 
+import os
+
 import msgspec
 
 from ttquant.core.daemon.config import ConfigError, Table, check_power_of_two, check_rings_key
@@ -119,6 +121,17 @@ class LimitsTable(Table):
         _positive(self.stats_interval_s, "stats_interval_s")
 
 
+class RecordFramesTable(Table):
+    """[record_frames]: every received frame (and REST snapshot) into gzip capture files."""
+    dir: str = ""                       # "": off; relative: from this file's directory
+    max_file_s: float = 3600.0          # a new file every hour
+    max_queued: int = 1_000_000         # frames waiting for the disk before they are dropped (counted)
+
+    def __post_init__(self):
+        _positive(self.max_file_s, "max_file_s")
+        _positive(self.max_queued, "max_queued")
+
+
 class MdConfig(Table):
     markets: Markets
     venue: str = ""                     # default: the instance (`ttquant md binance`)
@@ -127,6 +140,7 @@ class MdConfig(Table):
     connection: ConnectionTable = msgspec.field(default_factory=ConnectionTable)
     threads: ThreadsTable = msgspec.field(default_factory=ThreadsTable)
     limits: LimitsTable = msgspec.field(default_factory=LimitsTable)
+    record_frames: RecordFramesTable = msgspec.field(default_factory=RecordFramesTable)
     process: ProcessTable = msgspec.field(default_factory=ProcessTable)
 
     def finish(self, base_dir: str, instance: str = "binance", path: str = ""):
@@ -141,6 +155,8 @@ class MdConfig(Table):
         self.market_list = tuple(m.resolve(n) for n, m in chosen)
         self.ring_name = self.rings.name or self.venue
         self.path = path
+        d = self.record_frames.dir
+        self.frames_dir = (d if os.path.isabs(d) else os.path.join(base_dir, d)) if d else ""
 
     # flat names the daemon reads
     @property

@@ -32,6 +32,7 @@ from ttquant.core.md.binance.exchange_info import MARKET_TYPES, instruments_from
 from ttquant.core.md.binance.normaliser import COUNTER_NAMES, BinanceNormaliser
 from ttquant.core.md.config import MdConfig
 from ttquant.core.md.feed_stats import FeedStatsWriter
+from ttquant.core.md.frame_tee import FrameTee
 from ttquant.core.records import RecordType
 from ttquant.core.rings import BroadcastWriter
 from ttquant.core.rings.names import book_board, instance_lock_file, md_stats, tick_ring
@@ -91,6 +92,7 @@ class _MarketFeed:
         self.successor: _Connection | None = None
         self.last_frame = time.monotonic()
         self.frames_seen = 0
+        self.tee = None                 # FrameTee when [record_frames] dir is set
 
     @property
     def transport(self):
@@ -120,7 +122,10 @@ class _MarketFeed:
                         conn.first_frame = conn.last_frame
                     conn.frames += 1
                     feed.frames_seen += 1
-                    feed.norm.on_frame(frame.get_payload_as_bytes(), ts_recv, conn.secondary)
+                    payload = frame.get_payload_as_bytes()
+                    feed.norm.on_frame(payload, ts_recv, conn.secondary)
+                    if feed.tee is not None:
+                        feed.tee.put(ts_recv, payload)
                 elif frame.msg_type == WSMsgType.PING:
                     conn.last_frame = feed.last_frame = time.monotonic()
                     transport.send_pong(frame.get_payload_as_bytes())
@@ -280,6 +285,7 @@ class MdDaemon(Daemon):
         self.ready_sent = False
         self.ticks = self.board = self.stats = None
         self.refresh_due = False                # exchangeInfo at once on the housekeeping thread
+        self.exchange_info_bodies = {}          # market -> the exchangeInfo document fetched at start
 
     def locks(self):
         return [(instance_lock_file(self.cfg.ring_name, "md"), f"md of rings {self.cfg.ring_name!r}")]
@@ -295,7 +301,9 @@ class MdDaemon(Daemon):
 
         def attempt():
             try:
-                return orjson.loads(http_get(url))
+                body = http_get(url)
+                self.exchange_info_bodies[m.name] = body
+                return orjson.loads(body)
             except (urllib.error.URLError, OSError, TimeoutError, orjson.JSONDecodeError) as exc:
                 last_error[:] = [getattr(exc, "reason", exc)]
                 return None
@@ -361,7 +369,12 @@ class MdDaemon(Daemon):
                                      counters, cfg.limits.max_frame_bytes,
                                      snapshot_needed=lambda sym, mk=m.name: self.snapshot_requests.put((mk, sym, 0.0)),
                                      latency_hist=hist, with_books=m.has_depth())
-            self.feeds[m.name] = _MarketFeed(self, m, norm, counters)
+            feed = self.feeds[m.name] = _MarketFeed(self, m, norm, counters)
+            if cfg.frames_dir:
+                rf = cfg.record_frames
+                feed.tee = FrameTee(cfg.frames_dir, cfg.venue, m.name, rf.max_file_s, rf.max_queued)
+                if m.name in self.exchange_info_bodies:
+                    feed.tee.save_exchange_info(self.exchange_info_bodies[m.name])
         log.info("md %s: %s", cfg.venue, ", ".join(f"{m.name} {list(m.symbols)}" for m in cfg.market_list))
 
     async def pause(self, delay):
@@ -451,7 +464,10 @@ class MdDaemon(Daemon):
         for name, feed in self.feeds.items():
             m = feed.market
             try:
-                doc = orjson.loads(http_get(m.rest_url + REST_PATHS[name][0]))
+                body = http_get(m.rest_url + REST_PATHS[name][0])
+                doc = orjson.loads(body)
+                if feed.tee is not None:
+                    feed.tee.save_exchange_info(body)
                 insts, skipped = instruments_from_exchange_info(doc, name, self.cfg.venue, symbols=m.symbols)
             except Exception as exc:        # HTTP, JSON or a document without symbols: try next time
                 feed.count("exchange_info_errors")
@@ -503,6 +519,8 @@ class MdDaemon(Daemon):
             delayed.append((market, symbol, time.monotonic() + self.cfg.connection.snapshot_retry_s))
             return
         ts_recv = time.time_ns()
+        if feed.tee is not None:
+            feed.tee.put(ts_recv, body)
         if self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self._apply_snapshot, market, symbol, body, ts_recv)
 
@@ -579,6 +597,9 @@ class MdDaemon(Daemon):
     def close(self):
         if getattr(self, "stuck", None):
             return
+        for feed in self.feeds.values():
+            if feed.tee is not None:
+                feed.tee.close()
         self.feeds.clear()      # the normalisers hold views of the stats segment: gone before it
         for seg in (self.ticks, self.board, self.stats):
             if seg is not None:
