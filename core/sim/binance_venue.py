@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import signal
 import time
 import urllib.parse
@@ -53,13 +52,6 @@ from picows import (
 from ttquant.core.md.binance.book_sync import FUTURES, BookSync
 from ttquant.core.md.binance.book_sync import SPOT as SPOT_RULE
 from ttquant.core.md.fixed_point import format_fixed
-from ttquant.core.sim.captures import (
-    CaptureMessage,
-    read_cryptofeed_http,
-    read_cryptofeed_ws,
-    read_hftbacktest,
-    sample_data_dir,
-)
 
 __all__ = ["BinanceVenue", "VenueConfig", "ReplayFeed", "ws_frame", "main"]
 
@@ -110,72 +102,17 @@ class ReplayFeed:
     snapshots: dict            # (market, SYMBOL) -> [(at_ns, body bytes)]
     exchange_info: dict        # market -> body bytes
     description: str
+    name: str = ""             # what --replay named, for the log
+    notes: list = dataclasses.field(default_factory=list)      # what loading found worth saying
 
     @classmethod
-    def from_hftbacktest(cls, path, market: str, exchange_info: bytes | None = None):
-        frames, snapshots = [], {}
-        symbol = None
-        for m in read_hftbacktest(path):
-            if m.source != "ws":
-                snapshots.setdefault((market, symbol or "BTCUSDT"), []).append((m.recv_ns, m.payload))
-                continue
-            frames.append(_feed_frame(m, market))
-            symbol = symbol or orjson.loads(m.payload)["data"].get("s")
-        if symbol and (market, "BTCUSDT") in snapshots and symbol != "BTCUSDT":
-            snapshots[(market, symbol)] = snapshots.pop((market, "BTCUSDT"))
-        return cls(frames, snapshots, {market: exchange_info} if exchange_info else {},
-                   f"replay of {os.path.basename(str(path))}")
-
-    @classmethod
-    def from_cryptofeed(cls, ws_path, http_path, exchange_info_path, market: str, description: str):
-        """A cryptofeed capture: stream frames, and the REST depth replies by the symbol in their URL."""
-        frames = [_feed_frame(m, market) for m in read_cryptofeed_ws(ws_path)]
-        snapshots = {}
-        for m in read_cryptofeed_http(http_path):
-            if "symbol=" in m.source and "/depth" in m.source:
-                symbol = urllib.parse.parse_qs(urllib.parse.urlsplit(m.source).query)["symbol"][0].upper()
-                snapshots.setdefault((market, symbol), []).append((m.recv_ns, m.payload))
-        (info,) = read_cryptofeed_http(exchange_info_path)
-        return cls(frames, snapshots, {market: info.payload}, description)
-
-    @classmethod
-    def named(cls, name: str, data_dir=None):
-        """'btcusdt' (the default), 'cryptofeed-spot', 'cryptofeed-usdm' or 'synthetic'."""
-        d = (data_dir or sample_data_dir()) / "binance"
-        if name == "synthetic":
-            from ttquant.core.sim.synthetic import synthetic_feed
-            return synthetic_feed(seconds=120)
-        if name == "btcusdt":
-            return cls.default(data_dir)
-        if name in ("cryptofeed-spot", "cryptofeed-usdm"):
-            market = name.split("-")[1]
-            return cls.from_cryptofeed(d / f"cryptofeed_{market}.ws.0", d / f"cryptofeed_{market}.http.0",
-                                       d / f"cryptofeed_{market}_exchangeinfo.0", market,
-                                       f"replay of the cryptofeed {market} capture (4 symbols)")
-        raise ValueError(f"unknown replay {name!r}: btcusdt, cryptofeed-spot, cryptofeed-usdm or synthetic")
-
-    @classmethod
-    def default(cls, data_dir=None):
-        """The real captures: BTCUSDT spot and USDT-M (hftbacktest), merged on one timeline."""
-        d = (data_dir or sample_data_dir()) / "binance"
-        infos = {}
-        for market, name in (("spot", "cryptofeed_spot_exchangeinfo.0"), ("usdm", "cryptofeed_usdm_exchangeinfo.0")):
-            (msg,) = read_cryptofeed_http(d / name)
-            infos[market] = msg.payload
-        spot = cls.from_hftbacktest(d / "spot_btcusdt_20240808.gz", "spot")
-        usdm = cls.from_hftbacktest(d / "usdm_btcusdt_20240808.gz", "usdm")
-        frames = sorted(spot.frames + usdm.frames, key=lambda f: f.at_ns)
-        return cls(frames, {**spot.snapshots, **usdm.snapshots}, infos,
-                   "replay of the BTCUSDT spot and USDT-M captures (hftbacktest, 2024-08-08)")
-
-
-def _feed_frame(m: CaptureMessage, market: str) -> FeedFrame:
-    doc = orjson.loads(m.payload)
-    data = doc["data"]
-    depth = None
-    if data.get("e") == "depthUpdate":
-        depth = (data["s"], data["U"], data["u"], data.get("pu", 0), data["b"], data["a"])
-    return FeedFrame(m.recv_ns, market, stream_key(doc["stream"]), m.payload, depth)
+    def named(cls, name: str, data_dir=None, market: str | None = None):
+        """'btcusdt', 'cryptofeed-spot', 'cryptofeed-usdm', 'synthetic', or a capture file or
+        directory (core/sim/binance_replay.py)."""
+        from ttquant.core.sim.binance_replay import load_replay
+        feed = load_replay(name, market, data_dir)
+        feed.name = feed.name or name
+        return feed
 
 
 @dataclasses.dataclass
