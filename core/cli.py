@@ -225,7 +225,9 @@ def cmd_venue_sim(args) -> int:
     from ttquant.core.sim.binance_venue import main as venue_main
     argv = ["--port", str(args.port), "--speed", str(args.speed),
             "--ping-interval", str(args.ping_interval), "--replay", args.replay,
-            "--wait-clients", str(args.wait_clients)]
+            "--wait-clients", str(args.wait_clients), "--max-gap", str(args.max_gap)]
+    argv += ["--market", args.market] if args.market else []
+    argv += ["--loop"] if args.loop else []
     if args.orders:
         argv += ["--orders", args.orders, "--maker-fee-bps", str(args.maker_fee_bps),
                  "--taker-fee-bps", str(args.taker_fee_bps), "--slippage-bps", str(args.slippage_bps),
@@ -461,14 +463,26 @@ def build_parser() -> argparse.ArgumentParser:
     sim_binance = sim_sub.add_parser("binance", help="Binance: replay of the captures",
                                      description="Binance combined streams and REST, replaying the captures "
                                                  "in the project's data/ (or $TTQ_SAMPLE_DATA).")
-    sim_binance.add_argument("--port", type=int, default=0, help="TCP port (0: a free one, printed)")
+    sim_binance.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: a free one, printed)")
     sim_binance.add_argument("--speed", type=float, default=1.0, help="replay speed; 0 = as fast as possible")
     sim_binance.add_argument("--ping-interval", type=float, default=20.0, help="seconds between pings")
-    sim_binance.add_argument("--replay", default="btcusdt",
-                             choices=["btcusdt", "cryptofeed-spot", "cryptofeed-usdm", "synthetic"],
-                             help="which capture to replay (default btcusdt), or the synthetic generator")
+    sim_binance.add_argument("--replay", default="btcusdt", metavar="NAME|FILE|DIR",
+                             help="btcusdt (default: the hftbacktest BTCUSDT spot and USD-M captures), "
+                                  "cryptofeed-spot, cryptofeed-usdm, synthetic (a random-walk market), or any "
+                                  "capture FILE or DIR: '<recv_ns> <json>' lines, gzip or plain (hftbacktest's, md's "
+                                  "raw-frame recordings), a cryptofeed NAME.ws.N with its NAME.http.N beside it; a DIR "
+                                  "replays every capture in it, every market on one timeline in receive-time order. A "
+                                  "file that is not a capture is refused naming the file and line (exit 2)")
+    sim_binance.add_argument("--market", choices=["spot", "usdm"], default=None,
+                             help="the market of capture files that cannot tell: a file's depth diffs, bookTickers or "
+                                  "trades say spot or USD-M, else a spot/usdm word in its name "
+                                  "(binance-usdm-....frames.gz) does, else this")
+    sim_binance.add_argument("--loop", action="store_true",
+                             help="at the end start again: every connection is closed so clients re-sync their books")
+    sim_binance.add_argument("--max-gap", type=float, default=10.0, metavar="SECONDS",
+                             help="cut market time with no frame longer than this (files days apart); 0: never")
     sim_binance.add_argument("--wait-clients", type=int, default=0,
-                             help="hold the timeline until this many WebSocket clients are connected")
+                             help="hold the timeline (and each --loop pass) until this many WebSocket clients are in")
     orders = sim_binance.add_argument_group("order entry (the gateway's sim adapter)")
     orders.add_argument("--orders", metavar="RINGS", default=None,
                         help="take orders, matching them against md's /ttq.RINGS.ticks and .books")

@@ -17,6 +17,15 @@ the captured snapshot itself is served). Frames are pre-framed and written in la
 a client whose socket stays full is paused, and dropped when its backlog grows past a limit,
 as Binance does.
 
+The source: a built-in capture name, any capture file or directory (core/sim/binance_replay.py),
+or the synthetic generator. Market time with no frame for longer than max_gap_s is cut to it (the
+files of a directory may be days apart). When the timeline ends the venue says so in the log; with
+loop it starts again from the beginning, and since the capture's update ids then jump back (spot
+md would take every diff as stale and its book would freeze without a word) the venue resets: its
+own books start again, and it closes every WebSocket connection (1001, going away) so each client
+reconnects and re-syncs its books from a fresh snapshot, as after any disconnect. With wait_clients
+the new pass waits for that many clients to be back.
+
 Faults (GET /_sim/fault?kind=K[&seconds=S][&count=N][&symbol=X][&market=M]):
   drop       close every WebSocket connection now
   gap        skip the next depth update of symbol (its ids never arrive)
@@ -34,13 +43,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
 import signal
+import sys
 import time
 import urllib.parse
 
 import orjson
 from picows import (
+    WSCloseCode,
     WSListener,
     WSMsgType,
     WSUpgradeRequest,
@@ -118,12 +130,14 @@ class ReplayFeed:
 @dataclasses.dataclass
 class VenueConfig:
     host: str = "127.0.0.1"
-    port: int = 0
+    port: int = 8765                    # 0: any free one
     speed: float = 1.0                  # 1 = the capture's own pace; 0 = as fast as possible
     ping_interval_s: float = 20.0       # Binance spot pings every 20 s
     pong_timeout_s: float = 60.0
     chunk_bytes: int = 256 << 10
     wait_clients: int = 0               # hold the timeline until this many WebSocket clients are in
+    loop: bool = False                  # at the end, start again (clients re-sync: see the module doc)
+    max_gap_s: float = 10.0             # longer stretches of market time with no frame are cut to this
 
 
 class _Client(WSListener):
@@ -139,7 +153,7 @@ class _Client(WSListener):
         self.venue.clients.add(self)
         self.venue.reroute()
         self.venue.stats["connections"] += 1
-        self.venue.client_joined()
+        self.venue.client_joined(self)
 
     def on_ws_frame(self, transport, frame):
         if frame.msg_type == WSMsgType.PONG:
@@ -192,10 +206,13 @@ class BinanceVenue:
         self._depth_applied: dict[tuple[str, str], int] = {}
         self._pending_snapshots = {k: list(v) for k, v in feed.snapshots.items()}
         self._emitted = 0           # frames of the timeline sent so far
+        self._pass = 1              # the timeline's pass (more than one with loop)
+        self._joined = 0            # WebSocket clients connected in this pass
         self.last_update: dict[tuple[str, str], int] = {}
         self.stats = {"connections": 0, "frames_sent": 0, "pongs": 0, "pings": 0, "refused": 0,
                       "depth_requests": 0, "gaps_injected": 0, "malformed_sent": 0, "drops": 0,
-                      "slow_clients_dropped": 0, "replay_position": 0, "replay_done": False}
+                      "slow_clients_dropped": 0, "replay_position": 0, "replay_done": False,
+                      "replay_pass": 1, "gaps_cut": 0}
         self.server = None
         self.port = None
         self._gap_next: set[tuple[str, str]] = set()
@@ -371,20 +388,57 @@ class BinanceVenue:
                 routes.setdefault((c.market, key), []).append(c)
         self.routes = routes
 
-    def client_joined(self):
-        if self._clients_in is not None and self.stats["connections"] >= self.config.wait_clients:
+    def client_joined(self, client=None):
+        if client is not None:
+            self._joined += 1
+        if self._clients_in is not None and self._joined >= self.config.wait_clients:
             self._clients_in.set()
 
     # -- the timeline ---------------------------------------------------------------------------
+    def _timeline(self) -> list[int]:
+        """Each frame's time on the replay clock: its receive time, with stretches of more than
+        max_gap_s without a frame cut to max_gap_s."""
+        frames, max_gap = self.feed.frames, int(self.config.max_gap_s * 1e9)
+        out, shift, prev = [], 0, None
+        for f in frames:
+            if prev is not None and f.at_ns - prev > max_gap > 0:
+                shift += f.at_ns - prev - max_gap
+                self.stats["gaps_cut"] += 1
+            prev = f.at_ns
+            out.append(f.at_ns - shift)
+        return out
+
     async def _replay(self):
         cfg = self.config
         frames = self.feed.frames
+        at = self._timeline()
+        if self.stats["gaps_cut"]:
+            log.info("%d stretches of more than %g s of market time without a frame are cut to that (--max-gap)",
+                     self.stats["gaps_cut"], self.config.max_gap_s)
         self._clients_in = asyncio.Event()
-        self.client_joined()        # clients may already be in; 0 waits for nobody
-        await self._clients_in.wait()
-        if not frames:
-            return
-        t0_src = frames[0].at_ns
+        said_at = -1.0
+        while True:
+            self.client_joined()        # clients may already be in; 0 waits for nobody
+            await self._clients_in.wait()
+            if not frames:
+                return
+            await self._one_pass(frames, at)
+            span = (frames[-1].at_ns - frames[0].at_ns) / 1e9
+            ended = (f"replay of {self.feed.name or 'the capture'} ended after {len(frames):,} frames, "
+                     f"{span:,.1f} s of market time")
+            if not cfg.loop:
+                self.stats["replay_done"] = True
+                log.info("%s; --loop to repeat", ended)
+                return
+            if time.monotonic() - said_at >= 1.0:      # a short capture at full speed: not a line a pass
+                said_at = time.monotonic()
+                log.info("%s; starting again (pass %d): connections closed, clients re-sync their books",
+                         ended, self._pass + 1)
+            self._start_again()
+
+    async def _one_pass(self, frames, at):
+        cfg = self.config
+        t0_src = at[0]
         t0 = time.monotonic_ns()
         i = 0
         while i < len(frames):
@@ -396,10 +450,10 @@ class BinanceVenue:
                 now = time.monotonic_ns()
                 batch_end = i
                 while batch_end < len(frames) and batch_end - i < 4096 and \
-                        t0 + (frames[batch_end].at_ns - t0_src) / cfg.speed <= now:
+                        t0 + (at[batch_end] - t0_src) / cfg.speed <= now:
                     batch_end += 1
                 if batch_end == i:
-                    due = t0 + (frames[i].at_ns - t0_src) / cfg.speed
+                    due = t0 + (at[i] - t0_src) / cfg.speed
                     await asyncio.sleep(min(max((due - now) / 1e9, 0), 0.05))
                     continue
             else:
@@ -409,8 +463,30 @@ class BinanceVenue:
             self.stats["replay_position"] = i
             if cfg.speed <= 0:
                 await asyncio.sleep(0)      # let the clients' sockets drain
-        self.stats["replay_done"] = True
-        log.info("replay finished: %d frames", len(frames))
+
+    def _start_again(self):
+        """A new pass from the first frame: the venue's books start again, and every client is
+        sent what it is owed, then a close (1001), so it reconnects and re-syncs from a snapshot."""
+        for c in list(self.clients):
+            if c.transport is None or c.transport.is_disconnected:
+                continue
+            if c.backlog:
+                c.transport.underlying_transport.write(bytes(c.backlog))
+                c.backlog.clear()
+            c.transport.send_close(WSCloseCode.GOING_AWAY, b"replay starts again")
+            c.transport.disconnect()
+            self.clients.discard(c)     # nothing more goes its way while it closes
+        self.reroute()
+        self.books.clear()
+        self._depth_applied.clear()
+        self._pending_snapshots = {k: list(v) for k, v in self.feed.snapshots.items()}
+        self._emitted = 0
+        self._gap_next.clear()
+        self._pass += 1
+        self.stats["replay_pass"] = self._pass
+        self.stats["replay_position"] = 0
+        self._joined = 0
+        self._clients_in.clear()
 
     def _emit(self, frames, start, end):
         """Queue frames[start:end] to the clients that subscribe to each one's stream."""
@@ -463,18 +539,30 @@ class BinanceVenue:
         await self.server.wait_closed()
 
 
-def main(argv=None) -> int:
+REPLAY_HELP = ("what to replay: btcusdt (the default: the hftbacktest BTCUSDT spot and USD-M captures), "
+               "cryptofeed-spot, cryptofeed-usdm, synthetic (a random-walk market), or any capture FILE or DIR: "
+               "'<recv_ns> <json>' lines, gzip or plain (hftbacktest's captures, md's raw-frame recordings), a "
+               "cryptofeed NAME.ws.N with its NAME.http.N beside it; a DIR replays every capture in it, every market "
+               "on one timeline in receive-time order")
+MARKET_HELP = ("the market of capture files that cannot tell: a file's frames say spot or USD-M when they hold depth "
+               "diffs, bookTickers or trades, else a spot/usdm word in its name (binance-usdm-....frames.gz) does")
+
+
+def build_parser():
     import argparse
     parser = argparse.ArgumentParser(prog="ttquant venue-sim binance",
                                      description="Binance's public market-data interface on 127.0.0.1.")
-    parser.add_argument("--port", type=int, default=0, help="TCP port (0: any free one, printed)")
+    parser.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any free one, printed)")
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed; 0 = as fast as possible")
     parser.add_argument("--ping-interval", type=float, default=20.0)
-    parser.add_argument("--replay", default="btcusdt",
-                        choices=["btcusdt", "cryptofeed-spot", "cryptofeed-usdm", "synthetic"],
-                        help="which capture (default btcusdt: the hftbacktest spot and USDT-M files)")
+    parser.add_argument("--replay", default="btcusdt", metavar="NAME|FILE|DIR", help=REPLAY_HELP)
+    parser.add_argument("--market", choices=MARKETS, default=None, help=MARKET_HELP)
+    parser.add_argument("--loop", action="store_true",
+                        help="at the end start again; connections are closed so clients re-sync their books")
+    parser.add_argument("--max-gap", type=float, default=10.0, metavar="SECONDS",
+                        help="cut market time with no frame longer than this (files days apart); 0: never")
     parser.add_argument("--wait-clients", type=int, default=0,
-                        help="start the timeline only once this many WebSocket clients are connected")
+                        help="start the timeline (and each --loop pass) once this many WebSocket clients are in")
     orders = parser.add_argument_group("order entry (the gateway's sim adapter)")
     orders.add_argument("--orders", metavar="RINGS", default=None,
                         help="take orders, matching them against md's /ttq.RINGS.ticks and .books")
@@ -486,16 +574,33 @@ def main(argv=None) -> int:
     orders.add_argument("--no-queue", action="store_true", help="resting orders fill without queue position")
     orders.add_argument("--balances", metavar="ASSET=AMOUNT,...", default="",
                         help="the account's starting balances (e.g. USDT=100000,BTC=2); fills move them")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     balances = _parse_balances(parser, args.balances)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port {args.port}: not a TCP port (0 to 65535)")
+    from ttquant.core.daemon.notify import configure_logging
+    from ttquant.core.sim.captures import CaptureFormatError
+    configure_logging()
+    logging.getLogger("picows").setLevel(logging.WARNING)     # a line for every HTTP request otherwise
+    try:
+        feed = ReplayFeed.named(args.replay, market=args.market)
+    except (CaptureFormatError, OSError) as exc:       # one line naming the file (and line), no traceback
+        print(f"venue-sim binance: {exc}", file=sys.stderr)
+        return 2
     model = None
     if args.orders:
         from ttquant.core.venues.sim.matching import FillModel
         model = FillModel(maker_fee_ppm=round(args.maker_fee_bps * 100), taker_fee_ppm=round(args.taker_fee_bps * 100),
                           slippage_ppm=round(args.slippage_bps * 100), latency_ns=round(args.latency_ms * 1e6),
                           latency_jitter_ns=round(args.latency_jitter_ms * 1e6), queue_position=not args.no_queue)
-    return asyncio.run(_serve(VenueConfig(port=args.port, speed=args.speed, ping_interval_s=args.ping_interval,
-                                          wait_clients=args.wait_clients), args.replay, args.orders, model, balances))
+    cfg = VenueConfig(port=args.port, speed=args.speed, ping_interval_s=args.ping_interval,
+                      wait_clients=args.wait_clients, loop=args.loop, max_gap_s=args.max_gap)
+    return asyncio.run(_serve(cfg, feed, args.orders, model, balances))
 
 
 def _parse_balances(parser, text: str) -> dict[str, int]:
@@ -514,17 +619,26 @@ def _parse_balances(parser, text: str) -> dict[str, int]:
     return out
 
 
-async def _serve(cfg: VenueConfig, replay: str = "btcusdt", orders: str | None = None, model=None,
+async def _serve(cfg: VenueConfig, feed: ReplayFeed, orders: str | None = None, model=None,
                  balances: dict | None = None) -> int:
-    feed = ReplayFeed.named(replay)
     venue = BinanceVenue(feed, cfg)
+    try:
+        port = await venue.start()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(f"venue-sim binance: {cfg.host}:{cfg.port} is in use (another venue-sim? --port 0 takes a free "
+                  "one)", file=sys.stderr)
+            return 4
+        print(f"venue-sim binance: cannot listen on {cfg.host}:{cfg.port} ({exc.strerror or exc})", file=sys.stderr)
+        return 2
     if orders:
         from ttquant.core.venues.sim.order_venue import SimOrderVenue
         venue.order_venue = SimOrderVenue(orders, model, balances=balances)
         venue.order_venue.start()
-    port = await venue.start()
-    print(f"venue-sim binance: listening on 127.0.0.1:{port} ({feed.description}, speed {cfg.speed})",
-          flush=True)
+    print(f"venue-sim binance: listening on 127.0.0.1:{port} ({feed.description}, speed {cfg.speed}"
+          f"{', looping' if cfg.loop else ''})", flush=True)
+    for note in feed.notes:
+        log.info("%s", note)
     from ttquant.core.daemon.notify import Notifier
     notify = Notifier()
     notify.ready(f"listening on 127.0.0.1:{port}, {feed.description}")

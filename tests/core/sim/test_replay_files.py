@@ -9,7 +9,7 @@ import pytest
 
 from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info
 from ttquant.core.sim.binance_replay import load_replay
-from ttquant.core.sim.binance_venue import ReplayFeed
+from ttquant.core.sim.binance_venue import BinanceVenue, ReplayFeed, VenueConfig, build_parser
 from ttquant.core.sim.captures import CaptureFormatError, sample_data_dir
 
 DATA = sample_data_dir() / "binance"
@@ -187,3 +187,21 @@ def test_a_json_exchange_info_beside_the_file_is_used(tmp_path):
     (tmp_path / "usdm-exchangeInfo.json").write_bytes(orjson.dumps(info))
     feed = load_replay(str(path))
     assert orjson.loads(feed.exchange_info["usdm"]) == info
+
+
+def test_long_silences_are_cut_to_max_gap():
+    frames = ReplayFeed.named("cryptofeed-spot").frames[:3]
+    frames[2].at_ns = frames[1].at_ns + 3600 * 10**9          # an hour without a frame
+    venue = BinanceVenue(ReplayFeed(frames, {}, {}, "t"), VenueConfig(max_gap_s=2))
+    at = venue._timeline()
+    assert at[2] - at[1] == 2 * 10**9 and at[1] - at[0] == frames[1].at_ns - frames[0].at_ns
+    assert venue.stats["gaps_cut"] == 1
+    assert BinanceVenue(ReplayFeed(frames, {}, {}, "t"), VenueConfig(max_gap_s=0))._timeline()[2] == frames[2].at_ns
+
+
+def test_the_default_port_is_8765_and_0_asks_for_a_free_one():
+    from ttquant.core.cli import build_parser as cli_parser
+    assert build_parser().parse_args([]).port == 8765
+    assert cli_parser().parse_args(["venue-sim", "binance"]).port == 8765
+    assert cli_parser().parse_args(["venue-sim", "binance", "--port", "0"]).port == 0
+    assert VenueConfig().port == 8765
