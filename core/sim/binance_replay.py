@@ -11,15 +11,19 @@ What a file holds is told by its first line (captures.capture_kind), whatever it
 A FILE replays with what lies beside it: a `.ws.N` file's `.http.N`, and the files whose name holds
 `exchangeinfo`. A DIR replays every file in it (hidden ones, README*, NOTICE*, LICENSE* and *.md
 aside: any other file that is not a capture is refused), every market on one timeline in
-receive-time order. Any line that breaks the format refuses the replay, naming file and line.
+receive-time order. A line that is not `<recv_ns> <payload>` (or cryptofeed's), or a first line that
+is not a frame or snapshot, refuses the replay naming file and line; after that, a payload that is
+not a stream frame (a broken frame md received is part of its recording, and what a parser fix is
+run over again) is sent as it was received to every client of the file's market, and counted.
 
 One market per frames file. Its frames say which when they can: depth diffs with `pu`, bookTicker
 events with `e`, trades with `X`, aggTrades without `M`, markPrice and liquidation events and depth
 snapshots with `E` are USD-M, and their spot twins lack those; a cryptofeed connect URL names its host
-(fstream: USD-M). A file of klines alone cannot tell: then a `spot` or `usdm` word in its name
-(split at - _ .) decides, then --market. So md's recordings named like
-`binance-spot-20261205T0930Z.frames.gz` and `binance-usdm-20261205T0930Z.frames.gz` in one
-directory replay both markets.
+(fstream: USD-M). Most frames decide: a few of the other kind (a venue's broken frames) are outvoted
+and said, more than one in ten refuse the file as a mix. A file of klines alone cannot tell: then a
+`spot` or `usdm` word in its name (split at - _ .) decides, then --market. md's own recordings
+([record_frames], core/md/frame_tee.py) are `<venue>-<market>-<UTC>.frames.gz` with
+`<venue>-<market>-exchangeinfo.json` beside them, so a directory of them replays every market.
 
 Snapshots: an inline one carries no symbol; it goes to the file's symbol whose depth update ids
 lie nearest its lastUpdateId. A symbol with diffs but no snapshot anywhere gets an empty one just
@@ -40,7 +44,7 @@ import urllib.parse
 
 import orjson
 
-from ttquant.core.sim.binance_venue import FeedFrame, ReplayFeed, stream_key
+from ttquant.core.sim.binance_venue import RAW_KEY, FeedFrame, ReplayFeed, stream_key
 from ttquant.core.sim.captures import (
     CRYPTOFEED_WS,
     FRAMES,
@@ -188,40 +192,64 @@ class _File:
         self.path = path
         self.rows: list[_Row] = []
         self.inline: list[tuple[int, int, int, bytes]] = []     # (line, recv_ns, lastUpdateId, body)
-        self.signs: dict[str, tuple[int, str]] = {}             # market -> (first line, why)
+        self.signs: dict[str, list] = {}        # market -> [frames that say so, first line, why]
+        self.odd: list[tuple[int, str]] = []    # (line, why) of payloads that are not stream frames
 
-    def message(self, lineno: int, recv_ns: int, payload: bytes):
-        """A frame or snapshot line's JSON; ValueError says what is wrong with it."""
+    def message(self, lineno: int, recv_ns: int, payload: bytes, complete: bool = True):
+        """One line's payload. The first must be a frame or snapshot (ValueError says why not);
+        after it, what is not a stream frame is kept as received (a broken frame md got is part of
+        its recording, and what a parser fix is run over again)."""
         try:
             doc = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
-            raise ValueError(f"not JSON ({exc})") from None
+            doc, why = None, f"not JSON ({exc})"
+        else:
+            why = 'neither a combined-stream frame {"stream", "data"} nor a depth snapshot'
         if not isinstance(doc, dict):
-            raise ValueError("not a JSON object")
+            return self._odd(lineno, recv_ns, payload, why, complete)
         data, stream = doc.get("data"), doc.get("stream")
         if isinstance(data, dict) and isinstance(stream, str):
-            depth = None
-            if data.get("e") == "depthUpdate":
-                depth = (data.get("s"), data.get("U"), data.get("u"), data.get("pu", 0), data.get("b"), data.get("a"))
-                if not (isinstance(depth[0], str) and all(isinstance(i, int) for i in depth[1:4])
-                        and isinstance(depth[4], list) and isinstance(depth[5], list)):
-                    raise ValueError("a depthUpdate without s, U, u, b and a")
+            depth = _depth_of(data)
+            if data.get("e") == "depthUpdate" and depth is None:
+                return self._odd(lineno, recv_ns, payload, "a depthUpdate without s, U, u, b and a", complete,
+                                 stream_key(stream))
             symbol = data.get("s")
             self.rows.append(_Row(recv_ns, stream_key(stream), payload, depth,
                                   symbol.upper() if isinstance(symbol, str) else None))
-            sign = _market_sign(data)
+            self._sign(lineno, _market_sign(data))
         elif "lastUpdateId" in doc:
             if not (isinstance(doc["lastUpdateId"], int) and isinstance(doc.get("bids"), list)
                     and isinstance(doc.get("asks"), list)):
                 raise ValueError("a depth snapshot without lastUpdateId, bids and asks")
             self.inline.append((lineno, recv_ns, doc["lastUpdateId"], payload))
-            sign = ("usdm", "depth snapshots with E") if "E" in doc else ("spot", "depth snapshots without E")
-        elif "id" in doc and ("result" in doc or "error" in doc):
-            return                  # the venue's reply to a SUBSCRIBE: nothing to replay
+            self._sign(lineno, ("usdm", "depth snapshots with E") if "E" in doc else
+                       ("spot", "depth snapshots without E"))
+        elif "id" in doc and ("result" in doc or "error" in doc) or "code" in doc and "msg" in doc:
+            return                  # a reply to SUBSCRIBE, or a REST error: nothing a stream sent
         else:
-            raise ValueError('neither a combined-stream frame {"stream", "data"} nor a depth snapshot')
-        if sign is not None and sign[0] not in self.signs:
-            self.signs[sign[0]] = (lineno, sign[1])
+            self._odd(lineno, recv_ns, payload, why, complete)
+
+    def _odd(self, lineno, recv_ns, payload, why, complete, key=RAW_KEY):
+        if not complete or not self.rows and not self.inline:
+            raise ValueError(why)   # a last line cut off mid-write, or nothing yet says this is a capture
+        self.odd.append((lineno, why))
+        self.rows.append(_Row(recv_ns, key, payload, None, None))
+
+    def _sign(self, lineno, sign):
+        if sign is not None:
+            counted = self.signs.setdefault(sign[0], [0, lineno, sign[1]])
+            counted[0] += 1
+
+
+def _depth_of(data: dict) -> tuple | None:
+    """(symbol, U, u, pu, bids, asks) of a well-formed depthUpdate, else None."""
+    if data.get("e") != "depthUpdate":
+        return None
+    depth = (data.get("s"), data.get("U"), data.get("u"), data.get("pu", 0), data.get("b"), data.get("a"))
+    if isinstance(depth[0], str) and all(type(i) is int for i in depth[1:4]) and isinstance(depth[4], list) \
+            and isinstance(depth[5], list):
+        return depth
+    return None
 
 
 class _Inputs:
@@ -242,20 +270,21 @@ class _Inputs:
         elif kind == CRYPTOFEED_WS:
             self._cryptofeed_ws(path)
         elif kind == REST_REPLIES:
-            self._each_line(path, lambda lineno, text: self._rest_reply(path, lineno, text))
+            self._each_line(path, lambda lineno, text, _: self._rest_reply(path, lineno, text))
         elif kind == JSON_DOCUMENT:
             self._json_document(path)
 
     def _each_line(self, path, handle) -> CaptureLines:
-        """handle(lineno, line without its end) for every non-empty line; its ValueError refuses
-        the file naming the line, except on a last line cut off mid-write (left out, said)."""
+        """handle(lineno, line without its end, whether it had one) for every non-empty line; its
+        ValueError refuses the file naming the line, except on a last line cut off mid-write (left
+        out, said)."""
         lines = CaptureLines(path)
         for lineno, line in lines:
             text = line.rstrip(b"\r\n")
             if not text:
                 continue
             try:
-                handle(lineno, text)
+                handle(lineno, text, line.endswith(b"\n"))
             except ValueError as exc:
                 if not line.endswith(b"\n"):
                     self.notes.append(f"{path}:{lineno}: its last line is cut off ({exc}): left out")
@@ -269,27 +298,27 @@ class _Inputs:
     def _frames(self, path):
         f = _File(path)
 
-        def line(lineno, text):
+        def line(lineno, text, complete):
             ts, sep, payload = text.partition(b" ")
             if not sep or not ts.isdigit():
                 raise ValueError("not '<recv_ns> <json>'")
-            f.message(lineno, int(ts), payload)
+            f.message(lineno, int(ts), payload, complete)
         self._each_line(path, line)
         self._keep(f)
 
     def _cryptofeed_ws(self, path):
         f = _File(path)
 
-        def line(lineno, text):
+        def line(lineno, text, complete):
             if lineno == 1 and b" <-> " in text:       # the connect line: the URL names the market
                 market = _url_market(text.split(b" <-> ")[0].decode("latin-1"))
                 if market is not None:
-                    f.signs[market] = (1, "its connect URL")
+                    f.signs[market] = [1 << 40, 1, "its connect URL"]     # outweighs any frame
                 return
             ts, sep, payload = text.partition(b": ")
             if not sep:
                 raise ValueError("not '<ts>: <frame>'")
-            f.message(lineno, _seconds_ns(ts), payload)
+            f.message(lineno, _seconds_ns(ts), payload, complete)
         self._each_line(path, line)
         self._keep(f)
 
@@ -333,16 +362,20 @@ class _Inputs:
         self.infos.append(("usdm" if usdm else "spot", doc, str(path)))
 
     def _market_of(self, f: _File) -> str:
-        """The file's market: its frames, else a word in its name, else --market."""
+        """The file's market: what most of its frames say (a few odd ones, such as a venue's broken
+        frames, are outvoted; a real mix is refused), else a word in its name, else --market."""
         if "coinm" in f.signs:
             raise CaptureFormatError(f"{f.path}: a COIN-M capture (its connect URL): the venue simulates "
                                      "spot and USD-M only")
-        if len(f.signs) == 2:
-            (a, (la, wa)), (b, (lb, wb)) = sorted(f.signs.items(), key=lambda kv: kv[1][0])
-            raise CaptureFormatError(f"{f.path}:{lb}: {MARKET_WORDS[b]} ({wb}) after {MARKET_WORDS[a]} at line "
-                                     f"{la} ({wa}): one market per file")
         if f.signs:
-            (market, (lineno, why)), = f.signs.items()
+            (market, (n, lineno, why)), *other = sorted(f.signs.items(), key=lambda kv: -kv[1][0])
+            if other:
+                other_market, (n_other, line_other, why_other) = other[0]
+                said = (f"{n_other} {MARKET_WORDS[other_market]} frames (line {line_other}: {why_other}) among "
+                        f"{n} {MARKET_WORDS[market]} ones (line {lineno}: {why})")
+                if n_other * 10 > n:
+                    raise CaptureFormatError(f"{f.path}: {said}: one market per file")
+                self.notes.append(f"{f.path}: {said}: replayed as {MARKET_WORDS[market]}")
             if self.market is not None and self.market != market:
                 raise CaptureFormatError(f"{f.path}:{lineno}: its frames are {MARKET_WORDS[market]} ({why}), "
                                          f"not --market {self.market}")
@@ -379,8 +412,11 @@ class _Inputs:
                 self.notes.append(f"{f.path}:{lineno}: a depth snapshot left out (no depth diffs say whose)")
                 continue
             self.snapshots.setdefault((market, symbol), []).append((recv_ns, body))
+        if f.odd:
+            self.notes.append(f"{f.path}: {len(f.odd)} lines are not stream frames (the first, line {f.odd[0][0]}: "
+                              f"{f.odd[0][1]}): sent as they were received to every {MARKET_WORDS[market]} client")
         span = (f.rows[-1].at_ns - f.rows[0].at_ns) / 1e9 if f.rows else 0.0
-        told = f.signs.get(market, (0, "by its name or --market"))[1]
+        told = f.signs[market][2] if market in f.signs else "by its name or --market"
         self.notes.append(f"{f.path}: {MARKET_WORDS[market]} ({told}), {len(f.rows):,} frames, "
                           f"{len(f.inline)} depth snapshot{'' if len(f.inline) == 1 else 's'}, {span:.0f} s")
 

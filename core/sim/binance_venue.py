@@ -71,6 +71,7 @@ log = logging.getLogger("ttquant.venue_sim")
 MARKETS = ("spot", "usdm")
 VENUE_PRECISION = 8         # the venue's own books hold the strings at 8 decimals, as Binance sends
 MAX_BACKLOG = 64 << 20      # bytes queued for one client before it is dropped as too slow
+RAW_KEY = "*"               # the stream key of a recorded payload that is no stream's frame: every client gets it
 
 
 def ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
@@ -288,10 +289,12 @@ class BinanceVenue:
         self._catch_up((market, symbol))
         book = self.books.get((market, symbol))
         if book is None or not book.synced:
-            snaps = self.feed.snapshots.get((market, symbol))
+            # before the venue knows the book (or after a gap in the capture): the next captured
+            # snapshot, as the venue would have served it then
+            snaps = self._pending_snapshots.get((market, symbol)) or self.feed.snapshots.get((market, symbol), [])[-1:]
             if not snaps:
                 return 400, b'{"code":-1121,"msg":"Invalid symbol."}'
-            return 200, snaps[0][1]         # before the venue knows the book: the captured one
+            return 200, snaps[0][1]
         bids, asks = book.book.top(limit)
         # the id of the last diff sent: a client connected before it holds it and syncs; one
         # that connected after it finds the next diff does not cover the id and asks again
@@ -384,6 +387,7 @@ class BinanceVenue:
     def reroute(self):
         routes = {}
         for c in self.clients:
+            routes.setdefault((c.market, RAW_KEY), []).append(c)
             for key in c.keys:
                 routes.setdefault((c.market, key), []).append(c)
         self.routes = routes

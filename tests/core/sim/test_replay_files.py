@@ -108,15 +108,35 @@ def test_a_market_that_cannot_be_told_or_contradicts_is_refused(tmp_path):
     usdm = write_lines(tmp_path / "u.gz", [(1, kline("ETHUSDT")), (2, usdm_diff("ETHUSDT", 5, 9, 4))])
     assert refused(usdm, market="spot") == f"{usdm}:2: its frames are USD-M (depth diffs with pu), not --market spot"
     both = write_lines(tmp_path / "both.gz", [(1, spot_diff("BTCUSDT", 1, 2)), (2, usdm_diff("ETHUSDT", 5, 9, 4))])
-    assert refused(both) == f"{both}:2: USD-M (depth diffs with pu) after spot at line 1 (depth diffs without pu): " \
-                            "one market per file"
+    assert refused(both) in (f"{both}: 1 USD-M frames (line 2: depth diffs with pu) among 1 spot ones (line 1: "
+                             "depth diffs without pu): one market per file",
+                             f"{both}: 1 spot frames (line 1: depth diffs without pu) among 1 USD-M ones (line 2: "
+                             "depth diffs with pu): one market per file")
+
+
+def test_a_recordings_broken_frames_are_replayed_as_they_came(tmp_path):
+    """md records what the venue sent, broken frames too (venue-sim's malformed fault sends a spot-looking
+    trade to USD-M clients): outvoted, kept, and sent again to every client of the file's market."""
+    diffs = [(i, usdm_diff("BTCUSDT", 10 * i, 10 * i + 9, 10 * i - 1)) for i in range(1, 30)]
+    broken = [(100, b'{"stream":"btcusdt@trade","data":{"e":"trade"'),
+              (101, b'{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT","p":"nan"}}'),
+              (102, b'{"stream":"btcusdt@depth","data":{"e":"depthUpdate","s":"BTCUSDT","U":"1"}}'),
+              (103, b'{"code":-1003,"msg":"Too many requests"}')]        # a REST error md recorded: skipped
+    feed = load_replay(str(write_lines(tmp_path / "binance-usdm-1.frames.gz", diffs + broken)))
+    assert {f.market for f in feed.frames} == {"usdm"} and len(feed.frames) == 32
+    assert [(f.at_ns, f.key, f.depth) for f in feed.frames[-3:]] == [
+        (100, "*", None), (101, "btcusdt@trade", None), (102, "btcusdt@depth", None)]     # * : every client
+    assert any("1 spot frames (line 31: trades without X) among 29 USD-M ones" in n and "replayed as USD-M" in n
+               for n in feed.notes), feed.notes
+    assert any("2 lines are not stream frames (the first, line 30: not JSON" in n for n in feed.notes), feed.notes
 
 
 @pytest.mark.parametrize("body, line, why", [
-    (b"1 " + spot_diff("BTCUSDT", 1, 2) + b"\n2 {not json\n3 {}\n", 2, "not JSON"),
+    (b"1 {not json\n2 " + spot_diff("BTCUSDT", 1, 2) + b"\n", 1, "not JSON"),
     (b"1 " + spot_diff("BTCUSDT", 1, 2) + b"\nlater " + spot_diff("BTCUSDT", 3, 4) + b"\n", 2,
      "not '<recv_ns> <json>'"),
-    (b"1 " + spot_diff("BTCUSDT", 1, 2) + b'\n2 {"hello": 1}\n', 2, "neither a combined-stream frame"),
+    (b'1 {"hello": 1}\n', 1, "neither a combined-stream frame"),
+    (b"1 " + spot_diff("BTCUSDT", 1, 2) + b'\n2 {"lastUpdateId": "x"}\n', 2, "a depth snapshot without"),
     (b'1 {"stream":"btcusdt@depth","data":{"e":"depthUpdate","s":"BTCUSDT","U":"1"}}\n', 1,
      "a depthUpdate without s, U, u, b and a"),
     (b"\x89PNG\r\n\x1a\n\x00\x00", 1, "not a capture: '\\x89PNG'"),

@@ -149,7 +149,6 @@ def test_loop_runs_past_the_end_and_md_resyncs_its_books_at_every_wrap(children,
         lost, spans = _syncs(np.concatenate(chunks))
         # a reset and a new sync a connection, and in each pass the book's top equals the captured
         # bookTicker wherever both reached the same update id
-        print("resets at 0:", lost, "syncs (from id, tickers equal to the top):", spans)
         assert lost >= 4 and len(spans) >= 4, (lost, spans)
         assert sum(compared >= 5 for _, compared in spans) >= 3, spans     # the two whole passes at least
         reader.close()
@@ -200,7 +199,7 @@ def run_venue_sim(*args):
 
 @pytest.mark.parametrize("body, line", [(b"hello, not a capture\n", 1),
                                         (b'1723161253937085768 {"stream":"btcusdt@trade","data":{"e":"trade"}}\n'
-                                         b"1723161253937085769 {broken\n", 2)])
+                                         b"17231612539.37085769 {broken\n", 2)])
 def test_a_file_that_is_not_a_capture_is_refused_in_one_line(tmp_path, body, line):
     path = tmp_path / "not-a-capture.gz"
     path.write_bytes(body)
@@ -220,3 +219,50 @@ def test_a_port_in_use_is_said_in_one_line():
     err = done.stderr.decode()
     assert done.returncode == 4, (done.returncode, err)
     assert err == f"venue-sim binance: 127.0.0.1:{port} is in use (another venue-sim? --port 0 takes a free one)\n"
+
+
+def test_mds_own_recording_replays_broken_frames_and_all(children, venue, tmp_path):
+    """md records what venue-sim sends ([record_frames], broken frames too); venue-sim --replay DIR
+    serves the recording to a second md, which syncs both books and counts the same broken frames."""
+    sim = VenueSim(children, "--speed", "8", "--wait-clients", "2")
+    markets = {"spot": (["BTCUSDT"], SPOT_STREAMS), "usdm": (["BTCUSDT"], USDM_STREAMS)}
+    config = md_config(tmp_path / "md.toml", venue, sim.port, markets, record_frames={"dir": "frames"})
+    md = children.start("-m", "ttquant.core.cli", "md", "binance", "--config", config,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dropped = lambda counters: {m: sum(v for k, v in c.items() if k.startswith("drop_")) for m, c in counters.items()}
+    try:
+        wait_for(lambda: books_synced(venue, 2), timeout=30, interval=0.05, what="the recording md in sync")
+        with urllib.request.urlopen(f"http://127.0.0.1:{sim.port}/_sim/fault?kind=malformed&count=3", timeout=10):
+            pass
+        wait_for(lambda: all(n >= 3 for n in dropped(read_md_counters(venue)).values()), timeout=30,
+                 what="the broken frames counted")
+        wait_for(lambda: all(c["trades"] > 100 for c in read_md_counters(venue).values()), timeout=30,
+                 what="trades after them")
+        md.terminate()
+        assert md.wait(timeout=30) == 0
+        recorded = read_md_counters(venue)
+    finally:
+        unlink_venue(venue)
+    replay = VenueSim(children, "--replay", tmp_path / "frames", "--speed", "8", "--wait-clients", "2")
+    assert "2 files" not in replay.first and "spot and usdm" in replay.first, replay.first
+    (tmp_path / "again").mkdir()
+    md2 = start_md(children, tmp_path / "again", venue, replay.port, markets)
+    try:
+        def replayed():
+            st = replay.status()
+            try:
+                counters = read_md_counters(venue)
+            except RingNotFoundError:
+                return False
+            return st["replay_done"] and sum(c["frames"] for c in counters.values()) >= st["frames_sent"] and counters
+        counters = wait_for(replayed, timeout=60, interval=0.05, what="the whole recording through md again")
+        assert books_synced(venue, 2)
+        assert replay.said("lines are not stream frames (the first, line "), replay.lines
+        for market in ("spot", "usdm"):
+            assert counters[market]["frames"] == recorded[market]["frames"], (market, counters, recorded)
+            assert counters[market]["book_gaps"] == 0
+        assert dropped(counters) == dropped(recorded)
+    finally:
+        md2.terminate()
+        md2.wait(timeout=20)
+        unlink_venue(venue)
