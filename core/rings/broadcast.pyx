@@ -64,13 +64,11 @@ cdef class BroadcastWriter:
         self._check_open()
         cdef Py_buffer view
         cdef Py_ssize_t n = get_record_buffer(records, &view, self.ring.record_size, False)
-        cdef Py_ssize_t i
         cdef const char *src = <const char *>view.buf
         try:
             with nogil:
-                for i in range(n):
-                    broadcast_publish(&self.ring, self._position, src + i * self.ring.record_size)
-                    self._position += 1
+                broadcast_publish_many(&self.ring, self._position, src, n)
+                self._position += n
                 if n:
                     wake_readers(self.ring.header, self.ring.writer_fences)
         finally:

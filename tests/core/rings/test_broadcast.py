@@ -85,6 +85,27 @@ def test_poll_into_copies_batches_and_counts_laps(ring):
         assert r.poll_into(out) == 0
 
 
+def test_push_many_writes_the_ring_exactly_as_push_does_one_by_one(ring):
+    """push_many runs broadcast_publish_many: the same stamps, payloads and write position as
+    one push per record, laps within one call included, and the heartbeat stamped."""
+    import struct
+    records = np.zeros(40, MARKET_EVENT_DTYPE)
+    records["seq"] = np.arange(40)
+    records["price"] = np.arange(40) * 7 + 3
+    records["kind"] = EventKind.TRADE
+    one, many = ring("ticks", "one"), ring("ticks", "many")
+    with BroadcastWriter(one, ME, 16) as w1, BroadcastWriter(many, ME, 16) as w2:
+        for rec in records:
+            w1.push_bytes(rec.tobytes())
+        assert w2.push_many(records[:5]) == 5 and w2.push_many(records[5:]) == 35
+        assert w1.position == w2.position == 40
+    with open("/dev/shm" + one, "rb") as f1, open("/dev/shm" + many, "rb") as f2:
+        a, b = f1.read(), f2.read()
+    assert a[128:136] == b[128:136] == struct.pack("<Q", 40)      # write_position
+    assert a[4096:] == b[4096:]                                     # every stamp and payload
+    assert struct.unpack_from("<q", b, 272)[0] > 0                  # heartbeat_ns
+
+
 def test_poll_into_refuses_a_buffer_of_the_wrong_record_size(ring):
     name = ring("ticks")
     with BroadcastWriter(name, ME, 16), BroadcastReader(name) as r:
