@@ -6,6 +6,9 @@ The Python-driven loops are deliberately alike so the transports, not the loops,
 import os
 
 PAYLOAD = 120       # bytes: one MarketEvent
+# Throughput producers first answer LINE_ROUND_TRIPS pings on consumer[LINE_WORD] (ring_kernels.line_ping).
+LINE_WORD = 8
+LINE_ROUND_TRIPS = 5000
 
 
 def _pin(cpu):
@@ -81,14 +84,18 @@ def pipe_echo(conn, n, cpu, ready):
     conn.close()
 
 
-def py_producer(name, kind, n, batch, ready, go, consumer, window, cpu):
+def py_producer(name, kind, n, batch, ready, go, kernels_dir, consumer, window, cpu):
     """Python -> Python throughput: publish n records with push()/offer() one by one (batch 1)
     or push_many() of `batch`; a broadcast producer stays within window of consumer[0]."""
     _pin(cpu)
+    import sys
+    sys.path.insert(0, kernels_dir)
     import numpy as np
 
     from ttquant.core.records import MARKET_EVENT_DTYPE, ORDER_DTYPE, MarketEvent, Order, RecordType
     from ttquant.core.rings import BroadcastWriter, SpscWriter
+
+    import ring_kernels
 
     seen = np.frombuffer(consumer, dtype=np.int64)
     if kind == "broadcast":
@@ -99,6 +106,7 @@ def py_producer(name, kind, n, batch, ready, go, consumer, window, cpu):
         rec, offer, records = Order(), w.offer, np.zeros(batch, ORDER_DTYPE)
     ready.set()
     go.wait()
+    ring_kernels.line_echo(seen[LINE_WORD:], LINE_ROUND_TRIPS)
     sent = 0
     if batch > 1:
         push_many = w.push_many
@@ -110,9 +118,10 @@ def py_producer(name, kind, n, batch, ready, go, consumer, window, cpu):
         while sent < n:
             if sent - seen[0] >= window:
                 continue
-            for _ in range(256):
+            k = min(256, n - sent)
+            for _ in range(k):
                 push(rec)
-            sent += 256
+            sent += k
     else:
         while sent < n:
             if offer(rec):
@@ -120,8 +129,9 @@ def py_producer(name, kind, n, batch, ready, go, consumer, window, cpu):
     w.close()
 
 
-def cy_producer(name, kind, n, batch, ready, go, kernels_dir, consumer, window, cpu):
-    """Cython -> Cython throughput: the producer side (ring_kernels)."""
+def cy_producer(name, kind, n, batch, ready, go, kernels_dir, consumer, window, idle_ns, cpu):
+    """Cython -> Cython throughput: the producer side (ring_kernels); idle_ns off the ring
+    whenever it must wait for room."""
     _pin(cpu)
     import sys
     sys.path.insert(0, kernels_dir)
@@ -137,15 +147,14 @@ def cy_producer(name, kind, n, batch, ready, go, kernels_dir, consumer, window, 
         w = BroadcastWriter(name, RecordType.MARKET_EVENT, create=False)
         ready.set()
         go.wait()
-        ring_kernels.pump_broadcast_paced(w, n, seen, window, batch)
+        ring_kernels.line_echo(seen[LINE_WORD:], LINE_ROUND_TRIPS)
+        ring_kernels.pump_broadcast_paced(w, n, seen, window, batch, idle_ns)
     else:
         w = SpscWriter(name, RecordType.ORDER, create=False)
         ready.set()
         go.wait()
-        if batch > 1:
-            ring_kernels.pump_spsc_batch(w, n, batch)
-        else:
-            ring_kernels.pump_spsc(w, n)
+        ring_kernels.line_echo(seen[LINE_WORD:], LINE_ROUND_TRIPS)
+        ring_kernels.pump_spsc(w, n, batch, idle_ns)
     w.close()
 
 

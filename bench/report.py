@@ -16,6 +16,9 @@ TARGETS = [
     ("ring hop p50 vs pyzmq ipc", "ring_hop", "ttquant_spin", "ratio:pyzmq_ipc:p50_ns", ">=", 50),
     ("Python -> Python records/s", "ring_throughput", "ttquant_py", "per_s", ">=", 5e6),
     ("Cython -> Cython records/s", "ring_throughput", "ttquant_cy", "per_s", ">=", 30e6),
+    ("Cython -> Cython records/s, runs of 64", "ring_throughput", "ttquant_cy_batch", "per_s", ">=", 100e6),
+    ("Cython -> Cython orders/s, SPSC", "ring_throughput", "ttquant_cy_spsc", "per_s", ">=", 30e6),
+    ("Cython -> Cython orders/s, SPSC, runs of 64", "ring_throughput", "ttquant_cy_spsc_batch", "per_s", ">=", 100e6),
     ("bookTicker decode + normalise p50", "decode_book_ticker", "ttquant", "p50_ns", "<=", 1000),
     ("bookTicker decode vs stdlib json + float", "decode_book_ticker", "ttquant", "ratio:stdlib_json:p50_ns", ">=", 3),
     ("trade decode vs stdlib json + float", "decode_trade", "ttquant", "ratio:stdlib_json:p50_ns", ">=", 3),
@@ -174,16 +177,22 @@ def render(doc, out_dir):
                 lines.append("")
                 lines.append(f"![{path} histogram]({svg})")
         else:
-            lines.append("Median of the rounds; every round's rate is listed, to show the spread.")
+            lines.append("Per second: each round's median chunk rate, the median over the rounds; every round is "
+                         "listed to show the spread, with the plain average of the median round and one cache "
+                         "line's round trip between the two processes before each round (the host moves the "
+                         "two vCPUs; when it puts them far apart every figure drops).")
             lines.append("")
-            head = ("| impl | ring | batch | records | per second | rounds (per s) | lost |"
+            head = ("| impl | ring | batch | records | per second | rounds (per s) | average | line RTT | lost |"
                     + "".join(f" vs {p['impl']} |" for p in peers))
             lines.append(head)
-            lines.append("|" + "---|" * (7 + len(peers)))
+            lines.append("|" + "---|" * (9 + len(peers)))
             for e in rows:
                 ratios = "".join(f" {e['per_s'] / p['per_s']:.1f}x |" for p in peers)
+                rtts = " / ".join(f"{x}" for x in (e.get("line_rtt_ns") or []) if x is not None) or "-"
+                average = _rate(e["overall_per_s"]) if e.get("overall_per_s") else "-"
                 lines.append(f"| {e['impl']} | {e.get('ring', '-')} | {e.get('batch', '-')} | {e['n']:,} | "
-                             f"{_rate(e['per_s'])} | {_rounds(e)} | {e.get('lost', 0):,} |{ratios}")
+                             f"{_rate(e['per_s'])} | {_rounds(e)} | {average} | {rtts} | {e.get('lost', 0):,} |"
+                             f"{ratios}")
         lines.append("")
     return "\n".join(lines) + "\n"
 
