@@ -39,11 +39,11 @@ from ttquant.core.gateway.kill_switch import KillSwitch
 from ttquant.core.gateway.oms import OrderBookKeeper, VenueReport
 from ttquant.core.gateway.order_intake import OrderIntake
 from ttquant.core.gateway.order_journal import CANCEL, ORDER, REJECT, REPORT, JournalError, OrderJournal
+from ttquant.core.gateway.order_path import OrderPath
 from ttquant.core.gateway.risk import RiskEngine
 from ttquant.core.gateway.risk_config import RiskConfigError, load_risk_limits
 from ttquant.core.instruments import InstrumentTable, instruments_path
-from ttquant.core.portfolio import Portfolio
-from ttquant.core.records import ExecReport, Order, OrderAction, OrderStatus, RecordType, RejectCode, ReportFlag
+from ttquant.core.records import Order, OrderAction, OrderStatus, RecordType, RejectCode
 from ttquant.core.rings import BroadcastReader, BroadcastWriter, RingNotFoundError, SpscReader
 from ttquant.core.rings.names import SHM_DIR, exec_ring, instance_lock_file, order_ring_prefix, tick_ring
 from ttquant.core.venues.base import VenueError
@@ -70,7 +70,7 @@ class _OrderRing:
         self.name, self.owner, self.reader, self.index = name, owner, reader, index
 
 
-class Gateway(Daemon):
+class Gateway(OrderPath, Daemon):
     role = "gateway"
     schema = GatewayConfig
 
@@ -84,19 +84,14 @@ class Gateway(Daemon):
         self.rr = 0
         self.stopping = False
         self.kill_changes = 0
-        self.counts = {"orders": 0, "rejects": 0, "sent": 0, "reports": 0, "fills": 0, "reconciled_fills": 0,
-                       "lost_before_venue": 0, "orphans_canceled": 0}
-        self.rejects_by_code: dict[int, int] = {}
         self._next_house = 0
         self._busy_ns = 0
         self._next_discover = 0
         self._shm_mtime = 0
         self._retry_discover = False
         self._next_full_discover = 0
+        self.counts = {}
         self.portfolio = None
-        self.strategy_books: dict[int, object] = {}      # strategy id -> Portfolio, for SYNC
-        self._day = None
-        self._day_start_pnl = Decimal(0)
 
     def locks(self):
         return [(instance_lock_file(self.cfg.ring_name, "gateway"), f"gateway of rings {self.cfg.ring_name!r}")]
@@ -110,7 +105,6 @@ class Gateway(Daemon):
         self.limits = load_risk_limits(cfg.risk_file, self.table)
         self.risk = RiskEngine(self.limits, self.table)
         self.oms = OrderBookKeeper(self.risk)
-        self.portfolio = Portfolio(fee_precision=8)
         try:
             self.journal = OrderJournal(cfg.journal_path, cfg.venue, cfg.journal.fsync, cfg.journal.fsync_interval_ms)
         except JournalError as exc:
@@ -127,6 +121,7 @@ class Gateway(Daemon):
         self.intake = OrderIntake(self.risk, self.oms.ids, self.ticks)
         if self.adapter is None:
             self.adapter = self._connect_venue()
+        self.init_order_path(self.table, self.risk, self.oms, self.intake, self.journal, self.adapter, self.exec)
         self.take_venue_balances(report=False)     # the assets first: replayed orders reserve against them
         replayed = self.replay_journal()
         self.reconcile()
@@ -295,127 +290,6 @@ class Gateway(Daemon):
     def on_order(self, ring: _OrderRing, order: Order):
         """An order the loop read itself (a futex wait): claimed and checked, then handled."""
         self.on_checked(ring, order, self.intake.take(ring.index, order))
-
-    def on_checked(self, ring: _OrderRing, order: Order, code: int):
-        """An order the intake took: a new one is already risk-checked (and reserved when code is 0)."""
-        self.counts["orders"] += 1
-        if code == RejectCode.BAD_FIELD and order.strategy_id != self.intake.strategy_of(ring.index):
-            log.warning("%s carried strategy id %d, not its own %d: refused", ring.name, order.strategy_id,
-                        self.intake.strategy_of(ring.index))
-            return self._reject(order, code)
-        action = order.action
-        if action == 1:                                     # OrderAction.NEW
-            if code:
-                return self._reject(order, code)
-            reserve_price = self.risk.reserve_price(order)
-            self.oms.add(order, reserve_price)
-            self.journal.order(order, reserve_price)
-            self._send(order)
-        elif action == OrderAction.SYNC:
-            if code:
-                return self._reject(order, code)
-            self.sync_strategy(order)
-        elif action in (OrderAction.CANCEL, OrderAction.CANCEL_ALL, OrderAction.AMEND):
-            if not code:
-                code, targets = self.oms.cancel_target(order)       # open orders of this strategy
-            if not code and action == OrderAction.AMEND:
-                code = self.risk.check_order(order, now_ns())       # the new price and size, checked as new
-            if code:
-                return self._reject(order, code)
-            for st in targets:
-                if action == OrderAction.AMEND:
-                    st.amend_requested = True
-                else:
-                    st.cancel_requested = True
-            self.journal.cancel(order)
-            if not self.adapter.send(order):
-                self._reject(order, RejectCode.VENUE_UNAVAILABLE)
-        else:
-            self._reject(order, code or RejectCode.BAD_FIELD)
-
-    def _send(self, order):
-        if self.adapter.send(order):
-            self.counts["sent"] += 1
-            return
-        log.warning("the venue cannot take order %s/%s now: rejected", order.strategy_id, order.client_order_id)
-        self._apply(VenueReport(order.strategy_id, order.client_order_id, S.REJECTED,
-                                reject_code=RejectCode.VENUE_UNAVAILABLE))
-
-    def _count_reject(self, code):
-        self.counts["rejects"] += 1
-        self.rejects_by_code[int(code)] = self.rejects_by_code.get(int(code), 0) + 1
-
-    def _reject(self, order, code):
-        self._count_reject(code)
-        self.journal.reject(order, code)
-        r = ExecReport(client_order_id=order.client_order_id, strategy_id=order.strategy_id,
-                       instrument_id=order.instrument_id, price=order.price, qty=order.qty,
-                       status=S.REJECTED, reject_code=code, side=order.side, order_type=order.order_type)
-        self._publish(r)
-
-    def _apply(self, rep: VenueReport, publish=True, journal=True):
-        er = self.oms.apply(rep)
-        if er is None:
-            return None
-        if er.status == S.REJECTED:
-            self._count_reject(er.reject_code)
-        if er.last_qty:
-            self.counts["fills"] += 1
-            self._on_fill(er)
-        # published before it is journaled: a crash between the two re-publishes it after the
-        # restart (strategies count a fill once, by its trade id) instead of never publishing it
-        if publish:
-            self._publish(er)
-        if journal:
-            self.journal.report(er)
-        return er
-
-    def sync_strategy(self, order):
-        """The answer to a strategy's SYNC: its positions, its open orders as they stand, then
-        SYNCED; nothing of that strategy's comes in between (this thread publishes all of it)."""
-        sid, now = order.strategy_id, now_ns()
-        book = self.strategy_books.get(sid)
-        positions = book.positions() if book is not None else []
-        for p in positions:
-            self._publish(ExecReport(ts_exchange=now, client_order_id=order.client_order_id, strategy_id=sid,
-                                     instrument_id=p.instrument_id, status=S.POSITION, qty=p.qty_raw,
-                                     cum_qty=p.cost_raw, last_price=p.realised_raw, fee=p.fees_raw,
-                                     leaves_qty=p.fills))
-        open_orders = self.oms.open_orders(sid)
-        for st in open_orders:
-            self._publish(ExecReport(ts_exchange=now, client_order_id=st.client_order_id, strategy_id=sid,
-                                     venue_order_id=st.venue_order_id, instrument_id=st.instrument_id,
-                                     status=st.status, price=st.price, qty=st.qty, cum_qty=st.cum_qty,
-                                     leaves_qty=st.leaves_qty, side=st.side, order_type=st.order_type,
-                                     flags=ReportFlag.RESTATED))
-        self._publish(ExecReport(ts_exchange=now, client_order_id=order.client_order_id, strategy_id=sid,
-                                 status=S.SYNCED, qty=len(positions), cum_qty=len(open_orders),
-                                 venue_order_id=self.oms.ids.last(sid)))
-        self.counts["syncs"] = self.counts.get("syncs", 0) + 1
-        log.info("strategy %d asked for its state: %d positions, %d open orders sent", sid, len(positions),
-                 len(open_orders))
-
-    def _on_fill(self, er):
-        """Realised PnL since the start of the UTC day, for the daily loss limit (5001); and each
-        strategy's own positions, for SYNC."""
-        inst = self.table.get(er.instrument_id)
-        if inst is None or self.portfolio is None:
-            return
-        book = self.strategy_books.get(er.strategy_id)
-        if book is None:
-            book = self.strategy_books[er.strategy_id] = Portfolio(fee_precision=8)
-        book.on_fill(inst, er.side, er.last_price, er.last_qty, er.fee)
-        before = self.portfolio.total_realised(inst.quote)
-        self.portfolio.on_fill(inst, er.side, er.last_price, er.last_qty, er.fee)
-        day = time.gmtime().tm_yday
-        if self._day != day:
-            self._day, self._day_start_pnl = day, before
-        today = self.portfolio.total_realised(inst.quote) - self._day_start_pnl
-        self.risk.daily_pnl = int(today.scaleb(8))
-
-    def _publish(self, er):
-        er.ts_pub = now_ns()
-        self.exec.push(er)
 
     # -- housekeeping -----------------------------------------------------------------------------
     def housekeeping(self, t_ns):

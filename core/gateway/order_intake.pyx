@@ -81,9 +81,10 @@ cdef class OrderIntake:
         memset(self.bound, 0, sizeof(self.bound))
         memset(&self.last_new, 0, sizeof(ttq_order))
 
-    def add_ring(self, SpscReader reader not None, uint32_t strategy_id=0):
+    def add_ring(self, SpscReader reader, uint32_t strategy_id=0):
         """Another strategy's order ring; returns its index. strategy_id 0: bound to the id its
-        first order carries."""
+        first order carries. reader None: a strategy in this process (a backtest), whose orders
+        come in through take()."""
         if self.n_rings == MAX_ORDER_RINGS:
             raise ValueError(f"the gateway takes at most {MAX_ORDER_RINGS} order rings")
         self.readers.append(reader)
@@ -117,7 +118,7 @@ cdef class OrderIntake:
             self.risk.on_market_event(&ev)
 
     cdef int take_order(self, Py_ssize_t ring, ttq_order *o) noexcept:
-        cdef int64_t now = ttq_now_ns()
+        cdef int64_t now = self.clock_ns if self.clock_ns else ttq_now_ns()
         cdef int code
         cdef int64_t *row
         self.orders += 1
@@ -157,6 +158,8 @@ cdef class OrderIntake:
         for r in range(rounds if rounds > 1 else 1):
             for k in range(n):
                 i = (self.rr + k) % n
+                if self.readers[i] is None:
+                    continue
                 reader = <SpscReader>self.readers[i]
                 if reader.cursor.ring.header != NULL and spsc_pop(&reader.cursor, self._spare_data):
                     self.rr = (i + 1) % n
