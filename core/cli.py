@@ -311,7 +311,8 @@ def cmd_replay(args) -> int:
         cfg = ReplayConfig(directory=args.directory, speed=speed, rings=args.rings or "",
                            kinds=[k for k in args.kinds.split(",") if k],
                            from_ns=parse_time(args.from_time) if args.from_time else 0,
-                           to_ns=parse_time(args.to_time) if args.to_time else 0)
+                           to_ns=parse_time(args.to_time) if args.to_time else 0,
+                           wait_for_strategies=args.wait_for_strategy)
     except ValueError as exc:
         print(f"ttquant replay: {exc}", file=sys.stderr)
         return 2
@@ -557,6 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--kinds", default="ticks,exec",
                         help="what to replay of what was recorded (default ticks,exec; ticks alone when a "
                              "gateway writes the exec ring)")
+    replay.add_argument("--wait-for-strategy", action="append", default=[], metavar="NAME",
+                        help="hold the first record until this strategy reads the stack's rings (repeatable)")
     replay.set_defaults(func=cmd_replay)
 
     kill = sub.add_parser("kill", help="engage (or release) a venue's kill switch",

@@ -174,3 +174,44 @@ class TradingStack:
         self.exec.close()
         self.ticks.close()
         unlink_venue(self.venue)
+
+
+T0 = 1_723_075_200_000_000_000
+
+
+def record_market(root, seconds=40, every_ms=20, waves=False):
+    """A journal of what md records of BTCUSDT spot (the real instrument from the captured
+    exchangeInfo in the file header): its book's top (FROM_BOOK quotes, a tick wide) and trades,
+    alternating every_ms / 2 apart. The mid climbs 50 ticks and starts again; with waves, it
+    swings on two sine waves instead (an EMA cross every few dozen trades). Returns the instrument."""
+    import numpy as np
+    import orjson
+
+    from ttquant.core.journal import JournalWriter
+    from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
+    from ttquant.core.records import MARKET_EVENT_DTYPE, EventFlag, EventKind
+    from ttquant.core.sim.captures import read_cryptofeed_http, sample_data_dir
+    (msg,) = list(read_cryptofeed_http(sample_data_dir() / "binance" / "cryptofeed_spot_exchangeinfo.0"))
+    table = InstrumentTable("binance")
+    (inst,) = merge_instruments(table, instruments_from_exchange_info(orjson.loads(msg.payload), "spot",
+                                                                      symbols=["BTCUSDT"])[0])
+    n = seconds * 1000 // every_ms
+    i = np.arange(2 * n)
+    ev = np.zeros(2 * n, MARKET_EVENT_DTYPE)
+    ev["ts_pub"] = ev["ts_exchange"] = ev["ts_recv"] = T0 + i * every_ms * 500_000
+    base = 61_000 * 10 ** inst.price_precision
+    steps = np.round(20 * np.sin(i / 31) + 8 * np.sin(i / 9)).astype(np.int64) + 30 if waves else (i // 10) % 50
+    mid = base + steps * inst.tick_size
+    ev["instrument_id"] = inst.instrument_id
+    ev["kind"] = [EventKind.BBO, EventKind.TRADE] * n
+    ev["flags"] = [EventFlag.FROM_BOOK, 0] * n
+    ev["price"], ev["qty"] = mid, 10 ** inst.size_precision // 2
+    quotes = ev["kind"] == EventKind.BBO
+    ev["ask_price"][quotes] = mid[quotes] + inst.tick_size
+    ev["ask_qty"][quotes] = 10 ** inst.size_precision // 2
+    ev["seq"] = i
+    w = JournalWriter(str(root / "binance.ticks"), "/ttq.binance.ticks", RecordType.MARKET_EVENT,
+                      MARKET_EVENT_DTYPE.itemsize, 0, table.to_json(), ring_created_ns=T0)
+    w.append(ev)
+    w.close()
+    return inst

@@ -2,7 +2,7 @@
 test with no venue: live strategies and the gateway (sim adapter) run against it unchanged.
 
     ttquant replay /var/lib/ttquant/journal --speed 1|10|max [--from T] [--to T] [--rings NAME]
-                   [--kinds ticks,exec]
+                   [--kinds ticks,exec] [--wait-for-strategy NAME ...]
 
 Each recorded ring (<DIR>/<rings>.ticks/, <DIR>/<rings>.exec/) goes back into the ring of the
 same kind of the stack --rings (default: the recorded one), records merged across kinds in the
@@ -11,7 +11,9 @@ they are N times shorter, at max there are none. The instrument table is the one
 the journal files' headers, saved where md saves it. Each record gets a new ts_pub (when the
 replay published it: latency from the ring onwards is measured as live); ts_exchange and
 ts_recv stay as recorded. A progress line every few seconds (and STATUS=); SIGTERM stops it
-cleanly (exit 0); the end is logged.
+cleanly (exit 0); the end is logged. With --wait-for-strategy the first record waits until
+each named strategy has its order ring in the stack (it reads the tick ring from then on): a
+replay at max speed into a stack that is still starting loses nothing to it.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from ttquant.core.daemon.runner import Daemon, ProcessTable, ServiceError
 from ttquant.core.instruments import InstrumentTable
 from ttquant.core.journal.journal_file import journal_directories, journal_files
 from ttquant.core.records import RecordType, dtype_for
-from ttquant.core.rings import BroadcastWriter, RingBusyError
+from ttquant.core.rings import BroadcastWriter, RingBusyError, names
 from ttquant.core.rings.names import check_rings_name, instance_lock_file, instruments_file, ring_name, shm_path
 
 __all__ = ["ReplayConfig", "Replay", "parse_time", "recorded_rings"]
@@ -48,6 +50,7 @@ class ReplayConfig(Table):
     from_ns: int = 0
     to_ns: int = 0
     capacity: int = 1 << 18
+    wait_for_strategies: list[str] = msgspec.field(default_factory=list)
     process: ProcessTable = msgspec.field(default_factory=ProcessTable)
 
     def __post_init__(self):
@@ -187,6 +190,13 @@ class Replay(Daemon):
         cfg, runner = self.cfg, self.runner
         buffers = {s.kind: np.zeros(BATCH, s.dtype) for s in self.sources}
         runner.notify.ready(self.status())
+        for name in cfg.wait_for_strategies:
+            ring = names.order_ring(self.out, name)
+            runner.wait_for(f"strategy {name} on rings {self.out!r} (its order ring {ring})",
+                            lambda ring=ring: os.path.exists(shm_path(ring)) or None,
+                            hint=f"start it: ttquant strategy run {name}", timeout_s=0)
+        if runner.stopping:
+            return 0
         t0_wall = time.monotonic_ns()
         t0_mkt = None
         say_at = time.monotonic() + SAY_EVERY_S

@@ -1,5 +1,6 @@
-"""What a backtest runs over: the md daemon's own MarketEvents, from captures (the normaliser
-run over hftbacktest / cryptofeed files) or, later, from our journals."""
+"""What a backtest runs over: the md daemon's own MarketEvents, from our journals (what the
+tick ring carried, as the recorder wrote it) or from captures (the md normaliser run over the
+hftbacktest / cryptofeed files in data/)."""
 from __future__ import annotations
 
 import os
@@ -10,7 +11,7 @@ import numpy as np
 from ttquant.core.records import RecordType
 from ttquant.core.rings.names import tick_ring
 
-__all__ = ["events_from_capture"]
+__all__ = ["events_from_capture", "events_from_journal", "load_events"]
 
 
 def events_from_capture(names=("spot_btcusdt_20240808.gz", "usdm_btcusdt_20240808.gz"), data_dir=None):
@@ -57,3 +58,51 @@ def events_from_capture(names=("spot_btcusdt_20240808.gz", "usdm_btcusdt_2024080
     key = np.concatenate([np.maximum.accumulate(p["ts_recv"].astype(np.int64)) for p in parts])
     order = np.argsort(key, kind="stable")
     return np.ascontiguousarray(rows[order]).view(MARKET_EVENT_DTYPE).reshape(-1), table
+
+
+def events_from_journal(directory, from_ns: int = 0, to_ns: int = 0):
+    """(events, instrument table) of the tick ring recorded under directory (a ring's journal
+    directory or one above it holding one stack's), the latest ring run, in position order;
+    from_ns / to_ns bound ts_pub (0: no bound)."""
+    from ttquant.core.journal.journal_file import journal_files, read_journal
+    from ttquant.core.journal.replay import recorded_rings
+    stacks = recorded_rings(str(directory))
+    ticks = [kinds["ticks"] for kinds in stacks.values() if "ticks" in kinds]
+    if not ticks:
+        raise ValueError(f"{directory}: no recorded tick ring here or below (the recorder writes "
+                         f"<dir>/<rings>.ticks/)")
+    if len(ticks) > 1:
+        raise ValueError(f"{directory}: tick rings of several stacks ({', '.join(sorted(stacks))}): give one")
+    records, _, _ = read_journal(ticks[0])
+    files = [f for f in journal_files(ticks[0]) if f.instruments is not None]
+    if not files:
+        raise ValueError(f"{ticks[0]}: the journal files hold no instrument table")
+    table = files[-1].instruments
+    ts = records["ts_pub"]
+    keep = np.ones(len(records), bool)
+    if from_ns:
+        keep &= ts >= from_ns
+    if to_ns:
+        keep &= ts < to_ns
+    rows = records.view(np.uint8).reshape(len(records), -1)[keep]
+    return np.ascontiguousarray(rows).view(records.dtype).reshape(-1), table
+
+
+def load_events(path, from_ns: int = 0, to_ns: int = 0):
+    """(events, table) from a journal directory, or from a capture file of data/binance (its
+    exchangeInfo beside it), by what path is."""
+    import pathlib
+    p = pathlib.Path(path)
+    if p.is_dir():
+        return events_from_journal(p, from_ns, to_ns)
+    if not p.exists():
+        raise ValueError(f"{path}: no such file or directory")
+    events, table = events_from_capture((p.name,), data_dir=p.parent.parent)
+    ts = events["ts_recv"]
+    keep = np.ones(len(events), bool)
+    if from_ns:
+        keep &= ts >= from_ns
+    if to_ns:
+        keep &= ts < to_ns
+    rows = events.view(np.uint8).reshape(len(events), -1)[keep]
+    return np.ascontiguousarray(rows).view(events.dtype).reshape(-1), table

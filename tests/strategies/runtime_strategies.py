@@ -1,5 +1,5 @@
 """Strategies for the runtime tests (imported by `ttquant strategy run` through PYTHONPATH)."""
-from ttquant.core.records import OrderType
+from ttquant.core.records import OrderStatus, OrderType
 from ttquant.strategies.base import BaseStrategy
 
 
@@ -55,3 +55,43 @@ class Accumulate(BaseStrategy):
             self.buy(self.inst, 0.001, order_type=OrderType.MARKET)
         if not any(o.order_type == OrderType.LIMIT for o in self.orders.values()):
             self.buy(self.inst, 0.001, round(t.price * 0.97, 2), OrderType.LIMIT)
+
+
+class MarketOnly(BaseStrategy):
+    """Orders decided by the market alone, never by fills or their timing (parity tests: the same
+    orders live and in a backtest). mode "burst": on the first trade, `buys` limit buys far below
+    and then `sells` limit sells far above, all at once (the gateway's position limit and rate
+    bucket decide which pass); mode "cross": EMA 5/20 of trade prices, on every cross an IOC at
+    the last trade price, buying above, selling below."""
+    name = "market_only"
+
+    def on_start(self):
+        from ttquant.strategies.indicators import EMA
+        self.inst = self.instrument("BTCUSDT", "spot")
+        self.fast, self.slow = EMA(span=5), EMA(span=20)
+        self.trades, self.state = 0, 0
+        self.codes = []                 # (client id, reject code) of every REJECTED report
+
+    def on_trade(self, t):
+        if t.instrument.instrument_id != self.inst.instrument_id:
+            return
+        self.trades += 1
+        p = self.params
+        if p.get("mode") == "burst":
+            if self.trades == 1:
+                for _ in range(p.get("buys", 4)):
+                    self.buy(self.inst, 0.001, round(t.price * 0.9, 2), OrderType.LIMIT)
+                for _ in range(p.get("sells", 3)):
+                    self.sell(self.inst, 0.001, round(t.price * 1.1, 2), OrderType.LIMIT)
+            return
+        fast, slow = self.fast.update(t.price), self.slow.update(t.price)
+        if self.trades < 20 or fast == slow:
+            return
+        state = 1 if fast > slow else -1
+        if state != self.state:
+            self.state = state
+            (self.buy if state > 0 else self.sell)(self.inst, 0.001, t.price, OrderType.IOC)
+
+    def on_order_update(self, u):
+        if u.status == OrderStatus.REJECTED:
+            self.codes.append((u.client_order_id, u.reject_code))
