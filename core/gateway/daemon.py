@@ -90,7 +90,7 @@ class Gateway(OrderPath, Daemon):
         self._shm_mtime = 0
         self._retry_discover = False
         self._next_full_discover = 0
-        self.counts = {}
+        self.counts, self.rejects_by_code = {}, {}      # OrderPath's, once started
         self.portfolio = None
 
     def locks(self):
@@ -343,7 +343,7 @@ class Gateway(OrderPath, Daemon):
                 f"{'ENGAGED' if self.risk.kill_switch else 'off'}")
 
     def close(self):
-        log.info("gateway stopping: %s; rejects by code %s", self.status_text() if self.journal else "not started",
+        log.info("gateway stopping: %s; rejects by code %s", self.status_text() if self.counts else "not started",
                  self.rejects_by_code)
         for part in (self.journal, self.ticks, self.exec, self.kill, self.adapter):
             if part is not None:
