@@ -319,6 +319,11 @@ def cmd_replay(args) -> int:
     return ServiceRunner("replay", cfg.rings or "journal").run(Replay, cfg=cfg)
 
 
+def cmd_backtest(args) -> int:
+    from ttquant.strategies.backtest.run import run_backtest_command
+    return run_backtest_command(args)
+
+
 def cmd_journal_ls(args) -> int:
     from ttquant.core.journal import JournalFileError, journal_directories, journal_files
     if not os.path.exists(args.directory):
@@ -561,6 +566,20 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--wait-for-strategy", action="append", default=[], metavar="NAME",
                         help="hold the first record until this strategy reads the stack's rings (repeatable)")
     replay.set_defaults(func=cmd_replay)
+
+    backtest = sub.add_parser("backtest", help="a strategy over recorded data, on the live kernel",
+                              description="The strategy driven by the live dispatch over a journal or a capture, "
+                                          "its orders through the gateway's checks and order state machine to the "
+                                          "sim venue's matcher; result.json (the same inputs give the same bytes).",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    backtest.add_argument("strategy", help="an example (ema_cross, ...), package.module:Class or path/file.py:Class")
+    backtest.add_argument("--config", help="the strategy's config: [params], strategy_id, [backtest] (fill model, "
+                                           "risk file, capital)")
+    backtest.add_argument("--data", required=True, help="a journal directory, or a capture file of data/binance")
+    backtest.add_argument("--from", dest="from_time", metavar="TIME", help="from this time (ISO 8601 or ns)")
+    backtest.add_argument("--to", dest="to_time", metavar="TIME", help="before this time")
+    backtest.add_argument("--out", default="backtest-out", help="where result.json goes (default ./backtest-out)")
+    backtest.set_defaults(func=cmd_backtest)
 
     kill = sub.add_parser("kill", help="engage (or release) a venue's kill switch",
                           description="Every new order rejected (5001) and open orders canceled until released.")

@@ -14,6 +14,7 @@ import msgspec
 from ttquant.core.daemon.config import ConfigError, Table, convert_entry
 from ttquant.core.daemon.runner import LoopTable, ProcessTable
 from ttquant.core.rings.names import check_rings_name
+from ttquant.strategies.backtest.config import BacktestTable
 
 __all__ = ["StrategyConfig", "StrategyConfigError", "VenueTable", "RuntimeTable", "check_params"]
 
@@ -78,6 +79,7 @@ class StrategyConfig(Table):
     venues: dict[str, Any] = {}         # venue -> VenueTable
     params: dict[str, Any] = {}         # given to the strategy as self.params
     runtime: RuntimeTable = msgspec.field(default_factory=RuntimeTable)
+    backtest: BacktestTable = msgspec.field(default_factory=BacktestTable)     # `ttquant backtest` only
     loop: LoopTable = msgspec.field(default_factory=LoopTable)
     process: ProcessTable = msgspec.field(default_factory=ProcessTable)
 
@@ -87,14 +89,15 @@ class StrategyConfig(Table):
         if self.name and not _is_name(self.name):
             raise ValueError(f"name: lower-case letters, digits, '_' and '-', got {self.name!r}")
 
-    def finish(self, base_dir: str, instance: str = "", path: str = "", load_class: bool = True):
+    def finish(self, base_dir: str, instance: str = "", path: str = "", load_class: bool = True,
+               backtest: bool = False):
         self.path, self.base_dir = path, base_dir
-        self.name = self.name or instance
+        self.name = self.name or instance or ("backtest" if backtest else "")
         if not _is_name(self.name):
             raise ConfigError(f"name: lower-case letters, digits, '_' and '-', got {self.name!r}")
         if instance and self.name != instance:
             raise ConfigError(f"name: is {self.name!r}, but the command asked for {instance!r}")
-        if not self.venues:
+        if not self.venues and not backtest:          # a backtest's file needs none
             raise ConfigError("venues: at least one [venues.NAME] table")
         rings = {}
         for venue, table in self.venues.items():

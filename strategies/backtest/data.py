@@ -57,7 +57,11 @@ def events_from_capture(names=("spot_btcusdt_20240808.gz", "usdm_btcusdt_2024080
     # events without a receive time (a book reset) keep their place: each stream's own order
     key = np.concatenate([np.maximum.accumulate(p["ts_recv"].astype(np.int64)) for p in parts])
     order = np.argsort(key, kind="stable")
-    return np.ascontiguousarray(rows[order]).view(MARKET_EVENT_DTYPE).reshape(-1), table
+    events = np.ascontiguousarray(rows[order]).view(MARKET_EVENT_DTYPE).reshape(-1)
+    # ts_pub: when md would have published it (its receive time), not when this conversion ran,
+    # so the same capture gives the same events byte for byte
+    events["ts_pub"] = key[order]
+    return events, table
 
 
 def events_from_journal(directory, from_ns: int = 0, to_ns: int = 0):
