@@ -35,6 +35,16 @@ cdef enum:
     MAX_ARRAY_INSTRUMENTS = 1 << 16     # instrument ids an array feed keeps books and quotes for
 
 
+cdef object own(strategy, str name):
+    """The strategy's bound handler, or None when it is BaseStrategy's own (a no-op)."""
+    from ttquant.strategies.base import BaseStrategy
+    handler = getattr(strategy, name)
+    if getattr(type(strategy), name, None) is getattr(BaseStrategy, name, None) and \
+            name not in getattr(strategy, "__dict__", ()):
+        return None
+    return handler
+
+
 cdef class _VenueFeed:
     cdef BroadcastReader ticks
     cdef BroadcastReader exec_reports
@@ -65,8 +75,10 @@ cdef class TickDispatch:
         free(self.quotes)
 
     def __init__(self, strategy, uint32_t strategy_id, OrderEntry entry, on_error, bint wants_book):
-        self.on_trade, self.on_quote, self.on_bar = strategy.on_trade, strategy.on_quote, strategy.on_bar
-        self.on_book, self.on_book_reset = strategy.on_book, strategy.on_book_reset
+        # a handler the strategy does not override is BaseStrategy's no-op: no view made, no call
+        self.on_trade, self.on_quote, self.on_bar = own(strategy, "on_trade"), own(strategy, "on_quote"), \
+            own(strategy, "on_bar")
+        self.on_book, self.on_book_reset = strategy.on_book, own(strategy, "on_book_reset")
         self.exec_report, self.on_error = strategy._exec_report, on_error
         self.strategy_id, self.entry, self.wants_book = strategy_id, entry, wants_book
         self.feeds = []
@@ -105,16 +117,20 @@ cdef class TickDispatch:
             self.entry.trigger_ts = e.ts_pub
         try:
             if kind == EVENT_TRADE:
-                self.on_trade(new_trade(e, s))
+                if self.on_trade is not None:
+                    self.on_trade(new_trade(e, s))
             elif kind == EVENT_BBO:
-                self.on_quote(new_quote(e, s))
+                if self.on_quote is not None:
+                    self.on_quote(new_quote(e, s))
             elif kind == EVENT_BOOK_LEVEL:          # once per venue message, when the strategy reads books
                 if self.wants_book and e.flags & FLAG_LAST_IN_BATCH:
                     self.on_book(s.instrument)
             elif kind == EVENT_BOOK_RESET:
-                self.on_book_reset(s.instrument)
+                if self.on_book_reset is not None:
+                    self.on_book_reset(s.instrument)
             elif kind == EVENT_KLINE:
-                self.on_bar(new_bar(e, s))
+                if self.on_bar is not None:
+                    self.on_bar(new_bar(e, s))
         except Exception as exc:
             if self.on_error(exc):
                 self.stopped = True

@@ -202,9 +202,9 @@ class BacktestResult:
 
 
 def _last_trade_prices(events) -> dict:
-    trades = events[events["kind"] == EventKind.TRADE]
-    ids, where = np.unique(trades["instrument_id"][::-1], return_index=True)
-    last = trades["price"][::-1][where]
+    mask = events["kind"] == EventKind.TRADE
+    ids, where = np.unique(events["instrument_id"][mask][::-1], return_index=True)
+    last = events["price"][mask][::-1][where]
     return {int(i): int(p) for i, p in zip(ids, last)}
 
 
