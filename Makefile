@@ -50,12 +50,14 @@ test-fast: build
 bench: build
 	mkdir -p $(BENCH_OUT)
 	$(PY) bench/build_kernels.py
+	$(PY) bench/backtest_peers.py --ensure-venv
 	$(PY) -m pytest bench -p no:cacheprovider --benchmark-json=$(BENCH_OUT)/results.json $(PYTEST_ARGS)
 	$(PY) bench/report.py $(BENCH_OUT)/results.json $(BENCH_OUT)/report.md
 
 bench-quick: build
 	mkdir -p $(BENCH_OUT)
 	$(PY) bench/build_kernels.py
+	$(PY) bench/backtest_peers.py --ensure-venv
 	TTQ_BENCH_QUICK=1 $(PY) -m pytest bench -m quick -p no:cacheprovider --benchmark-json=$(BENCH_OUT)/results.json $(PYTEST_ARGS)
 	$(PY) bench/report.py $(BENCH_OUT)/results.json $(BENCH_OUT)/report.md
 
