@@ -282,7 +282,9 @@ cdef class TickDispatch:
             elif e[i].kind == EVENT_BOOK_LEVEL or e[i].kind == EVENT_BOOK_RESET:
                 self.keep_book(&e[i])
             ev = None
-            if hook is not None and (self.venue_busy or self.clock_ns >= self.wake_ns):
+            # a wake-up waits for the end of a venue message: the books are whole between them
+            if hook is not None and (self.venue_busy or (self.clock_ns >= self.wake_ns and (
+                    e[i].kind != EVENT_BOOK_LEVEL or e[i].flags & FLAG_LAST_IN_BATCH))):
                 ev = new_record(1, &data)
                 memcpy(data, &e[i], sizeof(ttq_market_event))
                 hook(i, ev)

@@ -125,6 +125,7 @@ class BacktestContext:
                                        self.matcher, self.now_ns)
         self._last_id = 0
         self.timers: dict[str, list] = {}
+        self.timer_at = NEVER           # the next timer due
         self.depth = depth
         self.orders_sent = 0
 
@@ -149,12 +150,9 @@ class BacktestContext:
         return _Top(instrument.instrument_id, bids, asks, True)
 
     def send(self, instrument, order):
-        d = self.dispatch
-        if not d.venue_busy:
-            self._show_market(order.instrument_id or instrument.instrument_id)
         self.orders_sent += 1
         self.gateway.take(order)
-        d.venue_busy = d.after_handler = True
+        self.dispatch.after_handler = True     # a reject, or a request due at once (zero latency)
 
     def _show_market(self, instrument_id):
         """The venue had no work, so it has not seen the market: the book and quote as they are."""
@@ -176,7 +174,8 @@ class BacktestContext:
         if interval <= 0:
             raise ValueError(f"timer {name}: interval must be positive")
         self.timers[name] = [interval, self.dispatch.clock_ns + interval]
-        self.dispatch.wake_ns = min(t[1] for t in self.timers.values())
+        self.timer_at = min(t[1] for t in self.timers.values())
+        self.dispatch.wake_ns = min(self.dispatch.wake_ns, self.timer_at)
 
 
 @dataclasses.dataclass
@@ -251,8 +250,12 @@ def run_backtest(strategy_cls, params, events, table, model: FillModel | None = 
         gw.poll_venue()
         for er in gw.take_reports():
             d.report(venue, er)
-        if gw.adapter.idle and not gw.exec.reports:
-            d.venue_busy = False
+
+    def settle():
+        """What the venue needs of the loop next: every event while it has resting orders (queue
+        position, trades through them); else a wake-up when its next request is due."""
+        d.venue_busy = bool(m.resting)
+        d.wake_ns = min(m.pending[0][0], ctx.timer_at) if m.pending else ctx.timer_at   # requests in time order
 
     raw = np.ascontiguousarray(events)
     TRADE, BBO, LEVEL = int(EventKind.TRADE), int(EventKind.BBO), int(EventKind.BOOK_LEVEL)
@@ -262,18 +265,23 @@ def run_backtest(strategy_cls, params, events, table, model: FillModel | None = 
     def hook(i, ev):
         """The venue's turn before event i (ev), and again after its handler sent orders."""
         now = d.clock_ns
-        if now >= d.wake_ns:
+        if now >= ctx.timer_at:
             for name, t in ctx.timers.items():
                 if now >= t[1]:
                     t[1] = now + t[0]
                     call(strategy.on_timer, name)
-            d.wake_ns = min((t[1] for t in ctx.timers.values()), default=NEVER)
-        if not d.venue_busy:
-            return
-        if ev is not None and shown[0] != i:
-            shown[0] = i
-            show(ev, now)
-        deliver()
+            ctx.timer_at = min((t[1] for t in ctx.timers.values()), default=NEVER)
+        if d.venue_busy:
+            if ev is not None and shown[0] != i:
+                shown[0] = i
+                show(ev, now)
+        elif m.pending:
+            due = {p[2].instrument_id for p in m.pending if p[0] <= now}
+            for iid in sorted(due):     # it has not watched the market: show it as it is now
+                ctx._show_market(iid)
+        if m.reports or gw.exec.reports or (m.pending and m.pending[0][0] <= now):
+            deliver()                   # fills the market just made, rejects, requests due
+        settle()
 
     def show(ev, now):
         """One market event to the matcher (which keeps its own view of the top)."""
