@@ -17,9 +17,9 @@ plus ~20 s of conversion), so only hftbacktest's are part of bench-quick.
 import warnings
 
 import pytest
+
 from backtest_data import bench_events, bench_events_path, ema_cross_decisions, ema_instrument_id
 from backtest_peers import ensure_peers_venv, instruments_meta, run_peer
-
 from support import rate_info
 
 _WORK = {}
