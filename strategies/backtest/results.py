@@ -92,11 +92,12 @@ def result_document(result, events, table, *, strategy: str, params: dict, data:
     times, equity = equity_curve(events, fills, table, capital, period_s)
     trips = round_trips(fills, table)
     fees = sum(f["fee"] for f in fills) / 1e8
+    slippage = sum(f.get("slippage", 0) for f in fills) / 1e8
     traded = sum(f["price"] * f["qty"] / 10 ** (table[f["instrument_id"]].price_precision
                                                 + table[f["instrument_id"]].size_precision) for f in fills)
     stats = None
     if len(equity) >= 2 and (equity > 0).all():
-        stats = compute_statistics(equity, SECONDS_PER_YEAR / period_s, trips, traded, fees).as_dict()
+        stats = compute_statistics(equity, SECONDS_PER_YEAR / period_s, trips, traded, fees, slippage).as_dict()
     positions = {}
     for p in result.strategy.portfolio.positions():
         inst = table.get(p.instrument_id)

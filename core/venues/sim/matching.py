@@ -277,7 +277,7 @@ class SimMatcher:
                 continue
             level[1] -= take                    # used until the book moves
             price = self._slipped(o, p)
-            self._fill(o, take, price, Liquidity.TAKER, now_ns)
+            self._fill(o, take, price, Liquidity.TAKER, now_ns, level_price=p)
 
     def _slipped(self, o, price):
         ppm = self.model.slippage_ppm
@@ -301,13 +301,16 @@ class SimMatcher:
         return 0
 
     # -- reports --------------------------------------------------------------------------------
-    def _fill(self, o, qty, price, liquidity, now_ns):
+    def _fill(self, o, qty, price, liquidity, now_ns, level_price=0):
         if qty <= 0 or o.leaves <= 0:
             return
         inst = self.table[o.instrument_id]
         o.cum_qty += qty
         scale = 10**(inst.price_precision + inst.size_precision)
         notional = price * qty * inst.multiplier * 10**ACCOUNT_PRECISION // scale
+        # what the slippage model cost against the level taken (quote, account precision)
+        slippage = abs(price - level_price) * qty * inst.multiplier * 10**ACCOUNT_PRECISION // scale \
+            if level_price else 0
         ppm = self.model.maker_fee_ppm if liquidity == Liquidity.MAKER else self.model.taker_fee_ppm
         fee = -(-notional * ppm // 1_000_000)
         if self.account is not None:
@@ -316,7 +319,8 @@ class SimMatcher:
         self.counts["fills"] += 1
         self.fills.append({"ts": now_ns, "trade_id": self._trade_id, "strategy_id": o.strategy_id,
                            "client_order_id": o.client_order_id, "instrument_id": o.instrument_id,
-                           "side": int(o.side), "price": price, "qty": qty, "fee": fee, "liquidity": int(liquidity)})
+                           "side": int(o.side), "price": price, "qty": qty, "fee": fee, "liquidity": int(liquidity),
+                           "slippage": slippage})
         o.status = S.FILLED if o.leaves == 0 else S.PARTIALLY_FILLED
         if o.status == S.FILLED:
             self.resting.pop((o.strategy_id, o.client_order_id), None)
