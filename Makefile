@@ -40,11 +40,17 @@ annotate: $(STAMP)
 demo: build
 	$(VENV)/bin/ttquant demo
 
-test: build
+# Debian's Chromium: the backtest report's test opens the report in it (playwright drives it;
+# playwright's own browser download is not reachable from our machines).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -q && apt-get install -y -q --no-install-recommends chromium
+
+test: build $(CHROMIUM)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Everything but the multi-million-record stress runs.
-test-fast: build
+test-fast: build $(CHROMIUM)
 	$(PY) -m pytest -m "not stress" $(PYTEST_ARGS)
 
 bench: build

@@ -579,6 +579,12 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--from", dest="from_time", metavar="TIME", help="from this time (ISO 8601 or ns)")
     backtest.add_argument("--to", dest="to_time", metavar="TIME", help="before this time")
     backtest.add_argument("--out", default="backtest-out", help="where result.json goes (default ./backtest-out)")
+    backtest.add_argument("--no-report", action="store_true", help="result.json only, no report.html")
+    backtest.add_argument("--sweep", metavar="GRID", help="a parameter grid, 'fast=5,10,20 slow=50,100': every point "
+                                                          "run, ranked, OUT/sweep.json")
+    backtest.add_argument("--jobs", type=int, default=0, help="sweep processes on this machine (default: one per CPU)")
+    backtest.add_argument("--cluster", metavar="ADDRESS", help="run the sweep on a Dask scheduler (tcp://host:8786)")
+    backtest.add_argument("--rank-by", default="sharpe", help="the statistic a sweep is ranked by (default sharpe)")
     backtest.set_defaults(func=cmd_backtest)
 
     kill = sub.add_parser("kill", help="engage (or release) a venue's kill switch",

@@ -4,8 +4,9 @@ STRATEGY is named as `ttquant strategy run` names it (an example's short name,
 package.module:Class, path/file.py:Class); FILE is the strategy's own config (its [params],
 strategy_id and [backtest] table: fill model, risk file, capital; its live keys are not used);
 DATA a journal directory (what the recorder wrote) or a capture file of data/binance. Writes
-OUT/result.json (results.py: the same inputs give the same bytes) and prints a summary; a
-progress line on a terminal (events, events/s, ETA), none otherwise.
+OUT/result.json (results.py: the same inputs give the same bytes) and OUT/report.html (report.py:
+plots in one self-contained file) and prints a summary; a progress line on a terminal (events,
+events/s, ETA), none otherwise. --sweep runs a grid of parameters instead (sweep.py).
 """
 from __future__ import annotations
 
@@ -81,6 +82,8 @@ def run_backtest_command(args) -> int:
         return 2
     loaded = time.monotonic() - t0
     model = cfg.backtest.fill.model()
+    if args.sweep:
+        return _sweep(args, cfg, risk, model, len(events))
     t1 = time.monotonic()
     result = run_backtest(cls, cfg.params, events, table, model=model, strategy_id=cfg.strategy_id,
                           raise_errors=False, limits=limits, progress=Progress())
@@ -91,6 +94,9 @@ def run_backtest_command(args) -> int:
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "result.json")
     write_result(doc, path)
+    if not args.no_report:
+        from ttquant.strategies.backtest.report import trade_prices, write_report
+        write_report(doc, os.path.join(args.out, "report.html"), prices=trade_prices(events, table), table=table)
     stats = doc["statistics"] or {}
 
     def num(key, fmt="{:.3f}"):
@@ -104,5 +110,44 @@ def run_backtest_command(args) -> int:
           f"return {num('total_return', '{:.4%}')}, Sharpe {num('sharpe')}, "
           f"max drawdown {num('max_drawdown', '{:.4%}')}, trades {stats.get('trades', 0)}, "
           f"win rate {num('win_rate', '{:.1%}')}, fees {num('fees', '{:.4f}')}")
+    print(f"  {path}" + ("" if args.no_report else f"\n  {os.path.join(args.out, 'report.html')}"))
+    return 0
+
+
+def _sweep(args, cfg, risk, model, n_events) -> int:
+    import dataclasses
+
+    from ttquant.core.journal.replay import parse_time
+    from ttquant.strategies.backtest.sweep import format_table, parse_grid, rank, run_sweep, write_sweep
+    from ttquant.strategies.config import check_params
+    from ttquant.strategies.loader import load_strategy_class
+    try:
+        grid = parse_grid(args.sweep)
+        first = {k: v[0] for k, v in grid.items()}
+        check_params(load_strategy_class(args.strategy, os.getcwd()), {**cfg.params, **first})
+    except Exception as exc:
+        print(f"ttquant backtest: {exc}", file=sys.stderr)
+        return 2
+    module, _, cls = args.strategy.rpartition(":")
+    strategy = f"{os.path.abspath(module)}:{cls}" if module.endswith(".py") else args.strategy   # workers elsewhere
+    base = {"strategy": strategy, "base_dir": os.getcwd(), "data": os.path.abspath(args.data),
+            "from_ns": parse_time(args.from_time) if args.from_time else 0,
+            "to_ns": parse_time(args.to_time) if args.to_time else 0,
+            "params": dict(cfg.params), "strategy_id": cfg.strategy_id, "fill_model": dataclasses.asdict(model),
+            "risk": risk, "capital": cfg.backtest.capital, "period_s": cfg.backtest.period_s}
+    t0 = time.monotonic()
+    try:
+        rows = run_sweep(base, grid, jobs=args.jobs, cluster=args.cluster or "")
+    except OSError as exc:
+        print(f"ttquant backtest: --cluster {args.cluster}: {exc}", file=sys.stderr)
+        return 1
+    ranked = rank(rows, args.rank_by)
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "sweep.json")
+    write_sweep(ranked, grid, args.rank_by, path)
+    where = f"on {args.cluster}" if args.cluster else f"in {args.jobs or os.cpu_count()} processes"
+    print(f"{len(rows)} points x {n_events:,} events {where} in {time.monotonic() - t0:.1f} s, ranked by "
+          f"{args.rank_by}:")
+    print(format_table(ranked, grid, args.rank_by))
     print(f"  {path}")
     return 0
