@@ -67,3 +67,9 @@ cdef class BookBoardWriter:
 
     cdef uint64_t slot_index(self, uint32_t instrument_id) except? 0xFFFFFFFFFFFFFFFF
     cpdef publish(self, OrderBook book, uint64_t update_id, int64_t ts_exchange=*, bint synced=*)
+
+
+cdef class BoardFromTicks:
+    cdef readonly BookBoardWriter writer
+    cdef dict books                 # instrument_id -> OrderBook
+    cdef readonly uint64_t published

@@ -11,11 +11,12 @@ from ttquant.core.includes.atomics cimport (
 )
 from ttquant.core.rings.segment cimport ring_view, RingSegment
 from ttquant.core.book.order_book cimport OrderBook
+from ttquant.core.records cimport ttq_market_event, EVENT_BOOK_LEVEL, EVENT_BOOK_RESET, FLAG_ASK_SIDE, FLAG_LAST_IN_BATCH
 
 from ttquant.core.records import RecordType
 from ttquant.core.rings.segment import KIND_BOARD, RingError
 
-__all__ = ["BookBoardWriter", "BookBoard", "BookTop", "board_record_size", "DEFAULT_DEPTH"]
+__all__ = ["BookBoardWriter", "BookBoard", "BoardFromTicks", "BookTop", "board_record_size", "DEFAULT_DEPTH"]
 
 DEFAULT_DEPTH = 20
 DEFAULT_INSTRUMENTS = 256
@@ -115,6 +116,45 @@ cdef class BookBoardWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+cdef class BoardFromTicks:
+    """The board rebuilt from a tick stream's book events, where no md keeps it (a replay): each
+    level into the instrument's book, the top published at the end of every venue message
+    (LAST_IN_BATCH), a BOOK_RESET empties it (not synced) until its levels come again."""
+
+    def __init__(self, BookBoardWriter writer not None):
+        self.writer, self.books = writer, {}
+
+    def feed(self, events):
+        """MARKET_EVENT_DTYPE records (other kinds pass by); returns how many tops it published."""
+        if events.dtype.itemsize != sizeof(ttq_market_event):
+            raise TypeError("events must be MARKET_EVENT_DTYPE records")
+        cdef const unsigned char[::1] raw = np.ascontiguousarray(events).view(np.uint8).reshape(-1)
+        cdef Py_ssize_t i, n = raw.shape[0] // sizeof(ttq_market_event)
+        cdef const ttq_market_event *e
+        cdef OrderBook book
+        cdef uint64_t before = self.published
+        if n == 0:
+            return 0
+        e = <const ttq_market_event *>&raw[0]
+        for i in range(n):
+            if e[i].kind != EVENT_BOOK_LEVEL and e[i].kind != EVENT_BOOK_RESET:
+                continue
+            book = self.books.get(e[i].instrument_id)
+            if book is None:
+                book = OrderBook(e[i].instrument_id)
+                self.books[e[i].instrument_id] = book
+            if e[i].kind == EVENT_BOOK_RESET:
+                book.clear()
+                self.writer.reset(e[i].instrument_id, e[i].seq)
+                continue
+            book.set_level(e[i].flags & FLAG_ASK_SIDE, e[i].price, e[i].qty)
+            if e[i].flags & FLAG_LAST_IN_BATCH:
+                board_publish(&self.writer.ring, self.writer.slot_index(e[i].instrument_id), book, e[i].seq,
+                              e[i].ts_exchange, BOARD_SYNCED)
+                self.published += 1
+        return self.published - before
 
 
 cdef class BookBoard:

@@ -11,9 +11,11 @@ they are N times shorter, at max there are none. The instrument table is the one
 the journal files' headers, saved where md saves it. Each record gets a new ts_pub (when the
 replay published it: latency from the ring onwards is measured as live); ts_exchange and
 ts_recv stay as recorded. A progress line every few seconds (and STATUS=); SIGTERM stops it
-cleanly (exit 0); the end is logged. With --wait-for-strategy the first record waits until
-each named strategy has its order ring in the stack (it reads the tick ring from then on): a
-replay at max speed into a stack that is still starting loses nothing to it.
+cleanly (exit 0); the end is logged. The book board is rebuilt from the recorded book events
+(levels published at the end of each venue message), so strategies that read books work too.
+With --wait-for-strategy the first record waits until each named strategy has its order ring in
+the stack (it reads the tick ring from then on): a replay at max speed into a stack that is
+still starting loses nothing to it.
 """
 from __future__ import annotations
 
@@ -157,6 +159,7 @@ class Replay(Daemon):
         if not self.sources:
             raise ServiceError(f"{cfg.directory}: none of {', '.join(cfg.kinds)} recorded", 2)
         self.writers = {}
+        self.board = None
         self.published = 0
 
     def locks(self):
@@ -178,6 +181,9 @@ class Replay(Daemon):
             except RingBusyError:
                 raise ServiceError(f"{name} has a live writer (md or a gateway of rings {self.out!r}): replay "
                                    f"into other rings (--rings) or only what nobody writes (--kinds)", 4) from None
+        if "ticks" in self.writers:     # the book board as md keeps it, from the recorded book events
+            from ttquant.core.book.book_board import BoardFromTicks, BookBoardWriter
+            self.board = BoardFromTicks(BookBoardWriter(names.book_board(self.out)))
         total = sum(s.total for s in self.sources)
         log.info("replaying %d records of %s (%s) into rings %r at %s", total, self.recorded_name,
                  ", ".join(f"{s.kind} {s.total}" for s in self.sources), self.out,
@@ -222,6 +228,8 @@ class Replay(Daemon):
             buf.view(np.uint8)[:] = batch.view(np.uint8).reshape(-1)   # unions: copy as bytes
             buf["ts_pub"] = time.time_ns()
             self.writers[source.kind].push_many(buf)
+            if source.kind == "ticks" and self.board is not None:
+                self.board.feed(buf)
             self.published += n
             now = time.monotonic()
             if now >= say_at:
@@ -256,3 +264,5 @@ class Replay(Daemon):
     def close(self):
         for w in self.writers.values():
             w.close()
+        if self.board is not None:
+            self.board.writer.close()

@@ -133,3 +133,40 @@ def test_a_ring_with_a_live_writer_and_bad_arguments_are_refused_in_one_line(ven
         assert out.returncode == 2 and said in out.stderr, out.stderr
     out = _replay(tmp_path / "nothing", venue)
     assert out.returncode == 2 and "no such directory" in out.stderr
+
+
+def test_the_book_board_is_rebuilt_from_the_recorded_book_events(venue, tmp_path):
+    """Strategies that read books (book()) work on a replay: the levels md recorded go into the
+    board and its top is published at the end of each venue message, as md does."""
+    from ttquant.core.book.book_board import BookBoard
+    from ttquant.core.records import EventFlag, EventKind
+    from ttquant.core.rings.names import book_board
+    rows = [(EventKind.BOOK_RESET, 0, 0, 0)]
+    rows += [(EventKind.BOOK_LEVEL, 0, 61_000_00 - k, 10 + k) for k in range(5)]                  # bids
+    rows += [(EventKind.BOOK_LEVEL, EventFlag.ASK_SIDE, 61_001_00 + k, 20 + k) for k in range(5)]  # asks
+    rows += [(EventKind.BOOK_LEVEL, 0, 61_000_00, 0),                   # the best bid leaves,
+             (EventKind.BOOK_LEVEL, EventFlag.ASK_SIDE, 61_000_50, 7)]  # a better ask comes
+    ticks = np.zeros(len(rows), MARKET_EVENT_DTYPE)
+    for i, (kind, flags, price, qty) in enumerate(rows):
+        ticks[i]["kind"], ticks[i]["flags"], ticks[i]["price"], ticks[i]["qty"] = kind, flags, price, qty
+    ticks["instrument_id"] = 1
+    ticks["seq"] = np.arange(len(rows))
+    ticks["ts_pub"] = T0 + np.arange(len(rows)) * STEP
+    ticks["flags"][10] |= EventFlag.LAST_IN_BATCH           # the snapshot's end
+    ticks["flags"][12] |= EventFlag.LAST_IN_BATCH           # one diff's end
+    w = JournalWriter(str(tmp_path / "journal" / "binance.ticks"), "/ttq.binance.ticks", RecordType.MARKET_EVENT,
+                      MARKET_EVENT_DTYPE.itemsize, 0, _table().to_json(), ring_created_ns=T0)
+    w.append(ticks)
+    w.close()
+    out = _replay(tmp_path / "journal", venue, "--speed", "max")
+    try:
+        assert out.returncode == 0, out.stderr
+        board = BookBoard(book_board(venue))
+        top = board.read(1)
+        board.close()
+        assert top is not None and top.synced and top.update_id == 12
+        assert top.bids.tolist() == [[61_000_00 - k, 10 + k] for k in range(1, 5)]
+        assert top.asks.tolist() == [[61_000_50, 7]] + [[61_001_00 + k, 20 + k] for k in range(5)]
+        assert top.resets == 1
+    finally:
+        unlink_venue(venue)
