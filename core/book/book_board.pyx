@@ -11,7 +11,9 @@ from ttquant.core.includes.atomics cimport (
 )
 from ttquant.core.rings.segment cimport ring_view, RingSegment
 from ttquant.core.book.order_book cimport OrderBook
-from ttquant.core.records cimport ttq_market_event, EVENT_BOOK_LEVEL, EVENT_BOOK_RESET, FLAG_ASK_SIDE, FLAG_LAST_IN_BATCH
+from ttquant.core.records cimport (
+    ttq_market_event, EVENT_BOOK_LEVEL, EVENT_BOOK_RESET, FLAG_ASK_SIDE, FLAG_LAST_IN_BATCH,
+)
 
 from ttquant.core.records import RecordType
 from ttquant.core.rings.segment import KIND_BOARD, RingError

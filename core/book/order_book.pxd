@@ -2,14 +2,18 @@
 #
 # Each side is a pair of sorted C arrays (price, qty) with the best level LAST: bids
 # ascending, asks descending; a binary search finds a price's place. The arrays have free
-# room at both ends, so an insert or delete moves the shorter part: the levels above it, or
-# the ones below (a venue diff touches levels deep in the book as often as near the top).
+# room at both ends, so an insert moves the shorter part: the levels above it, or the ones
+# below (a venue diff touches levels deep in the book as often as near the top). A level
+# removed inside the book stays as an entry of quantity 0 (its price tends to come back, and
+# then nothing moves) until such entries outnumber the levels; the best and the deepest entry
+# are always levels.
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 cdef struct book_side:
     int64_t *price              # the deepest level; price[count - 1] is the best
-    int64_t *qty
-    Py_ssize_t count
+    int64_t *qty                # 0: a removed level kept in place (see side_set); never the first or last
+    Py_ssize_t count            # entries, removed ones included
+    Py_ssize_t live             # levels (entries with a quantity)
     int64_t *price_room         # the allocations price and qty point into
     int64_t *qty_room
     Py_ssize_t capacity         # slots in each allocation

@@ -9,6 +9,7 @@ __all__ = ["OrderBook", "BID", "ASK"]
 
 BID, ASK = 0, 1
 cdef Py_ssize_t INITIAL_LEVELS = 256
+cdef Py_ssize_t NEAR_HOLE = 32     # entries looked at either side of an insert for a removed level's
 
 
 cdef int side_place(book_side *s, Py_ssize_t capacity) except -1 nogil:
@@ -39,29 +40,63 @@ cdef void side_recentre(book_side *s) noexcept nogil:
     s.price, s.qty = s.price_room + front, s.qty_room + front
 
 
+cdef void side_compact(book_side *s) noexcept nogil:
+    """Drop the removed entries (quantity 0), the levels keeping their order and first slot."""
+    cdef Py_ssize_t k, j = 0
+    for k in range(s.count):
+        if s.qty[k]:
+            s.price[j] = s.price[k]
+            s.qty[j] = s.qty[k]
+            j += 1
+    s.count = j
+
+
 cdef int side_set(book_side *s, int64_t price, int64_t qty) except -1 nogil:
     """Set the quantity at price (0 removes the level); returns a level_change."""
     cdef Py_ssize_t i = side_search(s, price)
     cdef bint present = i < s.count and s.price[i] == price
     cdef Py_ssize_t free_below, free_above
     if qty == 0:
-        if not present:
+        if not present or s.qty[i] == 0:
             return LEVEL_UNCHANGED
-        if i < s.count - 1 - i:         # close the gap from below: the deeper levels move up
-            memmove(s.price + 1, s.price, i * sizeof(int64_t))
-            memmove(s.qty + 1, s.qty, i * sizeof(int64_t))
-            s.price += 1
-            s.qty += 1
-        else:
-            memmove(s.price + i, s.price + i + 1, (s.count - i - 1) * sizeof(int64_t))
-            memmove(s.qty + i, s.qty + i + 1, (s.count - i - 1) * sizeof(int64_t))
-        s.count -= 1
+        s.live -= 1
+        s.qty[i] = 0
+        if i == s.count - 1:            # the best: it goes, with the removed entries under it
+            while s.count and s.qty[s.count - 1] == 0:
+                s.count -= 1
+        elif i == 0:                    # the deepest: the same from below
+            while s.count and s.qty[0] == 0:
+                s.price += 1
+                s.qty += 1
+                s.count -= 1
+        elif s.count - s.live > 64 and s.count - s.live > s.live:
+            side_compact(s)
         return LEVEL_REMOVED
     if present:
         if s.qty[i] == qty:
             return LEVEL_UNCHANGED
+        if s.qty[i] == 0:               # a removed level's price again: nothing moves
+            s.live += 1
         s.qty[i] = qty
         return LEVEL_SET
+    # a removed level's entry close by takes the shift: only the entries between move
+    cdef Py_ssize_t j, lo = i - NEAR_HOLE if i > NEAR_HOLE else 0
+    cdef Py_ssize_t hi = i + NEAR_HOLE if i + NEAR_HOLE < s.count else s.count
+    if s.live < s.count:
+        for j in range(i, hi):
+            if s.qty[j] == 0:           # shift [i, j) up one into it
+                memmove(s.price + i + 1, s.price + i, (j - i) * sizeof(int64_t))
+                memmove(s.qty + i + 1, s.qty + i, (j - i) * sizeof(int64_t))
+                s.price[i], s.qty[i] = price, qty
+                s.live += 1
+                return LEVEL_SET
+        for j in range(i - 1, lo - 1, -1):
+            if s.qty[j] == 0:           # shift (j, i) down one into it
+                memmove(s.price + j, s.price + j + 1, (i - 1 - j) * sizeof(int64_t))
+                memmove(s.qty + j, s.qty + j + 1, (i - 1 - j) * sizeof(int64_t))
+                s.price[i - 1], s.qty[i - 1] = price, qty
+                s.live += 1
+                return LEVEL_SET
     free_below = s.price - s.price_room
     free_above = s.capacity - free_below - s.count
     if (i < s.count - i and free_below == 0) or (i >= s.count - i and free_above == 0):
@@ -82,11 +117,12 @@ cdef int side_set(book_side *s, int64_t price, int64_t qty) except -1 nogil:
     s.price[i] = price
     s.qty[i] = qty
     s.count += 1
+    s.live += 1
     return LEVEL_SET
 
 
 cdef void side_clear(book_side *s) noexcept nogil:
-    s.count = 0
+    s.count = s.live = 0
     side_recentre(s)
 
 
@@ -116,11 +152,13 @@ cdef class OrderBook:
     cdef Py_ssize_t copy_top(self, bint is_ask, int64_t *out, Py_ssize_t depth) noexcept nogil:
         """The best `depth` levels as (price, qty) pairs, best first; returns how many."""
         cdef book_side *s = self.side(is_ask)
-        cdef Py_ssize_t n = depth if depth < s.count else s.count
-        cdef Py_ssize_t k
-        for k in range(n):
-            out[2 * k] = s.price[s.count - 1 - k]
-            out[2 * k + 1] = s.qty[s.count - 1 - k]
+        cdef Py_ssize_t n = 0, k = s.count - 1
+        while n < depth and k >= 0:
+            if s.qty[k]:                # a removed level's entry is skipped
+                out[2 * n] = s.price[k]
+                out[2 * n + 1] = s.qty[k]
+                n += 1
+            k -= 1
         return n
 
     def set(self, int side, int64_t price, int64_t qty):
@@ -154,8 +192,8 @@ cdef class OrderBook:
 
     def top(self, Py_ssize_t depth):
         """(bids, asks): (n, 2) int64 arrays of the best `depth` levels, best first."""
-        bids = np.empty((min(depth, self.bids.count), 2), np.int64)
-        asks = np.empty((min(depth, self.asks.count), 2), np.int64)
+        bids = np.empty((min(depth, self.bids.live), 2), np.int64)
+        asks = np.empty((min(depth, self.asks.live), 2), np.int64)
         cdef int64_t[:, ::1] b = bids, a = asks
         if b.shape[0]:
             self.copy_top(False, &b[0, 0], depth)
@@ -165,7 +203,7 @@ cdef class OrderBook:
 
     def levels(self, int side):
         """Every level of a side as an (n, 2) array, best first."""
-        return self.top(self.side(side == ASK).count)[side]
+        return self.top(self.side(side == ASK).live)[side]
 
     @property
     def crossed(self):
@@ -174,7 +212,7 @@ cdef class OrderBook:
     @property
     def depth(self):
         """(bid levels, ask levels)."""
-        return self.bids.count, self.asks.count
+        return self.bids.live, self.asks.live
 
     def __repr__(self):
         bb, ba = self.best(BID), self.best(ASK)

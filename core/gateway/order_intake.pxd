@@ -35,7 +35,7 @@ cdef class OrderIntake:
     cdef void *_spare_data
     cdef LatencyTrace _trace                # strategy, client id, created, taken, checked (or None)
     cdef readonly uint64_t orders, wrong_strategy
-    cdef public int64_t clock_ns            # a backtest's time for the checks (rate buckets, order age); 0: the wall clock
+    cdef public int64_t clock_ns            # a backtest's time for the checks (rate, order age); 0: the wall clock
     cdef ttq_order last_new                 # the last new order checked (rehearsed while idle)
 
     cdef int take_order(self, Py_ssize_t ring, ttq_order *o) noexcept

@@ -201,7 +201,7 @@ class BacktestResult:
 
 
 def _last_trade_prices(events) -> dict:
-    mask = events["kind"] == EventKind.TRADE
+    mask = events["kind"] == np.uint8(EventKind.TRADE)      # as uint8: no cast of the column
     ids, where = np.unique(events["instrument_id"][mask][::-1], return_index=True)
     last = events["price"][mask][::-1][where]
     return {int(i): int(p) for i, p in zip(ids, last)}

@@ -810,12 +810,14 @@ cdef class BinanceNormaliser:
         cdef book_side *side
         cdef Py_ssize_t k
         cdef int is_ask
-        cdef uint64_t n_left = book.bids.count + book.asks.count
+        cdef uint64_t n_left = book.bids.live + book.asks.live
         self.ev.kind = EVENT_BOOK_LEVEL
         self.ev.seq = st.book.update_id
         for is_ask in range(2):
             side = &book.asks if is_ask else &book.bids
             for k in range(side.count - 1, -1, -1):     # best first
+                if side.qty[k] == 0:
+                    continue                            # a removed level's entry
                 n_left -= 1
                 self.ev.price = side.price[k]
                 self.ev.qty = side.qty[k]
