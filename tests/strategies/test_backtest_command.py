@@ -73,3 +73,24 @@ def test_bad_input_is_refused_naming_what(tmp_path):
     assert p.returncode == 2 and "no such file or directory" in p.stderr, p.stderr
     p = backtest("no_such_strategy", "--data", CAPTURE, cwd=tmp_path)
     assert p.returncode == 2 and "no_such_strategy" in p.stderr, p.stderr
+
+
+def test_the_progress_line_shows_events_rate_and_time_left_on_a_terminal_only():
+    import io
+
+    from ttquant.strategies.backtest.run import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    out = Terminal()
+    p = Progress(out)
+    p.drawn -= 1                            # as if the last line were a second old
+    p(250_000, 1_000_000)
+    p(1_000_000, 1_000_000)
+    first, last = out.getvalue().split("\r")[1:]
+    assert "250,000/1,000,000 events" in first and "M/s" in first and "ETA" in first
+    assert last.startswith("[" + "#" * 30 + "]") and last.endswith("\n")
+    quiet = io.StringIO()
+    Progress(quiet)(10, 10)
+    assert quiet.getvalue() == ""
