@@ -29,6 +29,13 @@ TARGETS = [
     ("tick to order p99, spinning", "tick_to_order", "ttquant_spin", "p99_ns", "<=", 25_000),
     ("tick to order p50 vs the pyzmq chain", "tick_to_order", "ttquant_spin", "ratio:pyzmq_ipc:p50_ns", ">=", 20),
     ("all risk checks per order", "risk_check", "ttquant", "p50_ns", "<=", 1_000),
+    ("replay at max, records/s", "replay_throughput", "ttquant", "per_s", ">=", 5e6),
+    ("backtest, no-op strategy, events/s", "backtest_noop", "ttquant", "per_s", ">=", 5e6),
+    ("backtest, EMA cross with orders, events/s", "backtest_ema_cross", "ttquant", "per_s", ">=", 1e6),
+    ("backtest, EMA cross vs NautilusTrader", "backtest_ema_cross", "ttquant", "rate_ratio:nautilus_trader:per_s",
+     ">=", 10),
+    ("backtest, whole stream with depth vs hftbacktest", "backtest_full", "ttquant", "rate_ratio:hftbacktest:per_s",
+     ">=", 1),
 ]
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
@@ -104,14 +111,18 @@ def _target_rows(entries):
         if e is None:
             rows.append((what, f"{path}/{impl}", "not measured", _bar(field, op, bar), "MISSING"))
             continue
-        if field.startswith("ratio:"):
-            _, peer, f = field.split(":")
+        if field.startswith(("ratio:", "rate_ratio:")):
+            kind, peer, f = field.split(":")
             p = _find(entries, path, peer)
-            if p is None or not e.get(f):
+            if p is None or not e.get(f) or not p.get(f):
                 rows.append((what, f"{path}/{impl}", "no peer", _bar(field, op, bar), "MISSING"))
                 continue
-            value = p[f] / e[f]
-            shown = f"{value:.1f}x ({_ns(p[f])} / {_ns(e[f])})"
+            if kind == "ratio":         # a time: the peer's over ours
+                value = p[f] / e[f]
+                shown = f"{value:.1f}x ({_ns(p[f])} / {_ns(e[f])})"
+            else:                       # a rate: ours over the peer's
+                value = e[f] / p[f]
+                shown = f"{value:.1f}x ({_rate(e[f])}/s / {_rate(p[f])}/s)"
         else:
             value = e[field]
             shown = _rate(value) + "/s" if field == "per_s" else _ns(value)
@@ -123,8 +134,8 @@ def _target_rows(entries):
 def _bar(field, op, bar):
     if field == "per_s":
         return f"{op} {_rate(bar)}/s"
-    if field.startswith("ratio:"):
-        return f"{op} {bar:.0f}x"
+    if field.startswith(("ratio:", "rate_ratio:")):
+        return f"{op} {bar:g}x"
     return f"{op} {_ns(bar)}"
 
 
@@ -176,6 +187,17 @@ def render(doc, out_dir):
             if svg:
                 lines.append("")
                 lines.append(f"![{path} histogram]({svg})")
+        elif not path.startswith("ring_throughput"):
+            lines.append("Per second over the whole run (one round)" + (
+                "; orders: what the strategy sent, the same for every implementation (checked against the "
+                "rule's reference)." if path.startswith("backtest_") else "."))
+            lines.append("")
+            lines.append("| impl | events | per second | orders |" + "".join(f" vs {p['impl']} |" for p in peers))
+            lines.append("|" + "---|" * (4 + len(peers)))
+            for e in rows:
+                ratios = "".join(f" {e['per_s'] / p['per_s']:.1f}x |" for p in peers)
+                orders = f"{e['orders']:,}" if "orders" in e else "-"
+                lines.append(f"| {e['impl']} | {e['n']:,} | {_rate(e['per_s'])} | {orders} |{ratios}")
         else:
             lines.append("Per second: each round's median chunk rate, the median over the rounds; every round is "
                          "listed to show the spread, with the plain average of the median round and one cache "
