@@ -1,4 +1,5 @@
 """Python face of book_board.pxd: a writer for the md daemon, a reader for everyone else."""
+import time
 from collections import namedtuple
 
 import numpy as np
@@ -22,7 +23,8 @@ __all__ = ["BookBoardWriter", "BookBoard", "BoardFromTicks", "BookTop", "board_r
 
 DEFAULT_DEPTH = 20
 DEFAULT_INSTRUMENTS = 256
-READ_ATTEMPTS = 100_000     # a slot that stays odd this long: its writer died mid-write
+READ_ATTEMPTS = 100_000     # spins on a slot that stays odd before asking whether its writer lives
+WRITER_STALL_S = 2.0        # how long a live writer may stay mid-write (descheduled) before a read gives up
 
 BookTop = namedtuple("BookTop", "instrument_id bids asks update_id ts_exchange ts_pub synced resets updates")
 BookTop.__doc__ = "One instrument's top of book: bids and asks are (n, 2) int64 (price, qty), best first."
@@ -199,17 +201,28 @@ cdef class BookBoard:
         cdef char *dst = self._copy
         cdef uint64_t s1, s2
         cdef int _
-        for _ in range(READ_ATTEMPTS):
-            s1 = ttq_load_acquire_u64(stamp)
-            if s1 & 1 == 0:
-                memcpy(dst, slot + 8, self.ring.record_size)
-                ttq_fence_acquire()     # the copy completes before the stamp is read again
-                s2 = ttq_load_relaxed_u64(stamp)
-                if s1 == s2:
-                    return self._decode()
-            ttq_cpu_relax()
-        raise RingError(f"book board {self.segment.name}: slot of instrument {instrument_id} "
-                        f"stayed mid-write; its writer died while writing it")
+        cdef double deadline = 0.0
+        while True:
+            for _ in range(READ_ATTEMPTS):
+                s1 = ttq_load_acquire_u64(stamp)
+                if s1 & 1 == 0:
+                    memcpy(dst, slot + 8, self.ring.record_size)
+                    ttq_fence_acquire()     # the copy completes before the stamp is read again
+                    s2 = ttq_load_relaxed_u64(stamp)
+                    if s1 == s2:
+                        return self._decode()
+                ttq_cpu_relax()
+            # still odd: a live writer the scheduler stopped mid-write (more processes than
+            # cores) gets its time back; a dead one never finishes
+            if not self.segment.writer_alive():
+                raise RingError(f"book board {self.segment.name}: slot of instrument {instrument_id} "
+                                f"stayed mid-write; its writer died while writing it")
+            if deadline == 0.0:
+                deadline = time.monotonic() + WRITER_STALL_S
+            elif time.monotonic() > deadline:
+                raise RingError(f"book board {self.segment.name}: slot of instrument {instrument_id} "
+                                f"stayed mid-write for {WRITER_STALL_S:g} s though its writer lives")
+            time.sleep(50e-6)
 
     cdef object _decode(self):
         cdef ttq_book_top *top = <ttq_book_top *><char *>self._copy

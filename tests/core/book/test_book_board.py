@@ -121,3 +121,52 @@ def test_slot_head_layout_is_the_documented_one():
     assert size == 48 and board_record_size(20) == 48 + 20 * 32
     assert offsets == {"instrument_id": 0, "n_bids": 4, "n_asks": 6, "update_id": 8, "ts_exchange": 16,
                        "ts_pub": 24, "flags": 32, "resets": 36, "updates": 40}
+
+
+def _stamp(name):
+    """The first slot's seqlock stamp, mapped from /dev/shm (what a writer mid-write leaves odd)."""
+    import mmap
+    import os
+
+    from ttquant.core.rings.segment import HEADER_SIZE, SHM_DIR
+    fd = os.open(os.path.join(SHM_DIR, name.lstrip("/")), os.O_RDWR)
+    m = mmap.mmap(fd, 0)
+    os.close(fd)
+    return m, np.frombuffer(m, np.uint64, 1, HEADER_SIZE)
+
+
+def test_a_read_waits_for_a_live_writer_stopped_mid_write_and_gives_up_on_a_dead_one(ring, children):
+    import threading
+    import time
+    name = ring("books")
+    w = BookBoardWriter(name, depth=3, instruments=4)
+    w.publish(book_with(7, [[100, 1]], [[101, 2]]), update_id=1)
+    r = BookBoard(name)
+    m, stamp = _stamp(name)
+    stamp[0] += 1                       # this process, the writer, "descheduled" mid-write
+    done = threading.Timer(0.05, np.add, (stamp, 1, stamp))     # ... and back 50 ms later
+    done.start()
+    t0 = time.monotonic()
+    assert r.read(7).bids.tolist() == [[100, 1]]        # waited for it, no error
+    assert time.monotonic() - t0 >= 0.04
+    done.join()
+    w.close()
+    r.close()
+    # a writer that dies mid-write: the read says so at once, not after the stall allowance
+    code = (f"from ttquant.core.book.book_board import BookBoardWriter\n"
+            f"from ttquant.core.book.order_book import OrderBook\n"
+            f"w = BookBoardWriter({name!r}, depth=3, instruments=4)\n"
+            f"b = OrderBook(7); b.load([[100, 1]], [[101, 2]]); w.publish(b, 2)\n"
+            f"print('published', flush=True); import time; time.sleep(60)\n")
+    child = children.start("-c", code, stdout=subprocess.PIPE)
+    assert child.stdout.readline().strip() == b"published"
+    m, stamp = _stamp(name)
+    stamp[0] += 1
+    child.kill()
+    child.wait(timeout=10)
+    r = BookBoard(name)
+    t0 = time.monotonic()
+    with pytest.raises(RingError, match="its writer died while writing it"):
+        r.read(7)
+    assert time.monotonic() - t0 < 1.0
+    r.close()
