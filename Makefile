@@ -46,11 +46,16 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	apt-get update -q && apt-get install -y -q --no-install-recommends chromium
 
-test: build $(CHROMIUM)
+# PostgreSQL's server binaries: the database tests start a server of their own with them.
+PG_SERVER := $(or $(firstword $(wildcard /usr/lib/postgresql/*/bin/postgres)),/usr/lib/postgresql/15/bin/postgres)
+$(PG_SERVER):
+	apt-get update -q && apt-get install -y -q --no-install-recommends postgresql
+
+test: build $(CHROMIUM) $(PG_SERVER)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Everything but the multi-million-record stress runs.
-test-fast: build $(CHROMIUM)
+test-fast: build $(CHROMIUM) $(PG_SERVER)
 	$(PY) -m pytest -m "not stress" $(PYTEST_ARGS)
 
 bench: build

@@ -16,7 +16,8 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = pathlib.Path(__file__).resolve().parent
-PACKAGE_DIRS = {"ttquant.core": "core", "ttquant.strategies": "strategies", "ttquant.sidecars": "sidecars"}
+PACKAGE_DIRS = {"ttquant.core": "core", "ttquant.strategies": "strategies", "ttquant.sidecars": "sidecars",
+                "ttquant.sql": "sql"}
 # Cython resolves `cimport ttquant.core.x` by directory; this tree of links gives it one.
 CYTHON_TREE = ROOT / "build" / "cython_src"
 
@@ -115,7 +116,8 @@ class TTQBuildExt(build_ext):
 setup(
     package_dir=PACKAGE_DIRS,
     packages=_packages(),
-    package_data={"": ["*.pxd", "*.pyi", "*.h", "py.typed"], "ttquant.core.daemon": ["examples/*.toml"]},
+    package_data={"": ["*.pxd", "*.pyi", "*.h", "py.typed"], "ttquant.core.daemon": ["examples/*.toml"],
+                  "ttquant.sql": ["migrations/*.sql"]},
     ext_modules=_extensions(),
     cmdclass={"build_ext": TTQBuildExt},
     zip_safe=False,

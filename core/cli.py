@@ -324,6 +324,29 @@ def cmd_backtest(args) -> int:
     return run_backtest_command(args)
 
 
+def cmd_db_migrate(args) -> int:
+    if not args.dsn:
+        print("ttquant db migrate: no database: --dsn or $TTQ_DATABASE_URL", file=sys.stderr)
+        return 2
+    import psycopg
+
+    from ttquant.sidecars.db.migrate import MigrationError, migrate
+    try:
+        with psycopg.connect(args.dsn, autocommit=True, connect_timeout=10) as conn:
+            done = migrate(conn, timescale=False if args.plain else None)
+    except MigrationError as exc:
+        print(f"ttquant db migrate: {exc}", file=sys.stderr)
+        return 2
+    except psycopg.OperationalError as exc:
+        print(f"ttquant db migrate: cannot reach the database: {str(exc).strip()}", file=sys.stderr)
+        return 1
+    for m in done:
+        print(f"applied {m.label}")
+    if not done:
+        print("the schema is up to date")
+    return 0
+
+
 def cmd_journal_ls(args) -> int:
     from ttquant.core.journal import JournalFileError, journal_directories, journal_files
     if not os.path.exists(args.directory):
@@ -586,6 +609,16 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--cluster", metavar="ADDRESS", help="run the sweep on a Dask scheduler (tcp://host:8786)")
     backtest.add_argument("--rank-by", default="sharpe", help="the statistic a sweep is ranked by (default sharpe)")
     backtest.set_defaults(func=cmd_backtest)
+
+    db = sub.add_parser("db", help="the PostgreSQL / TimescaleDB schema",
+                        description="The schema's migrations (sql/migrations), applied in order, each once.")
+    db_sub = db.add_subparsers(dest="db_command", metavar="SUBCOMMAND", required=True)
+    db_migrate = db_sub.add_parser("migrate", help="apply the migrations the database lacks (twice changes nothing)")
+    db_migrate.add_argument("--dsn", default=os.environ.get("TTQ_DATABASE_URL", ""),
+                            help="libpq connection string or URL (default $TTQ_DATABASE_URL)")
+    db_migrate.add_argument("--plain", action="store_true", help="plain PostgreSQL partitions even where "
+                                                                  "TimescaleDB is available")
+    db_migrate.set_defaults(func=cmd_db_migrate)
 
     kill = sub.add_parser("kill", help="engage (or release) a venue's kill switch",
                           description="Every new order rejected (5001) and open orders canceled until released.")

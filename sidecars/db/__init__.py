@@ -1,0 +1,1 @@
+"""PostgreSQL / TimescaleDB: the schema's migrations (and, next, the journal shipper)."""

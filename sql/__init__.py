@@ -1,0 +1,1 @@
+"""The database schema: ordered migrations (sql/migrations), applied by `ttquant db migrate`."""
