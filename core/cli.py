@@ -192,6 +192,7 @@ DAEMONS = {
     "md": "ttquant.core.md.daemon:MdDaemon",
     "gateway": "ttquant.core.gateway.daemon:Gateway",
     "record": "ttquant.sidecars.recorder.daemon:Recorder",
+    "ship": "ttquant.sidecars.db.daemon:Shipper",
     "strategy": "ttquant.strategies.runtime:StrategyDaemon",
 }
 # role -> its config schema, for `ttquant config`
@@ -200,6 +201,7 @@ SCHEMAS = {
     "gateway": "ttquant.core.gateway.config:GatewayConfig",
     "risk": "ttquant.core.gateway.risk_config:RiskFile",
     "record": "ttquant.sidecars.recorder.config:RecorderConfig",
+    "ship": "ttquant.sidecars.db.daemon:ShipperConfig",
     "strategy": "ttquant.strategies.config:StrategyConfig",
 }
 MD_VENUES = ("binance",)            # venues with a market-data daemon
@@ -322,6 +324,10 @@ def cmd_replay(args) -> int:
 def cmd_backtest(args) -> int:
     from ttquant.strategies.backtest.run import run_backtest_command
     return run_backtest_command(args)
+
+
+def cmd_db_ship(args) -> int:
+    return _run_daemon("ship", args.venue, args.config)
 
 
 def cmd_db_migrate(args) -> int:
@@ -619,6 +625,14 @@ def build_parser() -> argparse.ArgumentParser:
     db_migrate.add_argument("--plain", action="store_true", help="plain PostgreSQL partitions even where "
                                                                   "TimescaleDB is available")
     db_migrate.set_defaults(func=cmd_db_migrate)
+    db_ship = db_sub.add_parser("ship", help="the recorder's journal files into the database, following them",
+                                description="Journal files (never the rings) into PostgreSQL by binary COPY, each "
+                                            "batch committed with its watermark: an outage or a crash loses nothing "
+                                            "and loads nothing twice (config: /etc/ttquant/ship.VENUE.toml).",
+                                epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    db_ship.add_argument("venue", help="the recorded stack, e.g. binance")
+    db_ship.add_argument("--config", help="the config file (default /etc/ttquant/ship.VENUE.toml)")
+    db_ship.set_defaults(func=cmd_db_ship)
 
     kill = sub.add_parser("kill", help="engage (or release) a venue's kill switch",
                           description="Every new order rejected (5001) and open orders canceled until released.")

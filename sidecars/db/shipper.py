@@ -9,8 +9,7 @@ was not committed is loaded again from the watermark. Ticks go to `trades` and `
 table recorded in the files' headers to `instruments`. Prices and quantities are exact: the raw
 fixed-point integer over 10**precision as numeric.
 
-The daemon around it (`ttquant db ship VENUE`: the service runner, retry with backoff, the
-following of files as the recorder writes them) comes next.
+The daemon around it is sidecars/db/daemon.py (`ttquant db ship VENUE`).
 """
 from __future__ import annotations
 
@@ -132,15 +131,20 @@ def _instruments(conn, venue, table):
                  _scaled(inst.step_size, inst.size_precision), inst.multiplier))
 
 
-def ship(conn, directory, batch: int = BATCH, fail_after_batches: int | None = None) -> dict[str, int]:
-    """Load every recorded stream under directory from its watermark; {stream: records loaded}.
-    conn: a psycopg connection in autocommit mode. fail_after_batches: tests' crash point (raises
-    inside the transaction of that batch, after its rows were copied)."""
+def ship(conn, directory, batch: int = BATCH, fail_after_batches: int | None = None,
+         should_stop=None, rings: str | None = None) -> dict[str, int]:
+    """Load every recorded stream under directory (of the stack `rings`, or all) from its
+    watermark; {stream: records loaded}. conn: a psycopg connection in autocommit mode.
+    should_stop(): checked between batches.
+    fail_after_batches: tests' crash point (raises inside the transaction of that batch, after
+    its rows were copied)."""
     loaded: dict[str, int] = {}
     batches = 0
-    for rings, kinds in sorted(recorded_rings(str(directory)).items()):
+    for recorded, kinds in sorted(recorded_rings(str(directory)).items()):
+        if rings is not None and recorded != rings:
+            continue
         for kind, path in sorted(kinds.items()):
-            stream = f"{rings}.{kind}"
+            stream = f"{recorded}.{kind}"
             files = [f for f in journal_files(path) if f.count]
             if not files:
                 continue
@@ -157,9 +161,11 @@ def ship(conn, directory, batch: int = BATCH, fail_after_batches: int | None = N
                     continue                                    # loaded already
                 start = mark[1] if mark is not None and f.ring_created_ns == mark[0] else f.first_position
                 start = max(start, f.first_position)
-                venue = table.venue if table is not None else rings
+                venue = table.venue if table is not None else recorded
                 records = f.records
                 for at in range(start, f.next_position, batch):
+                    if should_stop is not None and should_stop():
+                        return loaded
                     end = min(at + batch, f.next_position)
                     chunk = np.asarray(records[at - f.first_position:end - f.first_position])
                     positions = np.arange(at, end, dtype=np.int64)
