@@ -7,10 +7,11 @@ from ttquant.core.journal.journal_file import (
     JournalFileError,
     JournalWriter,
     TornHeader,
+    between,
     journal_directories,
     journal_files,
     read_journal,
 )
 
 __all__ = ["JournalWriter", "JournalFile", "JournalFileError", "TornHeader", "journal_files", "journal_directories",
-           "read_journal", "FILE_SUFFIX", "LAYOUT_VERSION"]
+           "read_journal", "between", "FILE_SUFFIX", "LAYOUT_VERSION"]

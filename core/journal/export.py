@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from ttquant.core.instruments import MARKET_LABELS, MarketType
-from ttquant.core.journal.journal_file import journal_files
+from ttquant.core.journal.journal_file import between, journal_files
 from ttquant.core.journal.replay import recorded_rings
 from ttquant.core.records import FUNDING_RATE_PRECISION, EventKind, Liquidity, OrderStatus, OrderType, Side
 
@@ -151,13 +151,7 @@ def export_journal(directory: str, out: str, fmt: str = "parquet", from_ns: int 
                 continue
             table = next((f.instruments for f in files if f.instruments is not None), None)
             records = np.concatenate([f.records.view(np.uint8).reshape(-1) for f in files]).view(files[0].dtype)
-            ts = records["ts_pub"]
-            keep = np.ones(len(records), bool)
-            if from_ns:
-                keep &= ts >= from_ns
-            if to_ns:
-                keep &= ts < to_ns
-            records = records[keep]
+            records = between(records, records["ts_pub"], from_ns, to_ns)
             for iid in np.unique(records["instrument_id"]):
                 inst = table.get(int(iid)) if table is not None else None
                 if inst is None:

@@ -27,7 +27,7 @@ from ttquant.core.instruments import InstrumentTable
 from ttquant.core.records import dtype_for
 
 __all__ = ["JournalWriter", "JournalFile", "JournalFileError", "TornHeader", "journal_files", "journal_directories",
-           "read_journal", "FILE_SUFFIX", "LAYOUT_VERSION"]
+           "read_journal", "between", "FILE_SUFFIX", "LAYOUT_VERSION"]
 
 log = logging.getLogger("ttquant.journal")
 
@@ -223,3 +223,18 @@ def read_journal(directory: str, ring_created_ns: int | None = None):
     gaps = [(a.next_position, b.first_position - a.next_position)
             for a, b in zip(files, files[1:]) if b.first_position > a.next_position]
     return records, positions, gaps
+
+
+def between(records, ts, from_ns: int = 0, to_ns: int = 0):
+    """The records whose time (ts, one per record) is in [from_ns, to_ns), 0 meaning no bound;
+    the records themselves when there is none."""
+    if not from_ns and not to_ns:
+        return records
+    keep = np.ones(len(records), bool)
+    if from_ns:
+        keep &= ts >= from_ns
+    if to_ns:
+        keep &= ts < to_ns
+    # as bytes: numpy copies a dtype with overlapping fields (unions) field by field, not whole
+    rows = records.view(np.uint8).reshape(len(records), -1)[keep]
+    return np.ascontiguousarray(rows).view(records.dtype).reshape(-1)

@@ -68,7 +68,7 @@ def events_from_journal(directory, from_ns: int = 0, to_ns: int = 0):
     """(events, instrument table) of the tick ring recorded under directory (a ring's journal
     directory or one above it holding one stack's), the latest ring run, in position order;
     from_ns / to_ns bound ts_pub (0: no bound)."""
-    from ttquant.core.journal.journal_file import journal_files, read_journal
+    from ttquant.core.journal.journal_file import between, journal_files, read_journal
     from ttquant.core.journal.replay import recorded_rings
     stacks = recorded_rings(str(directory))
     ticks = [kinds["ticks"] for kinds in stacks.values() if "ticks" in kinds]
@@ -81,32 +81,19 @@ def events_from_journal(directory, from_ns: int = 0, to_ns: int = 0):
     files = [f for f in journal_files(ticks[0]) if f.instruments is not None]
     if not files:
         raise ValueError(f"{ticks[0]}: the journal files hold no instrument table")
-    table = files[-1].instruments
-    ts = records["ts_pub"]
-    keep = np.ones(len(records), bool)
-    if from_ns:
-        keep &= ts >= from_ns
-    if to_ns:
-        keep &= ts < to_ns
-    rows = records.view(np.uint8).reshape(len(records), -1)[keep]
-    return np.ascontiguousarray(rows).view(records.dtype).reshape(-1), table
+    return between(records, records["ts_pub"], from_ns, to_ns), files[-1].instruments
 
 
 def load_events(path, from_ns: int = 0, to_ns: int = 0):
     """(events, table) from a journal directory, or from a capture file of data/binance (its
     exchangeInfo beside it), by what path is."""
     import pathlib
+
+    from ttquant.core.journal.journal_file import between
     p = pathlib.Path(path)
     if p.is_dir():
         return events_from_journal(p, from_ns, to_ns)
     if not p.exists():
         raise ValueError(f"{path}: no such file or directory")
     events, table = events_from_capture((p.name,), data_dir=p.parent.parent)
-    ts = events["ts_recv"]
-    keep = np.ones(len(events), bool)
-    if from_ns:
-        keep &= ts >= from_ns
-    if to_ns:
-        keep &= ts < to_ns
-    rows = events.view(np.uint8).reshape(len(events), -1)[keep]
-    return np.ascontiguousarray(rows).view(events.dtype).reshape(-1), table
+    return between(events, events["ts_recv"], from_ns, to_ns), table

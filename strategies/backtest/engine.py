@@ -68,11 +68,6 @@ class MatcherVenue:
     def poll(self) -> list:
         return [VenueReport.from_exec_report(r) for r in self.matcher.advance(self.clock())]
 
-    @property
-    def idle(self) -> bool:
-        m = self.matcher
-        return not (m.pending or m.resting or m.reports)
-
     def close(self):
         pass
 
