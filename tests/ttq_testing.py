@@ -207,3 +207,14 @@ class NotifyListener:
 
     def close(self):
         self.sock.close()
+
+
+def spot_table():
+    """A binance instrument table of one instrument: BTCUSDT spot, id 1, prices at 2 decimals,
+    sizes at 5 (what the journal, replay and database tests record)."""
+    from ttquant.core.instruments import Instrument, InstrumentTable, MarketType
+    t = InstrumentTable("binance")
+    t.add(Instrument(instrument_id=1, venue="binance", symbol="BTCUSDT", market_type=MarketType.SPOT, base="BTC",
+                     quote="USDT", price_precision=2, size_precision=5, tick_size=1, step_size=1, min_qty=1,
+                     max_qty=0, min_price=1, max_price=0, min_notional=500))
+    return t

@@ -6,7 +6,6 @@ import struct
 import numpy as np
 import pytest
 
-from ttquant.core.instruments import Instrument, InstrumentTable, MarketType
 from ttquant.core.journal import (
     JournalFile,
     JournalFileError,
@@ -15,6 +14,8 @@ from ttquant.core.journal import (
     read_journal,
 )
 from ttquant.core.records import EXEC_REPORT_DTYPE, MARKET_EVENT_DTYPE, RecordType
+
+from ttq_testing import spot_table
 
 ME = RecordType.MARKET_EVENT
 
@@ -27,16 +28,8 @@ def _events(first, n):
     return a
 
 
-def _table():
-    t = InstrumentTable("binance")
-    t.add(Instrument(instrument_id=1, venue="binance", symbol="BTCUSDT", market_type=MarketType.SPOT,
-                     base="BTC", quote="USDT", price_precision=2, size_precision=5, tick_size=1,
-                     step_size=1, min_qty=1, max_qty=0, min_price=1, max_price=0, min_notional=500))
-    return t
-
-
 def test_records_come_back_memory_mapped_with_their_positions_and_the_table(tmp_path):
-    table = _table()
+    table = spot_table()
     w = JournalWriter(str(tmp_path), "/ttq.binance.ticks", ME, MARKET_EVENT_DTYPE.itemsize, 1000,
                       table.to_json())
     w.append(_events(0, 10))

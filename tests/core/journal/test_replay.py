@@ -8,25 +8,17 @@ import sys
 
 import numpy as np
 
-from ttquant.core.instruments import Instrument, InstrumentTable, MarketType, instruments_path
+from ttquant.core.instruments import InstrumentTable, instruments_path
 from ttquant.core.journal import JournalWriter
 from ttquant.core.records import EXEC_REPORT_DTYPE, MARKET_EVENT_DTYPE, RecordType
 from ttquant.core.rings import BroadcastReader, BroadcastWriter
 from ttquant.core.rings.names import exec_ring, shm_path, tick_ring
 
-from ttq_testing import unlink_venue, wait_for
+from ttq_testing import spot_table, unlink_venue, wait_for
 
 CLI = [sys.executable, "-m", "ttquant.core.cli"]
 T0 = 1_723_075_200_000_000_000           # 2024-08-08T00:00:00Z
 STEP = 5_000_000                          # 5 ms between recorded ticks
-
-
-def _table():
-    t = InstrumentTable("binance")
-    t.add(Instrument(instrument_id=1, venue="binance", symbol="BTCUSDT", market_type=MarketType.SPOT,
-                     base="BTC", quote="USDT", price_precision=2, size_precision=5, tick_size=1,
-                     step_size=1, min_qty=1, max_qty=0, min_price=1, max_price=0, min_notional=500))
-    return t
 
 
 def _journal(root, recorded="binance", n=400, every_exec=10):
@@ -40,7 +32,7 @@ def _journal(root, recorded="binance", n=400, every_exec=10):
     execs = np.zeros(len(k), EXEC_REPORT_DTYPE)
     execs["client_order_id"] = k
     execs["ts_pub"] = T0 + k * STEP + STEP // 2
-    table = _table().to_json()
+    table = spot_table().to_json()
     for kind, records, rtype in (("ticks", ticks, RecordType.MARKET_EVENT), ("exec", execs, RecordType.EXEC_REPORT)):
         w = JournalWriter(os.path.join(root, f"{recorded}.{kind}"), f"/ttq.{recorded}.{kind}", rtype,
                           records.dtype.itemsize, 0, table, ring_created_ns=T0)
@@ -77,7 +69,7 @@ def test_max_speed_replays_everything_in_publish_order_with_the_recorded_table(v
         replayed = np.concatenate([got_ticks["ts_pub"], got_execs["ts_pub"]])
         order = np.argsort(recorded, kind="stable")
         assert (np.diff(replayed[order]) >= 0).all()
-        assert InstrumentTable.load(instruments_path(venue)) == _table()
+        assert InstrumentTable.load(instruments_path(venue)) == spot_table()
     finally:
         unlink_venue(venue)
 
@@ -155,7 +147,7 @@ def test_the_book_board_is_rebuilt_from_the_recorded_book_events(venue, tmp_path
     ticks["flags"][10] |= EventFlag.LAST_IN_BATCH           # the snapshot's end
     ticks["flags"][12] |= EventFlag.LAST_IN_BATCH           # one diff's end
     w = JournalWriter(str(tmp_path / "journal" / "binance.ticks"), "/ttq.binance.ticks", RecordType.MARKET_EVENT,
-                      MARKET_EVENT_DTYPE.itemsize, 0, _table().to_json(), ring_created_ns=T0)
+                      MARKET_EVENT_DTYPE.itemsize, 0, spot_table().to_json(), ring_created_ns=T0)
     w.append(ticks)
     w.close()
     out = _replay(tmp_path / "journal", venue, "--speed", "max")

@@ -5,52 +5,17 @@ import os
 import signal
 import subprocess
 
-import numpy as np
-
-from ttquant.core.instruments import InstrumentTable, MarketType
-from ttquant.core.journal import JournalWriter
-from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
-from ttquant.core.records import MARKET_EVENT_DTYPE, EventFlag, EventKind, OrderStatus, RecordType
+from ttquant.core.instruments import MarketType
+from ttquant.core.records import OrderStatus
 from ttquant.core.rings import BroadcastReader
 from ttquant.core.rings.names import exec_ring, shm_path
-from ttquant.core.sim.captures import read_cryptofeed_http, sample_data_dir
 
+from ttq_stack import record_market
 from ttq_testing import TESTS_DIR, config_file, unlink_venue, wait_for
-
-T0 = 1_723_075_200_000_000_000
-
-
-def _recorded_market(root, seconds=40, every_ms=20):
-    """What md records of BTCUSDT spot: its book's top (FROM_BOOK quotes) and trades, the real
-    instrument from the captured exchangeInfo in the file header."""
-    import orjson
-    (msg,) = list(read_cryptofeed_http(sample_data_dir() / "binance" / "cryptofeed_spot_exchangeinfo.0"))
-    doc = orjson.loads(msg.payload)
-    table = InstrumentTable("binance")
-    (inst,) = merge_instruments(table, instruments_from_exchange_info(doc, "spot", symbols=["BTCUSDT"])[0])
-    n = seconds * 1000 // every_ms
-    ev = np.zeros(2 * n, MARKET_EVENT_DTYPE)
-    ts = T0 + np.arange(2 * n) * every_ms * 500_000
-    base = 61_000 * 10 ** inst.price_precision
-    mid = base + ((np.arange(2 * n) // 10) % 50) * inst.tick_size
-    ev["ts_pub"] = ev["ts_exchange"] = ev["ts_recv"] = ts
-    ev["instrument_id"] = inst.instrument_id
-    ev["kind"] = [EventKind.BBO, EventKind.TRADE] * n
-    ev["flags"] = [EventFlag.FROM_BOOK, 0] * n
-    ev["price"], ev["qty"] = mid, 10 ** inst.size_precision // 2
-    quotes = ev["kind"] == EventKind.BBO
-    ev["ask_price"][quotes] = mid[quotes] + inst.tick_size
-    ev["ask_qty"][quotes] = 10 ** inst.size_precision // 2
-    ev["seq"] = np.arange(2 * n)
-    w = JournalWriter(str(root / "binance.ticks"), "/ttq.binance.ticks", RecordType.MARKET_EVENT,
-                      MARKET_EVENT_DTYPE.itemsize, 0, table.to_json(), ring_created_ns=T0)
-    w.append(ev)
-    w.close()
-    return inst
 
 
 def test_a_strategy_and_the_gateway_trade_on_a_replay_as_on_md(children, venue, tmp_path):
-    inst = _recorded_market(tmp_path / "journal")
+    inst = record_market(tmp_path / "journal")
     replay = children.start("-m", "ttquant.core.cli", "replay", tmp_path / "journal", "--rings", venue,
                             "--kinds", "ticks", "--speed", "1", stdout=subprocess.DEVNULL,
                             stderr=open(tmp_path / "replay.log", "wb"))

@@ -9,22 +9,13 @@ import sys
 import numpy as np
 import psycopg
 
-from ttquant.core.instruments import Instrument, InstrumentTable, MarketType
 from ttquant.core.journal import JournalWriter
 from ttquant.core.records import MARKET_EVENT_DTYPE, EventKind, RecordType
 from ttquant.sidecars.db.migrate import migrate
 
-from ttq_testing import config_file, wait_for
+from ttq_testing import config_file, spot_table, wait_for
 
 T0 = 1_723_161_540_000_000_000
-
-
-def _table():
-    t = InstrumentTable("binance")
-    t.add(Instrument(instrument_id=1, venue="binance", symbol="BTCUSDT", market_type=MarketType.SPOT, base="BTC",
-                     quote="USDT", price_precision=2, size_precision=5, tick_size=1, step_size=1, min_qty=1,
-                     max_qty=0, min_price=1, max_price=0, min_notional=500))
-    return t
 
 
 def _ticks(first, n):
@@ -32,7 +23,7 @@ def _ticks(first, n):
     ev["ts_recv"] = T0 + (first + np.arange(n)) * 1_000_000
     ev["instrument_id"], ev["kind"] = 1, EventKind.TRADE
     ev["price"], ev["qty"] = 6_100_000 + np.arange(n), 100
-    return ev, _table()
+    return ev, spot_table()
 
 
 def _count(dsn):

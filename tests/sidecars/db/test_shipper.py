@@ -7,22 +7,15 @@ import numpy as np
 import psycopg
 import pytest
 
-from ttquant.core.instruments import Instrument, InstrumentTable, MarketType
 from ttquant.core.journal import JournalWriter
 from ttquant.core.records import EXEC_REPORT_DTYPE, MARKET_EVENT_DTYPE, EventFlag, EventKind, RecordType
 from ttquant.sidecars.db.migrate import migrate
 from ttquant.sidecars.db.shipper import ship
 
+from ttq_testing import spot_table
+
 T0 = 1_723_161_540_000_000_000          # 2024-08-08T23:59:00Z: the ticks cross midnight
 N = 3000
-
-
-def _table():
-    t = InstrumentTable("binance")
-    t.add(Instrument(instrument_id=1, venue="binance", symbol="BTCUSDT", market_type=MarketType.SPOT, base="BTC",
-                     quote="USDT", price_precision=2, size_precision=5, tick_size=1, step_size=1, min_qty=1,
-                     max_qty=0, min_price=1, max_price=0, min_notional=500))
-    return t
 
 
 def _journal(root):
@@ -51,7 +44,7 @@ def _journal(root):
         half = len(records) // 2
         for first, part in ((0, records[:half]), (half + 5, records[half:])):      # a gap of 5 between files
             w = JournalWriter(str(root / f"binance.{kind}"), f"/ttq.binance.{kind}", rtype, records.dtype.itemsize,
-                              first, _table().to_json(), ring_created_ns=T0)
+                              first, spot_table().to_json(), ring_created_ns=T0)
             w.append(part)
             w.close()
     return ticks, execs
