@@ -447,7 +447,8 @@ def test_exchange_info_refresh_updates_filters_and_refuses_a_precision_change(si
                  what="the precision change refused")
         assert spot().size_precision == before.size_precision and spot().tick_size == after.tick_size
         # marked unchecked: the next start fetches exchangeInfo first and takes the new precision
-        assert os.stat(instruments_path(venue)).st_mtime == 0
+        # md counts the refusal as it meets it and marks the file once the refresh is through
+        wait_for(lambda: os.stat(instruments_path(venue)).st_mtime == 0, timeout=20, what="the table marked unchecked")
         c = wait_for(lambda: (c := read_md_counters(venue))["usdm"]["exchange_info_refreshes"] >= 2 and c,
                      timeout=20, what="usdm refreshed too")
         assert c["spot"]["exchange_info_errors"] == 0 and c["usdm"]["instrument_updates"] == 0
