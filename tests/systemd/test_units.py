@@ -28,9 +28,12 @@ SERVICES = {
     "strategy": ("ttquant-strategy@mm.service", f"{TTQUANT} strategy run %i"),
     "venue-sim": ("ttquant-venue-sim@binance.service",
                   f"{TTQUANT} venue-sim %i --orders %i $TTQ_VENUE_SIM_ARGS"),
+    "ship": ("ttquant-ship@binance.service", f"{TTQUANT} db ship %i"),
+    "metrics": ("ttquant-metrics.service", f"{TTQUANT} metrics --config /etc/ttquant/metrics.toml"),
 }
-DAEMONS = ["md", "gateway", "recorder", "strategy"]          # Type=notify, watchdog (ops contract)
-VENUE_UNITS = ["md", "gateway", "recorder", "venue-sim"]     # %i is the venue
+DAEMONS = ["md", "gateway", "recorder", "strategy", "ship", "metrics"]   # Type=notify, watchdog (ops contract)
+VENUE_UNITS = ["md", "gateway", "recorder", "venue-sim", "ship"]         # %i is the venue
+SIDECARS = ["ship", "metrics"]      # off the trading path: idle scheduling, enabled per host
 TARGETS = ["ttquant@binance.target", "ttquant.target"]
 FRONT_DOOR = "ttquant@binance.service"                         # `systemctl start ttquant@binance`
 INSTANCES = [instance for instance, _ in SERVICES.values()] + TARGETS + [FRONT_DOOR]
@@ -101,7 +104,9 @@ def analyze(root: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-def make_root(root: pathlib.Path, drop_ins: dict[str, str] | None = None) -> pathlib.Path:
+def make_root(root: pathlib.Path, drop_ins: dict[str, str] | None = None,
+              links: dict[str, str] | None = None) -> pathlib.Path:
+    """links: {path under etc/systemd/system: target}, as `systemctl enable` makes them."""
     system = root / "etc/systemd/system"
     system.mkdir(parents=True)
     for path in UNITS.iterdir():
@@ -110,6 +115,9 @@ def make_root(root: pathlib.Path, drop_ins: dict[str, str] | None = None) -> pat
     for name, text in (drop_ins or {}).items():
         (system / name).parent.mkdir(exist_ok=True)
         (system / name).write_text(text)
+    for name, target in (links or {}).items():
+        (system / name).parent.mkdir(exist_ok=True)
+        (system / name).symlink_to(target)
     host_units = next(p for p in map(pathlib.Path, ("/usr/lib/systemd/system", "/lib/systemd/system"))
                       if (p / "sysinit.target").exists())
     shutil.copytree(host_units, root / "usr/lib/systemd/system", symlinks=True)
@@ -174,7 +182,12 @@ def test_daemons_notify_and_are_watched(role):
     s = read_unit(unit_file(role))["Service"]
     assert (s["Type"], s["NotifyAccess"]) == (["notify"], ["main"])
     watchdog = seconds(s["WatchdogSec"][-1])
-    assert watchdog == 2.0 if role in ("md", "gateway") else 0 < watchdog <= 10
+    if role in ("md", "gateway"):
+        assert watchdog == 2.0
+    elif role == "ship":        # fed once per pass over the journals, at idle priority
+        assert 10 <= watchdog <= 60
+    else:
+        assert 0 < watchdog <= 10
 
 
 def test_venue_sim_says_ready_but_is_not_watched():
@@ -223,23 +236,33 @@ def test_rings_stay_shared(role):
     assert s["PrivateDevices"] == ["yes"]           # binds the host's /dev/shm (see the unit's comment)
     for key in ("InaccessiblePaths", "TemporaryFileSystem", "ReadOnlyPaths", "BindPaths",
                 "BindReadOnlyPaths"):
+        if key == "ReadOnlyPaths" and role == "metrics":    # it only reads the segments
+            assert words(s, key) == ["/dev/shm"]
+            continue
         assert not any(w.lstrip("-").startswith("/dev") for w in words(s, key)), key
 
 
 @pytest.mark.parametrize("role", list(SERVICES))
-def test_only_the_gateway_has_credentials_and_reload(role):
+def test_credentials_only_where_needed_and_reload_only_for_the_gateway(role):
     s = read_unit(unit_file(role))["Service"]
+    assert ("ExecReload" in s) == (role == "gateway")
     if role == "gateway":
         assert s["LoadCredential"] == ["venue.toml:/etc/ttquant/credentials/%i.toml"]
         assert s["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    elif role == "ship":
+        # the database password never in a config file or the environment: libpq reads the
+        # credential systemd copied ($CREDENTIALS_DIRECTORY is /run/credentials/UNIT in systemd 252)
+        assert s["LoadCredential"] == ["pgpass:/etc/ttquant/credentials/database.pgpass"]
+        assert "PGPASSFILE=/run/credentials/%n/pgpass" in words(s, "Environment")
+        assert not [w for w in words(s, "Environment") if re.match(r"(TTQ_DATABASE_URL|PGPASSWORD)=", w)]
+        assert "EnvironmentFile" not in s
     else:
         assert not {"LoadCredential", "LoadCredentialEncrypted", "SetCredential"} & set(s)
-        assert "ExecReload" not in s
 
 
 @pytest.mark.parametrize("role,state", [
     ("md", []), ("gateway", ["ttquant/gateway"]), ("recorder", ["ttquant/journal"]), ("strategy", []),
-    ("venue-sim", [])])
+    ("venue-sim", []), ("ship", []), ("metrics", [])])
 def test_writes_only_where_its_state_is(role, state):
     s = read_unit(unit_file(role))["Service"]
     assert s["ProtectSystem"] == ["strict"] and s.get("StateDirectory", []) == state
@@ -249,18 +272,21 @@ def test_writes_only_where_its_state_is(role, state):
 @pytest.mark.parametrize("role,families,private", [
     ("md", {"AF_UNIX", "AF_INET", "AF_INET6"}, False), ("gateway", {"AF_UNIX", "AF_INET", "AF_INET6"}, False),
     ("venue-sim", {"AF_UNIX", "AF_INET", "AF_INET6"}, False),
-    ("recorder", {"AF_UNIX"}, True), ("strategy", {"AF_UNIX"}, True)])
+    ("recorder", {"AF_UNIX"}, True), ("strategy", {"AF_UNIX"}, True),
+    ("ship", {"AF_UNIX", "AF_INET", "AF_INET6"}, False), ("metrics", {"AF_UNIX", "AF_INET", "AF_INET6"}, False)])
 def test_network_only_where_needed(role, families, private):
     u = read_unit(unit_file(role))
     assert set(words(u["Service"], "RestrictAddressFamilies")) == families
     assert (last(u["Service"], "PrivateNetwork") == "yes") == private
+    if role in ("venue-sim", "metrics"):     # servers for this host's clients only
+        assert (words(u["Service"], "IPAddressAllow"), words(u["Service"], "IPAddressDeny")) == (["localhost"], ["any"])
 
 
 @pytest.mark.parametrize("role", list(SERVICES))
 def test_realtime_left_to_units_that_may_get_it(role):
     # the runner sets [process] scheduling itself: fifo/rr refused by RestrictRealtime= is exit 2
     restricted = last(read_unit(unit_file(role))["Service"], "RestrictRealtime") == "yes"
-    assert restricted == (role in ("recorder", "venue-sim"))
+    assert restricted == (role in ("recorder", "venue-sim", "ship", "metrics"))
 
 
 def allowed_syscalls(filters: list[str]) -> set[str]:
@@ -313,7 +339,9 @@ def test_venue_units_are_part_of_their_stack(role):
     ("md", set(), set()),
     ("gateway", {"ttquant-md@%i.service"}, set()),
     ("recorder", {"ttquant-md@%i.service", "ttquant-gateway@%i.service"}, set()),
-    ("venue-sim", set(), {"ttquant-md@%i.service", "ttquant-gateway@%i.service"})])
+    ("venue-sim", set(), {"ttquant-md@%i.service", "ttquant-gateway@%i.service"}),
+    # after its stack's target: the stack's start does not wait for the database
+    ("ship", {"ttquant@%i.target", "ttquant-recorder@%i.service"}, set())])
 def test_start_order_md_gateway_recorder(role, after, before):
     u = read_unit(unit_file(role))
     assert {w for w in words(u["Unit"], "After") if w.startswith("ttquant")} == after
@@ -336,3 +364,30 @@ def test_the_stack_target_wants_md_gateway_recorder():
 
 def test_the_host_target_starts_at_boot():
     assert words(read_unit(UNITS / "ttquant.target")["Install"], "WantedBy") == ["multi-user.target"]
+
+
+@pytest.mark.parametrize("role", SIDECARS)
+def test_sidecars_run_only_when_nothing_else_wants_the_cpu(role):
+    s = read_unit(unit_file(role))["Service"]
+    assert (last(s, "Nice"), last(s, "CPUSchedulingPolicy"), last(s, "IOSchedulingClass")) == ("19", "idle", "idle")
+
+
+@pytest.mark.parametrize("role,target", [("ship", "ttquant@%i.target"), ("metrics", "ttquant.target")])
+def test_sidecars_are_enabled_into_their_target_and_stop_with_it(role, target):
+    u = read_unit(unit_file(role))
+    # enabled per host (a host without a database runs no shipper), so no target names them
+    assert words(u["Install"], "WantedBy") == [target] and words(u["Unit"], "PartOf") == [target]
+    for path in UNITS.glob("*.target"):
+        assert not any(w.startswith(f"ttquant-{role}") for w in words(read_unit(path)["Unit"], "Wants"))
+
+
+def test_enabled_sidecars_load_without_an_ordering_cycle(tmp_path):
+    # what `systemctl enable ttquant-ship@binance.service ttquant-metrics.service` links
+    root = make_root(tmp_path, SITE_DROP_INS, links={
+        "ttquant@binance.target.wants/ttquant-ship@binance.service": "../ttquant-ship@.service",
+        "ttquant.target.wants/ttquant-metrics.service": "../ttquant-metrics.service",
+        "ttquant.target.wants/ttquant@binance.target": "../ttquant@.target"})
+    for instance in ("ttquant.target", "ttquant@binance.target", "ttquant-ship@binance.service",
+                     "ttquant-metrics.service"):
+        r = analyze(root, "verify", instance)
+        assert (instance, r.returncode, r.stderr) == (instance, 0, "")
