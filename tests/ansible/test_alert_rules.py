@@ -11,7 +11,6 @@ import pathlib
 import shutil
 import subprocess
 
-import pytest
 import yaml
 
 FILES = pathlib.Path(__file__).resolve().parents[2] / "ansible/roles/ttquant_monitoring/files"
