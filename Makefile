@@ -51,7 +51,12 @@ PG_SERVER := $(or $(firstword $(wildcard /usr/lib/postgresql/*/bin/postgres)),/u
 $(PG_SERVER):
 	apt-get update -q && apt-get install -y -q --no-install-recommends postgresql
 
-test: build $(CHROMIUM) $(PG_SERVER)
+# Debian's Prometheus for its promtool: tests/ansible checks and unit-tests the alert rules with it.
+PROMTOOL := /usr/bin/promtool
+$(PROMTOOL):
+	apt-get update -q && apt-get install -y -q --no-install-recommends prometheus
+
+test: build $(CHROMIUM) $(PG_SERVER) $(PROMTOOL)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Everything but the multi-million-record stress runs.
