@@ -2,12 +2,22 @@
 grow, under the service runner. It reads the journal files only (never the rings), so the
 trading path never notices it; while the database is down it retries with backoff (saying so in
 its log and STATUS=) and catches up after, loading from its watermarks (shipper.py): nothing
-lost, nothing twice. Once a day of ticks is past `retention.tick_days` its partitions are
-dropped; partitions are made ahead as the data needs them. The schema must be migrated first
-(`ttquant db migrate`): a database without it is a configuration error, said in one line.
+lost, nothing twice. Day partitions of the tick tables are made ahead (today and tomorrow,
+and any day the data needs), closed days get their B-tree, and days past `retention.tick_days`
+are dropped, at start and hourly. The tick journal's streams (trades, quotes, book) and the
+exec journal's (exec, positions) go on `loop.connections` connections at once, each stream on
+one. With `journal.orders` set, the gateway's order journal goes to orders and audit_log. The
+schema must be migrated first (`ttquant db migrate`): a database without it is a configuration
+error, said in one line.
 
-    ship.<venue>.toml: [journal] dir, [database] dsn, [loop] batch / poll_interval_s / retry_*,
-                       [retention] tick_days, [process]
+For telemetry, kept up to date (plain attributes, read by whoever publishes them):
+    shipped          {stream: rows loaded since start}
+    watermark_lag_s  {stream: seconds between the newest record in its files and the last loaded}
+    last_error       the last database error ("" while none)
+
+    ship.<venue>.toml: [journal] dir / orders, [database] dsn, [loop] batch / connections /
+                       poll_interval_s / retry_*, [book] depth / interval_ms, [retention]
+                       tick_days, [process]
 """
 from __future__ import annotations
 
@@ -28,6 +38,7 @@ log = logging.getLogger("ttquant.db.ship")
 
 class ShipJournal(Table):
     dir: str = "/var/lib/ttquant/journal"     # the recorder's journal directory (relative: from this file)
+    orders: str = ""                          # the gateway's order journal ("": not shipped; relative: from this file)
 
 
 class ShipDatabase(Table):
@@ -40,7 +51,8 @@ class ShipDatabase(Table):
 
 
 class ShipLoop(Table):
-    batch: int = 20_000                       # records per transaction
+    batch: int = 100_000                      # records per transaction
+    connections: int = 2                      # streams shipped at once, one connection each
     poll_interval_s: float = 1.0              # how often it looks for new records
     retry_min_s: float = 0.5                  # the database is down: first wait, doubling up to retry_max_s
     retry_max_s: float = 30.0
@@ -48,10 +60,23 @@ class ShipLoop(Table):
     def __post_init__(self):
         if not 1 <= self.batch <= 1_000_000:
             raise ValueError(f"batch: {self.batch} must be in 1..1000000")
+        if not 1 <= self.connections <= 8:
+            raise ValueError(f"connections: {self.connections} must be in 1..8")
         if self.poll_interval_s <= 0:
             raise ValueError(f"poll_interval_s: {self.poll_interval_s} must be positive")
         if not 0 < self.retry_min_s <= self.retry_max_s:
             raise ValueError(f"retry_min_s: must be positive and at most retry_max_s ({self.retry_max_s})")
+
+
+class ShipBook(Table):
+    depth: int = 20                           # levels per side in book_snapshots (the book board's default)
+    interval_ms: int = 1000                   # at most one snapshot per instrument this often (0: every message)
+
+    def __post_init__(self):
+        if not 1 <= self.depth <= 1000:
+            raise ValueError(f"depth: {self.depth} must be in 1..1000")
+        if self.interval_ms < 0:
+            raise ValueError(f"interval_ms: {self.interval_ms} must not be negative")
 
 
 class ShipRetention(Table):
@@ -67,6 +92,7 @@ class ShipperConfig(Table):
     journal: ShipJournal = msgspec.field(default_factory=ShipJournal)
     database: ShipDatabase = msgspec.field(default_factory=ShipDatabase)
     loop: ShipLoop = msgspec.field(default_factory=ShipLoop)
+    book: ShipBook = msgspec.field(default_factory=ShipBook)
     retention: ShipRetention = msgspec.field(default_factory=ShipRetention)
     process: ProcessTable = msgspec.field(default_factory=ProcessTable)
 
@@ -80,6 +106,7 @@ class ShipperConfig(Table):
         if not self.rings_name:
             raise ConfigError("rings: missing (or start it as `ttquant db ship VENUE`)")
         self.journal_dir = os.path.join(base_dir, self.journal.dir, "")
+        self.orders_path = os.path.join(base_dir, self.journal.orders) if self.journal.orders else ""
         self.dsn = self.database.dsn or os.environ.get("TTQ_DATABASE_URL", "")     # checked at start
 
 
@@ -90,11 +117,21 @@ class Shipper(Daemon):
     def __init__(self, cfg: ShipperConfig, runner):
         super().__init__(cfg, runner)
         self.conn = None
-        self.shipped = 0
+        self.more_conns = []
+        self.shipped: dict[str, int] = {}           # stream -> rows loaded since start
+        self.watermark_lag_s: dict[str, float] = {}  # stream -> newest record in its files less the last loaded
         self.retries = 0
         self.down_since = None
         self.last_error = ""
         self._next_retention = 0.0
+
+    @property
+    def total_shipped(self) -> int:
+        return sum(self.shipped.values())
+
+    def _progress(self, stream, rows, lag_ns):
+        self.shipped[stream] = self.shipped.get(stream, 0) + rows
+        self.watermark_lag_s[stream] = lag_ns / 1e9
 
     def locks(self):
         return [(instance_lock_file(self.cfg.rings_name, "shipper"), f"shipper of rings {self.cfg.rings_name!r}")]
@@ -125,17 +162,30 @@ class Shipper(Daemon):
                 return None
         self.conn = self.runner.wait_for("the database", attempt, hint=lambda: last[0] if last else "",
                                          poll_s=self.cfg.loop.retry_min_s)
+        self._open_more()
+
+    def _open_more(self):
+        import psycopg
+        self.more_conns = [psycopg.connect(self.cfg.dsn, autocommit=True,
+                                           connect_timeout=max(1, int(self.cfg.database.connect_timeout_s)))
+                           for _ in range(self.cfg.loop.connections - 1)]
+
+    def _close_all(self):
+        for c in [self.conn, *self.more_conns]:
+            if c is not None:
+                c.close()
+        self.conn, self.more_conns = None, []
 
     def status(self) -> str:
         if self.down_since is not None:
             return (f"database down for {time.monotonic() - self.down_since:.0f} s ({self.last_error}); "
-                    f"{self.shipped} records shipped")
-        return f"{self.shipped} records shipped from {self.cfg.journal_dir}"
+                    f"{self.total_shipped} records shipped")
+        return f"{self.total_shipped} records shipped from {self.cfg.journal_dir}"
 
     def serve(self) -> int:
         import psycopg
 
-        from ttquant.sidecars.db.shipper import ship
+        from ttquant.sidecars.db.shipper import ship, ship_orders
         cfg, runner = self.cfg, self.runner
         runner.notify.ready(self.status())
         wait = cfg.loop.retry_min_s
@@ -143,13 +193,17 @@ class Shipper(Daemon):
             try:
                 if self.conn is None:
                     self.conn = self._connect()
+                    self._open_more()
                     log.info("database back after %.1f s: catching up", time.monotonic() - self.down_since)
                     self.down_since, wait = None, cfg.loop.retry_min_s
-                loaded = ship(self.conn, cfg.journal_dir, batch=cfg.loop.batch, should_stop=lambda: runner.stopping,
-                              rings=cfg.rings_name)
-                n = sum(loaded.values())
-                self.shipped += n
                 self._retention()
+                loaded = ship(self.conn, cfg.journal_dir, batch=cfg.loop.batch, should_stop=lambda: runner.stopping,
+                              rings=cfg.rings_name, book_depth=cfg.book.depth, book_interval_ms=cfg.book.interval_ms,
+                              progress=self._progress, more_conns=self.more_conns)
+                n = sum(loaded.values())
+                if cfg.orders_path:
+                    n += ship_orders(self.conn, cfg.orders_path, f"{cfg.rings_name}.orders", progress=self._progress)
+                self.last_error = ""
                 runner.notify.status(self.status())
                 runner.notify.watchdog()
                 if not n:
@@ -161,14 +215,12 @@ class Shipper(Daemon):
                     log.warning("database unreachable (%s): retrying, nothing is lost (the journal files keep it)",
                                 self.last_error)
                 self.retries += 1
-                if self.conn is not None:
-                    self.conn.close()
-                    self.conn = None
+                self._close_all()
                 runner.notify.status(self.status())
                 runner.notify.watchdog()
                 self._nap(wait)
                 wait = min(wait * 2, cfg.loop.retry_max_s)
-        log.info("shipper stopped: %d records shipped, %d retries", self.shipped, self.retries)
+        log.info("shipper stopped: %d records shipped, %d retries", self.total_shipped, self.retries)
         return 0
 
     def _nap(self, seconds):
@@ -178,16 +230,17 @@ class Shipper(Daemon):
             self.runner.sleep(min(0.1, until - time.monotonic()))
 
     def _retention(self):
+        """Partitions made ahead, closed days indexed, old days dropped: at start, then hourly."""
+        from ttquant.sidecars.db.shipper import maintain_partitions
         now = time.monotonic()
-        if not self.cfg.retention.tick_days or now < self._next_retention:
+        if now < self._next_retention:
             return
+        done = maintain_partitions(self.conn, self.cfg.retention.tick_days)
         self._next_retention = now + 3600
-        for table in ("trades", "quotes", "book_snapshots"):
-            dropped = self.conn.execute("SELECT ttq_drop_partitions(%s, %s)",
-                                        (table, self.cfg.retention.tick_days)).fetchone()[0]
-            if dropped:
-                log.info("retention: %d day(s) of %s dropped", dropped, table)
+        for table, (made, indexed, dropped) in done.items():
+            if made or indexed or dropped:
+                log.info("partitions of %s: %d made ahead, %d closed day(s) indexed, %d day(s) dropped by retention",
+                         table, made, indexed, dropped)
 
     def close(self):
-        if self.conn is not None:
-            self.conn.close()
+        self._close_all()

@@ -25,7 +25,7 @@ def test_migrations_apply_in_order_once_and_a_second_run_changes_nothing(databas
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
         assert TABLES <= tables
         rows = conn.execute("SELECT version, name, variant FROM schema_migrations ORDER BY version").fetchall()
-        assert rows == [(1, "reference", "any"), (2, "ticks", "plain")]
+        assert rows == [(1, "reference", "any"), (2, "ticks", "plain"), (3, "streams", "plain")]
         assert migrate(conn) == []                      # twice: nothing
     again = subprocess.run([sys.executable, "-m", "ttquant.core.cli", "db", "migrate", "--dsn", database],
                            capture_output=True, text=True, timeout=120)
@@ -73,7 +73,7 @@ def test_an_applied_migration_that_changed_is_refused_by_name(database, tmp_path
         path.write_text(path.read_text() + "\n-- edited after the fact\n")
         with pytest.raises(MigrationError, match="0001_reference.sql has changed since it was applied"):
             migrate(conn, tmp_path / "migrations")
-        (tmp_path / "migrations" / "0004_gap.sql").write_text("SELECT 1;")
+        (tmp_path / "migrations" / "0005_gap.sql").write_text("SELECT 1;")
         with pytest.raises(MigrationError, match="without gaps"):
             migrations(tmp_path / "migrations")
 
@@ -95,10 +95,11 @@ def _statements(sql):
 def test_the_timescale_variant_is_parsed_by_the_server(database):
     """The extension is not packaged for this machine: each statement is parsed (not run) by the
     server's own parser, in the body of a PL/pgSQL function it checks and then drops."""
-    (versions,) = [v for v in migrations().values() if "timescale" in v]
-    sql = versions["timescale"].sql
-    statements = _statements(sql)
-    assert len(statements) >= 20 and any("create_hypertable" in s for s in statements)
+    variants = {n: v["timescale"] for n, v in migrations().items() if "timescale" in v}
+    assert sorted(variants) == [2, 3]
+    ticks = _statements(variants[2].sql)
+    assert len(ticks) >= 20 and any("create_hypertable" in s for s in ticks)
+    statements = [s for m in variants.values() for s in _statements(m.sql)]
     with psycopg.connect(database, autocommit=True) as conn:
         conn.execute("SET check_function_bodies = on")
         for k, statement in enumerate(statements):
