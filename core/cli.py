@@ -76,8 +76,8 @@ def cmd_rings_inspect(args) -> int:
     kind = ring_info(args.name)
     if kind["kind"] == "board" and kind["record"] == "book_top":
         return _inspect_board(args)
-    if kind["kind"] == "board" and kind["record"] == "md_stats":
-        return _inspect_md_stats(args, kind)
+    if kind["kind"] == "board" and kind["record"] == "telemetry":
+        return _inspect_telemetry(args, kind)
     info, records = last_records(args.name, args.count)
     cls = RECORD_CLASSES.get(info["header"]["record_type"])
     if args.json:
@@ -132,21 +132,38 @@ def _inspect_board(args) -> int:
     return 0
 
 
-def _inspect_md_stats(args, info) -> int:
-    from ttquant.core.md.daemon import read_md_counters
-    name = info["name"].split(".")[1]          # /ttq.<rings>.md_stats
-    counters = read_md_counters(name)
+def _inspect_telemetry(args, info) -> int:
+    from ttquant.core.telemetry.telemetry import bucket_quantile, read_telemetry
+    got = read_telemetry(info["name"])
     if args.json:
-        print(json.dumps({**_jsonable(info), "feeds": counters}, indent=1))
+        for s in got["series"]:
+            if "buckets" in s:
+                s["buckets"] = {int(k): int(v) for k, v in enumerate(s["buckets"]) if v}
+        print(json.dumps({**_jsonable(info), **got}, indent=1, default=str))
         return 0
-    print(f"md counters {info['name']}: writer pid {info['writer_pid'] or '-'} "
-          f"{'alive' if info['writer_alive'] else 'not running'}, epoch {info['epoch']}")
-    for feed, c in counters.items():
-        hist = c.pop("latency_log2_ns")
-        print(f"  {feed}: " + ", ".join(f"{k} {v}" for k, v in c.items() if v))
-        if hist:
-            print("    frame-to-ring latency: " + ", ".join(f"<{2 ** (k + 1)} ns: {v}" for k, v in hist.items()))
+    who = ", ".join(f"{k} {v}" for k, v in got["labels"].items())
+    print(f"telemetry {info['name']}: {who}; writer pid {info['writer_pid'] or '-'} "
+          f"{'alive' if info['writer_alive'] else 'not running'}, epoch {info['epoch']}, "
+          f"heartbeat {_age(info['heartbeat_age_ns'])} ago")
+    for s in got["series"]:
+        labels = ",".join(f"{k}={v}" for k, v in s["labels"].items())
+        name = s["name"] + (f"{{{labels}}}" if labels else "")
+        if s["kind"] == "histogram":
+            unit = 10.0 ** s["scale"]
+            qs = ", ".join(f"p{q * 100:g} < {_seconds(bucket_quantile(s['buckets'], q), unit)}"
+                           for q in (0.5, 0.99, 0.999))
+            print(f"  {name:<60} {s['count']} samples" + (f", {qs}, mean {_seconds(s['sum'] / s['count'], unit)}"
+                                                           if s["count"] else ""))
+        elif s["value"] or args.all:
+            print(f"  {name:<60} {s['value']}")
     return 0
+
+
+def _seconds(value, unit):
+    if value is None:
+        return "overflow"
+    v = value * unit
+    return f"{v * 1e9:.0f} ns" if v < 1e-6 else f"{v * 1e6:.1f} us" if v < 1e-3 else f"{v * 1e3:.1f} ms"
 
 
 def cmd_rings_rm(args) -> int:
@@ -478,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("name", help="ring name, e.g. /ttq.binance.ticks")
     inspect.add_argument("-n", "--count", type=int, default=10, help="how many records (default 10)")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.add_argument("--all", action="store_true", help="telemetry: counters at zero too")
     inspect.set_defaults(func=cmd_rings_inspect)
     rm = rings_sub.add_parser("rm", help="unlink rings (refuses a ring with a live writer)",
                               description="Remove rings from /dev/shm. Processes that mapped them keep them.")

@@ -26,7 +26,8 @@ cdef enum ttq_record_type:
     RECORD_ORDER = 2
     RECORD_EXEC_REPORT = 3
     RECORD_BOOK_TOP = 4             # core/book/book_board.pxd
-    RECORD_MD_STATS = 5             # core/md/feed_stats.pyx
+    # 5 was md's positional counters (md_stats), retired for telemetry
+    RECORD_TELEMETRY = 6            # core/telemetry/telemetry.pxd: one group of a process's telemetry
 
 # MarketEvent.kind and .flags (records.pyx: EventKind, EventFlag)
 cdef enum event_kind:

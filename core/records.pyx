@@ -28,7 +28,7 @@ class RecordType(enum.IntEnum):
     ORDER = RECORD_ORDER
     EXEC_REPORT = RECORD_EXEC_REPORT
     BOOK_TOP = RECORD_BOOK_TOP      # book board slot: its size follows the board's depth
-    MD_STATS = RECORD_MD_STATS      # one feed's market-data counters
+    TELEMETRY = RECORD_TELEMETRY    # a group of named counters, gauges or a histogram
 
 
 class EventKind(enum.IntEnum):

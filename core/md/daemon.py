@@ -29,21 +29,21 @@ from ttquant.core.daemon.process import ProcessSetupError, name_thread, pin_thre
 from ttquant.core.daemon.runner import Daemon, ServiceError
 from ttquant.core.instruments import InstrumentTable, instruments_path
 from ttquant.core.md.binance.exchange_info import MARKET_TYPES, instruments_from_exchange_info, merge_instruments
-from ttquant.core.md.binance.normaliser import COUNTER_NAMES, BinanceNormaliser
+from ttquant.core.md.binance.normaliser import COUNTER_NAMES, TELEMETRY_NAMES, BinanceNormaliser
 from ttquant.core.md.config import MdConfig
-from ttquant.core.md.feed_stats import FeedStatsWriter
 from ttquant.core.md.frame_tee import FrameTee
 from ttquant.core.records import RecordType
 from ttquant.core.rings import BroadcastWriter
-from ttquant.core.rings.names import book_board, instance_lock_file, md_stats, tick_ring
+from ttquant.core.rings.names import book_board, instance_lock_file, telemetry_segment, tick_ring
+from ttquant.core.telemetry.telemetry import TelemetryWriter, read_telemetry
 
 __all__ = ["MdDaemon", "read_md_counters", "DAEMON_COUNTERS"]
 
 log = logging.getLogger("ttquant.md")
 REST_PATHS = {"spot": ("/api/v3/exchangeInfo", "/api/v3/depth"),
               "usdm": ("/fapi/v1/exchangeInfo", "/fapi/v1/depth")}
-# the daemon's own counters, after the normaliser's in each feed's md_stats slot
-DAEMON_COUNTERS = {name: 40 + i for i, name in enumerate((
+# the daemon's own counters, a telemetry group of each feed beside the normaliser's
+DAEMON_COUNTERS = {name: i for i, name in enumerate((
     "connects", "connect_failures", "disconnects", "idle_timeouts", "snapshot_requests",
     "snapshot_http_errors", "rollovers", "rollover_failures", "exchange_info_refreshes",
     "exchange_info_errors", "instrument_updates", "instrument_changes_refused"))}
@@ -86,7 +86,7 @@ class _MarketFeed:
     stream has no gap (the normaliser drops what both deliver)."""
 
     def __init__(self, daemon: MdDaemon, market, normaliser: BinanceNormaliser, counters):
-        self.d, self.market, self.norm, self.counters = daemon, market, normaliser, counters
+        self.d, self.market, self.norm, self.counters = daemon, market, normaliser, counters    # the daemon's
         self.url = f"{market.ws_url}/stream?streams={'/'.join(market.stream_names())}"
         self.primary: _Connection | None = None
         self.successor: _Connection | None = None
@@ -362,14 +362,17 @@ class MdDaemon(Daemon):
                                      group=group)
         self.board = BookBoardWriter(book_board(cfg.ring_name), cfg.rings.board_depth, cfg.rings.board_instruments,
                                      group=group)
-        self.stats = FeedStatsWriter(md_stats(cfg.ring_name), group=group)
+        self.stats = TelemetryWriter(cfg.ring_name, "md", "md", labels={"venue": cfg.venue}, group=group)
         for m in cfg.market_list:
-            counters, hist = self.stats.feed(m.name)
+            feed_labels = {"feed": m.name}
+            counters = self.stats.counters(TELEMETRY_NAMES, feed_labels)
+            hist = self.stats.histogram("frame_to_ring_seconds", feed_labels)
+            daemon_counts = self.stats.counters([n + "_total" for n in DAEMON_COUNTERS], feed_labels)
             norm = BinanceNormaliser(m.name, chosen[m.name], self.ticks, self.board, cfg.venue_id,
                                      counters, cfg.limits.max_frame_bytes,
                                      snapshot_needed=lambda sym, mk=m.name: self.snapshot_requests.put((mk, sym, 0.0)),
                                      latency_hist=hist, with_books=m.has_depth())
-            feed = self.feeds[m.name] = _MarketFeed(self, m, norm, counters)
+            feed = self.feeds[m.name] = _MarketFeed(self, m, norm, daemon_counts)
             if cfg.frames_dir:
                 rf = cfg.record_frames
                 feed.tee = FrameTee(cfg.frames_dir, cfg.venue, m.name, rf.max_file_s, rf.max_queued)
@@ -610,16 +613,15 @@ class MdDaemon(Daemon):
 
 
 def read_md_counters(ring_name: str) -> dict:
-    """{market: {counter: value}} from /ttq.<ring_name>.md_stats, for tools and tests."""
-    from ttquant.core.md.feed_stats import FeedStatsReader
-    reader = FeedStatsReader(md_stats(ring_name))
-    try:
-        out = {}
-        for feed, (counters, hist) in reader.read().items():
-            c = {name: int(counters[i]) for i, name in enumerate(COUNTER_NAMES)}
-            c.update({name: int(counters[i]) for name, i in DAEMON_COUNTERS.items()})
-            c["latency_log2_ns"] = {int(k): int(v) for k, v in enumerate(hist) if v}
-            out[feed] = c
-        return out
-    finally:
-        reader.close()
+    """{market: {counter: value}} from md's telemetry segment, by the normaliser's and the daemon's
+    counter names, with "latency_hist" {bucket: count} of frame-to-ring; for tools and tests."""
+    ids = dict(zip(TELEMETRY_NAMES, COUNTER_NAMES))
+    ids.update((n + "_total", n) for n in DAEMON_COUNTERS)
+    out = {}
+    for s in read_telemetry(telemetry_segment(ring_name, "md"))["series"]:
+        c = out.setdefault(s["labels"]["feed"], {})
+        if s["kind"] == "histogram":
+            c["latency_hist"] = {int(k): int(v) for k, v in enumerate(s["buckets"]) if v}
+        else:
+            c[ids.get(s["id"], s["id"])] = s["value"]
+    return out

@@ -21,7 +21,8 @@ import numpy as np
 from ttquant.core.daemon.config import render_example
 from ttquant.core.instruments import InstrumentTable, instruments_path
 from ttquant.core.records import MARKET_EVENT_DTYPE, EventKind
-from ttquant.core.rings.names import book_board, md_stats, tick_ring
+from ttquant.core.rings.names import book_board, telemetry_segment, tick_ring
+from ttquant.core.telemetry.telemetry import bucket_quantile
 
 __all__ = ["run_md_demo"]
 
@@ -142,7 +143,7 @@ def run_md_demo(seconds: float = 20.0, speed: float = 1.0, synthetic: bool = Fal
         synced = sum(board.read(i).synced for i in board.instruments())
         hist = {}
         for f in c.values():
-            for b, v in f["latency_log2_ns"].items():
+            for b, v in f.get("latency_hist", {}).items():
                 hist[b] = hist.get(b, 0) + v
         summary = {"frames": sum(f["frames"] for f in c.values()),
                    "events": events_total, "trades": trades_total,
@@ -150,8 +151,8 @@ def run_md_demo(seconds: float = 20.0, speed: float = 1.0, synthetic: bool = Fal
                    "gaps": sum(f["book_gaps"] for f in c.values()),
                    "drops": sum(v for f in c.values() for key, v in f.items() if key.startswith("drop_")),
                    "lost": reader.lost,
-                   "frame_to_ring_p50_ns": _hist_percentile(hist, 0.5),
-                   "frame_to_ring_p99_ns": _hist_percentile(hist, 0.99)}
+                   "frame_to_ring_p50_ns": bucket_quantile(hist, 0.5),
+                   "frame_to_ring_p99_ns": bucket_quantile(hist, 0.99)}
         reader.close()
         board.close()
         rc = _stop(md)
@@ -163,7 +164,7 @@ def run_md_demo(seconds: float = 20.0, speed: float = 1.0, synthetic: bool = Fal
                 f"fast path {f['fast_path'] / max(f['frames'], 1):.0%}")
         out(f"reader: {events_total:,} events, {trades_total:,} trades, lost {summary['lost']}; "
             f"md exit code {rc}; frame-to-ring (callback to last event in the ring) p50 < "
-            f"{summary['frame_to_ring_p50_ns']} ns, p99 < {summary['frame_to_ring_p99_ns']} ns (log2 buckets)")
+            f"{summary['frame_to_ring_p50_ns']} ns, p99 < {summary['frame_to_ring_p99_ns']} ns (buckets 25 % wide)")
         ok = (rc == 0 and summary["drops"] == 0 and summary["gaps"] == 0 and summary["trades"] > 0
               and synced == len(table))
         out("demo: " + " ".join(f"{k}={v}" for k, v in summary.items()) + (" ok" if ok else " FAILED"))
@@ -171,7 +172,7 @@ def run_md_demo(seconds: float = 20.0, speed: float = 1.0, synthetic: bool = Fal
     finally:
         _stop(md)
         _stop(venue)
-        for ring in (tick_ring(name), book_board(name), md_stats(name)):
+        for ring in (tick_ring(name), book_board(name), telemetry_segment(name, "md")):
             unlink(ring)
         try:
             os.unlink(instruments_path(name))
@@ -180,14 +181,3 @@ def run_md_demo(seconds: float = 20.0, speed: float = 1.0, synthetic: bool = Fal
         tmp.cleanup()
 
 
-def _hist_percentile(hist, q):
-    """Upper edge (ns) of the log2 bucket holding quantile q."""
-    total = sum(hist.values())
-    if not total:
-        return -1
-    seen = 0
-    for bucket in sorted(hist):
-        seen += hist[bucket]
-        if seen >= q * total:
-            return 2 ** (bucket + 1)
-    return -1

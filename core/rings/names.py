@@ -7,7 +7,7 @@ extension, so `list_segments` can tell them from rings.
 
     tick_ring("binance")            /ttq.binance.ticks          md -> strategies, gateway
     book_board("binance")           /ttq.binance.books          md's top-N books
-    md_stats("binance")             /ttq.binance.md_stats       md's counters
+    telemetry_segment("binance", "md")  /ttq.binance.telemetry.md   a process's counters (core/telemetry)
     exec_ring("binance")            /ttq.binance.exec           gateway -> strategies
     order_ring("binance", "mm")     /ttq.binance.orders.mm      strategy mm -> gateway
 """
@@ -17,7 +17,7 @@ import os
 import re
 
 __all__ = [
-    "SHM_DIR", "ring_name", "shm_path", "tick_ring", "book_board", "md_stats", "exec_ring", "order_ring",
+    "SHM_DIR", "ring_name", "shm_path", "tick_ring", "book_board", "telemetry_segment", "exec_ring", "order_ring",
     "order_ring_prefix", "instruments_file", "kill_switch_file", "instance_lock_file", "stack_entries",
     "check_rings_name",
 ]
@@ -54,8 +54,9 @@ def book_board(rings: str) -> str:
     return ring_name(rings, "books")
 
 
-def md_stats(rings: str) -> str:
-    return ring_name(rings, "md_stats")
+def telemetry_segment(rings: str, process: str) -> str:
+    """The telemetry of one process of a stack: "md", "gateway", "recorder", "ship", "strategy-mm"."""
+    return ring_name(rings, "telemetry", process)
 
 
 def exec_ring(rings: str) -> str:

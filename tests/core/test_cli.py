@@ -146,3 +146,22 @@ def test_rings_inspect_of_a_book_board(ring, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["books"][0]["bids"] == [[100, 2]] and doc["kind"] == "board"
     w.close()
+
+
+def test_rings_inspect_reads_any_telemetry_segment_by_its_own_names(venue, ring, capsys):
+    from ttquant.core.telemetry.telemetry import TelemetryWriter, observe
+    name = ring("telemetry", "strategy-mm")
+    with TelemetryWriter(venue, "strategy-mm", "strategy", labels={"strategy": "mm"}) as w:
+        w.counters(["events_total", "orders_total"])[:] = (12, 0)
+        observe(h := w.histogram("handler_seconds"), 2000)
+        observe(h, 2000)
+        assert main(["rings", "inspect", name]) == 0
+        out = capsys.readouterr().out
+        assert "role strategy, process strategy-mm, strategy mm" in out and "alive" in out
+        assert "events_total" in out and "12" in out and "orders_total" not in out     # zeros: --all
+        assert "handler_seconds" in out and "2 samples, p50 < 2.0 us" in out
+        assert main(["rings", "inspect", name, "--all"]) == 0
+        assert "orders_total" in capsys.readouterr().out
+        assert main(["rings", "inspect", name, "--json"]) == 0
+        got = json.loads(capsys.readouterr().out)
+        assert {s["id"]: s.get("value") for s in got["series"]}["events_total"] == 12

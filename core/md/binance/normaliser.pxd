@@ -64,7 +64,7 @@ cdef class BinanceNormaliser:
     cdef BookBoardWriter board
     cdef readonly object counters       # numpy uint64[C_COUNTER_COUNT], maybe in shared memory
     cdef uint64_t *count
-    cdef readonly object latency_hist   # numpy uint64[64]: log2 buckets of ts_recv -> ts_pub ns
+    cdef readonly object latency_hist   # telemetry histogram (core/telemetry) of ts_recv -> ts_pub ns
     cdef uint64_t *hist
     cdef readonly Py_ssize_t max_frame_bytes
     cdef readonly object snapshot_needed    # callable(symbol), or None

@@ -26,6 +26,7 @@ from ttquant.core.rings.broadcast cimport BroadcastWriter, broadcast_push
 from ttquant.core.book.book_board cimport BookBoardWriter, board_publish, BOARD_SYNCED
 from ttquant.core.book.order_book cimport OrderBook, book_side
 from ttquant.core.md.fixed_point cimport parse_fixed, parse_fixed_quoted, FIXED_OK, FIXED_NEGATIVE
+from ttquant.core.telemetry.telemetry cimport ttq_hist_observe, TELEMETRY_VALUES
 from ttquant.core.md.binance.frame_scan cimport (
     frame_scan, scan_value, scan_frame, SCAN_OK, V_NONE, V_STRING, V_INT, V_BOOL,
     V_LEVELS, F_e, F_E, F_s, F_t, F_a, F_f, F_l, F_p, F_q, F_T, F_m, F_u, F_U, F_pu, F_b, F_B,
@@ -39,7 +40,7 @@ from ttquant.core.md.binance.book_sync cimport (
 from ttquant.core.records import FUNDING_RATE_PRECISION
 from ttquant.core.instruments import MarketType
 
-__all__ = ["BinanceNormaliser", "COUNTER_NAMES", "SPOT", "USDM"]
+__all__ = ["BinanceNormaliser", "COUNTER_NAMES", "TELEMETRY_NAMES", "SPOT", "USDM"]
 
 SPOT, USDM = "spot", "usdm"
 COUNTER_NAMES = (
@@ -52,6 +53,17 @@ COUNTER_NAMES = (
     "fast_path", "duplicates", "overlap_held",
 )
 assert len(COUNTER_NAMES) == C_COUNTER_COUNT
+_TYPES = {"trades": "trade", "agg_trades": "agg_trade", "book_tickers": "book_ticker", "depth_updates": "depth",
+          "klines": "kline", "mark_prices": "mark_price", "control": "control"}
+_RENAMED = {"book_gaps": "gaps_total", "book_snapshots": "resyncs_total",
+            "book_snapshot_rejected": "snapshots_rejected_total", "fast_path": "fast_path_frames_total",
+            "ignored_non_market_trade": "ignored_total{reason=non_market_trade}"}
+# the same counters as telemetry names (core/telemetry): ttq_md_messages_total{type=trade}, ...
+TELEMETRY_NAMES = tuple(
+    f"messages_total{{type={_TYPES[n]}}}" if n in _TYPES
+    else f"dropped_total{{reason={n[5:]}}}" if n.startswith("drop_")
+    else _RENAMED.get(n, n + "_total")
+    for n in COUNTER_NAMES)
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
 cdef enum:
     MS = 1_000_000
@@ -140,10 +152,6 @@ cdef int64_t ms_to_ns(dict d, str key) except? -1:
     if ms > <uint64_t>MAX_MS:
         raise _Drop(C_DROP_BAD_NUMBER)      # a time past the year 2262 is not a time
     return <int64_t>ms * MS
-
-
-cdef extern from *:
-    int __builtin_clzll(unsigned long long x) nogil
 
 
 cdef inline uint64_t fnv1a(const char *s, Py_ssize_t n) noexcept:
@@ -238,9 +246,10 @@ cdef class BinanceNormaliser:
         cdef uint64_t[::1] view = counters
         self.count = &view[0]
         if latency_hist is None:
-            latency_hist = np.zeros(64, np.uint64)
-        if latency_hist.dtype != np.uint64 or latency_hist.shape[0] < 64 or not latency_hist.flags.c_contiguous:
-            raise ValueError("latency_hist must be a contiguous uint64 array of at least 64")
+            latency_hist = np.zeros(TELEMETRY_VALUES, np.uint64)
+        if (latency_hist.dtype != np.uint64 or latency_hist.shape[0] < TELEMETRY_VALUES
+                or not latency_hist.flags.c_contiguous):
+            raise ValueError(f"latency_hist must be a telemetry histogram: contiguous uint64[{TELEMETRY_VALUES}]")
         self.latency_hist = latency_hist
         cdef uint64_t[::1] hview = latency_hist
         self.hist = &hview[0]
@@ -417,7 +426,7 @@ cdef class BinanceNormaliser:
         cdef int64_t waited = self.ev.ts_pub - self.ev.ts_recv
         # one sample per venue message: its last event is when the whole frame is in the ring
         if self.ev.flags & FLAG_LAST_IN_BATCH and self.ev.ts_recv > 0 and waited > 0:
-            self.hist[63 - __builtin_clzll(<unsigned long long>waited)] += 1
+            ttq_hist_observe(self.hist, <uint64_t>waited)
         return 0
 
     cpdef int on_frame(self, bytes payload, int64_t ts_recv, bint secondary=False) except -1:

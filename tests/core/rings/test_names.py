@@ -12,11 +12,11 @@ from ttquant.core.rings.names import (
     instance_lock_file,
     instruments_file,
     kill_switch_file,
-    md_stats,
     order_ring,
     order_ring_prefix,
     ring_name,
     shm_path,
+    telemetry_segment,
     tick_ring,
 )
 
@@ -25,7 +25,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 def test_the_names():
     assert tick_ring("binance") == "/ttq.binance.ticks" and book_board("binance") == "/ttq.binance.books"
-    assert exec_ring("binance") == "/ttq.binance.exec" and md_stats("binance") == "/ttq.binance.md_stats"
+    assert exec_ring("binance") == "/ttq.binance.exec"
+    assert telemetry_segment("binance", "md") == "/ttq.binance.telemetry.md"
     assert order_ring("binance", "mm") == "/ttq.binance.orders.mm"
     assert order_ring_prefix("binance") == "ttq.binance.orders."
     assert shm_path(tick_ring("x")) == f"{SHM_DIR}/ttq.x.ticks"
