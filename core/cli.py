@@ -210,6 +210,7 @@ DAEMONS = {
     "gateway": "ttquant.core.gateway.daemon:Gateway",
     "record": "ttquant.sidecars.recorder.daemon:Recorder",
     "ship": "ttquant.sidecars.db.daemon:Shipper",
+    "metrics": "ttquant.sidecars.metrics.daemon:Metrics",
     "strategy": "ttquant.strategies.runtime:StrategyDaemon",
 }
 # role -> its config schema, for `ttquant config`
@@ -219,6 +220,7 @@ SCHEMAS = {
     "risk": "ttquant.core.gateway.risk_config:RiskFile",
     "record": "ttquant.sidecars.recorder.config:RecorderConfig",
     "ship": "ttquant.sidecars.db.daemon:ShipperConfig",
+    "metrics": "ttquant.sidecars.metrics.daemon:MetricsConfig",
     "strategy": "ttquant.strategies.config:StrategyConfig",
 }
 MD_VENUES = ("binance",)            # venues with a market-data daemon
@@ -345,6 +347,10 @@ def cmd_backtest(args) -> int:
 
 def cmd_db_ship(args) -> int:
     return _run_daemon("ship", args.venue, args.config)
+
+
+def cmd_metrics(args) -> int:
+    return _run_daemon("metrics", "", args.config)
 
 
 def cmd_db_migrate(args) -> int:
@@ -651,6 +657,15 @@ def build_parser() -> argparse.ArgumentParser:
     db_ship.add_argument("venue", help="the recorded stack, e.g. binance")
     db_ship.add_argument("--config", help="the config file (default /etc/ttquant/ship.VENUE.toml)")
     db_ship.set_defaults(func=cmd_db_ship)
+
+    metrics = sub.add_parser("metrics", help="serve every ring and telemetry segment on the host to Prometheus",
+                             description="Prometheus text on /metrics at one address (listen, default "
+                                         "127.0.0.1:9108), read from /dev/shm at each scrape: nothing to configure "
+                                         "per venue or strategy (config: /etc/ttquant/metrics.toml, optional).",
+                             epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    metrics.add_argument("--config", help="the config file (default /etc/ttquant/metrics.toml; "
+                                          "`ttquant config example metrics`)")
+    metrics.set_defaults(func=cmd_metrics)
 
     kill = sub.add_parser("kill", help="engage (or release) a venue's kill switch",
                           description="Every new order rejected (5001) and open orders canceled until released.")

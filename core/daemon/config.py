@@ -67,7 +67,8 @@ def config_dir() -> str:
 
 
 def default_config_path(role: str, instance: str) -> str:
-    return os.path.join(config_dir(), f"{role}.{instance}.toml")
+    """<dir>/<role>.<instance>.toml; a host-wide daemon (no instance): <dir>/<role>.toml."""
+    return os.path.join(config_dir(), f"{role}.{instance}.toml" if instance else f"{role}.toml")
 
 
 def read_toml(path: str) -> dict:

@@ -1,0 +1,1 @@
+"""`ttquant metrics`: Prometheus text over every ring and telemetry segment on the host."""
