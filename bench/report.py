@@ -30,6 +30,8 @@ TARGETS = [
     ("tick to order p50 vs the pyzmq chain", "tick_to_order", "ttquant_spin", "ratio:pyzmq_ipc:p50_ns", ">=", 20),
     ("all risk checks per order", "risk_check", "ttquant", "p50_ns", "<=", 1_000),
     ("replay at max, records/s", "replay_throughput", "ttquant", "per_s", ">=", 5e6),
+    ("journal -> PostgreSQL rows/s, binary COPY", "ship_rows", "ttquant", "per_s", ">=", 1e6),
+    ("journal -> PostgreSQL vs executemany", "ship_rows", "ttquant", "rate_ratio:psycopg_executemany:per_s", ">=", 3),
     ("backtest, no-op strategy, events/s", "backtest_noop", "ttquant", "per_s", ">=", 5e6),
     ("backtest, EMA cross with orders, events/s", "backtest_ema_cross", "ttquant", "per_s", ">=", 1e6),
     ("backtest, EMA cross vs NautilusTrader", "backtest_ema_cross", "ttquant", "rate_ratio:nautilus_trader:per_s",
