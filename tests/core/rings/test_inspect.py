@@ -4,7 +4,6 @@ import os
 
 import numpy as np
 import pytest
-from ttq_testing import spot_table, unlink_venue, wait_for
 
 from ttquant.core.records import (
     EventFlag,
@@ -30,6 +29,8 @@ from ttquant.core.rings.inspect import (
     ring_infos,
     stack_in_use,
 )
+
+from ttq_testing import spot_table, unlink_venue, wait_for
 
 
 def test_broadcast_info_reports_writer_positions_and_heartbeat(ring):
