@@ -88,8 +88,9 @@ wheelhouse: $(STAMP)
 	$(PY) requirements/wheelhouse_lock.py build/wheelhouse > build/wheelhouse/wheels.lock
 
 # The deployment end to end (tests/e2e/e2e_run.py): a Debian bookworm container booted with
-# systemd-nspawn, Ansible deploying the wheelhouse into it, the stack's restarts, watchdog and
-# stop checked inside. Needs root and Debian's packages; TTQ_SKIP_E2E=1 skips it.
+# systemd-nspawn, Ansible deploying the wheelhouse and PostgreSQL into it, the stack's restarts,
+# watchdog and stop, the shipper's rows and /metrics checked inside. Needs root and Debian's
+# packages; TTQ_SKIP_E2E=1 skips it.
 e2e: build wheelhouse
 	$(PY) tests/e2e/e2e_run.py
 

@@ -13,10 +13,15 @@ Then, inside the container:
   4. a strategy trades; the gateway is SIGKILLed mid-run: no order sent twice, no fill lost,
      the venue's record and the strategy's positions agree; the strategy is SIGKILLed holding
      a position and comes back with it
-  5. systemctl stop ttquant@binance: it returns with every unit exited 0, no process left,
-     journals flushed
-  6. a second playbook run: changed=0
-Last line on success: `e2e: ok restart_ms=N watchdog_restart_ms=N`. Everything is torn down on
+  5. the sidecars: ttquant-metrics serves /metrics (scraped from inside the container: ttq_
+     series, counters moving, only on its address, /dev/shm read-only to it); the shipper's rows
+     rise in the container's PostgreSQL (installed and migrated by role ttquant_database)
+  6. systemctl stop ttquant@binance: it returns with every unit exited 0 (the shipper's too), no
+     process left, journals flushed
+  7. the shipper alone catches up: the database holds exactly the journal's trades, quotes and
+     exec reports, its watermarks at the journal's ends
+  8. a second playbook run: changed=0
+Last line on success: `e2e: ok restart_ms=N watchdog_restart_ms=N shipped_rows=N`. Everything is torn down on
 success, failure, Ctrl-C and SIGTERM; the logs of the last run stay in build/e2e/last-run/.
 
 --infra-only proves the machinery alone (root, boot, nsenter, ssh, `ansible -m ping`, the venue
@@ -58,6 +63,9 @@ BUILD = os.path.join(REPO, "build", "e2e")
 VENV = os.path.join(REPO, ".venv")
 VENUE = "binance"                   # the venue and its rings' name (/ttq.binance.*)
 TARGET = f"ttquant@{VENUE}.target"
+SHIP = f"ttquant-ship@{VENUE}.service"
+METRICS = "ttquant-metrics.service"
+DATABASE = "ttquant"                # the local inventory's database (role ttquant_database)
 STACK = f"ttquant@{VENUE}"          # what people type: systemctl start ttquant@binance (ttquant@.service)
 MD = f"ttquant-md@{VENUE}.service"
 GATEWAY = f"ttquant-gateway@{VENUE}.service"
@@ -191,6 +199,8 @@ class Run:
         self.venue: subprocess.Popen | None = None
         self.sim_port = 0
         self.ssh_port = 0
+        self.db_port = 0                # the container's PostgreSQL, on the shared loopback
+        self.metrics_port = 0
         self.key = os.path.join(self.run_dir, "id_ed25519")
         self.logs: list[str] = []
         self.timings: dict[str, float] = {}
@@ -232,6 +242,8 @@ class Run:
             self._wait_ssh()
             self.timings["up_s"] = time.monotonic() - t0
         self.sim_port = free_port(avoid=set(range(2300, 2400)) | {self.ssh_port})
+        self.db_port = free_port(avoid=set(range(2300, 2400)) | {self.ssh_port, self.sim_port})
+        self.metrics_port = free_port(avoid=set(range(2300, 2400)) | {self.ssh_port, self.sim_port, self.db_port})
 
     def _configure_ssh(self):
         self.ssh_port = free_port()
@@ -385,7 +397,9 @@ class Run:
         t0 = time.monotonic()
         rc, out = self.ansible(
             [os.path.join(VENV, "bin", "ansible-playbook"), "-i", inventory, site, "--private-key", self.key,
-             "-e", f"ansible_port={self.ssh_port}", "-e", f"ttquant_sim_url=http://127.0.0.1:{self.sim_port}"],
+             "-e", f"ansible_port={self.ssh_port}", "-e", f"ttquant_sim_url=http://127.0.0.1:{self.sim_port}",
+             "-e", f"ttquant_database_port={self.db_port}",
+             "-e", f"ttquant_metrics_listen=127.0.0.1:{self.metrics_port}"],
             logname)
         recap = re.findall(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", out, re.M)
         if rc != 0 or not recap:
@@ -408,6 +422,7 @@ class Run:
             if changed == 0:
                 raise E2EError("expected the first playbook run on a fresh container to change something, "
                                "saw changed=0")
+            self.expect_migrated()
         with Step("venue"):
             self.start_venue(self.ttquant_gid())
 
@@ -446,7 +461,12 @@ class Run:
             log(f"`systemctl start {STACK}` returned after {(now_ns() - t_start) / 1e6:.0f} ms")
             units = self.stack_units()
             for unit in units:             # it returns once every daemon said READY=1
+                if unit == SHIP:            # ordered after the target: the start does not wait for it
+                    continue
                 self.expect_running(unit)
+            if SHIP not in units:
+                raise E2EError(f"expected {TARGET} to want {SHIP} (enabled by the playbook), saw {units}")
+            self.wait_running(SHIP, 60)
             first = ticks.first_after(t_start, 60, "a tick in the ring after the start")
             log(f"units: {', '.join(units)}; first tick {(first - t_start) / 1e6:.0f} ms after the start")
             gw = ct.show(GATEWAY, "ActiveState", "SubState", "StatusText")
@@ -501,10 +521,17 @@ class Run:
         with Step("4 trading through gateway and strategy kills"):
             self.trading_step()
 
-        with Step("5 stop"):
+        with Step("5 sidecars: metrics and the shipper"):
+            self.metrics_step()
+            self.shipping_step()
+
+        with Step("6 stop"):
             self.stop_step()
 
-        with Step("6 second playbook run"):
+        with Step("7 the database holds the journal"):
+            self.database_matches_journal()
+
+        with Step("8 second playbook run"):
             changed, out = self.playbook("ansible-2.log")
             if changed != 0:
                 tasks = _changed_tasks(out)
@@ -619,7 +646,13 @@ class Run:
             if "Deactivated successfully" not in j:
                 raise E2EError(f"expected the journal of {unit} to show 'Deactivated successfully' after the stop "
                                f"(exit 0), saw:\n{_tail(j, 10)}")
-        left = [(pid, cmd) for pid, cmd in ct.processes() if "ttquant" in cmd]
+        # the host-wide sidecar is not part of the stack: stopped on its own, exit 0 too
+        ct.systemctl("stop", METRICS, timeout=60)
+        s = ct.show(METRICS, "ActiveState", "Result", "ExecMainStatus")
+        if (s["ActiveState"], s["Result"], s["ExecMainStatus"]) != ("inactive", "success", "0"):
+            raise E2EError(f"expected {METRICS} inactive with exit 0 after its stop, saw {s}")
+        # PostgreSQL's backends carry the login role's name ("postgres: 15/main: ttquant ttquant ...")
+        left = [(pid, cmd) for pid, cmd in ct.processes() if "ttquant" in cmd and not cmd.startswith("postgres:")]
         if left:
             raise E2EError(f"expected no ttquant process after the stop, saw: {left}")
         on_disk = ct.run(["sh", "-c", "ls /var/log/journal/*/ 2>/dev/null | head -3"], check=False).stdout.strip()
@@ -634,7 +667,182 @@ class Run:
             raise E2EError(f"expected the recorder's journal files whole after a clean stop, saw torn bytes: {torn}")
         log(f"{len(units)} units exited 0; no ttquant process left; journal flushed")
 
+    # -- the sidecars ---------------------------------------------------------------------------
+    def psql(self, sql: str) -> str:
+        """One query in the container's database, as its superuser (peer authentication)."""
+        p = self.ct.run(["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
+                         "-p", str(self.db_port), "-d", DATABASE, "-c", sql], check=False, timeout=30)
+        if p.returncode != 0:
+            raise E2EError(f"expected `{sql}` to run in the container's database (port {self.db_port}), saw exit "
+                           f"{p.returncode}: {p.stderr.strip()}")
+        return p.stdout.strip()
+
+    def expect_migrated(self):
+        from ttquant.sidecars.db.migrate import migrations
+        versions = sorted(migrations())
+        rows = self.psql("SELECT version, variant FROM schema_migrations ORDER BY version")
+        applied = [tuple(line.split("|")) for line in rows.splitlines()]
+        if [int(v) for v, _ in applied] != versions:
+            raise E2EError(f"expected migrations {versions} applied by the playbook (ttquant db migrate), "
+                           f"saw {applied}")
+        variants = sorted({variant for _, variant in applied})
+        log(f"PostgreSQL {self.psql('SHOW server_version')} on 127.0.0.1:{self.db_port} in the container; "
+            f"migrations {versions} applied (variants {', '.join(variants)})")
+
+    def shipped_counts(self) -> dict[str, int]:
+        out = self.psql("SELECT (SELECT count(*) FROM trades), (SELECT count(*) FROM quotes), "
+                        "(SELECT count(*) FROM exec_reports)")
+        return dict(zip(("trades", "quotes", "exec_reports"), map(int, out.split("|"))))
+
+    def scrape(self) -> dict[str, float]:
+        """GET /metrics from inside the container: {series with labels: value}."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        p = self.ct.run(["python3", "-c", f"import urllib.request, sys; sys.stdout.write(urllib.request.urlopen("
+                         f"{url!r}, timeout=10).read().decode())"], check=False, timeout=30)
+        if p.returncode != 0:
+            raise E2EError(f"expected {url} to answer inside the container, saw exit {p.returncode}: "
+                           f"{p.stderr.strip()[-500:]}\n{_tail(self.journal(METRICS), 15)}")
+        series = {}
+        for line in p.stdout.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                try:
+                    series[name] = float(value)
+                except ValueError:
+                    raise E2EError(f"expected Prometheus text from {url}, saw the line {line!r}") from None
+        return series
+
+    def metrics_step(self):
+        ct = self.ct
+        p = ct.systemctl("start", METRICS, check=False, timeout=60)
+        if p.returncode != 0:
+            raise E2EError(f"expected `systemctl start {METRICS}` to succeed (READY=1 once listening), saw exit "
+                           f"{p.returncode}: {p.stderr.strip()}\n{_tail(self.journal(METRICS), 15)}")
+        self.expect_running(METRICS)
+        first = self.scrape()
+        ttq = sorted(k for k in first if k.startswith("ttq_"))
+        if not ttq:
+            raise E2EError(f"expected ttq_ series in /metrics, saw {len(first)} series: {sorted(first)[:10]}")
+
+        def moved():
+            now = self.scrape()
+            return sorted(k for k in now if k.startswith("ttq_") and k in first and now[k] > first[k])
+        grew = wait_until(moved, 30, "a ttq_ series to grow between two scrapes", interval=1.0)
+        names = sorted({k.split("{")[0] for k in ttq})
+        log(f"/metrics on 127.0.0.1:{self.metrics_port}: {len(ttq)} ttq_ series ({len(names)} names, e.g. "
+            f"{', '.join(names[:6])}); growing: {', '.join(grew[:4])}")
+        # the one listening socket on that port is on the configured address
+        listen = ct.run(["ss", "-Htlnp", f"sport = :{self.metrics_port}"], check=False).stdout.split("\n")
+        addrs = sorted({line.split()[3] for line in listen if line.strip()})
+        if addrs != [f"127.0.0.1:{self.metrics_port}"]:
+            raise E2EError(f"expected metrics to listen on 127.0.0.1:{self.metrics_port} only, saw {addrs}")
+        # it reads the segments; the unit gives it /dev/shm read-only
+        pid = self.main_pid(METRICS)
+        probe = ct.run(["nsenter", "-t", str(pid), "-m", "--", "touch", "/dev/shm/ttq-e2e-metrics-probe"],
+                       check=False)
+        if probe.returncode == 0 or "Read-only" not in probe.stderr:
+            ct.run(["rm", "-f", "/dev/shm/ttq-e2e-metrics-probe"], check=False)
+            raise E2EError(f"expected /dev/shm read-only in {METRICS}'s mount namespace, a write gave exit "
+                           f"{probe.returncode}: {probe.stderr.strip()}")
+
+    def shipping_step(self):
+        before = self.shipped_counts()
+
+        def rose():
+            now = self.shipped_counts()
+            return now if sum(now.values()) > sum(before.values()) and now["exec_reports"] > 0 else None
+        try:
+            after = wait_until(rose, 60, "the shipper's rows to rise in the database (exec reports too)",
+                               interval=1.0)
+        except E2EError:
+            raise E2EError(f"expected the shipper's rows to rise, saw {before} then {self.shipped_counts()}; "
+                           f"{SHIP}: {self.ct.show(SHIP, 'ActiveState', 'StatusText')}\n"
+                           f"{_tail(self.journal(SHIP), 15)}") from None
+        log(f"rows in the container's database: {before} -> {after}; {SHIP}: "
+            f"{self.ct.show(SHIP, 'StatusText').get('StatusText', '')!r}")
+
+    def journal_counts(self) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
+        """What the recorder's journal files hold (read from the host through the container's
+        tree): {table: rows the shipper makes of them}, {stream: (ring_created_ns, end position)}, and
+        sums of values as exact decimals: trade prices and filled quantities."""
+        from ttquant.core.journal.journal_file import journal_files
+        from ttquant.core.journal.replay import recorded_rings
+        from ttquant.core.records import EventKind
+        counts = {"trades": 0, "quotes": 0, "exec_reports": 0}
+        sums = {"trade_price": Decimal(0), "fill_qty": Decimal(0)}
+        ends = {}
+        for kind, path in recorded_rings(self.ct.path("/var/lib/ttquant/journal"))[VENUE].items():
+            files = [f for f in journal_files(path) if f.count]
+            table = None
+            for f in files:
+                table = f.instruments or table
+                recs = f.records
+                if kind == "ticks":
+                    trades = recs[recs["kind"] == EventKind.TRADE]
+                    counts["trades"] += len(trades)
+                    counts["quotes"] += int((recs["kind"] == EventKind.BBO).sum())
+                    for iid, price in zip(trades["instrument_id"].tolist(), trades["price"].tolist()):
+                        sums["trade_price"] += Decimal(price).scaleb(-table.get(iid).price_precision)
+                else:
+                    counts["exec_reports"] += f.count
+                    fills = recs[recs["last_qty"] > 0]
+                    for iid, qty in zip(fills["instrument_id"].tolist(), fills["last_qty"].tolist()):
+                        sums["fill_qty"] += Decimal(qty).scaleb(-table.get(iid).size_precision)
+            if files:
+                ends[f"{VENUE}.{kind}"] = (files[-1].ring_created_ns, files[-1].next_position)
+        return counts, ends, sums
+
+    def database_matches_journal(self):
+        ct = self.ct
+        expected, ends, sums = self.journal_counts()
+        # the stack is down: started alone, the shipper loads what the recorder flushed at its stop
+        p = ct.systemctl("start", SHIP, check=False, timeout=150)
+        if p.returncode != 0:
+            raise E2EError(f"expected `systemctl start {SHIP}` alone to succeed, saw exit {p.returncode}: "
+                           f"{p.stderr.strip()}\n{_tail(self.journal(SHIP), 15)}")
+
+        def marks():
+            rows = self.psql(f"SELECT stream, ring_created_ns, next_position FROM ship_watermarks "
+                             f"WHERE stream LIKE '{VENUE}.%'")
+            return {stream: (int(c), int(n)) for stream, c, n in (line.split("|") for line in rows.splitlines())}
+
+        def caught_up():
+            # every watermark (one per stream the shipper keeps) at the end of a recorded ring
+            return self.shipped_counts() == expected and all(m in ends.values() for m in marks().values())
+        try:
+            wait_until(caught_up, 60, "the shipper to catch up with the journal")
+        except E2EError:
+            raise E2EError(f"expected the database to hold the journal's rows exactly and the watermarks at "
+                           f"the journal's ends: journal {expected}, ends {ends}; database {self.shipped_counts()}, "
+                           f"watermarks {marks()}; {ct.show(SHIP, 'StatusText')}") from None
+        got = self.shipped_counts()
+        # the values, exact: numeric columns summed in the database against the journal's fixed point
+        got_sums = dict(zip(("trade_price", "fill_qty"), map(Decimal, self.psql(
+            "SELECT coalesce(sum(price), 0), (SELECT coalesce(sum(last_qty), 0) FROM exec_reports) FROM trades")
+            .split("|"))))
+        if got_sums != sums or not sums["fill_qty"]:
+            raise E2EError(f"expected the database's sums equal to the journal's (and some fills), journal {sums}, "
+                           f"database {got_sums}")
+        ct.systemctl("stop", SHIP, timeout=60)
+        s = ct.show(SHIP, "ActiveState", "Result", "ExecMainStatus")
+        if (s["ActiveState"], s["Result"], s["ExecMainStatus"]) != ("inactive", "success", "0"):
+            raise E2EError(f"expected {SHIP} inactive with exit 0 after its stop, saw {s}")
+        self.results["shipped_rows"] = sum(got.values())
+        log(f"database = journal: {got}; sums {got_sums}; watermarks at the journal's ends {ends}")
+
     # -- unit helpers ---------------------------------------------------------------------------
+    def wait_running(self, unit, timeout):
+        def up():
+            s = self.ct.show(unit, "ActiveState", "SubState")
+            if s.get("ActiveState") == "failed":
+                raise E2EError(f"expected {unit} to come up, saw it failed: {s}\n{_tail(self.journal(unit), 20)}")
+            return (s.get("ActiveState"), s.get("SubState")) == ("active", "running")
+        try:
+            wait_until(up, timeout, f"{unit} active/running")
+        except E2EError as exc:
+            raise E2EError(f"{exc}; {self.ct.show(unit, 'ActiveState', 'SubState', 'StatusText')}\n"
+                           f"{_tail(self.journal(unit), 20)}") from None
+
     def stack_units(self) -> list[str]:
         wants = self.ct.show(TARGET, "Wants").get("Wants", "").split()
         units = [u for u in wants if u.startswith("ttquant-")]
@@ -967,7 +1175,8 @@ def main(argv=None) -> int:
         return 0
     log("timings: " + " ".join(f"{k}={v:.1f}" for k, v in t.items()) + f" total_s={total:.1f}")
     r = run.results
-    print(f"e2e: ok restart_ms={r['restart_ms']} watchdog_restart_ms={r['watchdog_restart_ms']}", flush=True)
+    print(f"e2e: ok restart_ms={r['restart_ms']} watchdog_restart_ms={r['watchdog_restart_ms']} "
+          f"shipped_rows={r['shipped_rows']}", flush=True)
     return 0
 
 
