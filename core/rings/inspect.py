@@ -27,7 +27,7 @@ from ttquant.core.records import (
     Side,
     dtype_for,
 )
-from ttquant.core.rings.names import SHM_DIR, check_rings_name, instruments_file, stack_entries
+from ttquant.core.rings.names import SHM_DIR, instruments_file, stack_entries
 from ttquant.core.rings.segment import KIND_NAMES, KIND_SPSC, RingError, RingSegment, list_segments
 
 __all__ = ["ring_info", "ring_infos", "last_records", "record_type_name", "RecordDecoder", "load_instruments",
@@ -399,13 +399,14 @@ def _flock_holders() -> dict[tuple[int, int, int], int]:
     return held
 
 
-def _command(pid: int) -> str | None:
+def _command(pid: int, width: int = 80) -> str | None:
+    """The process's command line on one line, cut to `width` (None when it is gone or hidden)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            text = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            text = " ".join(f.read().decode(errors="replace").replace("\0", " ").split())
     except OSError:
         return None
-    return text or None
+    return (text if len(text) <= width else text[:width - 3] + "...") or None
 
 
 def _lock_info(path: str, holders: dict) -> dict:
@@ -443,15 +444,19 @@ def file_infos(rings: str | None = None) -> list[dict]:
     "kind": "instruments" | "kill_switch" | "lock" | "file"} and what it says: an instrument
     table's "count", the kill switch's "engaged" (who, when, why), a lock's "held", "pid",
     "command", "role" and "instance"; "error" when it cannot be read."""
-    prefix = f"ttq.{check_rings_name(rings)}." if rings else "ttq."
-    try:
-        entries = sorted(e for e in os.listdir(SHM_DIR) if e.startswith(prefix) and e.endswith(FILE_EXTENSIONS))
-    except FileNotFoundError:
-        return []
+    if rings:
+        paths = stack_entries(rings)
+    else:
+        try:                        # every stack's: the same "ttq." every name starts with (list_segments)
+            paths = sorted(os.path.join(SHM_DIR, e) for e in os.listdir(SHM_DIR) if e.startswith("ttq."))
+        except FileNotFoundError:
+            paths = []
     holders = _flock_holders()
     infos = []
-    for entry in entries:
-        path = os.path.join(SHM_DIR, entry)
+    for path in paths:
+        entry = os.path.basename(path)
+        if not entry.endswith(FILE_EXTENSIONS):
+            continue
         owner, rest = entry.split(".", 2)[1:]
         kind = FILE_KINDS.get(rest, "lock" if rest.endswith(".lock") else "file")
         info = {"name": "/" + entry, "path": path, "rings": owner, "kind": kind}
@@ -498,5 +503,5 @@ def stack_in_use(rings: str) -> list[tuple[str, str]]:
             busy.append((info["path"], f"lock held by pid {info['pid'] or '?'}"
                          + (f" ({info['command']})" if info["command"] else "")))
         elif info.get("engaged"):
-            busy.append((info["path"], f"kill switch ENGAGED by {info['who']} (removing it releases it)"))
+            busy.append((info["path"], f"kill switch ENGAGED by {info['who']}; removing it would release it"))
     return busy
