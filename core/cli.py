@@ -41,37 +41,74 @@ def _jsonable(info):
 
 
 def cmd_rings_ls(args) -> int:
-    from ttquant.core.rings.inspect import ring_infos
+    from ttquant.core.rings.inspect import file_infos, ring_infos
     from ttquant.core.rings.names import ring_name
+    from ttquant.core.telemetry.telemetry import read_telemetry
 
     infos = ring_infos()
     if args.venue:
         infos = [i for i in infos if i["name"].startswith(ring_name(args.venue, "x")[:-1])]
+    for i in infos:
+        if i.get("record") == "telemetry":
+            try:
+                i["labels"] = read_telemetry(i["name"])["labels"]
+            except Exception as exc:        # a segment being made or unmade: shown, not fatal
+                i["labels"], i["labels_error"] = {}, str(exc)
+    files = file_infos(args.venue or None)
     if args.json:
-        print(json.dumps([_jsonable(i) for i in infos], indent=1))
+        print(json.dumps([_jsonable(i) for i in infos] + files, indent=1))
         return 0
-    if not infos:
-        print("no TTQuant rings in /dev/shm" + (f" for venue {args.venue}" if args.venue else ""))
+    if not infos and not files:
+        print("no TTQuant rings or files in /dev/shm" + (f" for venue {args.venue}" if args.venue else ""))
         return 0
     rows = []
     for i in infos:
         if "error" in i:
             rows.append([i["name"], "?", "-", "-", "-", "-", "-", "-", "-", "-", i["error"]])
             continue
+        notes = [f"{i['rejected_full']} refused"] if i.get("rejected_full") else []
+        if "labels" in i:
+            notes.append(", ".join(f"{k} {v}" for k, v in i["labels"].items()) or i.get("labels_error", ""))
         rows.append([
             i["name"], i["kind"], i["record"], i["capacity"], i["writer_pid"] or "-",
             "yes" if i["writer_alive"] else "no", i["epoch"], i["write_position"],
-            _age(i["heartbeat_age_ns"]), i.get("read_position", "-"),
-            f"{i['rejected_full']} refused" if i.get("rejected_full") else "",
+            _age(i["heartbeat_age_ns"]), i.get("read_position", "-"), "; ".join(notes),
         ])
-    print(_table(rows, ["NAME", "KIND", "RECORD", "CAPACITY", "WRITER", "ALIVE", "EPOCH",
-                        "WRITE_POS", "HEARTBEAT", "READ_POS", "NOTE"]))
+    if rows:
+        print(_table(rows, ["NAME", "KIND", "RECORD", "CAPACITY", "WRITER", "ALIVE", "EPOCH",
+                            "WRITE_POS", "HEARTBEAT", "READ_POS", "NOTE"]))
+    if files:
+        print("\n" if rows else "", end="")
+        print(_table([[f["name"], _FILE_KINDS[f["kind"]], _file_state(f)] for f in files],
+                     ["FILE", "WHAT", "STATE"]))
     return 0
 
 
+_FILE_KINDS = {"instruments": "instrument table", "kill_switch": "kill switch", "lock": "instance lock",
+               "file": "file"}
+
+
+def _file_state(f) -> str:
+    from ttquant.core.rings.inspect import iso_ns
+    if "error" in f:
+        return f"unreadable: {f['error']}"
+    if f["kind"] == "instruments":
+        return f"{f['count']} instrument{'s' * (f['count'] != 1)} of {f['venue']}"
+    if f["kind"] == "kill_switch":
+        if not f["changes"]:
+            return "released (never switched)"
+        return (f"{'ENGAGED' if f['engaged'] else 'released'} by {f['who']} at {iso_ns(f['ts_ns'])}"
+                + (f" ({f['reason']})" if f["reason"] else ""))
+    if f["kind"] == "lock":
+        role = f["role"] + (f" {f['instance']}" if f["instance"] else "")
+        if not f["held"]:
+            return f"{role}: free (left by a process that stopped)"
+        return f"{role}: held by pid {f['pid'] or '?'}" + (f" ({f['command']})" if f["command"] else "")
+    return ""
+
+
 def cmd_rings_inspect(args) -> int:
-    from ttquant.core.records import RECORD_CLASSES
-    from ttquant.core.rings.inspect import last_records, ring_info
+    from ttquant.core.rings.inspect import RecordDecoder, last_records, load_instruments, ring_info, rings_of
 
     kind = ring_info(args.name)
     if kind["kind"] == "board" and kind["record"] == "book_top":
@@ -79,11 +116,15 @@ def cmd_rings_inspect(args) -> int:
     if kind["kind"] == "board" and kind["record"] == "telemetry":
         return _inspect_telemetry(args, kind)
     info, records = last_records(args.name, args.count)
-    cls = RECORD_CLASSES.get(info["header"]["record_type"])
+    record_type = info["header"]["record_type"]
+    table, why = load_instruments(rings_of(args.name))
+    decoder = RecordDecoder(table)
     if args.json:
         out = _jsonable(info)
-        out["records"] = [{"position": p, **{n: r[n].item() for n in records.dtype.names or ()}}
-                          for p, r in zip(info["positions"], records)]
+        out["instruments"] = None if table is None else {"venue": table.venue, "count": len(table)}
+        if why:
+            out["instruments_missing"] = why
+        out["records"] = [{"position": p, **decoder.json(record_type, r)} for p, r in zip(info["positions"], records)]
         print(json.dumps(out, indent=1, default=str))
         return 0
     h = info["header"]
@@ -100,35 +141,58 @@ def cmd_rings_inspect(args) -> int:
           f"{'every publish' if info['writer_fences'] else 'no (membarrier)'}")
     print(f"  created     {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(h['created_ns'] / 1e9))}, "
           f"layout version {h['layout_version']}")
+    if why:
+        print(f"  instruments none ({why}): instrument ids and raw fixed-point integers below")
     print(f"last {len(records)} records:")
     for position, raw in zip(info["positions"], records):
-        text = repr(cls.frombytes(raw.tobytes())) if cls else raw.tobytes().hex()
-        print(f"  {position:>12}  {text}")
+        print(f"  {position:>12}  {decoder.text(record_type, raw)}")
     return 0
 
 
 def _inspect_board(args) -> int:
     from ttquant.core.book.book_board import BookBoard
-    from ttquant.core.rings.inspect import ring_info
+    from ttquant.core.rings.inspect import decimal_text, iso_ns, load_instruments, ring_info, rings_of
 
     info = ring_info(args.name)
     with BookBoard(args.name) as board:
         tops = [board.read(i) for i in board.instruments()[:max(args.count, 0)]]
         depth = board.depth
+    table, why = load_instruments(rings_of(args.name))
+
+    def levels(inst, side):
+        if inst is None:
+            return [[int(p), int(q)] for p, q in side]
+        return [[decimal_text(p, inst.price_precision), decimal_text(q, inst.size_precision)] for p, q in side]
+
     if args.json:
         out = _jsonable(info)
-        out["books"] = [dict(t._asdict(), bids=t.bids.tolist(), asks=t.asks.tolist()) for t in tops]
+        if why:
+            out["instruments_missing"] = why
+        out["books"] = []
+        for t in tops:
+            inst = table.get(t.instrument_id) if table is not None else None
+            book = dict(t._asdict(), bids=t.bids.tolist(), asks=t.asks.tolist(),
+                        ts_exchange_iso=iso_ns(t.ts_exchange), ts_pub_iso=iso_ns(t.ts_pub))
+            if inst is not None:
+                book.update(symbol=inst.symbol, instrument=inst.label, bids_decimal=levels(inst, t.bids),
+                            asks_decimal=levels(inst, t.asks))
+            out["books"].append(book)
         print(json.dumps(out, indent=1))
         return 0
     print(f"book board {info['name']}: {info['write_position']} of {info['capacity']} instruments, "
           f"top {depth} levels each")
     print(f"  writer      pid {info['writer_pid'] or '-'} {'alive' if info['writer_alive'] else 'not running'}, "
           f"epoch {info['epoch']}, heartbeat {_age(info['heartbeat_age_ns'])} ago")
+    if why:
+        print(f"  instruments none ({why}): instrument ids and raw fixed-point integers below")
     for t in tops:
-        bid = f"{t.bids[0, 0]} x {t.bids[0, 1]}" if len(t.bids) else "-"
-        ask = f"{t.asks[0, 0]} x {t.asks[0, 1]}" if len(t.asks) else "-"
-        print(f"  instrument {t.instrument_id:>6}  {'synced' if t.synced else 'REBUILDING'}  update {t.update_id}  "
-              f"bid {bid}  ask {ask}  levels {len(t.bids)}/{len(t.asks)}  resets {t.resets}")
+        inst = table.get(t.instrument_id) if table is not None else None
+        name = inst.label if inst is not None else f"instrument {t.instrument_id}"
+        bid, ask = (" x ".join(map(str, side[0])) if len(side) else "-"
+                    for side in (levels(inst, t.bids), levels(inst, t.asks)))
+        print(f"  {name:<20}  {'synced' if t.synced else 'REBUILDING'}  update {t.update_id}  "
+              f"bid {bid}  ask {ask}  levels {len(t.bids)}/{len(t.asks)}  resets {t.resets}  "
+              f"at {iso_ns(t.ts_pub) or '-'}")
     return 0
 
 
@@ -167,6 +231,14 @@ def _seconds(value, unit):
 
 
 def cmd_rings_rm(args) -> int:
+    if args.venue:
+        if args.names:
+            print("ttquant rings rm: give ring names or --venue, not both", file=sys.stderr)
+            return 2
+        return _rm_venue(args.venue, args.force)
+    if not args.names:
+        print("ttquant rings rm: give ring names or --venue", file=sys.stderr)
+        return 2
     from ttquant.core.rings import RingError, RingSegment, unlink
 
     status = 0
@@ -185,6 +257,36 @@ def cmd_rings_rm(args) -> int:
             print(f"removed {name}")
         else:
             print(f"{name}: no such ring", file=sys.stderr)
+            status = 1
+    return status
+
+
+def _rm_venue(venue, force) -> int:
+    """Every file of a stopped stack, or nothing while any of it is in use (unless forced)."""
+    from ttquant.core.rings.inspect import stack_in_use
+    from ttquant.core.rings.names import check_rings_name, stack_entries
+
+    check_rings_name(venue)
+    entries = stack_entries(venue)
+    if not entries:
+        print(f"ttquant rings rm: nothing of venue {venue} in /dev/shm", file=sys.stderr)
+        return 1
+    busy = stack_in_use(venue)
+    if busy and not force:
+        for path, why in busy:
+            print(f"{path}: {why}", file=sys.stderr)
+        print(f"ttquant rings rm: venue {venue} is in use; removed nothing (stop it first, or --force)",
+              file=sys.stderr)
+        return 1
+    status = 0
+    for path in entries:
+        try:
+            os.unlink(path)
+            print(f"removed {path}")
+        except FileNotFoundError:
+            pass                    # gone meanwhile (a daemon's clean exit removes its lock)
+        except OSError as exc:
+            print(f"{path}: {exc.strerror}; not removed", file=sys.stderr)
             status = 1
     return status
 
@@ -491,22 +593,31 @@ def build_parser() -> argparse.ArgumentParser:
     rings = sub.add_parser("rings", help="list, inspect and remove shared-memory rings",
                            description="Shared-memory rings in /dev/shm (/ttq.<venue>.<kind>[.<owner>]).")
     rings_sub = rings.add_subparsers(dest="rings_command", metavar="SUBCOMMAND", required=True)
-    ls = rings_sub.add_parser("ls", help="every ring: kind, record, capacity, writer, epoch, position, heartbeat",
-                              description="List every TTQuant ring with its writer and positions.")
-    ls.add_argument("--venue", help="only this venue's rings")
+    ls = rings_sub.add_parser("ls", help="every segment: rings, telemetry, instrument table, kill switch, locks",
+                              description="List every TTQuant ring and telemetry segment with its writer and "
+                              "positions, then the files beside them: the instrument table, the kill switch and "
+                              "the instance locks (held or free, and by whom).")
+    ls.add_argument("--venue", help="only this venue's segments and files")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=cmd_rings_ls)
     inspect = rings_sub.add_parser("inspect", help="header and the last records of one ring",
-                                   description="Print a ring's header and decode its last records.")
+                                   description="Print a ring's header and decode its last records for people: "
+                                   "enum names, symbols, prices and quantities at the instrument's precision, "
+                                   "UTC times (from the stack's instrument table; raw ids and integers "
+                                   "without it). --json keeps the raw fields and adds the decoded ones.")
     inspect.add_argument("name", help="ring name, e.g. /ttq.binance.ticks")
     inspect.add_argument("-n", "--count", type=int, default=10, help="how many records (default 10)")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.add_argument("--all", action="store_true", help="telemetry: counters at zero too")
     inspect.set_defaults(func=cmd_rings_inspect)
-    rm = rings_sub.add_parser("rm", help="unlink rings (refuses a ring with a live writer)",
-                              description="Remove rings from /dev/shm. Processes that mapped them keep them.")
-    rm.add_argument("names", nargs="+", metavar="NAME")
-    rm.add_argument("--force", action="store_true", help="remove even with a live writer")
+    rm = rings_sub.add_parser("rm", help="unlink rings, or every file of a stopped venue (refuses live ones)",
+                              description="Remove rings from /dev/shm, or with --venue every file of a stopped "
+                              "venue: rings, telemetry, instrument table, kill switch, instance locks. Refuses "
+                              "a ring with a live writer (or SPSC reader), a held lock or an engaged kill "
+                              "switch. Processes that mapped a ring keep it.")
+    rm.add_argument("names", nargs="*", metavar="NAME", help="ring names, e.g. /ttq.binance.ticks")
+    rm.add_argument("--venue", help="every file of this venue's stack instead of names")
+    rm.add_argument("--force", action="store_true", help="remove even what is in use")
     rm.set_defaults(func=cmd_rings_rm)
 
     md = sub.add_parser("md", help="run a market-data daemon", description="Market data of one venue "
