@@ -41,6 +41,7 @@ def _jsonable(info):
 
 
 def cmd_rings_ls(args) -> int:
+    from ttquant.core.rings import RingError
     from ttquant.core.rings.inspect import file_infos, ring_infos
     from ttquant.core.rings.names import ring_name
     from ttquant.core.telemetry.telemetry import read_telemetry
@@ -52,7 +53,7 @@ def cmd_rings_ls(args) -> int:
         if i.get("record") == "telemetry":
             try:
                 i["labels"] = read_telemetry(i["name"])["labels"]
-            except Exception as exc:        # a segment being made or unmade: shown, not fatal
+            except (RingError, OSError, ValueError) as exc:     # being made or unmade: shown, not fatal
                 i["labels"], i["labels_error"] = {}, str(exc)
     files = file_infos(args.venue or None)
     if args.json:
