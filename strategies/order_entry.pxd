@@ -52,7 +52,10 @@ cdef class RingOrderEntry(OrderEntry):
     cdef uint64_t last_id
     cdef dict writers                       # venue -> SpscWriter (the strategy's order ring there)
     cdef readonly uint64_t orders_refused
+    cdef readonly uint64_t orders_sent      # every order record into the ring (new, cancel, amend, sync)
     cdef LatencyTrace _trace                # client id, trigger ts_pub (or None)
+    cdef uint64_t *tick_to_order            # telemetry histogram: trigger ts_pub -> the new order in the ring
+    cdef object _tick_to_order
 
 
 cdef class OrderActions:

@@ -18,6 +18,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 
 from ttquant.core.includes.atomics cimport ttq_now_ns
+from ttquant.core.telemetry.telemetry cimport Histogram, ttq_hist_observe
 from ttquant.core.latency_trace cimport LatencyTrace
 from ttquant.core.records cimport (
     ttq_order, Order, new_record, RECORD_ORDER, ACTION_NEW, SIDE_BUY, SIDE_SELL, TYPE_LIMIT,
@@ -227,6 +228,12 @@ cdef class RingOrderEntry(OrderEntry):
     def add_venue(self, str venue, SpscWriter writer not None):
         self.writers[venue] = writer
 
+    def count_into(self, Histogram tick_to_order):
+        """Time from the triggering tick's ts_pub to each new order in the ring, into a telemetry
+        histogram (core/telemetry)."""
+        self._tick_to_order = tick_to_order
+        self.tick_to_order = tick_to_order.hist if tick_to_order is not None else NULL
+
     def start_trace(self, Py_ssize_t capacity=1 << 18):
         """Record (client id, trigger ts_pub) per new order, for latency reports."""
         self._trace = LatencyTrace(2, capacity)
@@ -262,6 +269,9 @@ cdef class RingOrderEntry(OrderEntry):
         if not spsc_push(&w.cursor, o):
             self.orders_refused += 1
             raise OrderRefused(f"order ring of {self.name} is full: the gateway is not reading it")
+        self.orders_sent += 1
+        if o.action == ACTION_NEW and self.tick_to_order != NULL and 0 < self.trigger_ts < o.ts_created:
+            ttq_hist_observe(self.tick_to_order, <uint64_t>(o.ts_created - self.trigger_ts))
         if o.action == ACTION_NEW and self._trace is not None:
             row = self._trace.next_row()
             if row != NULL:

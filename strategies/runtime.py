@@ -178,6 +178,61 @@ class LiveContext:
                 v.board.close()
 
 
+class StrategyTelemetry:
+    """The strategy's telemetry segment (core/telemetry), /ttq.<rings>.telemetry.strategy-<name>
+    on its first venue's rings: counts and positions copied from the runtime a few times a
+    second, tick-to-order counted by the order entry in C as each new order goes out."""
+    PUBLISH_EVERY_S = 0.25
+
+    def __init__(self, ctx: LiveContext, daemon):
+        from ttquant.core.telemetry.telemetry import TelemetryWriter
+        cfg = ctx.cfg
+        first = next(iter(ctx.venues.values()))
+        self.ctx, self.daemon = ctx, daemon
+        self.writer = TelemetryWriter(first.rings, f"strategy-{cfg.name}", "strategy", groups=128,
+                                      labels={"strategy": cfg.name})
+        self.counts = self.writer.counters(["events_total", "reports_total", "orders_total", "orders_refused_total",
+                                            "handler_errors_total", "lost_ticks_total", "lapped_total"])
+        self.state = self.writer.gauges(["open_orders", "tick_lag_records"])
+        ctx.order_entry.count_into(self.writer.histogram("tick_to_order_seconds"))
+        self.positions, self.pnl = {}, {}       # label -> gauge array (scale 8), quote -> gauge array
+        self.next_publish = 0.0
+
+    def publish(self, now: float) -> None:
+        if now < self.next_publish:
+            return
+        self.next_publish = now + self.PUBLISH_EVERY_S
+        d, entry = self.daemon, self.ctx.order_entry
+        venues = list(self.ctx.venues.values())
+        self.counts[:] = (d.events, d.dispatch.reports if d.dispatch is not None else 0, entry.orders_sent,
+                          entry.orders_refused, d.errors, sum(v.ticks.lost for v in venues),
+                          sum(v.ticks.laps for v in venues))
+        self.state[:] = (len(d.strategy.orders) if d.strategy is not None else 0,
+                         sum(v.ticks.lag for v in venues))
+        if d.strategy is None:
+            return
+        pnl = {}
+        for p in d.strategy.portfolio.positions():
+            label = self.ctx.label_of(p)
+            g = self.positions.get(label)
+            if g is None and len(self.positions) < 100:
+                g = self.positions[label] = self.writer.gauges([f"position{{instrument={label}}}"], scale=8)
+            if g is not None:
+                g[0] = p.qty_raw * 10 ** (8 - p.size_precision) if p.size_precision <= 8 else \
+                    p.qty_raw // 10 ** (p.size_precision - 8)
+            pnl[p.quote] = pnl.get(p.quote, 0) + p.realised_raw * 10 ** 8 // 10 ** p.pnl_precision
+        for quote, v in pnl.items():
+            g = self.pnl.get(quote)
+            if g is None:
+                g = self.pnl[quote] = self.writer.gauges([f"realised_pnl{{quote={quote}}}"], scale=8)
+            g[0] = v
+        self.writer.heartbeat()
+
+    def close(self):
+        self.ctx.order_entry.count_into(None)
+        self.writer.close()
+
+
 def _try(make, *args, **kwargs):
     """make(...), or None while what it opens is not there yet."""
     try:
@@ -205,6 +260,7 @@ class StrategyDaemon(Daemon):
         self.failed = False
         self._last_beat = time.monotonic()
         self._end = None
+        self.telemetry = None
 
     def locks(self):
         return [(instance_lock_file(rings, "strategy", self.cfg.name), f"strategy {self.cfg.name!r} on rings {rings!r}")
@@ -223,6 +279,7 @@ class StrategyDaemon(Daemon):
             self.dispatch.add_venue(v.ticks, v.exec, v.table)
         if os.environ.get("TTQ_STRATEGY_TRACE"):
             self.ctx.order_entry.start_trace()   # for latency reports: which tick each order answered
+        self.telemetry = StrategyTelemetry(self.ctx, self)
 
     @property
     def events(self) -> int:
@@ -268,6 +325,7 @@ class StrategyDaemon(Daemon):
         return True
 
     def _every(self, now):
+        self.telemetry.publish(now)
         if now - self._last_beat > 1.0:
             self._last_beat = now
             for v in self.ctx.venues.values():
@@ -303,5 +361,8 @@ class StrategyDaemon(Daemon):
         if trace_path and self.ctx is not None:
             import numpy as np
             np.save(trace_path, self.ctx.order_entry.trace)
+        if self.telemetry is not None:
+            self.telemetry.publish(float("inf"))        # the last counts stay readable after the stop
+            self.telemetry.close()
         if self.ctx is not None:
             self.ctx.close()

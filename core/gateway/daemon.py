@@ -35,6 +35,7 @@ import numpy as np
 from ttquant.core.daemon.hybrid_wait import HybridWait
 from ttquant.core.daemon.runner import EXIT_CONFIG, Daemon, ServiceError
 from ttquant.core.gateway.config import GatewayConfig
+from ttquant.core.gateway.gateway_telemetry import GatewayTelemetry
 from ttquant.core.gateway.kill_switch import KillSwitch
 from ttquant.core.gateway.oms import OrderBookKeeper, VenueReport
 from ttquant.core.gateway.order_intake import OrderIntake
@@ -91,6 +92,7 @@ class Gateway(OrderPath, Daemon):
         self._retry_discover = False
         self._next_full_discover = 0
         self.counts, self.rejects_by_code = {}, {}      # OrderPath's, once started
+        self.telemetry = self.order_age = None
         self.portfolio = None
 
     def locks(self):
@@ -122,6 +124,8 @@ class Gateway(OrderPath, Daemon):
         if self.adapter is None:
             self.adapter = self._connect_venue()
         self.init_order_path(self.table, self.risk, self.oms, self.intake, self.journal, self.adapter, self.exec)
+        self.telemetry = GatewayTelemetry(cfg.ring_name, cfg.venue, cfg.shm_group)
+        self.order_age = self.telemetry.order_age
         self.take_venue_balances(report=False)     # the assets first: replayed orders reserve against them
         replayed = self.replay_journal()
         self.reconcile()
@@ -273,6 +277,7 @@ class Gateway(OrderPath, Daemon):
         got = self.intake.next_order(rounds)
         if got is not None:
             busy = True
+            self.order_age.observe(max(0, time.time_ns() - got[1].ts_created))
             self.on_checked(self.rings[got[0]], got[1], got[2])
         for rep in self.adapter.poll():
             busy = True
@@ -287,8 +292,13 @@ class Gateway(OrderPath, Daemon):
             self.housekeeping(t)
         return busy
 
+    def strategy_names(self) -> dict[int, str]:
+        """strategy id -> its order ring's owner (an id is known once the ring's first order came)."""
+        return {self.intake.strategy_of(r.index): r.owner for r in self.rings}
+
     def on_order(self, ring: _OrderRing, order: Order):
         """An order the loop read itself (a futex wait): claimed and checked, then handled."""
+        self.order_age.observe(max(0, time.time_ns() - order.ts_created))
         self.on_checked(ring, order, self.intake.take(ring.index, order))
 
     # -- housekeeping -----------------------------------------------------------------------------
@@ -296,6 +306,7 @@ class Gateway(OrderPath, Daemon):
         if self.kill.changes != self.kill_changes:
             self._kill_switch_changed()
         self.journal.sync_if_due()
+        self.telemetry.publish(self, self.strategy_names, t_ns)
         if t_ns >= self._next_discover:
             self._next_discover = t_ns + int(self.cfg.loop.discover_interval_s * 1e9)
             self.discover()
@@ -345,7 +356,9 @@ class Gateway(OrderPath, Daemon):
     def close(self):
         log.info("gateway stopping: %s; rejects by code %s", self.status_text() if self.counts else "not started",
                  self.rejects_by_code)
-        for part in (self.journal, self.ticks, self.exec, self.kill, self.adapter):
+        if self.telemetry is not None:
+            self.telemetry.publish(self, self.strategy_names, 0, force=True)     # the last counts stay readable
+        for part in (self.journal, self.ticks, self.exec, self.kill, self.adapter, self.telemetry):
             if part is not None:
                 part.close()
         for ring in self.rings:

@@ -52,6 +52,8 @@ class OrderPath:
         self.counts = {"orders": 0, "rejects": 0, "sent": 0, "reports": 0, "fills": 0, "reconciled_fills": 0,
                        "lost_before_venue": 0, "orphans_canceled": 0}
         self.rejects_by_code: dict[int, int] = {}
+        self.by_strategy: dict[int, list] = {}          # strategy id -> [orders, rejects, fills]
+        self.rejects_by: dict[tuple, int] = {}           # (strategy id, reject code) -> count
         self.portfolio = Portfolio(fee_precision=8)
         self.strategy_books: dict[int, object] = {}      # strategy id -> Portfolio, for SYNC
         self._day = None
@@ -60,6 +62,10 @@ class OrderPath:
     def on_checked(self, ring, order: Order, code: int):
         """An order the intake took: a new one is already risk-checked (and reserved when code is 0)."""
         self.counts["orders"] += 1
+        per = self.by_strategy.get(order.strategy_id)
+        if per is None:
+            per = self.by_strategy[order.strategy_id] = [0, 0, 0]
+        per[0] += 1
         if code == RejectCode.BAD_FIELD and order.strategy_id != self.intake.strategy_of(ring.index):
             log.warning("%s carried strategy id %d, not its own %d: refused", ring.name, order.strategy_id,
                         self.intake.strategy_of(ring.index))
@@ -102,12 +108,19 @@ class OrderPath:
         self._apply(VenueReport(order.strategy_id, order.client_order_id, S.REJECTED,
                                 reject_code=RejectCode.VENUE_UNAVAILABLE))
 
-    def _count_reject(self, code):
+    def _count_reject(self, strategy_id, code):
         self.counts["rejects"] += 1
-        self.rejects_by_code[int(code)] = self.rejects_by_code.get(int(code), 0) + 1
+        code = int(code)
+        self.rejects_by_code[code] = self.rejects_by_code.get(code, 0) + 1
+        key = (strategy_id, code)
+        self.rejects_by[key] = self.rejects_by.get(key, 0) + 1
+        per = self.by_strategy.get(strategy_id)
+        if per is None:
+            per = self.by_strategy[strategy_id] = [0, 0, 0]
+        per[1] += 1
 
     def _reject(self, order, code):
-        self._count_reject(code)
+        self._count_reject(order.strategy_id, code)
         self.journal.reject(order, code)
         r = ExecReport(client_order_id=order.client_order_id, strategy_id=order.strategy_id,
                        instrument_id=order.instrument_id, price=order.price, qty=order.qty,
@@ -119,9 +132,13 @@ class OrderPath:
         if er is None:
             return None
         if er.status == S.REJECTED:
-            self._count_reject(er.reject_code)
+            self._count_reject(er.strategy_id, er.reject_code)
         if er.last_qty:
             self.counts["fills"] += 1
+            per = self.by_strategy.get(er.strategy_id)
+            if per is None:
+                per = self.by_strategy[er.strategy_id] = [0, 0, 0]
+            per[2] += 1
             self._on_fill(er)
         # published before it is journaled: a crash between the two re-publishes it after the
         # restart (strategies count a fill once, by its trade id) instead of never publishing it

@@ -424,6 +424,28 @@ cdef class RiskEngine:
     def open_order_count(self):
         return self.open_orders
 
+    def position_usage(self):
+        """[(strategy id (0: all strategies), instrument id, used, limit)] for each position limit
+        in force: used is |position + open orders on one side| at its worst, as the check counts it."""
+        out = []
+        cdef Py_ssize_t k, j
+        cdef instrument_risk r
+        cdef int64_t pos
+        for inst in self.table:
+            j = inst.instrument_id
+            r = self.inst[j]
+            if r.max_position > 0:
+                out.append((0, j, max(abs(r.position + r.open_buy), abs(r.position - r.open_sell)), r.max_position))
+        for k in range(self.n_strat):
+            for inst in self.table:
+                j = k * self.n_inst + inst.instrument_id
+                if self.strat_max_position[j] > 0:
+                    pos = self.strat_position[j]
+                    out.append((self.strat[k].strategy_id, inst.instrument_id,
+                                max(abs(pos + self.strat_open_buy[j]), abs(pos - self.strat_open_sell[j])),
+                                self.strat_max_position[j]))
+        return out
+
     def state(self):
         """Positions, open quantities, open orders, balances and reservations, for tools and tests."""
         out = {"open_orders": self.open_orders, "checks": self.checks,

@@ -362,11 +362,11 @@ class MdDaemon(Daemon):
                                      group=group)
         self.board = BookBoardWriter(book_board(cfg.ring_name), cfg.rings.board_depth, cfg.rings.board_instruments,
                                      group=group)
-        self.stats = TelemetryWriter(cfg.ring_name, "md", "md", labels={"venue": cfg.venue}, group=group)
+        self.stats = TelemetryWriter(cfg.ring_name, "md", "md", labels={"exchange": cfg.venue}, group=group)
         for m in cfg.market_list:
             feed_labels = {"feed": m.name}
             counters = self.stats.counters(TELEMETRY_NAMES, feed_labels)
-            hist = self.stats.histogram("frame_to_ring_seconds", feed_labels)
+            hist = self.stats.histogram("frame_to_ring_seconds", feed_labels).values
             daemon_counts = self.stats.counters([n + "_total" for n in DAEMON_COUNTERS], feed_labels)
             norm = BinanceNormaliser(m.name, chosen[m.name], self.ticks, self.board, cfg.venue_id,
                                      counters, cfg.limits.max_frame_bytes,

@@ -50,3 +50,10 @@ cdef inline void ttq_hist_observe(uint64_t *hist, uint64_t v) noexcept nogil:
     hist[0] += 1
     hist[1] += v
     hist[2 + ttq_hist_bucket(v)] += 1
+
+
+# A histogram of a telemetry segment, for writers that observe from Python or keep its pointer.
+cdef class Histogram:
+    cdef uint64_t *hist
+    cdef readonly object values             # numpy uint64[TELEMETRY_VALUES] in the segment
+    cpdef observe(self, uint64_t value)

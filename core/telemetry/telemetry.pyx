@@ -24,7 +24,7 @@ from ttquant.core.records import RecordType
 from ttquant.core.rings.names import ring_name, telemetry_segment
 from ttquant.core.rings.segment import KIND_BOARD, RingError, list_segments
 
-__all__ = ["TelemetryWriter", "read_telemetry", "telemetry_segments", "observe", "bucket_of",
+__all__ = ["TelemetryWriter", "Histogram", "read_telemetry", "telemetry_segments", "observe", "bucket_of",
            "bucket_upper_bounds", "bucket_quantile", "parse_series_name", "HIST_BUCKETS", "HIST_VALUES",
            "RECORD_TELEMETRY",           "COUNTERS", "GAUGES", "HISTOGRAM"]
 
@@ -70,11 +70,34 @@ def bucket_quantile(buckets, q):
     return bounds[counts[len(counts) - 1][0]]
 
 
-def observe(uint64_t[::1] hist, uint64_t value):
-    """One observation into a histogram's values, for Python writers."""
-    if hist.shape[0] < TELEMETRY_VALUES:
+def observe(hist, uint64_t value):
+    """One observation into a Histogram or a histogram's values array."""
+    if isinstance(hist, Histogram):
+        (<Histogram>hist).observe(value)
+        return
+    cdef uint64_t[::1] view = hist
+    if view.shape[0] < TELEMETRY_VALUES:
         raise ValueError(f"a histogram has {TELEMETRY_VALUES} values")
-    ttq_hist_observe(&hist[0], value)
+    ttq_hist_observe(&view[0], value)
+
+
+cdef class Histogram:
+    """One histogram in a telemetry segment: observe(ns) from Python at the cost of a C call;
+    `values` (count, sum, buckets) for Cython writers that keep the pointer."""
+
+    def __init__(self, values):
+        cdef uint64_t[::1] view = values
+        if view.shape[0] < TELEMETRY_VALUES:
+            raise ValueError(f"a histogram has {TELEMETRY_VALUES} values")
+        self.values = values
+        self.hist = &view[0]
+
+    cpdef observe(self, uint64_t value):
+        ttq_hist_observe(self.hist, value)
+
+    @property
+    def count(self):
+        return int(self.hist[0])
 
 
 def _labels_text(labels):
@@ -177,12 +200,13 @@ cdef class TelemetryWriter:
         return self._values(g, len(names), np.int64)
 
     def histogram(self, str name, labels=None, int scale=-9):
-        """A uint64 array of HIST_VALUES: count, sum, buckets of values in 10**scale seconds (ns)."""
+        """A Histogram of values in 10**scale seconds (ns), its values (count, sum, buckets) in
+        the segment."""
         if not _NAME.match(name):
             raise ValueError(f"histogram name {name!r} must match [a-z_][a-z0-9_]*")
         cdef telemetry_group *g = self._add(TELEMETRY_HISTOGRAM, HIST_BUCKETS, scale, _labels_text(labels),
                                             name.encode() + b"\0")
-        return self._values(g, TELEMETRY_VALUES, np.uint64)
+        return Histogram(self._values(g, TELEMETRY_VALUES, np.uint64))
 
     @staticmethod
     def _names(names):

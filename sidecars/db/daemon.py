@@ -124,6 +124,8 @@ class Shipper(Daemon):
         self.down_since = None
         self.last_error = ""
         self._next_retention = 0.0
+        self.telemetry = None
+        self._streams: dict[str, tuple] = {}
 
     @property
     def total_shipped(self) -> int:
@@ -132,6 +134,24 @@ class Shipper(Daemon):
     def _progress(self, stream, rows, lag_ns):
         self.shipped[stream] = self.shipped.get(stream, 0) + rows
         self.watermark_lag_s[stream] = lag_ns / 1e9
+        self._publish()
+
+    def _publish(self):
+        """Into /ttq.<rings>.telemetry.ship: rows and lag by stream, errors, the database up or not."""
+        tel = self.telemetry
+        if tel is None:
+            return
+        for stream, rows in self.shipped.items():
+            g = self._streams.get(stream)
+            if g is None:
+                labels = {"stream": stream}
+                g = self._streams[stream] = (tel.counters(["rows_total"], labels),
+                                             tel.gauges(["watermark_lag_seconds"], labels, scale=3))
+            g[0][0] = rows
+            g[1][0] = int(self.watermark_lag_s.get(stream, 0.0) * 1000)
+        self._errors[0] = self.retries
+        self._down[0] = 0 if self.down_since is None else 1
+        tel.heartbeat()
 
     def locks(self):
         return [(instance_lock_file(self.cfg.rings_name, "shipper"), f"shipper of rings {self.cfg.rings_name!r}")]
@@ -149,6 +169,11 @@ class Shipper(Daemon):
 
     def start(self):
         import psycopg
+
+        from ttquant.core.telemetry.telemetry import TelemetryWriter
+        self.telemetry = TelemetryWriter(self.cfg.rings_name, "ship", "ship")
+        self._errors = self.telemetry.counters(["errors_total"])
+        self._down = self.telemetry.gauges(["database_down"])
         if not self.cfg.dsn:
             raise ServiceError(f"database.dsn: missing in {self.cfg.path or 'the config'} (or set $TTQ_DATABASE_URL)",
                                EXIT_CONFIG)
@@ -215,6 +240,7 @@ class Shipper(Daemon):
                     log.warning("database unreachable (%s): retrying, nothing is lost (the journal files keep it)",
                                 self.last_error)
                 self.retries += 1
+                self._publish()
                 self._close_all()
                 runner.notify.status(self.status())
                 runner.notify.watchdog()
@@ -226,6 +252,7 @@ class Shipper(Daemon):
     def _nap(self, seconds):
         """Sleep, but not past a SIGTERM (a wait of 30 s must not hold up a stop)."""
         until = time.monotonic() + seconds
+        self._publish()
         while not self.runner.stopping and time.monotonic() < until:
             self.runner.sleep(min(0.1, until - time.monotonic()))
 
@@ -244,3 +271,5 @@ class Shipper(Daemon):
 
     def close(self):
         self._close_all()
+        if self.telemetry is not None:
+            self.telemetry.close()

@@ -123,7 +123,9 @@ class ShmCollector(Collector):
         seg = read_telemetry(name)
         own = dict(seg["labels"])
         role = own.pop("role", "") or "process"
-        up = {"venue": own.pop("venue", seg["rings"]), "role": role, "process": own.pop("process", "")}
+        # venue: the stack's rings name, as the rings' own series have it (the venue in production)
+        up = {"venue": seg["rings"], "role": role, "process": own.pop("process", "")}
+        own.pop("venue", None)
         base = {**up, **own}            # and the process's own labels: strategy="mm"
         family("ttq_up", "1 while the process that owns a telemetry segment is alive", "gauge").add_sample(
             "ttq_up", up, 1 if seg["writer_alive"] else 0)

@@ -54,6 +54,7 @@ class RingRecorder:
         self._lock = None
         self.recorded = 0           # records written since start
         self.lost = 0               # records the ring overwrote before they were read
+        self.gaps = 0               # times it found records overwritten (each a gap in the journal)
         self.before_start = 0       # records a ring new to the journal no longer held when the recorder came
         self._published_before = 0  # a new ring's records published before the recorder attached
         self.recorded_since_attach = 0
@@ -141,6 +142,7 @@ class RingRecorder:
         self._published_before = 0
         if missed > before:
             self.lost += missed - before
+            self.gaps += 1
             log.warning("%s: %d records overwritten before they were read (%d in all); the journal "
                         "goes on at position %d", self.ring_name, missed - before, self.lost, first)
         self._reader_lost = self.reader.lost
@@ -198,6 +200,7 @@ class Recorder(Daemon):
         super().__init__(cfg, runner or ServiceRunner("record", cfg.rings_name))
         self.rings = [RingRecorder(cfg, kind) for kind in cfg.record]
         self.notify = self.runner.notify
+        self.telemetry = None
 
     def locks(self):
         return [(instance_lock_file(self.cfg.rings_name, "recorder"), f"recorder of rings {self.cfg.rings_name!r}")]
@@ -214,9 +217,26 @@ class Recorder(Daemon):
         return self.status_text()
 
     def start(self):
+        from ttquant.core.telemetry.telemetry import TelemetryWriter
         for r in self.rings:
             r.lock()
             r.attach()
+        # /ttq.<rings>.telemetry.recorder: per ring, what it wrote, lost and has still to read
+        self.telemetry = TelemetryWriter(self.cfg.rings_name, "recorder", "recorder")
+        self.counts = {r.kind: (self.telemetry.counters(["records_total", "gaps_total", "lost_records_total",
+                                                          "files_total"], {"ring": r.kind}),
+                                self.telemetry.gauges(["lag_records"], {"ring": r.kind}))
+                       for r in self.rings}
+
+    def publish_telemetry(self):
+        for r in self.rings:
+            counts, lag = self.counts[r.kind]
+            counts[:] = (r.recorded, r.gaps, r.lost, r.files)
+            try:
+                lag[0] = r.reader.lag if r.reader is not None else 0
+            except Exception:           # a reader closed under us (the ring made again): next time
+                pass
+        self.telemetry.heartbeat()
 
     def serve(self) -> int:
         idle = self.cfg.idle_sleep_ms / 1e3
@@ -236,6 +256,7 @@ class Recorder(Daemon):
                 for r in self.rings:
                     r.check_ring()
                     r.roll_if_old()
+                self.publish_telemetry()
                 runner.check_faults()
                 if self.notify.watchdog():
                     self.notify.status(self.status_text())
@@ -244,9 +265,12 @@ class Recorder(Daemon):
             if self.step() == 0:
                 break
         log.info("stopped: %s", self.status_text())
+        self.publish_telemetry()
         return 0
 
     def close(self):
         for r in self.rings:
             r.close()
             r.unlock()
+        if self.telemetry is not None:
+            self.telemetry.close()

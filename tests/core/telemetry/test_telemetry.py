@@ -34,8 +34,9 @@ def test_a_reader_decodes_names_labels_and_kinds_from_the_segment_alone(venue, r
         orders[1] += 1
         gauges[0] = -150_000_000
         gauges[1] = 2 * 10 ** 8
-        observe(hist, 1500)
-        observe(hist, 3)
+        hist.observe(1500)
+        observe(hist.values, 3)
+        assert hist.count == 2
         got = read_telemetry(telemetry_segment(venue, "gateway"))
         assert got["labels"] == {"role": "gateway", "process": "gateway", "venue": "binance"}
         assert got["writer_alive"] and got["epoch"] == 1 and got["heartbeat_age_ns"] is not None
@@ -116,7 +117,7 @@ def test_the_normaliser_counts_into_shared_memory(venue, ring):
     assert len(set(TELEMETRY_NAMES)) == len(COUNTER_NAMES)
     w = TelemetryWriter(venue, "md", "md")
     counters = w.counters(TELEMETRY_NAMES, {"feed": "spot"})
-    hist = w.histogram("frame_to_ring_seconds", {"feed": "spot"})
+    hist = w.histogram("frame_to_ring_seconds", {"feed": "spot"}).values
     ticks = BroadcastWriter(ring("ticks"), RecordType.MARKET_EVENT, 64)
     norm = BinanceNormaliser("spot", [], ticks, counters=counters, latency_hist=hist)
     norm.on_frame(b"garbage", 1)

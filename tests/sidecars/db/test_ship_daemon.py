@@ -11,15 +11,26 @@ import threading
 
 import numpy as np
 import psycopg
+import pytest
 
 from ttquant.core.daemon.config import parse_config
 from ttquant.core.daemon.runner import ServiceRunner
 from ttquant.core.journal import JournalWriter
 from ttquant.core.records import EXEC_REPORT_DTYPE, MARKET_EVENT_DTYPE, EventFlag, EventKind, RecordType
+from ttquant.core.rings import unlink
+from ttquant.core.rings.names import telemetry_segment
+from ttquant.core.telemetry.telemetry import read_telemetry
 from ttquant.sidecars.db.daemon import Shipper, ShipperConfig
 from ttquant.sidecars.db.migrate import migrate
 
 from ttq_testing import config_file, spot_table, wait_for
+
+
+@pytest.fixture(autouse=True)
+def _telemetry_gone(venue):
+    """The shipper's telemetry segment outlives it (its last counts stay readable): removed here."""
+    yield
+    unlink(telemetry_segment(venue, "ship"))
 
 T0 = 1_723_161_540_000_000_000
 
@@ -181,6 +192,14 @@ def test_the_shipper_keeps_its_counts_for_telemetry(database, venue, tmp_path):
             timeout=60, what="every stream shipped")
         wait_for(lambda: shipper.watermark_lag_s == dict.fromkeys(streams, 0.0), timeout=30, what="no lag left")
         assert shipper.last_error == ""
+        # and the same in its telemetry segment, as ttquant metrics reads it
+        seg = read_telemetry(telemetry_segment(venue, "ship"))
+        assert seg["labels"]["role"] == "ship" and seg["writer_alive"]
+        rows = {s["labels"]["stream"]: s["value"] for s in seg["series"] if s["name"] == "rows_total"}
+        lag = {s["labels"]["stream"]: s["value"] for s in seg["series"] if s["name"] == "watermark_lag_seconds"}
+        assert rows == shipper.shipped and lag == dict.fromkeys(streams, 0)
+        assert {s["name"]: s["value"] for s in seg["series"] if not s["labels"]} == {"errors_total": 0,
+                                                                                    "database_down": 0}
     finally:
         runner.request_stop()
         t.join(timeout=30)
