@@ -135,6 +135,8 @@ class Shipper(Daemon):
         self.shipped[stream] = self.shipped.get(stream, 0) + rows
         self.watermark_lag_s[stream] = lag_ns / 1e9
         self._publish()
+        # a long catch-up at idle priority is progress, not a hang: fed per committed batch
+        self.runner.notify.watchdog()
 
     def _publish(self):
         """Into /ttq.<rings>.telemetry.ship: rows and lag by stream, errors, the database up or not."""
