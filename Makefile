@@ -60,17 +60,17 @@ test: build $(CHROMIUM) $(PG_SERVER) $(PROMTOOL)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Everything but the multi-million-record stress runs.
-test-fast: build $(CHROMIUM) $(PG_SERVER)
+test-fast: build $(CHROMIUM) $(PG_SERVER) $(PROMTOOL)
 	$(PY) -m pytest -m "not stress" $(PYTEST_ARGS)
 
-bench: build
+bench: build $(PG_SERVER)
 	mkdir -p $(BENCH_OUT)
 	$(PY) bench/build_kernels.py
 	$(PY) bench/backtest_peers.py --ensure-venv
 	$(PY) -m pytest bench -p no:cacheprovider --benchmark-json=$(BENCH_OUT)/results.json $(PYTEST_ARGS)
 	$(PY) bench/report.py $(BENCH_OUT)/results.json $(BENCH_OUT)/report.md
 
-bench-quick: build
+bench-quick: build $(PG_SERVER)
 	mkdir -p $(BENCH_OUT)
 	$(PY) bench/build_kernels.py
 	$(PY) bench/backtest_peers.py --ensure-venv
