@@ -318,8 +318,13 @@ class Gateway(OrderPath, Daemon):
 
     def _kill_switch_changed(self):
         state = self.kill.read()
+        missed = max((state.changes - self.kill_changes) % 2**32 - 1, 0)     # switched more than once between looks
         self.kill_changes = state.changes
         self.risk.kill_switch = state.engaged
+        # the audit trail (audit_log, by the shipper): who, why, when it was set and when seen here
+        self.journal.kill({"engaged": state.engaged, "who": state.who, "pid": state.pid, "uid": state.uid,
+                           "reason": state.reason, "set_ns": state.ts_ns, "changes": state.changes,
+                           "missed": missed, "open_orders": len(self.oms.open_orders())})
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.ts_ns / 1e9))
         if state.engaged:
             log.error("KILL SWITCH ENGAGED by %s (pid %d) at %s: %s; canceling %d open orders", state.who,
@@ -338,11 +343,24 @@ class Gateway(OrderPath, Daemon):
             limits = load_risk_limits(self.cfg.risk_file, self.table)
         except RiskConfigError as exc:
             log.error("risk reload refused, the old limits stay: %s", exc)
+            self._journal_reload(False, str(exc))
             return False
         self.risk.apply_limits(limits)
         self.limits = limits
         log.info("risk limits reloaded from %s", self.cfg.risk_file)
+        self._journal_reload(True, None)
         return True
+
+    def _journal_reload(self, accepted, error):
+        """The reload into the order journal (the shipper's audit_log), with the file's sha256 as read now."""
+        import hashlib
+        try:
+            with open(self.cfg.risk_file, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        except OSError:
+            digest = None
+        self.journal.risk_reload({"file": str(self.cfg.risk_file), "accepted": accepted, "error": error,
+                                  "sha256": digest})
 
     def status(self):
         return self.status_text()

@@ -7,7 +7,9 @@ process sets and the gateway reads on every loop.
 
 `ttquant kill binance` engages it (every new order rejected with 5001, open orders
 cancelled); `ttquant kill binance --release` releases it. Each switch is logged by the
-gateway with who, when and why.
+gateway with who, when and why, and written to its order journal (KILL), from which the
+shipper fills audit_log. Who: user@host of the process that set it, and the user sudo ran it
+for ("alice via root@host"), so the audit names a person, not only root.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import time
 
 from ttquant.core.rings.names import kill_switch_file
 
-__all__ = ["KillSwitch", "KillState", "control_path"]
+__all__ = ["KillSwitch", "KillState", "control_path", "operator"]
 
 MAGIC = b"TTQCTRL1"
 LAYOUT = struct.Struct("<8sIIqii64s128s")
@@ -29,6 +31,13 @@ SIZE = 4096
 
 def control_path(venue: str) -> str:
     return kill_switch_file(venue)
+
+
+def operator() -> str:
+    """user@host, with the user sudo ran it for in front ("alice via root@host")."""
+    me = f"{getpass.getuser()}@{os.uname().nodename}"
+    sudo = os.environ.get("SUDO_USER", "")
+    return f"{sudo} via {me}" if sudo and sudo != me.split("@")[0] else me
 
 
 KillState = collections.namedtuple("KillState", "engaged changes ts_ns pid uid who reason")
@@ -66,7 +75,7 @@ class KillSwitch:
         return struct.unpack_from("<I", self.map, 12)[0]
 
     def set(self, engaged: bool, reason: str = "", who: str | None = None) -> KillState:
-        who = who or f"{getpass.getuser()}@{os.uname().nodename}"
+        who = who or operator()
         # the details first, the flag and the change count last: a reader that sees the new
         # count sees who did it
         struct.pack_into("<qii64s128s", self.map, 16, time.time_ns(), os.getpid(), os.getuid(),

@@ -7,6 +7,14 @@
       REJECT   an Order record (56) + reject code (u16) + pad: refused by the gateway
       REPORT   an ExecReport record (112): a venue report applied to an order
       MARK     i64 ns: the gateway started (replay ends at the last one; reconciliation follows)
+      KILL     i64 ns + utf-8 JSON object (layout 2): the kill switch engaged or released, as the
+               gateway saw it (engaged, who, pid, uid, reason, set_ns, changes, missed)
+      RISK_RELOAD  i64 ns + utf-8 JSON object (layout 2): a risk file reload (file, accepted, error)
+
+KILL and RISK_RELOAD are audit entries: replay skips them. Their payload is at most
+AUDIT_MAX bytes; every other kind has its one size. Layout 2 is layout 1 plus those two kinds:
+a layout 1 journal reads the same, and opening it marks it layout 2, so that an older build
+refuses it by its header instead of cutting the new entries (and all after them) as torn.
 
 A crash can tear only the last entry: its crc fails, and opening the journal cuts it off (and
 says so). fsync policy: "every" entry (an order is on disk before it leaves), "interval" (at
@@ -15,6 +23,7 @@ most every fsync_interval_ms, from the gateway loop) or "never" (the page cache 
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import struct
@@ -24,18 +33,40 @@ import zlib
 from ttquant.core.daemon.instance_lock import LockHeld
 from ttquant.core.records import ExecReport, Order
 
-__all__ = ["OrderJournal", "JournalError", "JournalBusy", "ORDER", "CANCEL", "REJECT", "REPORT", "MARK"]
+__all__ = ["OrderJournal", "JournalError", "JournalBusy", "ORDER", "CANCEL", "REJECT", "REPORT", "MARK", "KILL",
+           "RISK_RELOAD", "AUDIT_KINDS", "entry_size_ok", "audit_payload"]
 
 log = logging.getLogger("ttquant.gateway.journal")
 MAGIC = b"TTQORDJ1"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)                  # layouts this build reads (1: without the audit kinds)
 HEADER = struct.Struct("<8sI32sq12x")
 ENTRY = struct.Struct("<HHI")
-ORDER, CANCEL, REJECT, REPORT, MARK = 1, 2, 3, 4, 5
+ORDER, CANCEL, REJECT, REPORT, MARK, KILL, RISK_RELOAD = 1, 2, 3, 4, 5, 6, 7
+AUDIT_KINDS = (KILL, RISK_RELOAD)
+AUDIT_MAX = 4096                # an audit entry's payload at most (a long error text is cut to fit)
 ORDER_SIZE = len(Order().tobytes())
 REPORT_SIZE = len(ExecReport().tobytes())
 SIZES = {ORDER: ORDER_SIZE + 8, CANCEL: ORDER_SIZE, REJECT: ORDER_SIZE + 8, REPORT: REPORT_SIZE, MARK: 8}
 FSYNC_POLICIES = ("every", "interval", "never")
+
+
+def entry_size_ok(kind: int, size: int) -> bool:
+    """Whether an entry of `kind` can have this payload size (the shipper reads with this too)."""
+    if kind in AUDIT_KINDS:
+        return 8 < size <= AUDIT_MAX
+    return SIZES.get(kind) == size
+
+
+def audit_payload(ts_ns: int, detail: dict) -> bytes:
+    """i64 ns + the detail as compact JSON; string values are cut until it fits AUDIT_MAX."""
+    body = json.dumps(detail, separators=(",", ":"), ensure_ascii=False).encode()
+    while 8 + len(body) > AUDIT_MAX:
+        longest = max((k for k, v in detail.items() if isinstance(v, str)), key=lambda k: len(detail[k]))
+        text = detail[longest]
+        detail = {**detail, longest: text[:max(len(text) - (8 + len(body) - AUDIT_MAX) - 8, 0)] + "…"}
+        body = json.dumps(detail, separators=(",", ":"), ensure_ascii=False).encode()
+    return struct.pack("<q", ts_ns) + body
 
 
 class JournalError(ValueError):
@@ -86,11 +117,16 @@ class OrderJournal:
         magic, version, venue, _ = HEADER.unpack(raw)
         if magic != MAGIC:
             raise JournalError(f"{self.path}: not an order journal (magic {magic!r})")
-        if version != VERSION:
-            raise JournalError(f"{self.path}: journal layout {version}, this build writes {VERSION}")
+        if version not in READS:
+            raise JournalError(f"{self.path}: journal layout {version}, this build reads {READS}")
         owner = venue.rstrip(b"\0").decode()
         if owner != self.venue:
             raise JournalError(f"{self.path}: the journal of {owner!r}, not {self.venue!r}")
+        if version != VERSION:
+            # audit entries may follow: an older build must refuse the file, not cut them as torn
+            self.f.seek(8)
+            self.f.write(struct.pack("<I", VERSION))
+            self._sync(force=True)
 
     def _cut_torn_tail(self):
         good = HEADER.size
@@ -112,7 +148,7 @@ class OrderJournal:
         while at + ENTRY.size <= len(data):
             kind, size, crc = ENTRY.unpack_from(data, at)
             payload = data[at + ENTRY.size:at + ENTRY.size + size]
-            if SIZES.get(kind) != size or len(payload) != size or _crc(kind, size, payload) != crc:
+            if not entry_size_ok(kind, size) or len(payload) != size or _crc(kind, size, payload) != crc:
                 return
             at += ENTRY.size + size
             yield kind, payload, HEADER.size + at
@@ -139,6 +175,14 @@ class OrderJournal:
     def mark(self, ts_ns: int | None = None):
         self._append(MARK, struct.pack("<q", ts_ns or time.time_ns()))
 
+    def kill(self, detail: dict, ts_ns: int | None = None):
+        """The kill switch changed (detail: engaged, who, pid, uid, reason, set_ns, changes, missed)."""
+        self._append(KILL, audit_payload(ts_ns or time.time_ns(), detail))
+
+    def risk_reload(self, detail: dict, ts_ns: int | None = None):
+        """A risk file reload (detail: file, accepted, error)."""
+        self._append(RISK_RELOAD, audit_payload(ts_ns or time.time_ns(), detail))
+
     def _sync(self, force=False):
         if self.fsync == "never" and not force:
             return
@@ -158,7 +202,8 @@ class OrderJournal:
 
     # -- reading ----------------------------------------------------------------------------------
     def entries(self):
-        """Every entry as (kind, object): Order + reserve price, Order, (Order, code), ExecReport, ns."""
+        """Every entry as (kind, object): Order + reserve price, Order, (Order, code), ExecReport, ns,
+        and for the audit kinds (ns, detail dict)."""
         pos = self.f.tell()
         try:
             for kind, payload, _ in self._scan():
@@ -171,6 +216,8 @@ class OrderJournal:
                                  struct.unpack_from("<H", payload, ORDER_SIZE)[0])
                 elif kind == REPORT:
                     yield kind, ExecReport.frombytes(payload)
+                elif kind in AUDIT_KINDS:
+                    yield kind, (struct.unpack_from("<q", payload)[0], json.loads(payload[8:]))
                 else:
                     yield kind, struct.unpack("<q", payload)[0]
         finally:
