@@ -6,7 +6,9 @@ lost, nothing twice. Day partitions of the tick tables are made ahead (today and
 and any day the data needs), closed days get their B-tree, and days past `retention.tick_days`
 are dropped, at start and hourly. The tick journal's streams (trades, quotes, book) and the
 exec journal's (exec, positions) go on `loop.connections` connections at once, each stream on
-one. With `journal.orders` set, the gateway's order journal goes to orders and audit_log. The
+one. With `journal.orders` set, the gateway's order journal goes to orders and audit_log (gateway
+starts, kill switch changes with who and why, risk reloads); with `journal.runs` set, the
+strategies' run records in that directory (those trading this stack) go to strategy_runs. The
 schema must be migrated first (`ttquant db migrate`): a database without it is a configuration
 error, said in one line.
 
@@ -15,7 +17,7 @@ For telemetry, kept up to date (plain attributes, read by whoever publishes them
     watermark_lag_s  {stream: seconds between the newest record in its files and the last loaded}
     last_error       the last database error ("" while none)
 
-    ship.<venue>.toml: [journal] dir / orders, [database] dsn, [loop] batch / connections /
+    ship.<venue>.toml: [journal] dir / orders / runs, [database] dsn, [loop] batch / connections /
                        poll_interval_s / retry_*, [book] depth / interval_ms, [retention]
                        tick_days, [process]
 """
@@ -39,6 +41,7 @@ log = logging.getLogger("ttquant.db.ship")
 class ShipJournal(Table):
     dir: str = "/var/lib/ttquant/journal"     # the recorder's journal directory (relative: from this file)
     orders: str = ""                          # the gateway's order journal ("": not shipped; relative: from this file)
+    runs: str = ""                            # the strategies' runs_dir ("": not shipped; relative: from this file)
 
 
 class ShipDatabase(Table):
@@ -107,6 +110,7 @@ class ShipperConfig(Table):
             raise ConfigError("rings: missing (or start it as `ttquant db ship VENUE`)")
         self.journal_dir = os.path.join(base_dir, self.journal.dir, "")
         self.orders_path = os.path.join(base_dir, self.journal.orders) if self.journal.orders else ""
+        self.runs_dir = os.path.join(base_dir, self.journal.runs) if self.journal.runs else ""
         self.dsn = self.database.dsn or os.environ.get("TTQ_DATABASE_URL", "")     # checked at start
 
 
@@ -212,7 +216,7 @@ class Shipper(Daemon):
     def serve(self) -> int:
         import psycopg
 
-        from ttquant.sidecars.db.shipper import ship, ship_orders
+        from ttquant.sidecars.db.shipper import ship, ship_orders, ship_runs
         cfg, runner = self.cfg, self.runner
         runner.notify.ready(self.status())
         wait = cfg.loop.retry_min_s
@@ -230,6 +234,9 @@ class Shipper(Daemon):
                 n = sum(loaded.values())
                 if cfg.orders_path:
                     n += ship_orders(self.conn, cfg.orders_path, f"{cfg.rings_name}.orders", progress=self._progress)
+                if cfg.runs_dir:
+                    n += ship_runs(self.conn, cfg.runs_dir, f"{cfg.rings_name}.runs", rings=cfg.rings_name,
+                                   progress=self._progress)
                 self.last_error = ""
                 runner.notify.status(self.status())
                 runner.notify.watchdog()

@@ -15,7 +15,11 @@ neither loses nor duplicates a row: what was not committed is loaded again from 
                        instrument (core/portfolio.py's average cost, fees at 8 decimals); the
                        portfolios are the stream's state
     <rings>.orders     the gateway's order journal -> orders (new, amend, cancel, the gateway's
-                       own rejects) and audit_log (each gateway start); position = byte offset
+                       own rejects) and audit_log (each gateway start, kill switch change and
+                       risk reload); position = byte offset
+    <rings>.runs       the strategies' run records (a directory of JSON files) -> strategy_runs,
+                       upserted; the state is each file's size, mtime and sha256 (exactly once
+                       by content: a record rewritten at its run's stop updates its row)
 
 The instrument table recorded in the files' headers goes to `instruments`. Prices and quantities
 are exact: the raw fixed-point integer over 10**precision as numeric. The rows of the busy
@@ -28,6 +32,7 @@ The daemon around it is sidecars/db/daemon.py (`ttquant db ship VENUE`).
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import logging
 import os
@@ -38,10 +43,10 @@ from decimal import Decimal
 
 import numpy as np
 
+from ttquant.core.gateway.order_journal import KILL, RISK_RELOAD, entry_size_ok
 from ttquant.core.journal.journal_file import journal_files
 from ttquant.core.journal.replay import recorded_rings
 from ttquant.core.records import (
-    EXEC_REPORT_DTYPE,
     ORDER_DTYPE,
     EventFlag,
     EventKind,
@@ -49,8 +54,8 @@ from ttquant.core.records import (
     ReportFlag,
 )
 
-__all__ = ["ship", "ship_orders", "maintain_partitions", "copy_payload", "stream_rows", "TICK_TABLES",
-           "BOOK_DEPTH", "BOOK_INTERVAL_MS"]
+__all__ = ["ship", "ship_orders", "ship_runs", "run_row", "maintain_partitions", "copy_payload", "stream_rows",
+           "TICK_TABLES", "BOOK_DEPTH", "BOOK_INTERVAL_MS"]
 
 log = logging.getLogger("ttquant.db.ship")
 BATCH = 100_000                 # records per transaction
@@ -619,7 +624,6 @@ def _ship_stream(conn, stream, name, path, recorded, derived, batch, fail_after_
 _OJ_HEADER = struct.Struct("<8sI32sq12x")
 _OJ_ENTRY = struct.Struct("<HHI")
 _OJ_ORDER, _OJ_CANCEL, _OJ_REJECT, _OJ_REPORT, _OJ_MARK = 1, 2, 3, 4, 5
-_OJ_SIZES = {_OJ_ORDER: 64, _OJ_CANCEL: 56, _OJ_REJECT: 64, _OJ_REPORT: EXEC_REPORT_DTYPE.itemsize, _OJ_MARK: 8}
 ORDER_NAMES = ("venue", "strategy_id", "client_order_id", "ts", "ts_ns", "instrument_id", "action", "side",
                "order_type", "price", "qty", "reduce_only", "target_order_id", "reject_code", "journal_created_ns",
                "journal_offset")
@@ -641,7 +645,7 @@ def _order_entries(path, offset_for):
     while k + _OJ_ENTRY.size <= len(data):
         kind, size, crc = _OJ_ENTRY.unpack_from(data, k)
         payload = data[k + _OJ_ENTRY.size:k + _OJ_ENTRY.size + size]
-        if _OJ_SIZES.get(kind) != size or len(payload) != size \
+        if not entry_size_ok(kind, size) or len(payload) != size \
                 or zlib.crc32(payload, zlib.crc32(struct.pack("<HH", kind, size))) != crc:
             break
         end = k + _OJ_ENTRY.size + size
@@ -653,7 +657,8 @@ def _order_entries(path, offset_for):
 def ship_orders(conn, path, stream: str, batch: int = 20_000, fail_after_batches: int | None = None,
                 progress=None) -> int:
     """The gateway's order journal at `path` from its watermark (stream, e.g. binance.orders):
-    orders to `orders`, each gateway start (MARK) to `audit_log`; returns the entries loaded."""
+    orders to `orders`; each gateway start (MARK), kill switch change (KILL) and risk reload
+    (RISK_RELOAD) to `audit_log`; returns the entries loaded."""
     path = str(path)
     if not os.path.exists(path):
         return 0
@@ -675,8 +680,9 @@ def ship_orders(conn, path, stream: str, batch: int = 20_000, fail_after_batches
                 offsets.append(at)
             elif kind == _OJ_MARK:
                 ts = struct.unpack("<q", payload)[0]
-                audit.append((_utc(ts), "gateway", host, venue, "gateway_start",
-                              json.dumps({"journal": path, "offset": at})))
+                audit.append((_utc(ts), "gateway", host, venue, "gateway_start", {"journal": path, "offset": at}))
+            elif kind in (KILL, RISK_RELOAD):
+                audit.append(_audit_row(kind, payload, host, venue, path, at))
         o = np.frombuffer(bytes(orders), ORDER_DTYPE)
         if table is None:
             table = _table_for(conn, venue)
@@ -709,6 +715,19 @@ def ship_orders(conn, path, stream: str, batch: int = 20_000, fail_after_batches
     return loaded
 
 
+def _audit_row(kind, payload, host, venue, path, at):
+    """An audit entry of the order journal as an audit_log row: the kill switch's who is the
+    operator who set it (`ttquant kill`), with the reason in detail; a reload's is the gateway."""
+    ts = struct.unpack_from("<q", payload)[0]
+    detail = json.loads(payload[8:])
+    if kind == KILL:
+        who = detail.get("who") or "unknown"
+        action = "kill_switch_engaged" if detail.get("engaged") else "kill_switch_released"
+    else:
+        who, action = "gateway", "risk_reload"
+    return _utc(ts), who, host, venue, action, {**detail, "journal": path, "offset": at}
+
+
 def _order_ts(entry):
     """An order journal entry's time: the order's ts_created, a report's ts_pub, a mark's ns."""
     kind, payload = entry[0], entry[1]
@@ -717,6 +736,84 @@ def _order_ts(entry):
     if kind == _OJ_REPORT:
         return struct.unpack_from("<q", payload, 16)[0]
     return struct.unpack_from("<q", payload, 0)[0]
+
+
+# -- the strategies' run records -------------------------------------------------------------
+
+RUN_NAMES = ("venue", "strategy", "strategy_id", "class", "config", "code_version", "environment", "started_at",
+             "stopped_at", "exit_code", "host", "venues", "started_ns", "stopped_ns", "code", "counts", "record_file")
+_RUN_UPSERT = (f"INSERT INTO strategy_runs ({', '.join(RUN_NAMES)}) VALUES ({', '.join(['%s'] * len(RUN_NAMES))}) "
+               "ON CONFLICT (strategy, started_at) DO UPDATE SET "
+               + ", ".join(f"{n} = excluded.{n}" for n in RUN_NAMES if n not in ("strategy", "started_at")))
+
+
+def run_row(record: dict, path: str) -> tuple:
+    """strategy_runs' columns (RUN_NAMES) of a run record (strategies/runtime.py: RunRecord)."""
+    from psycopg.types.json import Jsonb
+    env, code = record["environment"], record["code"] or {}
+    sha = code.get("source_sha256")
+    version = ", ".join(part for part in (f"ttquant {code['ttquant']}" if code.get("ttquant") else "",
+                                          f"git {code['git']}" if code.get("git") else "",
+                                          f"sha256 {sha[:16]}" if sha else "") if part) or "unknown"
+    stopped = record.get("stopped_ns")
+    return (",".join(env["venues"]), record["strategy"], int(record["strategy_id"]), record["class"],
+            Jsonb(record["config"]), version, Jsonb(env), _utc(int(record["started_ns"])),
+            None if stopped is None else _utc(int(stopped)), record.get("exit_code"), env.get("host", ""),
+            Jsonb(env["venues"]), int(record["started_ns"]), stopped, Jsonb(code),
+            None if record.get("counts") is None else Jsonb(record["counts"]), path)
+
+
+def ship_runs(conn, directory, stream: str, rings: str | None = None, progress=None) -> int:
+    """The run records in `directory` (`<name>.<started_ns>.json`) into strategy_runs, upserted
+    on (strategy, started_at): a record rewritten at its run's stop updates the row its start
+    made. Exactly once by content: the stream's watermark state holds each file's [size, mtime
+    ns, sha256]; a file with the size and mtime it had is not read again, one read again with
+    the same sha256 is not shipped again, and the rows commit with the state. Only the runs of
+    strategies trading `rings` (None: every run); a file that is not a run record is said once
+    and skipped. Returns the rows upserted."""
+    directory = str(directory)
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".json") and not n.startswith("."))
+    except FileNotFoundError:
+        return 0
+    mark = _watermark(conn, stream)
+    seen = dict(((mark[2] or {}) if mark is not None else {}).get("files", {}))
+    changed, rows = {}, []
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            with open(path, "rb") as f:       # renamed over, never written in place: this is one version
+                st = os.fstat(f.fileno())
+                old = seen.get(name)
+                if old is not None and old[:2] == [st.st_size, st.st_mtime_ns]:
+                    continue
+                data = f.read()
+        except FileNotFoundError:
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        changed[name] = [st.st_size, st.st_mtime_ns, digest]
+        if old is not None and old[2] == digest:
+            continue
+        try:
+            record = json.loads(data)
+            if rings is not None and rings not in record["environment"]["venues"].values():
+                continue
+            rows.append(run_row(record, path))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("%s: not a run record (%s: %s); skipped", path, type(exc).__name__, exc)
+    present = set(names)
+    if not changed and set(seen) <= present:
+        if progress is not None:
+            progress(stream, 0, 0)
+        return 0
+    state = {n: v for n, v in {**seen, **changed}.items() if n in present}      # gone files are forgotten
+    with conn.transaction(), conn.cursor() as cur:
+        for row in rows:
+            cur.execute(_RUN_UPSERT, row)
+        _mark(cur, stream, 0, len(state), directory, {"files": state})
+    if progress is not None:
+        progress(stream, len(rows), 0)
+    return len(rows)
 
 
 class _Scales:

@@ -25,7 +25,8 @@ def test_migrations_apply_in_order_once_and_a_second_run_changes_nothing(databas
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
         assert TABLES <= tables
         rows = conn.execute("SELECT version, name, variant FROM schema_migrations ORDER BY version").fetchall()
-        assert rows == [(1, "reference", "any"), (2, "ticks", "plain"), (3, "streams", "plain")]
+        assert rows == [(1, "reference", "any"), (2, "ticks", "plain"), (3, "streams", "plain"),
+                        (4, "runs_audit", "any")]
         assert migrate(conn) == []                      # twice: nothing
     again = subprocess.run([sys.executable, "-m", "ttquant.core.cli", "db", "migrate", "--dsn", database],
                            capture_output=True, text=True, timeout=120)
@@ -73,7 +74,8 @@ def test_an_applied_migration_that_changed_is_refused_by_name(database, tmp_path
         path.write_text(path.read_text() + "\n-- edited after the fact\n")
         with pytest.raises(MigrationError, match="0001_reference.sql has changed since it was applied"):
             migrate(conn, tmp_path / "migrations")
-        (tmp_path / "migrations" / "0005_gap.sql").write_text("SELECT 1;")
+        gap = max(migrations(tmp_path / "migrations")) + 2          # one number left out
+        (tmp_path / "migrations" / f"{gap:04d}_gap.sql").write_text("SELECT 1;")
         with pytest.raises(MigrationError, match="without gaps"):
             migrations(tmp_path / "migrations")
 
