@@ -7,6 +7,7 @@ this file's directory. A class that cannot be loaded is refused like any bad key
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import msgspec
@@ -62,6 +63,7 @@ class RuntimeTable(Table):
     cancel_all_on_stop: bool = True
     max_seconds: float = 0.0            # stop after this long (0: until SIGTERM)
     sync_timeout_s: float = 0.0         # how long to wait for the gateway's state of this strategy (0: no limit)
+    runs_dir: str = "/var/lib/ttquant/runs"     # run records (relative: from this file; "": none)
 
     def __post_init__(self):
         if self.on_error not in ("stop", "continue"):
@@ -107,6 +109,7 @@ class StrategyConfig(Table):
             except ValueError:
                 raise ConfigError(f"venues.{venue}.rings: [a-z0-9][a-z0-9_-]*, got {entry.rings!r}") from None
         self.venue_rings = rings
+        self.runs_dir = os.path.join(base_dir, self.runtime.runs_dir) if self.runtime.runs_dir else ""
         if load_class:
             from ttquant.strategies.loader import StrategyLoadError, load_strategy_class
             try:

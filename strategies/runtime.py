@@ -7,17 +7,25 @@ traceback and, by config, stops the strategy cleanly or is skipped. SIGTERM: on_
 all open orders when configured, exit 0. The service runner (core/daemon/) does logging,
 signals, notify, the instance lock and the hybrid wait; the config is strategies/config.py
 (`ttquant config example strategy`). While md or the gateway is not up it waits and says so.
+
+Each run leaves a run record (RunRecord) in [runtime] runs_dir, which the shipper loads into
+strategy_runs: what ran (class, config, code version), where, when, how it ended.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+import socket
+import subprocess
+import sys
 import time
 import traceback
 
 from ttquant.core.daemon.config import load_config
 from ttquant.core.daemon.hybrid_wait import HybridWait
-from ttquant.core.daemon.runner import EXIT_STRATEGY_FAILED, Daemon, ServiceError, ServiceRunner
+from ttquant.core.daemon.runner import EXIT_ERROR, EXIT_OK, EXIT_STRATEGY_FAILED, Daemon, ServiceError, ServiceRunner
 from ttquant.core.instruments import InstrumentTable, instruments_path
 from ttquant.core.records import Order, OrderAction, OrderStatus, RecordType, RejectCode, ReportFlag
 from ttquant.core.rings import BroadcastReader, RingNotFoundError, SpscWriter
@@ -27,7 +35,8 @@ from ttquant.strategies.config import StrategyConfig, StrategyConfigError
 from ttquant.strategies.order_entry import OpenOrder, RingOrderEntry
 from ttquant.strategies.tick_dispatch import TickDispatch
 
-__all__ = ["StrategyConfig", "StrategyConfigError", "load_strategy_config", "LiveContext", "StrategyDaemon"]
+__all__ = ["StrategyConfig", "StrategyConfigError", "load_strategy_config", "LiveContext", "StrategyDaemon",
+           "RunRecord"]
 
 log = logging.getLogger("ttquant.strategy")
 POLL_ROUNDS = 256               # rounds over the rings in C per pass of the Python loop (timers, watchdog)
@@ -233,6 +242,116 @@ class StrategyTelemetry:
         self.writer.close()
 
 
+class RunRecord:
+    """<runs_dir>/<name>.<started_ns>.json, one per run: the strategy (name, id, class), its
+    config as loaded, the code (ttquant's version, `git describe --always --dirty` of the
+    strategy file's directory when that is a git work tree, else null, and the file's sha256),
+    the environment (host, python, pid, venues and their rings, user, the systemd unit and
+    invocation when systemd started it) and started_ns. At the stop the file is rewritten with
+    stopped_ns, exit_code and the final counts. Each write is a temporary file, fsynced, renamed
+    over the record, and the directory fsynced: a reader sees the old record or the new one,
+    never half of one; a SIGKILL leaves the start-only record (stopped_ns null).
+
+    The record is not worth refusing to trade for: a runs_dir that cannot be written is said
+    in the log (a warning) and the run goes on without one."""
+    FORMAT = 1
+
+    def __init__(self, cfg: StrategyConfig, started_ns: int | None = None):
+        self.cfg = cfg
+        self.started_ns = started_ns or time.time_ns()
+        self.path = os.path.join(cfg.runs_dir, f"{cfg.name}.{self.started_ns}.json") if cfg.runs_dir else ""
+        self.record: dict | None = None
+
+    def start(self) -> bool:
+        if not self.path:
+            return False
+        import msgspec
+        cfg = self.cfg
+        cls = getattr(cfg, "strategy_class", None)
+        self.record = {
+            "format": self.FORMAT, "strategy": cfg.name, "strategy_id": cfg.strategy_id, "class": cfg.class_path,
+            "class_qualname": f"{cls.__module__}:{cls.__qualname__}" if cls is not None else None,
+            "config_file": getattr(cfg, "path", "") or None,
+            "config": msgspec.to_builtins(cfg),
+            "code": _code_version(cls),
+            "environment": _environment(cfg),
+            "started_ns": self.started_ns, "stopped_ns": None, "exit_code": None, "counts": None,
+        }
+        if not self._write():
+            self.record = None              # no record to finish at the stop either
+            return False
+        return True
+
+    def stop(self, exit_code: int, counts: dict) -> bool:
+        if self.record is None:
+            return False
+        self.record.update(stopped_ns=time.time_ns(), exit_code=exit_code, counts=counts)
+        return self._write()
+
+    def _write(self) -> bool:
+        directory = os.path.dirname(self.path)
+        tmp = os.path.join(directory, f".{os.path.basename(self.path)}.tmp")
+        try:
+            with open(tmp, "w") as f:
+                json.dump(self.record, f, indent=1, sort_keys=True)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)                    # the rename itself on disk
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.warning("%s: no run record written to %s (%s); [runtime] runs_dir in %s", self.cfg.name,
+                        directory, exc.strerror or exc, getattr(self.cfg, "path", "") or "the config")
+            return False
+        return True
+
+
+def _code_version(cls) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        ttquant = version("ttquant")
+    except PackageNotFoundError:
+        ttquant = None
+    source = sha = git = None
+    try:
+        import inspect
+        source = inspect.getsourcefile(cls) if cls is not None else None
+    except TypeError:
+        source = None
+    if source:
+        try:
+            with open(source, "rb") as f:
+                sha = hashlib.sha256(f.read()).hexdigest()
+        except OSError:
+            sha = None
+        try:
+            out = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(source)), "describe", "--always",
+                                  "--dirty"], capture_output=True, text=True, timeout=10)
+            git = (out.stdout.strip() or None) if out.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired):
+            git = None              # no git, or not a work tree
+    return {"ttquant": ttquant, "git": git, "source": source, "source_sha256": sha}
+
+
+def _environment(cfg) -> dict:
+    unit = None
+    try:
+        with open("/proc/self/cgroup") as f:        # 0::/system.slice/ttquant-strategy@mm.service
+            last = f.read().strip().rsplit("/", 1)[-1]
+            unit = last if last.endswith(".service") else None
+    except OSError:
+        pass
+    import getpass
+    return {"host": socket.gethostname(), "python": sys.version.split()[0], "pid": os.getpid(),
+            "user": getpass.getuser(), "venues": dict(cfg.venue_rings),
+            "systemd_unit": unit if os.environ.get("INVOCATION_ID") else None,
+            "invocation_id": os.environ.get("INVOCATION_ID") or None}
+
+
 def _try(make, *args, **kwargs):
     """make(...), or None while what it opens is not there yet."""
     try:
@@ -261,6 +380,8 @@ class StrategyDaemon(Daemon):
         self._last_beat = time.monotonic()
         self._end = None
         self.telemetry = None
+        self.run_record = None
+        self._exit_code = EXIT_OK
 
     def locks(self):
         return [(instance_lock_file(rings, "strategy", self.cfg.name), f"strategy {self.cfg.name!r} on rings {rings!r}")
@@ -280,6 +401,8 @@ class StrategyDaemon(Daemon):
         if os.environ.get("TTQ_STRATEGY_TRACE"):
             self.ctx.order_entry.start_trace()   # for latency reports: which tick each order answered
         self.telemetry = StrategyTelemetry(self.ctx, self)
+        self.run_record = RunRecord(cfg)
+        self.run_record.start()
 
     @property
     def events(self) -> int:
@@ -343,6 +466,7 @@ class StrategyDaemon(Daemon):
 
     def serve(self) -> int:
         cfg = self.cfg
+        self._exit_code = EXIT_ERROR            # what the runner returns should serve raise
         self._call(self.strategy.on_start)
         if cfg.runtime.max_seconds:
             self._end = time.monotonic() + cfg.runtime.max_seconds
@@ -354,9 +478,15 @@ class StrategyDaemon(Daemon):
             self._call(self.strategy.cancel_all)
         log.info("%s stopped: %d events, %d handler errors, %d open orders left", cfg.name, self.events,
                  self.errors, len(self.strategy.orders))
-        return EXIT_STRATEGY_FAILED if self.failed else 0
+        self._exit_code = EXIT_STRATEGY_FAILED if self.failed else 0
+        return self._exit_code
 
     def close(self):
+        if self.run_record is not None and self.ctx is not None:
+            entry = self.ctx.order_entry
+            self.run_record.stop(self._exit_code, {
+                "events": self.events, "reports": self.dispatch.reports if self.dispatch is not None else 0,
+                "orders": entry.orders_sent, "orders_refused": entry.orders_refused, "handler_errors": self.errors})
         trace_path = os.environ.get("TTQ_STRATEGY_TRACE")
         if trace_path and self.ctx is not None:
             import numpy as np
