@@ -1,16 +1,25 @@
-"""Where a daemon's threads run: OS thread names, CPU pinning and the scheduling policy.
+"""Where a daemon's threads run: OS thread names, CPU pinning, the scheduling policy, and its
+memory kept resident.
 
 Under systemd the unit's CPUAffinity= and CPUSchedulingPolicy= (rendered per site) do the
 same for the whole process; these settings also serve a daemon started by hand and pin
 single threads (md's WebSocket thread apart from its housekeeping).
+
+lock_memory: mlockall(MCL_CURRENT | MCL_FUTURE). What the process has is never paged out
+(reclaim of cold pages, swap: a trading path that has been quiet must not fault its code back
+in), and what it maps later is faulted in when mapped (a new Python arena in one mmap, not page
+by page on first touch). Needs CAP_IPC_LOCK or a memlock limit above the process's size
+(the unit's LimitMEMLOCK=infinity).
 """
 from __future__ import annotations
 
+import ctypes
+import errno
 import logging
 import os
 import threading
 
-__all__ = ["name_thread", "pin_thread", "set_scheduling", "SCHEDULING_POLICIES", "ProcessSetupError"]
+__all__ = ["name_thread", "pin_thread", "set_scheduling", "lock_memory", "SCHEDULING_POLICIES", "ProcessSetupError"]
 
 log = logging.getLogger("ttquant.daemon")
 SCHEDULING_POLICIES = {
@@ -27,8 +36,7 @@ def name_thread(name: str) -> None:
     """The OS thread name (top -H, /proc/PID/task/TID/comm), as threading's name."""
     threading.current_thread().name = name
     try:
-        import ctypes
-        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)     # PR_SET_NAME
+        _libc().prctl(15, name.encode()[:15], 0, 0, 0)     # PR_SET_NAME
     except (OSError, AttributeError):
         pass
 
@@ -61,3 +69,23 @@ def set_scheduling(policy: str, priority: int = 0, key: str = "process.schedulin
     except OSError as exc:
         raise ProcessSetupError(f"{key}: {policy} priority {priority}: {exc.strerror}") from None
     log.info("scheduling: %s, priority %d", policy, priority)
+
+
+MCL_CURRENT, MCL_FUTURE = 1, 2
+
+
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def lock_memory(key: str = "TTQ_LOCK_MEMORY", mlockall=None) -> None:
+    """Every page the process has and will map stays in memory (see the module's docstring)."""
+    call = mlockall or _libc().mlockall
+    if call(MCL_CURRENT | MCL_FUTURE) == 0:
+        log.info("memory locked (mlockall current and future)")
+        return
+    err = ctypes.get_errno()
+    if err in (errno.EPERM, errno.ENOMEM):
+        raise ProcessSetupError(f"{key}: cannot lock the process's memory ({os.strerror(err)}): it needs "
+                                f"CAP_IPC_LOCK or a memlock limit above its size (LimitMEMLOCK=infinity)")
+    raise ProcessSetupError(f"{key}: mlockall: {os.strerror(err)}")

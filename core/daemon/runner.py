@@ -12,6 +12,7 @@
         systemd notify       READY=1 from the daemon, WATCHDOG=1 from its healthy loop,
                              STATUS= in words (what it waits for, too), STOPPING=1
         CPUs, scheduling     [process] cpus, scheduling, priority
+        memory               $TTQ_LOCK_MEMORY=1: mlockall before start (process.lock_memory)
         waiting              `wait_for` says what it waits for every few seconds (log and
                              STATUS=); [process] startup_timeout_s bounds it: exit 5
         the hot loop         `loop`: step, the hybrid wait, the GC policy, the watchdog
@@ -34,7 +35,13 @@ from ttquant.core.daemon.config import ConfigError, Table, default_config_path, 
 from ttquant.core.daemon.hybrid_wait import WAIT_MODES, HybridWait
 from ttquant.core.daemon.instance_lock import InstanceLock, LockHeld
 from ttquant.core.daemon.notify import LOG_LEVELS, Notifier, configure_logging
-from ttquant.core.daemon.process import SCHEDULING_POLICIES, ProcessSetupError, pin_thread, set_scheduling
+from ttquant.core.daemon.process import (
+    SCHEDULING_POLICIES,
+    ProcessSetupError,
+    lock_memory,
+    pin_thread,
+    set_scheduling,
+)
 
 __all__ = [
     "Daemon", "ServiceRunner", "run_daemon", "ServiceError", "NotAvailable", "StopRequested",
@@ -294,6 +301,8 @@ class ServiceRunner:
             opened = True
             pin_thread(f"{daemon_cls.role} main thread", process.cpus)
             set_scheduling(process.scheduling, process.priority)
+            if self.env.get("TTQ_LOCK_MEMORY", "") == "1":
+                lock_memory()
             daemon.start()
             code = daemon.serve() if not self.stopping else EXIT_OK
         except StopRequested:
