@@ -261,7 +261,7 @@ def test_credentials_only_where_needed_and_reload_only_for_the_gateway(role):
 
 
 @pytest.mark.parametrize("role,state", [
-    ("md", []), ("gateway", ["ttquant/gateway"]), ("recorder", ["ttquant/journal"]), ("strategy", []),
+    ("md", []), ("gateway", ["ttquant/gateway"]), ("recorder", ["ttquant/journal"]), ("strategy", ["ttquant/runs"]),
     ("venue-sim", []), ("ship", []), ("metrics", [])])
 def test_writes_only_where_its_state_is(role, state):
     s = read_unit(unit_file(role))["Service"]
