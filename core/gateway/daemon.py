@@ -39,7 +39,7 @@ from ttquant.core.gateway.gateway_telemetry import GatewayTelemetry
 from ttquant.core.gateway.kill_switch import KillSwitch
 from ttquant.core.gateway.oms import OrderBookKeeper, VenueReport
 from ttquant.core.gateway.order_intake import OrderIntake
-from ttquant.core.gateway.order_journal import CANCEL, ORDER, REJECT, REPORT, JournalError, OrderJournal
+from ttquant.core.gateway.order_journal import CANCEL, KILL, ORDER, REJECT, REPORT, JournalError, OrderJournal
 from ttquant.core.gateway.order_path import OrderPath
 from ttquant.core.gateway.risk import RiskEngine
 from ttquant.core.gateway.risk_config import RiskConfigError, load_risk_limits
@@ -93,6 +93,7 @@ class Gateway(OrderPath, Daemon):
         self._next_full_discover = 0
         self.counts, self.rejects_by_code = {}, {}      # OrderPath's, once started
         self.telemetry = self.order_age = None
+        self.last_kill_entry = None                     # the journal's last KILL entry (its detail)
         self.portfolio = None
 
     def locks(self):
@@ -130,6 +131,7 @@ class Gateway(OrderPath, Daemon):
         replayed = self.replay_journal()
         self.reconcile()
         self.journal.mark()
+        self.journal_kill_switch_at_start()
         self.discover()
         log.info("gateway %s ready: %d orders from the journal (%d open), %d order rings, kill switch %s",
                  cfg.venue, replayed, len(self.oms.open_orders()), len(self.rings),
@@ -184,7 +186,22 @@ class Gateway(OrderPath, Daemon):
                 self.oms.take_id(order.strategy_id, order.client_order_id)
             elif kind == REPORT:
                 self._apply(VenueReport.from_exec_report(item), publish=False, journal=False)
+            elif kind == KILL:
+                self.last_kill_entry = item[1]
         return n
+
+    def journal_kill_switch_at_start(self):
+        """A kill switch engaged or released while no gateway ran: into the audit trail now, as
+        first seen, so audit_log never misses a change the gateway acted on."""
+        state = self.kill.read()
+        last = self.last_kill_entry
+        if last is None and not state.engaged:
+            return                      # never engaged, as far as this journal knows
+        if last is not None and last.get("engaged") == state.engaged and last.get("set_ns") == state.ts_ns:
+            return
+        self.journal.kill({"engaged": state.engaged, "who": state.who, "pid": state.pid, "uid": state.uid,
+                           "reason": state.reason, "set_ns": state.ts_ns, "changes": state.changes,
+                           "missed": 0, "open_orders": len(self.oms.open_orders()), "seen_at_start": True})
 
     def reconcile(self):
         """What the venue did while we were away: fills applied, balances taken, lost orders

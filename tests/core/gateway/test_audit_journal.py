@@ -121,11 +121,19 @@ def test_kill_switch_and_risk_reloads_reach_audit_log_in_order(children, venue, 
         log = s.gateway_log()
         assert re.search(r"ready: 1 orders from the journal \(0 open\)", log) and "torn" not in log, log[-2000:]
         assert s.stop_gateway() == 0
+
+        # engaged while no gateway ran: the next gateway journals it at its start, and only it
+        out = subprocess.run(cli + ["--force", "--reason", "weekend"], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        for _ in range(2):
+            s.start_gateway()
+            s.wait_ready()
+            assert s.stop_gateway() == 0
     finally:
         s.close()
 
     kinds = [k for k, _ in _journal_entries(journal)]
-    assert kinds.count(KILL) == 2 and kinds.count(RISK_RELOAD) == 2 and kinds.count(MARK) == 3
+    assert kinds.count(KILL) == 3 and kinds.count(RISK_RELOAD) == 2 and kinds.count(MARK) == 5
     host = os.uname().nodename
     me = f"{getpass.getuser()}@{host}"
     with psycopg.connect(database, autocommit=True) as conn:
@@ -134,8 +142,11 @@ def test_kill_switch_and_risk_reloads_reach_audit_log_in_order(children, venue, 
         assert n == len(kinds)
         rows = conn.execute("SELECT who, host, venue, action, detail, ts FROM audit_log ORDER BY id").fetchall()
         assert [r[3] for r in rows] == ["gateway_start", "gateway_start", "kill_switch_engaged",
-                                        "kill_switch_released", "risk_reload", "risk_reload", "gateway_start"]
-        assert [r[1] for r in rows] == [host] * 7 and {r[2] for r in rows} == {"binance"}
+                                        "kill_switch_released", "risk_reload", "risk_reload", "gateway_start",
+                                        "gateway_start", "kill_switch_engaged", "gateway_start"]
+        assert [r[1] for r in rows] == [host] * 10 and {r[2] for r in rows} == {"binance"}
+        weekend = rows[8][4]
+        assert weekend["seen_at_start"] is True and weekend["reason"] == "weekend" and weekend["engaged"] is True
         assert [r[5] for r in rows] == sorted(r[5] for r in rows)           # in the order it happened
         engaged, released, refused, accepted = (r for r in rows[2:6])
         assert engaged[0] == f"alice via {me}"
