@@ -218,3 +218,23 @@ def spot_table():
                      quote="USDT", price_precision=2, size_precision=5, tick_size=1, step_size=1, min_qty=1,
                      max_qty=0, min_price=1, max_price=0, min_notional=500))
     return t
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 nothing listens on right now."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape_metrics(url):
+    """GET a Prometheus endpoint and parse it with prometheus-client's own parser:
+    {(sample name, sorted labels): value}."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    return {(x.name, tuple(sorted(x.labels.items()))): x.value
+            for fam in text_string_to_metric_families(text) for x in fam.samples}

@@ -10,7 +10,6 @@ import urllib.request
 
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from ttquant.core.records import MARKET_EVENT_DTYPE, RecordType
 from ttquant.core.rings import BroadcastWriter
@@ -18,20 +17,11 @@ from ttquant.core.telemetry.telemetry import TelemetryWriter, observe
 from ttquant.sidecars.metrics.collector import exported_bounds
 from ttquant.sidecars.metrics.daemon import parse_listen
 
-from ttq_testing import config_file, wait_for
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ttq_testing import config_file, free_port, scrape_metrics, wait_for
 
 
 def scrape(url):
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        text = resp.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for fam in text_string_to_metric_families(text) for s in fam.samples}, text
+    return scrape_metrics(url), urllib.request.urlopen(url, timeout=5).read().decode()
 
 
 def value(samples, name, **labels):

@@ -4,36 +4,21 @@ the alert rules and the dashboard use (ansible/roles/ttquant_monitoring/files/me
 is served for the venue, read back by prometheus-client's parser, and the counters move."""
 import os
 import pathlib
-import socket
 import subprocess
 import time
-import urllib.request
 
 import psycopg
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from ttquant.sidecars.db.migrate import migrate
 
 from ttq_stack import RISK, TradingStack
-from ttq_testing import TESTS_DIR, config_file, wait_for
+from ttq_testing import TESTS_DIR, config_file, free_port, wait_for
+from ttq_testing import scrape_metrics as scrape
 
 NAMES = pathlib.Path(TESTS_DIR).parent / "ansible" / "roles" / "ttquant_monitoring" / "files" / "metric-names.txt"
 # a position limit for the gateway to report against (ttq_gateway_position_limit_ratio)
 LIMITED = RISK + "[instruments.spot.BTCUSDT]\nmax_position = 0.01\n"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def scrape(url):
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        text = resp.read().decode()
-    return {(x.name, tuple(sorted(x.labels.items()))): x.value
-            for fam in text_string_to_metric_families(text) for x in fam.samples}
 
 
 def _total(samples, name, venue, **labels):
