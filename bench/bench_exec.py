@@ -5,21 +5,34 @@ strategy that buys on every trade -> its order ring -> `ttquant gateway` (dry ad
 taken the client id and run every risk check (its trace's check time); the two processes
 pinned to the two cores, spinning (`ttquant_spin`) or hybrid (`ttquant_hybrid`). The same chain
 over pyzmq ipc PUB/SUB + PUSH/PULL with the same strategy class, OMS and risk engine, in the
-same session, is `pyzmq_ipc`.
+same session, is `pyzmq_ipc`. While the ticks run, bench/tail.py records who had each core
+(perf's context switches, page faults and system calls of the two processes, when perf is
+there) and /proc counters; extra_info carries `tail_attribution` (the cause of each sample
+over 50 µs), `cpus_during_run` (who held each core, the longest time taken from its owner)
+and `during_run` (faults, context switches, run-queue waits, steal). The gateway and the
+strategy run with TTQ_LOCK_MEMORY=1 (mlockall), as their units do.
+
+tick_to_order `ttquant_with_sidecars`: the spin chain again with the recorder, the shipper
+(into a PostgreSQL of its own) and the metrics sidecar beside it at their units' scheduling,
+right after a run without them; extra_info: `without_p50_ns`, `p50_vs_without` (target
+<= 1.10) and `sidecars` (their lag meanwhile, seconds to catch up after the last tick).
 
 risk_check: every check of a new order that passes them all (the dearest path), from C, per
 order; `python` is the same rules written in plain Python (what the original design had).
 """
 import os
 import pathlib
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
 import numpy as np
 import orjson
 import pytest
+import tail
 
 from ttquant.core.gateway.risk import RiskEngine
 from ttquant.core.gateway.risk_config import parse_risk_limits
@@ -68,19 +81,199 @@ def _trade(inst, k):
 
 
 def _join(strategy_trace, gateway_trace):
+    """Per order: (tick ts_pub, order ts_created, taken by the gateway, risk-checked), CLOCK_REALTIME."""
     trigger = {int(c): int(t) for c, t in np.load(strategy_trace) if t > 0}
     gw = np.load(gateway_trace)
-    return np.array([int(row[-1]) - trigger[int(row[1])] for row in gw if int(row[1]) in trigger], np.int64)
+    rows = [(trigger[int(r[1])], int(r[2]), int(r[-2]) if len(r) > 4 else int(r[-1]), int(r[-1]))
+            for r in gw if int(r[1]) in trigger]
+    return np.array(rows, np.int64).reshape(-1, 4)
 
 
-def _run_ttquant(tmp_path, wait):
-    """tick ring (here) -> strategy process (CPU 0) -> gateway process (CPU 1); latency per order."""
+class _Sidecars:
+    """`ttquant record`, `ttquant db ship` and `ttquant metrics` beside a tick_to_order run, at
+    the scheduling their units give them: the recorder as its unit (SCHED_OTHER, nice 0, its
+    loop sleeping 1 ms when the rings are quiet), the shipper and metrics SCHED_IDLE, nice 19,
+    I/O class idle. A thread of the benchmark scrapes /metrics every second (as Prometheus
+    would) and reads the recorder's and shipper's lag from the scrape's source, their telemetry
+    segments; after the last tick, how long until both have caught up."""
+
+    def __init__(self, tmp_path, name, env, cli, postgres):
+        self.tmp, self.name, self.env, self.cli = tmp_path, name, env, cli
+        self.dsn = postgres.dsn(postgres.create_database())
+        self.procs = {}
+        self.port = _free_port()
+        self.scrapes = self.scrape_errors = 0
+        self.server = postgres
+        self.max_lag_records = self.max_behind_rows = 0
+        self.max_lag_s = 0.0
+        self.ticks, self.recorder_s, self.shipper_s, self._end_ns = 0, None, None, None
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self):
+        import psycopg
+
+        from ttquant.sidecars.db.migrate import migrate
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            migrate(conn, timescale=False)
+        journal = self.tmp / "journal"
+        journal.mkdir()
+        configs = {
+            "record": config_file(self.tmp / "record.toml", "record", {
+                "rings": {"name": self.name}, "journal": {"dir": str(journal)}}),
+            "ship": config_file(self.tmp / "ship.toml", "ship", {
+                "rings": self.name, "journal": {"dir": str(journal)}, "database": {"dsn": self.dsn}}),
+            "metrics": config_file(self.tmp / "metrics.toml", "metrics", {"listen": f"127.0.0.1:{self.port}"}),
+        }
+        argv = {"record": ["record", "binance"], "ship": ["db", "ship", "binance"], "metrics": ["metrics"]}
+        for role in ("record", "ship", "metrics"):
+            p = subprocess.Popen([*self.cli, *argv[role], "--config", str(configs[role])], env=self.env,
+                                 start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            self.procs[role] = p
+            if role != "record":            # the units' Nice=19 and IOSchedulingClass=idle
+                os.setpriority(os.PRIO_PROCESS, p.pid, 19)
+                subprocess.run(["ionice", "-c", "3", "-p", str(p.pid)], capture_output=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for role, p in self.procs.items():
+                assert p.poll() is None, f"{role} exited {p.returncode}: {p.stderr.read().decode()[-2000:]}"
+            if self._lags() is not None and self._scrape():
+                return
+            time.sleep(0.1)
+        raise AssertionError("the sidecars did not come up within 60 s")
+
+    def _lags(self):
+        """(recorder's records still to read, per ring; shipper's watermark lag s, per stream,
+        rows shipped per stream), or None while a segment is missing."""
+        from ttquant.core.rings.names import telemetry_segment
+        from ttquant.core.telemetry.telemetry import read_telemetry
+        try:
+            rec = read_telemetry(telemetry_segment(self.name, "recorder"))
+            ship = read_telemetry(telemetry_segment(self.name, "ship"))
+        except Exception:
+            return None
+        lag = {s["labels"].get("ring"): s["value"] for s in rec["series"] if s["name"] == "lag_records"}
+        recorded = {s["labels"].get("ring"): s["value"] for s in rec["series"] if s["name"] == "records_total"}
+        wm = {s["labels"].get("stream"): s["value"] for s in ship["series"] if s["name"] == "watermark_lag_seconds"}
+        rows = {s["labels"].get("stream"): s["value"] for s in ship["series"] if s["name"] == "rows_total"}
+        return lag, recorded, wm, rows
+
+    def _scrape(self):
+        import urllib.request
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+                ok = r.status == 200 and b"ttquant" in r.read()
+        except OSError:
+            ok = False
+        self.scrapes += ok
+        self.scrape_errors += not ok
+        return ok
+
+    def pids(self) -> dict[str, int]:
+        """{role: pid} of the sidecars and of the database's processes (for the attribution)."""
+        out = {f"sidecar_{role}": p.pid for role, p in self.procs.items()}
+        server = self.server.proc.pid
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+                if ppid == server or int(entry) == server:
+                    out[f"sidecar_postgres{entry}"] = int(entry)
+        return out
+
+    def _watch(self):
+        """Every second while the ticks run: a scrape and the lags. Once they end (self._end
+        set): every 50 ms until both sidecars have caught up."""
+        end_ns = None
+        while True:
+            if end_ns is None and self._stop.wait(1.0):
+                end_ns = self._end_ns
+            if end_ns is None:
+                self._scrape()
+            got = self._lags()
+            if got is None:
+                time.sleep(0.05)
+                continue
+            lag, recorded, wm, rows = got
+            trades = sum(v for k, v in rows.items() if k and k.endswith("trades"))
+            if end_ns is None:
+                self.max_lag_records = max([self.max_lag_records, *lag.values()])
+                self.max_lag_s = max([self.max_lag_s, *wm.values()])
+                self.max_behind_rows = max(self.max_behind_rows, recorded.get("ticks", 0) - trades)
+                continue
+            now_s = (time.monotonic_ns() - end_ns) / 1e9
+            if self.recorder_s is None and recorded.get("ticks", 0) >= self.ticks and not any(lag.values()):
+                self.recorder_s = now_s
+            if self.recorder_s is not None and trades >= self.ticks and not any(wm.values()):
+                self.shipper_s = now_s
+                return
+            if now_s > 120:
+                return
+            time.sleep(0.05)
+
+    def begin(self, ticks):
+        self.ticks = ticks
+        self._thread = threading.Thread(target=self._watch, name="scrape", daemon=True)
+        self._thread.start()
+
+    def end(self, t_end_ns):
+        """The last tick is written (called at once after it)."""
+        self._end_ns = t_end_ns
+        self._stop.set()
+
+    def catch_up(self):
+        """The lags seen while the ticks ran, and the seconds from the last tick until the
+        recorder had every tick on disk and the shipper every trade in the database."""
+        self._thread.join(timeout=150)
+        return {"on": ["record", "ship", "metrics"], "scrapes": self.scrapes, "scrape_errors": self.scrape_errors,
+                "recorder_max_lag_records": int(self.max_lag_records),
+                "shipper_max_watermark_lag_s": round(self.max_lag_s, 3),
+                "shipper_max_behind_rows": int(self.max_behind_rows),
+                "recorder_caught_up_s": None if self.recorder_s is None else round(self.recorder_s, 2),
+                "shipper_caught_up_s": None if self.shipper_s is None else round(self.shipper_s, 2)}
+
+    def stop(self):
+        from ttquant.core.rings import unlink
+        from ttquant.core.rings.names import telemetry_segment
+        if self._end_ns is None:
+            self.end(time.monotonic_ns())
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for role in ("recorder", "ship"):
+            try:
+                unlink(telemetry_segment(self.name, role))
+            except Exception:
+                pass
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_ttquant(tmp_path, wait, postgres=None):
+    """tick ring (here) -> strategy process (CPU 0) -> gateway process (CPU 1): per order its
+    timestamps (see _join) and what was measured beside them. With `postgres` (a PostgresServer)
+    the recorder, the shipper and the metrics sidecar run beside the chain (_Sidecars)."""
     from ring_kernels import pace_ticks
     from ttq_testing import SESSION_PREFIX, unlink_venue
     name = f"{SESSION_PREFIX}tto{uuid.uuid4().hex[:6]}"
     table = _table()
     spot = table.by_symbol("BTCUSDT", MarketType.SPOT)
     procs = []
+    sidecars = None
+    tmp_path.mkdir(exist_ok=True)
     try:
         table.save(instruments_path(name))
         ticks = BroadcastWriter(tick_ring(name), RecordType.MARKET_EVENT, 1 << 16)
@@ -95,7 +288,8 @@ def _run_ttquant(tmp_path, wait):
             "runtime": {"cancel_all_on_stop": False}, "loop": {"wait": wait}, "process": {"cpus": [0]}})
         cli = [sys.executable, "-m", "ttquant.core.cli"]
         env = dict(os.environ, TTQ_GATEWAY_TRACE=str(tmp_path / "gw.npy"), TTQ_STRATEGY_TRACE=str(tmp_path / "st.npy"),
-                   PYTHONPATH=BENCH_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""), TTQ_LOG_LEVEL="WARNING")
+                   PYTHONPATH=BENCH_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""), TTQ_LOG_LEVEL="WARNING",
+                   TTQ_LOCK_MEMORY=os.environ.get("TTQ_LOCK_MEMORY", "1"))
         gw = subprocess.Popen([*cli, "gateway", "binance", "--config", str(tmp_path / "gateway.toml")], env=env,
                               start_new_session=True, stderr=subprocess.PIPE)
         procs.append(gw)
@@ -105,24 +299,56 @@ def _run_ttquant(tmp_path, wait):
         deadline = time.monotonic() + 60
         while not os.path.exists(shm_path(order_ring(name, "bench"))) and time.monotonic() < deadline:
             time.sleep(0.05)
+        if postgres is not None:
+            sidecars = _Sidecars(tmp_path, name, env, cli, postgres)
+            sidecars.start()
         time.sleep(1.0)                          # the gateway picks the ring up; both loops settle
         # the tick writer shares the gateway's core: its wake-ups then delay the order's second hop,
         # not the strategy that has to see the tick first
         before = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, {int(os.environ.get("TTQ_WRITER_CPU", "1"))})
+        writer_cpu = int(os.environ.get("TTQ_WRITER_CPU", "1"))
+        os.sched_setaffinity(0, {writer_cpu})
         # warm-up (200, not measured), then the ticks: each stamped ts_pub at the store and the
         # writer asleep straight after, as md is between frames
         ticks_raw = np.frombuffer(b"".join(_trade(spot, k).tobytes() for k in range(200 + TICKS)), np.uint8)
+        pids = {"strategy": st.pid, "gateway": gw.pid, "writer": os.getpid()}
+        roles = tail.roles_of(pids)
+        counters = tail.ProcCounters({k: v for k, v in pids.items() if not k.startswith("sidecar")})
+        ktrace = tail.KernelTrace(tmp_path / "perf.data", [st.pid, gw.pid]) if tail.KernelTrace.wanted() else None
+        if ktrace is not None and not ktrace.start():
+            ktrace = None
+        if sidecars is not None:
+            pids.update(sidecars.pids())
+            roles = tail.roles_of(pids)
+            sidecars.begin(200 + TICKS)
+        counters.start()
+        t0 = time.monotonic_ns()
         pace_ticks(ticks, ticks_raw, 200 + TICKS, int(TICK_INTERVAL_S * 1e9))
+        t1 = time.monotonic_ns()
+        if sidecars is not None:
+            sidecars.end(t1)
         time.sleep(0.5)
+        during = counters.stop()
+        trace = ktrace.stop() if ktrace is not None else None
         os.sched_setaffinity(0, before)
+        sidecar_info = sidecars.catch_up() if sidecars is not None else None
         for p in (st, gw):
             p.terminate()
             assert p.wait(timeout=30) == 0, p.stderr.read().decode()[-2000:]
-        lat = _join(tmp_path / "st.npy", tmp_path / "gw.npy")
+        rows = _join(tmp_path / "st.npy", tmp_path / "gw.npy")
         ticks.close()
-        return lat[200:] if len(lat) > TICKS else lat
+        rows = rows[200:] if len(rows) > TICKS else rows
+        cpus = {"strategy": 0, "gateway": 1}
+        diag = {"during_run": during,
+                "tail_attribution": tail.attribute(rows, trace, pids, roles, cpus, tail.clock_offset_ns()),
+                "cpus_during_run": tail.cpu_shares(trace, roles, cpus, t0, t1),
+                "kernel_trace": "perf" if trace is not None else (ktrace.error if ktrace else "off")}
+        if sidecar_info is not None:
+            diag["sidecars"] = sidecar_info
+        return rows, diag
     finally:
+        if sidecars is not None:
+            sidecars.stop()
         for p in procs:
             if p.poll() is None:
                 p.kill()
@@ -173,8 +399,8 @@ def _run_zmq(tmp_path, peers):
             os.unlink(ep[len("ipc://"):])
         except FileNotFoundError:
             pass
-    lat = _join(tmp_path / "zst.npy", tmp_path / "zgw.npy")
-    return lat[200:]
+    rows = _join(tmp_path / "zst.npy", tmp_path / "zgw.npy")
+    return (rows[:, 3] - rows[:, 0])[200:]
 
 
 def _host_stalls(seconds=0.5, threshold_ns=20_000):
@@ -200,14 +426,41 @@ def _host_stalls(seconds=0.5, threshold_ns=20_000):
 @pytest.mark.parametrize("impl", ["ttquant_spin", "ttquant_hybrid", "pyzmq_ipc"])
 def test_tick_to_order(benchmark, impl, tmp_path, peers):
     stalls = _host_stalls()
+    diag = {}
     if impl == "pyzmq_ipc":
         samples = _run_zmq(tmp_path, peers)
     else:
-        samples = _run_ttquant(tmp_path, "spin" if impl == "ttquant_spin" else "hybrid")
+        rows, diag = _run_ttquant(tmp_path, "spin" if impl == "ttquant_spin" else "hybrid")
+        samples = rows[:, 3] - rows[:, 0]
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
     assert len(samples) >= TICKS * 0.95, len(samples)
     benchmark.extra_info.update(latency_info("tick_to_order", impl, samples, ticks_per_s=int(1 / TICK_INTERVAL_S),
-                                             **stalls))
+                                             **stalls, **diag))
+
+
+
+@pytest.mark.quick
+def test_tick_to_order_sidecars(benchmark, tmp_path):
+    """ttquant_spin again, then the same with the recorder, the shipper (into a PostgreSQL of
+    its own) and the metrics sidecar beside it: the p50 with them against the p50 of the run
+    just before without them (target: within 10 %); how far they fell behind, how fast they
+    caught up."""
+    from ttq_postgres import PostgresServer
+    server = PostgresServer()
+    try:
+        stalls = _host_stalls()
+        base, _ = _run_ttquant(tmp_path / "without", "spin")
+        rows, diag = _run_ttquant(tmp_path / "with", "spin", postgres=server)
+    finally:
+        server.close()
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    samples, without = rows[:, 3] - rows[:, 0], base[:, 3] - base[:, 0]
+    assert len(samples) >= TICKS * 0.95, len(samples)
+    p50_without = int(np.percentile(without, 50))
+    benchmark.extra_info.update(latency_info(
+        "tick_to_order", "ttquant_with_sidecars", samples, ticks_per_s=int(1 / TICK_INTERVAL_S), wait="spin",
+        without_p50_ns=p50_without, without_p99_ns=int(np.percentile(without, 99)),
+        p50_vs_without=round(float(np.percentile(samples, 50)) / p50_without, 3), **stalls, **diag))
 
 
 # -- risk_check ----------------------------------------------------------------------------------
