@@ -133,6 +133,13 @@ class _Sidecars:
             if role != "record":            # the units' Nice=19 and IOSchedulingClass=idle
                 os.setpriority(os.PRIO_PROCESS, p.pid, 19)
                 subprocess.run(["ionice", "-c", "3", "-p", str(p.pid)], capture_output=True)
+                # its own session is its own autogroup, where SCHED_IDLE and nice rank it only
+                # against itself: the group gets nice 19 too (a unit's CPUWeight=idle, in cgroups)
+                try:
+                    with open(f"/proc/{p.pid}/autogroup", "w") as f:
+                        f.write("19")
+                except OSError:
+                    pass
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             for role, p in self.procs.items():
