@@ -30,6 +30,8 @@ TARGETS = [
     ("tick to order p50 vs the pyzmq chain", "tick_to_order", "ttquant_spin", "ratio:pyzmq_ipc:p50_ns", ">=", 20),
     ("all risk checks per order", "risk_check", "ttquant", "p50_ns", "<=", 1_000),
     ("replay at max, records/s", "replay_throughput", "ttquant", "per_s", ">=", 5e6),
+    ("tick to order p50 with recorder, shipper, metrics / the run just before without them",
+     "tick_to_order", "ttquant_with_sidecars", "p50_vs_without", "<=", 1.10),
     ("journal -> PostgreSQL rows/s, binary COPY", "ship_rows", "ttquant", "per_s", ">=", 1e6),
     ("journal -> PostgreSQL vs executemany", "ship_rows", "ttquant", "rate_ratio:psycopg_executemany:per_s", ">=", 3),
     ("backtest, no-op strategy, events/s", "backtest_noop", "ttquant", "per_s", ">=", 5e6),
@@ -126,8 +128,12 @@ def _target_rows(entries):
                 value = e[f] / p[f]
                 shown = f"{value:.1f}x ({_rate(e[f])}/s / {_rate(p[f])}/s)"
         else:
-            value = e[field]
-            shown = _rate(value) + "/s" if field == "per_s" else _ns(value)
+            value = e.get(field)
+            if value is None:
+                rows.append((what, f"{path}/{impl}", f"no {field}", _bar(field, op, bar), "MISSING"))
+                continue
+            shown = _rate(value) + "/s" if field == "per_s" else _ns(value) if field.endswith("_ns") \
+                else f"{value:.2f}x"
         ok = value <= bar if op == "<=" else value >= bar
         rows.append((what, f"{path}/{impl}", shown, _bar(field, op, bar), "pass" if ok else "FAIL"))
     return rows
@@ -136,7 +142,7 @@ def _target_rows(entries):
 def _bar(field, op, bar):
     if field == "per_s":
         return f"{op} {_rate(bar)}/s"
-    if field.startswith(("ratio:", "rate_ratio:")):
+    if field.startswith(("ratio:", "rate_ratio:")) or not field.endswith("_ns"):
         return f"{op} {bar:g}x"
     return f"{op} {_ns(bar)}"
 

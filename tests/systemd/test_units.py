@@ -370,6 +370,8 @@ def test_the_host_target_starts_at_boot():
 def test_sidecars_run_only_when_nothing_else_wants_the_cpu(role):
     s = read_unit(unit_file(role))["Service"]
     assert (last(s, "Nice"), last(s, "CPUSchedulingPolicy"), last(s, "IOSchedulingClass")) == ("19", "idle", "idle")
+    # and its cgroup: SCHED_IDLE alone ranks the task only against its own group's
+    assert last(s, "CPUWeight") == "idle"
 
 
 @pytest.mark.parametrize("role,target", [("ship", "ttquant@%i.target"), ("metrics", "ttquant.target")])
