@@ -806,9 +806,19 @@ class Run:
                              f"WHERE stream LIKE '{VENUE}.%'")
             return {stream: (int(c), int(n)) for stream, c, n in (line.split("|") for line in rows.splitlines())}
 
+        orders_journal = ct.path(f"/var/lib/ttquant/gateway/{VENUE}.orders.journal")
+        run_files = [n for n in os.listdir(ct.path("/var/lib/ttquant/runs")) if n.endswith(".json")]
+
+        def at_end(stream, mark):
+            if stream.endswith(".orders"):      # the gateway's order journal: a byte offset
+                return mark[1] == os.path.getsize(orders_journal)
+            if stream.endswith(".runs"):        # the strategies' run records: the files it has taken
+                return mark[1] == len(run_files)
+            return mark in ends.values()        # a recorded ring's: (ring, next position)
+
         def caught_up():
-            # every watermark (one per stream the shipper keeps) at the end of a recorded ring
-            return self.shipped_counts() == expected and all(m in ends.values() for m in marks().values())
+            # every watermark (one per stream the shipper keeps) at the end of what it reads
+            return self.shipped_counts() == expected and all(at_end(k, m) for k, m in marks().items())
         try:
             wait_until(caught_up, 60, "the shipper to catch up with the journal")
         except E2EError:
@@ -823,6 +833,16 @@ class Run:
         if got_sums != sums or not sums["fill_qty"]:
             raise E2EError(f"expected the database's sums equal to the journal's (and some fills), journal {sums}, "
                            f"database {got_sums}")
+        # the gateway's orders, its starts in the audit log, a row per strategy run (a run SIGKILLed
+        # by the restart check has no stop; the others have theirs)
+        runs, stopped, orders, starts = map(int, self.psql(
+            "SELECT (SELECT count(*) FROM strategy_runs), (SELECT count(*) FROM strategy_runs WHERE stopped_at "
+            "IS NOT NULL), (SELECT count(*) FROM orders), (SELECT count(*) FROM audit_log WHERE action = "
+            "'gateway_start')").split("|"))
+        if runs != len(run_files) or not runs or not stopped or not orders or not starts:
+            raise E2EError(f"expected a strategy_runs row per run record ({len(run_files)}), stopped ones, and "
+                           f"orders and gateway starts shipped; saw {runs} runs ({stopped} stopped), {orders} "
+                           f"orders, {starts} gateway starts")
         ct.systemctl("stop", SHIP, timeout=60)
         s = ct.show(SHIP, "ActiveState", "Result", "ExecMainStatus")
         if (s["ActiveState"], s["Result"], s["ExecMainStatus"]) != ("inactive", "success", "0"):
