@@ -13,11 +13,11 @@ import msgspec
 from ttquant.core.daemon.config import ConfigError, Table, check_power_of_two, check_rings_key
 from ttquant.core.daemon.runner import LoopTable, ProcessTable
 from ttquant.core.gateway.order_journal import FSYNC_POLICIES
+from ttquant.core.venues.registry import ADAPTERS
 
 __all__ = ["GatewayConfig", "GatewayConfigError", "ADAPTERS"]
 
 GatewayConfigError = ConfigError
-ADAPTERS = ("sim", "dry")           # binance: the [binance-orders] issue
 
 
 class GatewayRings(Table):
@@ -36,7 +36,7 @@ class AdapterTable(Table):
 
     def __post_init__(self):
         if self.kind not in ADAPTERS:
-            raise ValueError(f"kind: one of {', '.join(ADAPTERS)} (binance: the next issue), got {self.kind!r}")
+            raise ValueError(f"kind: one of {', '.join(ADAPTERS)}, got {self.kind!r}")
         if self.kind == "sim" and not self.http_url.startswith("http://"):
             raise ValueError(f"http_url: the simulated venue's http://host:port, got {self.http_url!r}")
 

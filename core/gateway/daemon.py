@@ -37,7 +37,7 @@ from ttquant.core.daemon.runner import EXIT_CONFIG, Daemon, ServiceError
 from ttquant.core.gateway.config import GatewayConfig
 from ttquant.core.gateway.gateway_telemetry import GatewayTelemetry
 from ttquant.core.gateway.kill_switch import KillSwitch
-from ttquant.core.gateway.oms import OrderBookKeeper, VenueReport
+from ttquant.core.gateway.oms import OrderBookKeeper
 from ttquant.core.gateway.order_intake import OrderIntake
 from ttquant.core.gateway.order_journal import CANCEL, KILL, ORDER, REJECT, REPORT, JournalError, OrderJournal
 from ttquant.core.gateway.order_path import OrderPath
@@ -47,7 +47,8 @@ from ttquant.core.instruments import InstrumentTable, instruments_path
 from ttquant.core.records import Order, OrderAction, OrderStatus, RecordType, RejectCode
 from ttquant.core.rings import BroadcastReader, BroadcastWriter, RingNotFoundError, SpscReader
 from ttquant.core.rings.names import SHM_DIR, exec_ring, instance_lock_file, order_ring_prefix, tick_ring
-from ttquant.core.venues.base import VenueError
+from ttquant.core.venues.base import VenueReport
+from ttquant.core.venues.registry import adapter_class
 
 __all__ = ["Gateway"]
 
@@ -123,7 +124,7 @@ class Gateway(OrderPath, Daemon):
         self.ticks = runner.wait_for(f"md's tick ring {tick_ring(cfg.ring_name)}", self._attach_ticks, hint=md_hint)
         self.intake = OrderIntake(self.risk, self.oms.ids, self.ticks)
         if self.adapter is None:
-            self.adapter = self._connect_venue()
+            self.adapter = adapter_class(cfg.adapter.kind).open(cfg, runner)
         self.init_order_path(self.table, self.risk, self.oms, self.intake, self.journal, self.adapter, self.exec)
         self.telemetry = GatewayTelemetry(cfg.ring_name, cfg.venue, cfg.shm_group)
         self.order_age = self.telemetry.order_age
@@ -149,28 +150,6 @@ class Gateway(OrderPath, Daemon):
             return BroadcastReader(tick_ring(self.cfg.ring_name), start="latest")
         except RingNotFoundError:
             return None
-
-    def _connect_venue(self):
-        cfg = self.cfg
-        if cfg.adapter.kind == "dry":
-            from ttquant.core.venues.dry import DryRunAdapter
-            return DryRunAdapter()
-        from ttquant.core.venues.sim.adapter import SimVenueAdapter
-        last = []
-
-        def attempt():
-            try:
-                adapter = SimVenueAdapter(cfg.ring_name, cfg.adapter.http_url, connect_timeout_s=0)
-            except VenueError as exc:
-                last[:] = [exc]
-                return None
-            if not adapter.reachable():
-                last[:] = [f"{cfg.adapter.http_url} does not answer"]
-                adapter.close()
-                return None
-            return adapter
-        return self.runner.wait_for(f"the simulated venue at {cfg.adapter.http_url}", attempt,
-                                    hint=lambda: str(last[0]) if last else "")
 
     def replay_journal(self) -> int:
         n = 0
@@ -206,9 +185,7 @@ class Gateway(OrderPath, Daemon):
     def reconcile(self):
         """What the venue did while we were away: fills applied, balances taken, lost orders
         rejected, orphans canceled."""
-        settle = getattr(self.adapter, "settle", None)
-        if settle is not None:
-            settle()
+        self.adapter.settle()
         # a fill we missed belongs to an order the journal has open (a closed order's fills were
         # journaled before its end): ask from the oldest one's creation, less a clock-skew margin
         open_since = min((st.ts_created for st in self.oms.open_orders()), default=now_ns())

@@ -20,7 +20,8 @@ import dataclasses
 import logging
 
 from ttquant.core.gateway.order_intake import ClientIds
-from ttquant.core.records import ExecReport, Liquidity, OrderAction, OrderStatus, RejectCode
+from ttquant.core.records import ExecReport, OrderAction, OrderStatus, RejectCode
+from ttquant.core.venues.base import VenueReport
 
 __all__ = ["OrderBookKeeper", "OrderState", "VenueReport", "LEGAL", "TERMINAL", "transition_allowed"]
 
@@ -76,33 +77,6 @@ class OrderState:
     @property
     def is_open(self) -> bool:
         return self.status not in TERMINAL
-
-
-@dataclasses.dataclass(frozen=True)
-class VenueReport:
-    """What a venue adapter says of one order: a status, and for a fill its quantity and price."""
-    strategy_id: int
-    client_order_id: int
-    status: OrderStatus
-    venue_order_id: int = 0
-    last_price: int = 0
-    last_qty: int = 0
-    cum_qty: int = -1               # the venue's cumulative filled quantity; -1: not given
-    fee: int = 0                    # account precision, quote asset
-    liquidity: int = Liquidity.NONE
-    reject_code: int = 0
-    ts_exchange: int = 0
-    trade_id: int = 0               # the venue's id of a fill (0: none), so a fill is counted once
-    price: int = 0                  # the order's price and quantity as the venue now has them
-    qty: int = 0                    # (0: not said); an ack with new ones confirms an amend
-
-    @classmethod
-    def from_exec_report(cls, r) -> VenueReport:
-        """An ExecReport record (from a venue's ring, or the gateway's own journal)."""
-        return cls(strategy_id=r.strategy_id, client_order_id=r.client_order_id, status=OrderStatus(r.status),
-                   venue_order_id=r.venue_order_id, last_price=r.last_price, last_qty=r.last_qty,
-                   cum_qty=r.cum_qty, fee=r.fee, liquidity=r.liquidity, reject_code=r.reject_code,
-                   ts_exchange=r.ts_exchange, trade_id=r.trade_id, price=r.price, qty=r.qty)
 
 
 class OrderBookKeeper:

@@ -21,9 +21,9 @@ import logging
 import time
 from decimal import Decimal
 
-from ttquant.core.gateway.oms import VenueReport
 from ttquant.core.portfolio import Portfolio
 from ttquant.core.records import ExecReport, Order, OrderAction, OrderStatus, RejectCode, ReportFlag
+from ttquant.core.venues.base import VenueReport
 
 __all__ = ["OrderPath", "NoJournal"]
 

@@ -35,7 +35,7 @@ Faults (GET /_sim/fault?kind=K[&seconds=S][&count=N][&symbol=X][&market=M]):
   ping       send a ping on every connection now (and count the pongs)
   filter     change a symbol's exchangeInfo filter (&filter=PRICE_FILTER&field=tickSize&value=0.1)
 
-With --orders RINGS it also takes orders (core/venues/sim/order_venue.py): the gateway's sim
+With --orders RINGS it also takes orders (core/sim/order_venue.py): the gateway's sim
 adapter sends them on /ttq.RINGS.sim_requests, reports come back on /ttq.RINGS.sim_reports,
 and GET /_sim/orders[?since=NS] is the venue's own record (open orders, fills, requests).
 """
@@ -221,7 +221,7 @@ class BinanceVenue:
         self._refuse_until = 0.0
         self._tasks = []
         self._clients_in: asyncio.Event | None = None     # made on the loop, in _replay
-        self.order_venue = None     # core.venues.sim.order_venue.SimOrderVenue, with --orders
+        self.order_venue = None     # core.sim.order_venue.SimOrderVenue, with --orders
 
     # -- HTTP and WebSocket entry ---------------------------------------------------------------
     def _listener_factory(self, request: WSUpgradeRequest):
@@ -598,7 +598,7 @@ def main(argv=None) -> int:
         return 2
     model = None
     if args.orders:
-        from ttquant.core.venues.sim.matching import FillModel
+        from ttquant.core.sim.matching import FillModel
         model = FillModel(maker_fee_ppm=round(args.maker_fee_bps * 100), taker_fee_ppm=round(args.taker_fee_bps * 100),
                           slippage_ppm=round(args.slippage_bps * 100), latency_ns=round(args.latency_ms * 1e6),
                           latency_jitter_ns=round(args.latency_jitter_ms * 1e6), queue_position=not args.no_queue)
@@ -636,7 +636,7 @@ async def _serve(cfg: VenueConfig, feed: ReplayFeed, orders: str | None = None, 
         print(f"venue-sim binance: cannot listen on {cfg.host}:{cfg.port} ({exc.strerror or exc})", file=sys.stderr)
         return 2
     if orders:
-        from ttquant.core.venues.sim.order_venue import SimOrderVenue
+        from ttquant.core.sim.order_venue import SimOrderVenue
         venue.order_venue = SimOrderVenue(orders, model, balances=balances)
         venue.order_venue.start()
     print(f"venue-sim binance: listening on 127.0.0.1:{port} ({feed.description}, speed {cfg.speed}"

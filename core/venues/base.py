@@ -9,7 +9,9 @@ from __future__ import annotations
 import abc
 import dataclasses
 
-__all__ = ["VenueAdapter", "VenueOrder", "VenueFill", "VenueError"]
+from ttquant.core.records import Liquidity, OrderStatus
+
+__all__ = ["VenueAdapter", "VenueOrder", "VenueFill", "VenueReport", "VenueError"]
 
 
 class VenueError(RuntimeError):
@@ -45,8 +47,41 @@ class VenueFill:
     ts_ns: int
 
 
+@dataclasses.dataclass(frozen=True)
+class VenueReport:
+    """What a venue adapter says of one order: a status, and for a fill its quantity and price."""
+    strategy_id: int
+    client_order_id: int
+    status: OrderStatus
+    venue_order_id: int = 0
+    last_price: int = 0
+    last_qty: int = 0
+    cum_qty: int = -1               # the venue's cumulative filled quantity; -1: not given
+    fee: int = 0                    # account precision, quote asset
+    liquidity: int = Liquidity.NONE
+    reject_code: int = 0
+    ts_exchange: int = 0
+    trade_id: int = 0               # the venue's id of a fill (0: none), so a fill is counted once
+    price: int = 0                  # the order's price and quantity as the venue now has them
+    qty: int = 0                    # (0: not said); an ack with new ones confirms an amend
+
+    @classmethod
+    def from_exec_report(cls, r) -> VenueReport:
+        """An ExecReport record (from a venue's ring, or the gateway's own journal)."""
+        return cls(strategy_id=r.strategy_id, client_order_id=r.client_order_id, status=OrderStatus(r.status),
+                   venue_order_id=r.venue_order_id, last_price=r.last_price, last_qty=r.last_qty,
+                   cum_qty=r.cum_qty, fee=r.fee, liquidity=r.liquidity, reject_code=r.reject_code,
+                   ts_exchange=r.ts_exchange, trade_id=r.trade_id, price=r.price, qty=r.qty)
+
+
 class VenueAdapter(abc.ABC):
     name = "venue"
+
+    @classmethod
+    def open(cls, cfg, runner) -> VenueAdapter:
+        """The adapter for a gateway's config (its [adapter] table and venue), connected; waits
+        for the venue with runner.wait_for, saying what it waits for."""
+        return cls()
 
     @abc.abstractmethod
     def send(self, order) -> bool:
@@ -55,7 +90,7 @@ class VenueAdapter(abc.ABC):
 
     @abc.abstractmethod
     def poll(self) -> list:
-        """The venue's reports since the last call, as oms.VenueReport; never blocks."""
+        """The venue's reports since the last call, as VenueReports; never blocks."""
 
     @abc.abstractmethod
     def open_orders(self) -> list[VenueOrder]:
@@ -73,6 +108,12 @@ class VenueAdapter(abc.ABC):
     def balances(self) -> dict[str, int]:
         """Asset -> amount at account precision, as of the fills the last fills_since returned
         (reconciliation sets the gateway's shadow balances from both); {} when it keeps none."""
+
+    def settle(self) -> bool:
+        """Before reconciliation: wait until the venue has taken every request already sent, so
+        that an order it does not know was never sent; True when it has (nothing to wait for by
+        default)."""
+        return True
 
     def reachable(self) -> bool:
         """True when the venue answers (the gateway waits for it before reconciling)."""

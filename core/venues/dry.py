@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import itertools
 
-from ttquant.core.gateway.oms import VenueReport
 from ttquant.core.records import OrderAction, OrderStatus
-from ttquant.core.venues.base import VenueAdapter
+from ttquant.core.venues.base import VenueAdapter, VenueReport
 
 __all__ = ["DryRunAdapter"]
 

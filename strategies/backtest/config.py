@@ -2,7 +2,7 @@
 limits the gateway's checks use. The same file runs the strategy live (the table is ignored
 there) and in backtests, so the parameters tested are the parameters traded.
 
-    [backtest.fill]                   # the sim venue's fill model (core/venues/sim/matching.py)
+    [backtest.fill]                   # the sim venue's fill model (core/sim/matching.py)
     maker_fee_ppm = 200
     taker_fee_ppm = 500
     slippage_ppm = 0                  # a taker fill this much worse than the level
@@ -20,7 +20,7 @@ from __future__ import annotations
 import msgspec
 
 from ttquant.core.daemon.config import Table
-from ttquant.core.venues.sim.matching import FillModel
+from ttquant.core.sim.matching import FillModel
 
 __all__ = ["FillTable", "BacktestTable"]
 

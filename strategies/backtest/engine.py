@@ -23,13 +23,14 @@ import traceback
 
 import numpy as np
 
-from ttquant.core.gateway.oms import OrderBookKeeper, VenueReport
+from ttquant.core.gateway.oms import OrderBookKeeper
 from ttquant.core.gateway.order_intake import OrderIntake
 from ttquant.core.gateway.order_path import NoJournal, OrderPath
 from ttquant.core.gateway.risk import RiskEngine
 from ttquant.core.gateway.risk_config import RiskLimits, parse_risk_limits
 from ttquant.core.records import EventFlag, EventKind
-from ttquant.core.venues.sim.matching import FillModel, SimMatcher
+from ttquant.core.sim.matching import FillModel, SimMatcher
+from ttquant.core.venues.base import VenueReport
 from ttquant.strategies.base import BaseStrategy, OrderRefused
 from ttquant.strategies.tick_dispatch import TickDispatch
 

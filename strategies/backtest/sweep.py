@@ -66,7 +66,7 @@ def _data(path: str, from_ns: int, to_ns: int):
 def run_point(task: dict) -> dict:
     """One point of the grid: its backtest's summary (plain JSON values). Runs in a worker."""
     from ttquant.core.gateway.risk_config import load_risk_limits
-    from ttquant.core.venues.sim.matching import FillModel
+    from ttquant.core.sim.matching import FillModel
     from ttquant.strategies.backtest.engine import run_backtest
     from ttquant.strategies.backtest.results import result_document
     from ttquant.strategies.loader import load_strategy_class

@@ -10,7 +10,7 @@ from ttquant.core.gateway.risk_config import load_risk_limits
 from ttquant.core.records import OrderStatus, RejectCode
 from ttquant.core.rings import BroadcastReader
 from ttquant.core.rings.names import exec_ring, shm_path
-from ttquant.core.venues.sim.matching import FillModel
+from ttquant.core.sim.matching import FillModel
 from ttquant.strategies.backtest import run_backtest
 from ttquant.strategies.backtest.data import events_from_journal
 from ttquant.strategies.loader import load_strategy_class

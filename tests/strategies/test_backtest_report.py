@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ttquant.core.sim.captures import sample_data_dir
-from ttquant.core.venues.sim.matching import FillModel
+from ttquant.core.sim.matching import FillModel
 from ttquant.strategies.backtest import run_backtest
 from ttquant.strategies.backtest.data import load_events
 from ttquant.strategies.backtest.report import PLOTS, format_statistic, rolling_sharpe, trade_prices, write_report

@@ -1,1 +1,2 @@
-"""The simulated venue: matching against the live market by the fill model backtests share."""
+"""The gateway's side of the simulated venue (core/sim): its request and report rings, its
+record over HTTP for reconciliation."""

@@ -7,11 +7,10 @@ import time
 import urllib.error
 import urllib.request
 
-from ttquant.core.gateway.oms import VenueReport
 from ttquant.core.records import RecordType
 from ttquant.core.rings import BroadcastReader, RingNotFoundError, SpscWriter
-from ttquant.core.venues.base import VenueAdapter, VenueError, VenueFill, VenueOrder
-from ttquant.core.venues.sim.order_venue import reports_ring, requests_ring
+from ttquant.core.sim.order_venue import reports_ring, requests_ring
+from ttquant.core.venues.base import VenueAdapter, VenueError, VenueFill, VenueOrder, VenueReport
 
 __all__ = ["SimVenueAdapter"]
 
@@ -34,6 +33,25 @@ class SimVenueAdapter(VenueAdapter):
                 time.sleep(0.05)
         self.requests = SpscWriter(requests_ring(rings), RecordType.ORDER, 4096)
         self._balances = None
+
+    @classmethod
+    def open(cls, cfg, runner) -> SimVenueAdapter:
+        """The venue at [adapter] http_url, its rings those of the gateway's stack; waits for it."""
+        last = []
+
+        def attempt():
+            try:
+                adapter = cls(cfg.ring_name, cfg.adapter.http_url, connect_timeout_s=0)
+            except VenueError as exc:
+                last[:] = [exc]
+                return None
+            if not adapter.reachable():
+                last[:] = [f"{cfg.adapter.http_url} does not answer"]
+                adapter.close()
+                return None
+            return adapter
+        return runner.wait_for(f"the simulated venue at {cfg.adapter.http_url}", attempt,
+                               hint=lambda: str(last[0]) if last else "")
 
     def send(self, order) -> bool:
         return self.requests.offer(order)
@@ -62,7 +80,7 @@ class SimVenueAdapter(VenueAdapter):
                 raise VenueError(problem)
             time.sleep(0.05)
 
-    def settle(self, timeout_s: float = 5.0):
+    def settle(self, timeout_s: float = 5.0) -> bool:
         """Wait until the venue has taken every request sent (so 'never saw it' is true)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -5,9 +5,10 @@ import itertools
 
 import pytest
 
-from ttquant.core.gateway.oms import LEGAL, ORDER_STATES, TERMINAL, OrderBookKeeper, VenueReport
+from ttquant.core.gateway.oms import LEGAL, ORDER_STATES, TERMINAL, OrderBookKeeper
 from ttquant.core.records import Order, OrderAction, OrderType, RejectCode, Side
 from ttquant.core.records import OrderStatus as S
+from ttquant.core.venues.base import VenueReport
 
 SID = 3
 

@@ -20,7 +20,7 @@ from ttquant.core.instruments import InstrumentTable, instruments_path
 from ttquant.core.records import MARKET_EVENT_DTYPE, EventFlag, EventKind, RecordType
 from ttquant.core.rings import BroadcastReader, BroadcastWriter, RingNotFoundError, SpscReader
 from ttquant.core.rings.names import book_board, ring_name, tick_ring
-from ttquant.core.venues.sim.matching import FillModel, SimAccount, SimMatcher
+from ttquant.core.sim.matching import FillModel, SimAccount, SimMatcher
 
 __all__ = ["SimOrderVenue", "requests_ring", "reports_ring"]
 

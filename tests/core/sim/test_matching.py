@@ -9,7 +9,7 @@ import pytest
 from ttquant.core.instruments import Instrument, InstrumentTable, MarketType
 from ttquant.core.records import Liquidity, Order, OrderAction, OrderType, RejectCode, Side
 from ttquant.core.records import OrderStatus as S
-from ttquant.core.venues.sim.matching import FillModel, SimAccount, SimMatcher
+from ttquant.core.sim.matching import FillModel, SimAccount, SimMatcher
 
 MS = 1_000_000
 
