@@ -249,6 +249,7 @@ def client(stub, credentials=None, market="spot", **kw):
 def assert_no_secret(*texts):
     for text in texts:
         assert SECRET not in text and API_KEY not in text and ED_PEM.decode() not in text
+        assert "signature=" not in text and "timestamp=" not in text  # no query string either
 
 
 def exception_text(exc):
