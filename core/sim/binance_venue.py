@@ -38,6 +38,14 @@ Faults (GET /_sim/fault?kind=K[&seconds=S][&count=N][&symbol=X][&market=M]):
 With --orders RINGS it also takes orders (core/sim/order_venue.py): the gateway's sim
 adapter sends them on /ttq.RINGS.sim_requests, reports come back on /ttq.RINGS.sim_reports,
 and GET /_sim/orders[?since=NS] is the venue's own record (open orders, fills, requests).
+
+Binance's own spot order entry, signed REST /api/v3 (order, openOrders, account, myTrades, time), is
+served too (core/sim/binance_orders.py): matched against the book /api/v3/depth serves, for the keys
+of --api-keys FILE or $TTQ_SIM_BINANCE_API_KEY / $TTQ_SIM_BINANCE_API_SECRET (without keys every
+signed request is refused as Binance refuses an unknown key), with --balances and the fee options.
+picows answers GET only, so POST / DELETE need the venue's second, plain HTTP port (--rest-port, the
+first line printed names it: "listening on 127.0.0.1:P ..., REST order entry on 127.0.0.1:R"); it
+answers every GET of the main port as well. Every /api/v3 answer carries the weight headers.
 """
 from __future__ import annotations
 
@@ -222,6 +230,7 @@ class BinanceVenue:
         self._tasks = []
         self._clients_in: asyncio.Event | None = None     # made on the loop, in _replay
         self.order_venue = None     # core.sim.order_venue.SimOrderVenue, with --orders
+        self.spot_orders = None     # core.sim.binance_orders.BinanceSpotOrders: signed REST order entry
 
     # -- HTTP and WebSocket entry ---------------------------------------------------------------
     def _listener_factory(self, request: WSUpgradeRequest):
@@ -238,9 +247,14 @@ class BinanceVenue:
                 return WSUpgradeResponseWithListener(
                     WSUpgradeResponse.create_error_response(400, b"no streams"), None)
             return _Client(self, parts[0], {stream_key(s) for s in streams}, url.path)
-        status, body = self._http(url.path, query)
-        response = (WSUpgradeResponse.create_ok_response(body, {"Content-Type": "application/json"})
-                    if status == 200 else WSUpgradeResponse.create_error_response(status, body))
+        answer, headers = None, {"Content-Type": "application/json"}
+        if self.spot_orders is not None and url.path.startswith("/api/v3/"):
+            method = request.method.decode("latin-1")
+            answer = self.spot_orders.request(method, url.path, url.query, request.headers)
+            headers.update(self.spot_orders.rate_headers())
+        status, body = answer if answer is not None else self._http(url.path, query)
+        response = (WSUpgradeResponse.create_ok_response(body, headers)
+                    if status == 200 else WSUpgradeResponse.create_error_response(status, body, headers))
         return WSUpgradeResponseWithListener(response, None)
 
     def _http(self, path: str, query: dict) -> tuple[int, bytes]:
@@ -286,6 +300,15 @@ class BinanceVenue:
 
     def _depth(self, market, symbol, limit):
         self.stats["depth_requests"] += 1
+        return self._book_body(market, symbol, limit)
+
+    def book_doc(self, market, symbol, limit):
+        """The depth document GET depth would serve now, parsed (None for an unknown symbol): the
+        book the REST order entry matches against."""
+        status, body = self._book_body(market, symbol, limit)
+        return orjson.loads(body) if status == 200 else None
+
+    def _book_body(self, market, symbol, limit):
         self._catch_up((market, symbol))
         book = self.books.get((market, symbol))
         if book is None or not book.synced:
@@ -578,6 +601,12 @@ def build_parser():
     orders.add_argument("--no-queue", action="store_true", help="resting orders fill without queue position")
     orders.add_argument("--balances", metavar="ASSET=AMOUNT,...", default="",
                         help="the account's starting balances (e.g. USDT=100000,BTC=2); fills move them")
+    orders.add_argument("--rest-port", type=int, default=0,
+                        help="the HTTP port of REST order entry (POST/DELETE /api/v3/...); 0 (default): any free one")
+    orders.add_argument("--api-keys", metavar="FILE", default=None,
+                        help="API keys of the signed REST order entry (/api/v3/order ...), mode 0600, a line each: "
+                             "'KEY hmac SECRET' or 'KEY ed25519 PUBLIC_PEM_FILE'; or one HMAC key from "
+                             "$TTQ_SIM_BINANCE_API_KEY and $TTQ_SIM_BINANCE_API_SECRET")
     return parser
 
 
@@ -604,7 +633,15 @@ def main(argv=None) -> int:
                           latency_jitter_ns=round(args.latency_jitter_ms * 1e6), queue_position=not args.no_queue)
     cfg = VenueConfig(port=args.port, speed=args.speed, ping_interval_s=args.ping_interval,
                       wait_clients=args.wait_clients, loop=args.loop, max_gap_s=args.max_gap)
-    return asyncio.run(_serve(cfg, feed, args.orders, model, balances))
+    from ttquant.core.sim.binance_orders import load_api_keys
+    from ttquant.core.sim.matching import FillModel
+    try:
+        keys = load_api_keys(args.api_keys)
+    except (ValueError, OSError) as exc:
+        print(f"venue-sim binance: --api-keys: {exc}", file=sys.stderr)
+        return 2
+    rest_fees = FillModel(maker_fee_ppm=round(args.maker_fee_bps * 100), taker_fee_ppm=round(args.taker_fee_bps * 100))
+    return asyncio.run(_serve(cfg, feed, args.orders, model, balances, (keys, rest_fees, args.rest_port)))
 
 
 def _parse_balances(parser, text: str) -> dict[str, int]:
@@ -624,8 +661,14 @@ def _parse_balances(parser, text: str) -> dict[str, int]:
 
 
 async def _serve(cfg: VenueConfig, feed: ReplayFeed, orders: str | None = None, model=None,
-                 balances: dict | None = None) -> int:
+                 balances: dict | None = None, rest=None) -> int:
     venue = BinanceVenue(feed, cfg)
+    if rest is not None and "spot" in feed.exchange_info:
+        from ttquant.core.sim.binance_orders import BinanceSpotOrders
+        keys, fees, rest_port = rest
+        venue.spot_orders = BinanceSpotOrders(keys, lambda: feed.exchange_info.get("spot"),
+                                              lambda symbol, limit: venue.book_doc("spot", symbol, limit),
+                                              fees, balances)
     try:
         port = await venue.start()
     except OSError as exc:
@@ -635,12 +678,24 @@ async def _serve(cfg: VenueConfig, feed: ReplayFeed, orders: str | None = None, 
             return 4
         print(f"venue-sim binance: cannot listen on {cfg.host}:{cfg.port} ({exc.strerror or exc})", file=sys.stderr)
         return 2
+    rest_server, rest_said = None, ""
+    if venue.spot_orders is not None:
+        from ttquant.core.sim.binance_orders import RestServer
+        try:
+            rest_server = await asyncio.get_running_loop().create_server(
+                lambda: RestServer(venue.spot_orders, venue._http), cfg.host, rest_port)
+        except OSError as exc:
+            print(f"venue-sim binance: REST order entry cannot listen on {cfg.host}:{rest_port} "
+                  f"({exc.strerror or exc})", file=sys.stderr)
+            await venue.stop()
+            return 4 if exc.errno == errno.EADDRINUSE else 2
+        rest_said = f", REST order entry on {cfg.host}:{rest_server.sockets[0].getsockname()[1]}"
     if orders:
         from ttquant.core.sim.order_venue import SimOrderVenue
         venue.order_venue = SimOrderVenue(orders, model, balances=balances)
         venue.order_venue.start()
     print(f"venue-sim binance: listening on 127.0.0.1:{port} ({feed.description}, speed {cfg.speed}"
-          f"{', looping' if cfg.loop else ''})", flush=True)
+          f"{', looping' if cfg.loop else ''}){rest_said}", flush=True)
     for note in feed.notes:
         log.info("%s", note)
     from ttquant.core.daemon.notify import Notifier
@@ -657,6 +712,8 @@ async def _serve(cfg: VenueConfig, feed: ReplayFeed, orders: str | None = None, 
             pass
         notify.watchdog()           # the event loop turns: the venue answers
     notify.stopping()
+    if rest_server is not None:
+        rest_server.close()
     await venue.stop()
     if venue.order_venue is not None:
         venue.order_venue.stop()

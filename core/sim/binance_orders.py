@@ -1,0 +1,674 @@
+"""The simulated venue's Binance spot order entry: signed REST `/api/v3`, answered in Binance's shapes.
+
+    POST   /api/v3/order        LIMIT (GTC / IOC / FOK), MARKET, LIMIT_MAKER; newClientOrderId;
+                                newOrderRespType ACK / RESULT / FULL (default FULL for LIMIT and MARKET, else ACK)
+    DELETE /api/v3/order        by orderId or origClientOrderId         unknown -> -2011 "Unknown order sent."
+    GET    /api/v3/order        by orderId or origClientOrderId         unknown -> -2013 "Order does not exist."
+    GET    /api/v3/openOrders   [symbol]
+    DELETE /api/v3/openOrders   symbol                                  none open -> -2011
+    GET    /api/v3/account      balances: free and locked (what open orders hold)
+    GET    /api/v3/myTrades     symbol [orderId] [startTime] [endTime] [fromId] [limit]
+    GET    /api/v3/time         not signed
+
+Every SIGNED request passes core/sim/binance_auth.check_signed first (key, timestamp, recvWindow,
+signature: -2014 / -2015 at 401, -1102, -1131, -1021, -1022), every new order then
+core/sim/binance_filters.check_new_order against the symbol's filters in the exchangeInfo the venue
+serves at that moment (a `filter` fault changes them), and the account's free balance (-2010). The
+order is then matched by the matcher backtests share (core/sim/matching.SimMatcher, no latency: a REST
+answer is the order's state after matching) against the venue's book as GET /api/v3/depth serves it,
+and the fills move the account (SimAccount; fees in the quote asset, at the venue's maker/taker rates).
+An order that rests is filled when the venue's book moves across its price; the book is looked at when
+a request comes (every signed request first brings the book of each symbol it touches up to date), so
+what any answer shows is what would have happened by then.
+
+Weight: every /api/v3 answer carries `X-MBX-USED-WEIGHT-1M` (this venue's requests in the current
+clock minute, by Binance's documented weights) and `X-MBX-ORDER-COUNT-10S` / `-1D` (new orders in the
+current 10 s and UTC day). Binance sends the order counts on order answers only; here they are on
+every answer, so a client can read them anywhere. Nothing is refused for weight yet (no 429 / 418).
+
+Keys: `--api-keys FILE` (mode 0600 or stricter, else refused), one key a line, `#` comments:
+    KEY hmac SECRET
+    KEY ed25519 PUBLIC_KEY_PEM_FILE        (relative to the keys file)
+or one HMAC key from the environment: TTQ_SIM_BINANCE_API_KEY and TTQ_SIM_BINANCE_API_SECRET. Not on
+the command line: a process's arguments are readable by every user of the host.
+
+Where: the venue's main port answers HTTP through its WebSocket server's upgrade hook (picows), which
+takes GET requests only, without a body. So order entry has a listener of its own, `RestServer` (HTTP/1.1,
+keep-alive, parameters in the query string and/or an x-www-form-urlencoded body, the query string
+winning as on Binance), venue-sim's `--rest-port` (0: any free one; the first line it prints names it).
+It answers every /api/v3 and /_sim path, so it is a whole Binance REST base URL (api.binance.com's
+place, the main port being stream.binance.com's); the signed GET endpoints answer on the main port too.
+
+Not in this slice: USDT-M futures, the WebSocket API, the user data stream, quoteOrderQty,
+STOP/TAKE_PROFIT types, cancel-replace, 429/418 and faults.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import secrets
+import stat
+import string
+import time
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import orjson
+
+from ttquant.core.instruments import InstrumentTable, from_raw, to_raw
+from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
+from ttquant.core.records import Liquidity, Order, OrderAction, OrderStatus, OrderType, Side
+from ttquant.core.sim.binance_auth import ApiKeys, check_signed
+from ttquant.core.sim.binance_filters import SPOT, SymbolFilters, check_new_order
+from ttquant.core.sim.matching import ACCOUNT_PRECISION, FillModel, SimAccount, SimMatcher
+
+__all__ = ["BinanceSpotOrders", "RestServer", "load_api_keys", "KEYS_ENV", "SECRET_ENV", "WEIGHTS"]
+
+log = logging.getLogger("ttquant.venue_sim.orders")
+KEYS_ENV, SECRET_ENV = "TTQ_SIM_BINANCE_API_KEY", "TTQ_SIM_BINANCE_API_SECRET"
+BOOK_LEVELS = 100           # the depth the matcher takes from (Binance's default depth answer)
+STRATEGY = 1                # the matcher's strategy id for every REST order (one account)
+# request weight of each endpoint (spot REST docs); depth and openOrders depend on their params
+WEIGHTS = {("POST", "order"): 1, ("DELETE", "order"): 1, ("GET", "order"): 4, ("DELETE", "openOrders"): 1,
+           ("GET", "account"): 20, ("GET", "myTrades"): 20, ("GET", "time"): 1, ("GET", "exchangeInfo"): 20}
+_SIGNED = {("POST", "order"), ("DELETE", "order"), ("GET", "order"), ("GET", "openOrders"),
+           ("DELETE", "openOrders"), ("GET", "account"), ("GET", "myTrades")}
+_NUMBER = r"^([0-9]{1,20})(\.[0-9]{1,20})?$"
+_CLIENT_ID = r"^[\.A-Z\:/a-z0-9_-]{1,36}$"
+_ID_CHARS = set(string.ascii_letters + string.digits + ".:/_-")
+_STATUS = {OrderStatus.NEW: "NEW", OrderStatus.ACCEPTED: "NEW", OrderStatus.PARTIALLY_FILLED: "PARTIALLY_FILLED",
+           OrderStatus.FILLED: "FILLED", OrderStatus.CANCELED: "CANCELED", OrderStatus.REJECTED: "REJECTED",
+           OrderStatus.EXPIRED: "EXPIRED"}
+_DONE = {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
+_TYPES = ("LIMIT", "MARKET", "LIMIT_MAKER")
+_UNSUPPORTED_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+
+
+class _Refused(Exception):
+    """An answer that is an error body: (http status, {"code", "msg"})."""
+
+    def __init__(self, status: int, code: int, msg: str):
+        super().__init__(msg)
+        self.status, self.body = status, {"code": code, "msg": msg}
+
+
+def _mandatory(name: str) -> _Refused:
+    return _Refused(400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+
+
+def _not_required(name: str) -> _Refused:
+    return _Refused(400, -1106, f"Parameter '{name}' sent when not required.")
+
+
+def _illegal(name: str, legal: str) -> _Refused:
+    return _Refused(400, -1100, f"Illegal characters found in parameter '{name}'; legal range is '{legal}'.")
+
+
+UNKNOWN_ORDER_CANCEL = (400, {"code": -2011, "msg": "Unknown order sent."})
+UNKNOWN_ORDER_QUERY = (400, {"code": -2013, "msg": "Order does not exist."})
+WOULD_TAKE = (400, {"code": -2010, "msg": "Order would immediately match and take."})
+NO_FUNDS = (400, {"code": -2010, "msg": "Account has insufficient balance for requested action."})
+DUPLICATE = (400, {"code": -2010, "msg": "Duplicate order sent."})
+
+
+def load_api_keys(path: str | None = None, environ: Mapping[str, str] = os.environ) -> ApiKeys:
+    """The venue's keys from a keys file (see the module doc) and/or the environment pair."""
+    keys = ApiKeys()
+    if path:
+        file = Path(path)
+        mode = file.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ValueError(f"{path}: readable by group or others (mode {stat.S_IMODE(mode):o}); chmod 600 it")
+        for n, line in enumerate(file.read_text().splitlines(), 1):
+            words = line.split("#", 1)[0].split()
+            if not words:
+                continue
+            if len(words) != 3 or words[1] not in ("hmac", "ed25519"):
+                raise ValueError(f"{path}:{n}: not 'KEY hmac SECRET' or 'KEY ed25519 PEM_FILE'")
+            try:
+                if words[1] == "hmac":
+                    keys.add_hmac(words[0], words[2])
+                else:
+                    keys.add_ed25519(words[0], (file.parent / words[2]).read_bytes())
+            except (ValueError, OSError) as exc:      # never the line itself: it holds a secret
+                raise ValueError(f"{path}:{n}: {exc}") from None
+    if environ.get(KEYS_ENV) or environ.get(SECRET_ENV):
+        if not (environ.get(KEYS_ENV) and environ.get(SECRET_ENV)):
+            raise ValueError(f"{KEYS_ENV} and {SECRET_ENV} go together")
+        keys.add_hmac(environ[KEYS_ENV], environ[SECRET_ENV])
+    return keys
+
+
+@dataclasses.dataclass
+class _OrderInfo:
+    """What Binance says of an order that the matcher does not keep."""
+    order_id: int
+    symbol: str
+    client_id: str
+    side: str
+    type: str
+    tif: str
+    price: Decimal
+    qty: Decimal
+    time_ms: int
+    update_ms: int
+    instrument_id: int
+
+
+@dataclasses.dataclass
+class _Symbol:
+    source: bytes           # the exchangeInfo body the filters came from (a filter fault replaces it)
+    filters: SymbolFilters
+    doc: dict
+    instrument_id: int
+    book_id: int = -1       # the venue book's lastUpdateId last given to the matcher
+
+
+class BinanceSpotOrders:
+    """One spot account on the simulated venue, taking orders by signed REST."""
+
+    def __init__(self, keys: ApiKeys, exchange_info: Callable[[], bytes | None],
+                 depth: Callable[[str, int], dict | None], model: FillModel | None = None,
+                 balances: dict[str, int] | None = None, clock: Callable[[], float] = time.time):
+        self.keys = keys
+        self.exchange_info = exchange_info      # the spot exchangeInfo body the venue serves now
+        self.depth = depth                      # (symbol, limit) -> the depth document the venue serves now
+        fees = model or FillModel()
+        self.model = dataclasses.replace(fees, latency_ns=0, latency_jitter_ns=0, queue_position=False)
+        self.clock = clock
+        self.table = InstrumentTable("binance")
+        self.account = SimAccount(balances)
+        self.matcher = SimMatcher(self.table, self.model, self.account)
+        self.symbols: dict[str, _Symbol] = {}
+        self.orders: dict[int, _OrderInfo] = {}
+        self.by_client_id: dict[tuple[str, str], int] = {}      # (symbol, clientOrderId) -> latest orderId
+        self._next_id = 0
+        self._weight = (0, 0)                   # (minute, weight used in it)
+        self._orders_10s = (0, 0)
+        self._orders_1d = (0, 0)
+        self._info_cache: tuple[bytes, dict] | None = None
+
+    # -- entry ------------------------------------------------------------------------------------
+    def request(self, method: str, path: str, query: str, headers: Mapping[str, str],
+                body: str = "") -> tuple[int, bytes] | None:
+        """The answer to a /api/v3 request, or None for an endpoint the venue answers itself
+        (exchangeInfo, depth: their weight is counted here all the same)."""
+        now_ms = self.clock() * 1000
+        endpoint = path[len("/api/v3/"):]
+        params = dict(parse_qsl(body, keep_blank_values=True))
+        params.update(parse_qsl(query, keep_blank_values=True))         # the query string wins
+        self._count(method, endpoint, params, now_ms)
+        if endpoint == "time" and method == "GET":
+            return 200, orjson.dumps({"serverTime": int(now_ms)})
+        if (method, endpoint) not in _SIGNED:
+            return None
+        try:
+            refusal = check_signed(self.keys, method, query, body, headers, now_ms)
+            if refusal is not None:
+                return refusal[0], orjson.dumps(refusal[1])
+            if method == "POST":
+                self._orders_10s = self._bump(self._orders_10s, int(now_ms) // 10_000, 1)
+                self._orders_1d = self._bump(self._orders_1d, int(now_ms) // 86_400_000, 1)
+            handler = getattr(self, f"_{method.lower()}_{endpoint}")
+            status, body = handler(params, int(now_ms))
+        except _Refused as refused:
+            status, body = refused.status, refused.body
+        return status, orjson.dumps(body)
+
+    def rate_headers(self) -> dict[str, str]:
+        now_ms = int(self.clock() * 1000)
+        used = lambda counter, window: counter[1] if counter[0] == now_ms // window else 0     # noqa: E731
+        return {"X-MBX-USED-WEIGHT-1M": str(used(self._weight, 60_000)),
+                "X-MBX-ORDER-COUNT-10S": str(used(self._orders_10s, 10_000)),
+                "X-MBX-ORDER-COUNT-1D": str(used(self._orders_1d, 86_400_000))}
+
+    @staticmethod
+    def _bump(counter, window, amount):
+        return (window, (counter[1] if counter[0] == window else 0) + amount)
+
+    def _count(self, method, endpoint, params, now_ms):
+        weight = WEIGHTS.get((method, endpoint), 1)
+        if endpoint == "depth":
+            limit = int(params.get("limit") or 100) if (params.get("limit") or "100").isdigit() else 100
+            weight = 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+        elif endpoint == "openOrders" and method == "GET":
+            weight = 6 if params.get("symbol") else 80
+        elif endpoint == "myTrades" and params.get("orderId"):
+            weight = 5
+        self._weight = self._bump(self._weight, int(now_ms) // 60_000, weight)
+
+    # -- symbols and the book ------------------------------------------------------------------------
+    def _symbol(self, params, required=True) -> _Symbol | None:
+        name = params.get("symbol", "")
+        if not name:
+            if required:
+                raise _mandatory("symbol")
+            return None
+        body = self.exchange_info()
+        known = self.symbols.get(name)
+        if known is not None and known.source is body:
+            return known
+        if body is None:
+            raise _Refused(400, -1121, "Invalid symbol.")
+        if self._info_cache is None or self._info_cache[0] is not body:
+            doc = orjson.loads(body)
+            self._info_cache = (body, {s.get("symbol"): s for s in doc.get("symbols", ())})
+        entry = self._info_cache[1].get(name)
+        if entry is None:
+            raise _Refused(400, -1121, "Invalid symbol.")
+        instruments, skipped = instruments_from_exchange_info({"symbols": [entry]}, SPOT)
+        if not instruments:
+            raise _Refused(400, -1121, "Invalid symbol.")
+        (inst,) = merge_instruments(self.table, instruments)
+        sym = _Symbol(body, SymbolFilters.from_exchange_info(entry, SPOT), entry, inst.instrument_id,
+                      known.book_id if known else -1)
+        self.symbols[name] = sym
+        return sym
+
+    def _refresh(self, sym: _Symbol, now_ms: int):
+        """Give the matcher the venue's book when it has moved; resting orders it crosses fill."""
+        doc = self.depth(sym.filters.symbol, BOOK_LEVELS)
+        if doc is None or doc.get("lastUpdateId") == sym.book_id:
+            return
+        sym.book_id = doc.get("lastUpdateId")
+        inst = self.table[sym.instrument_id]
+        levels = lambda side: [(to_raw(p, inst.price_precision, exact=False),           # noqa: E731
+                                to_raw(q, inst.size_precision, exact=False)) for p, q in doc.get(side, ())]
+        self.matcher.on_book(sym.instrument_id, levels("bids"), levels("asks"), now_ms * 1_000_000)
+        self._settle(now_ms)
+
+    def _refresh_all(self, now_ms: int, only: _Symbol | None = None):
+        wanted = [only] if only is not None else [self.symbols[name] for name in
+                                                  {self.orders[o.client_order_id].symbol
+                                                   for o in self.matcher.resting.values()}]
+        for sym in wanted:
+            self._refresh(sym, now_ms)
+
+    def _settle(self, now_ms: int):
+        for report in self.matcher.advance(now_ms * 1_000_000):
+            info = self.orders.get(report.client_order_id)
+            if info is not None:
+                info.update_ms = report.ts_exchange // 1_000_000
+
+    def _reference(self, sym: _Symbol) -> Decimal | None:
+        """The price MIN_NOTIONAL prices a market order at and PERCENT_PRICE bands around: Binance
+        uses its average price; here the mid of the venue's book (else the last trade seen)."""
+        m = self.matcher.market(sym.instrument_id)
+        inst = self.table[sym.instrument_id]
+        if m.bid and m.ask:
+            return from_raw(m.bid + m.ask, inst.price_precision) / 2
+        return from_raw(m.last, inst.price_precision) if m.last else None
+
+    # -- new orders -----------------------------------------------------------------------------------
+    def _post_order(self, params, now_ms):
+        sym = self._symbol(params)
+        side = params.get("side", "")
+        kind = params.get("type", "")
+        if not side:
+            raise _mandatory("side")
+        if side not in ("BUY", "SELL"):
+            raise _Refused(400, -1117, "Invalid side.")
+        if not kind:
+            raise _mandatory("type")
+        if kind not in _TYPES:
+            if kind in _UNSUPPORTED_TYPES:
+                raise _Refused(400, -1013, f"venue-sim takes no {kind} orders yet.")
+            raise _Refused(400, -1116, "Invalid orderType.")
+        if "quoteOrderQty" in params:
+            raise _Refused(400, -1013, "venue-sim takes no quoteOrderQty orders yet.")
+        qty = self._number(params, "quantity")
+        if qty is None:
+            if kind == "MARKET":
+                raise _Refused(400, -1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were "
+                                           "empty/null!")
+            raise _mandatory("quantity")
+        price = self._number(params, "price")
+        tif = params.get("timeInForce")
+        if kind == "LIMIT":
+            if price is None:
+                raise _mandatory("price")
+            if not tif:
+                raise _mandatory("timeInForce")
+            if tif not in ("GTC", "IOC", "FOK"):
+                raise _Refused(400, -1115, "Invalid timeInForce.")
+        elif kind == "LIMIT_MAKER":
+            if price is None:
+                raise _mandatory("price")
+            if tif:
+                raise _not_required("timeInForce")
+        else:
+            if price is not None:
+                raise _not_required("price")
+            if tif:
+                raise _not_required("timeInForce")
+        resp_type = params.get("newOrderRespType") or ("FULL" if kind in ("LIMIT", "MARKET") else "ACK")
+        if resp_type not in ("ACK", "RESULT", "FULL"):
+            raise _illegal("newOrderRespType", "ACK, RESULT, FULL")
+        client_id = params.get("newClientOrderId") or self._new_client_id()
+        if not (len(client_id) <= 36 and set(client_id) <= _ID_CHARS):
+            raise _illegal("newClientOrderId", _CLIENT_ID)
+
+        self._refresh(sym, now_ms)
+        open_here = [o for o in self.matcher.resting.values() if o.instrument_id == sym.instrument_id]
+        failure = check_new_order(sym.filters, side, kind, price, qty, self._reference(sym), len(open_here))
+        if failure is not None:
+            return 400, failure
+        previous = self.by_client_id.get((sym.filters.symbol, client_id))
+        if previous is not None and self._matcher_order(previous).status not in _DONE:
+            return DUPLICATE
+        inst = self.table[sym.instrument_id]
+        price_raw = inst.price_to_raw(price) if price is not None else 0
+        qty_raw = inst.qty_to_raw(qty)
+        if not self._funded(inst, side, price_raw, qty_raw):
+            return NO_FUNDS
+
+        self._next_id += 1
+        order_id = self._next_id
+        order_type = {"MARKET": OrderType.MARKET, "LIMIT_MAKER": OrderType.POST_ONLY}.get(
+            kind, {"GTC": OrderType.LIMIT, "IOC": OrderType.IOC, "FOK": OrderType.FOK}.get(tif))
+        info = _OrderInfo(order_id, sym.filters.symbol, client_id, side, kind, tif or "GTC", price or Decimal(0),
+                          qty, now_ms, now_ms, sym.instrument_id)
+        self.orders[order_id] = info
+        fills_before = len(self.matcher.fills)
+        self.matcher.submit(Order(strategy_id=STRATEGY, client_order_id=order_id, instrument_id=sym.instrument_id,
+                                  action=OrderAction.NEW, side=Side.BUY if side == "BUY" else Side.SELL,
+                                  order_type=order_type, price=price_raw, qty=qty_raw), now_ms * 1_000_000)
+        self._settle(now_ms)
+        o = self._matcher_order(order_id)
+        if o.status == OrderStatus.REJECTED:            # a LIMIT_MAKER that would cross: no order at all
+            del self.orders[order_id]
+            return WOULD_TAKE
+        self.by_client_id[(info.symbol, client_id)] = order_id
+        body = {"symbol": info.symbol, "orderId": order_id, "orderListId": -1, "clientOrderId": client_id,
+                "transactTime": now_ms}
+        if resp_type == "ACK":
+            return 200, body
+        body.update(self._state(info, with_time=False))
+        body["workingTime"] = now_ms
+        body["selfTradePreventionMode"] = "NONE"
+        if resp_type == "FULL":
+            body["fills"] = [self._fill_doc(f, inst) for f in self.matcher.fills[fills_before:]
+                             if f["client_order_id"] == order_id]
+        return 200, body
+
+    def _number(self, params, name) -> Decimal | None:
+        text = params.get(name)
+        if text is None or text == "":
+            return None
+        whole, dot, frac = text.partition(".")
+        if not (whole.isdigit() and whole.isascii() and len(whole) <= 20
+                and (not dot or (frac.isdigit() and frac.isascii() and len(frac) <= 20))):
+            raise _illegal(name, _NUMBER)
+        return Decimal(text)
+
+    @staticmethod
+    def _new_client_id() -> str:
+        alphabet = string.ascii_letters + string.digits
+        return "".join(secrets.choice(alphabet) for _ in range(22))
+
+    def _funded(self, inst, side, price_raw, qty_raw) -> bool:
+        """Whether the account's free balance covers the order: the quote at its price (a market buy:
+        at the book it would walk), the base for a sell."""
+        free = self._free()
+        if side == "SELL":
+            return qty_raw * 10**ACCOUNT_PRECISION // 10**inst.size_precision <= free.get(inst.base, 0)
+        if price_raw:
+            cost = self._notional(inst, price_raw, qty_raw)
+        else:
+            cost, left = 0, qty_raw
+            for p, q in self.matcher.market(inst.instrument_id).asks:
+                take = min(q, left)
+                cost, left = cost + self._notional(inst, p, take), left - take
+                if not left:
+                    break
+        return cost <= free.get(inst.quote, 0)
+
+    @staticmethod
+    def _notional(inst, price_raw, qty_raw) -> int:
+        """price * qty in the quote asset at account precision, rounded up (what an order locks)."""
+        return -(-price_raw * qty_raw * 10**ACCOUNT_PRECISION // 10**(inst.price_precision + inst.size_precision))
+
+    def _locked(self) -> dict[str, int]:
+        locked: dict[str, int] = {}
+        for o in self.matcher.resting.values():
+            inst = self.table[o.instrument_id]
+            if o.side == Side.BUY:
+                asset, amount = inst.quote, self._notional(inst, o.price, o.leaves)
+            else:
+                asset, amount = inst.base, o.leaves * 10**ACCOUNT_PRECISION // 10**inst.size_precision
+            locked[asset] = locked.get(asset, 0) + amount
+        return locked
+
+    def _free(self) -> dict[str, int]:
+        locked = self._locked()
+        return {a: v - locked.get(a, 0) for a, v in self.account.balances.items()}
+
+    # -- orders' state --------------------------------------------------------------------------------
+    def _matcher_order(self, order_id):
+        return self.matcher.orders[(STRATEGY, order_id)]
+
+    def _find(self, params, unknown) -> _OrderInfo:
+        sym = self._symbol(params)
+        order_id, client_id = params.get("orderId"), params.get("origClientOrderId")
+        if not order_id and not client_id:
+            raise _Refused(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were "
+                                       "empty/null!")
+        if order_id:
+            if not order_id.isdigit():
+                raise _mandatory("orderId")
+            info = self.orders.get(int(order_id))
+            if info is not None and client_id and info.client_id != client_id:
+                info = None
+        else:
+            info = self.orders.get(self.by_client_id.get((sym.filters.symbol, client_id), 0))
+        if info is None or info.symbol != sym.filters.symbol:
+            raise _Refused(unknown[0], unknown[1]["code"], unknown[1]["msg"])
+        return info
+
+    def _state(self, info: _OrderInfo, with_time=True) -> dict:
+        inst = self.table[info.instrument_id]
+        o = self._matcher_order(info.order_id)
+        quote = sum(from_raw(f["price"], inst.price_precision) * from_raw(f["qty"], inst.size_precision)
+                    for f in self.matcher.fills if f["client_order_id"] == info.order_id)
+        doc = {"symbol": info.symbol, "orderId": info.order_id, "orderListId": -1, "clientOrderId": info.client_id,
+               "price": self._price(inst, info.price), "origQty": self._qty(inst, info.qty),
+               "executedQty": self._qty(inst, from_raw(o.cum_qty, inst.size_precision)),
+               "origQuoteOrderQty": self._price(inst, Decimal(0)),
+               "cummulativeQuoteQty": self._price(inst, Decimal(quote)),
+               "status": _STATUS[o.status], "timeInForce": info.tif, "type": info.type, "side": info.side}
+        if with_time:
+            doc.update({"stopPrice": self._price(inst, Decimal(0)), "icebergQty": self._qty(inst, Decimal(0)),
+                        "time": info.time_ms, "updateTime": info.update_ms, "isWorking": True,
+                        "workingTime": info.time_ms, "origQuoteOrderQty": self._price(inst, Decimal(0)),
+                        "selfTradePreventionMode": "NONE"})
+        return doc
+
+    @staticmethod
+    def _price(inst, value: Decimal) -> str:
+        return format(value.quantize(Decimal(1).scaleb(-inst.price_precision)), "f")
+
+    @staticmethod
+    def _qty(inst, value: Decimal) -> str:
+        return format(value.quantize(Decimal(1).scaleb(-inst.size_precision)), "f")
+
+    def _fill_doc(self, f, inst) -> dict:
+        return {"price": self._price(inst, from_raw(f["price"], inst.price_precision)),
+                "qty": self._qty(inst, from_raw(f["qty"], inst.size_precision)),
+                "commission": format(from_raw(f["fee"], ACCOUNT_PRECISION), "f"), "commissionAsset": inst.quote,
+                "tradeId": f["trade_id"]}
+
+    def _next_client_seq(self) -> int:
+        # a cancel request needs an id of its own in the matcher's ledger; orderIds and these never meet
+        self._next_id += 1
+        return self._next_id
+
+    # -- endpoints ------------------------------------------------------------------------------------
+    def _delete_order(self, params, now_ms):
+        sym = self._symbol(params)
+        self._refresh(sym, now_ms)
+        info = self._find(params, UNKNOWN_ORDER_CANCEL)
+        if (STRATEGY, info.order_id) not in self.matcher.resting:
+            return UNKNOWN_ORDER_CANCEL
+        return 200, self._cancel_doc(info, params, now_ms)
+
+    def _cancel_doc(self, info, params, now_ms):
+        client_id = params.get("newClientOrderId") or self._new_client_id()
+        o = self._matcher_order(info.order_id)
+        self.matcher.submit(Order(strategy_id=STRATEGY, client_order_id=self._next_client_seq(),
+                                  target_order_id=info.order_id, instrument_id=info.instrument_id,
+                                  action=OrderAction.CANCEL, side=o.side, order_type=o.order_type),
+                            now_ms * 1_000_000)
+        self._settle(now_ms)
+        state = self._state(info, with_time=False)
+        return {"symbol": info.symbol, "origClientOrderId": info.client_id, "orderId": info.order_id,
+                "orderListId": -1, "clientOrderId": client_id, "transactTime": now_ms,
+                **{k: state[k] for k in ("price", "origQty", "executedQty", "origQuoteOrderQty",
+                                         "cummulativeQuoteQty", "status", "timeInForce", "type", "side")},
+                "selfTradePreventionMode": "NONE"}
+
+    def _get_order(self, params, now_ms):
+        sym = self._symbol(params)
+        self._refresh(sym, now_ms)
+        return 200, self._state(self._find(params, UNKNOWN_ORDER_QUERY))
+
+    def _get_openOrders(self, params, now_ms):  # noqa: N802 (Binance's endpoint name)
+        sym = self._symbol(params, required=False)
+        self._refresh_all(now_ms, sym)
+        open_ids = sorted(o.client_order_id for o in self.matcher.resting.values()
+                          if sym is None or o.instrument_id == sym.instrument_id)
+        return 200, [self._state(self.orders[i]) for i in open_ids]
+
+    def _delete_openOrders(self, params, now_ms):  # noqa: N802
+        sym = self._symbol(params)
+        self._refresh(sym, now_ms)
+        open_ids = sorted(o.client_order_id for o in self.matcher.resting.values()
+                          if o.instrument_id == sym.instrument_id)
+        if not open_ids:
+            return UNKNOWN_ORDER_CANCEL
+        return 200, [self._cancel_doc(self.orders[i], {}, now_ms) for i in open_ids]
+
+    def _get_account(self, params, now_ms):
+        self._refresh_all(now_ms)
+        locked, m = self._locked(), self.model
+        assets = sorted(set(self.account.balances) | set(locked))
+        text = lambda raw: format(from_raw(raw, ACCOUNT_PRECISION), "f")      # noqa: E731
+        rate = lambda ppm: format(Decimal(ppm).scaleb(-6).quantize(Decimal("1e-8")), "f")    # noqa: E731
+        return 200, {
+            "makerCommission": m.maker_fee_ppm // 100, "takerCommission": m.taker_fee_ppm // 100,
+            "buyerCommission": 0, "sellerCommission": 0,
+            "commissionRates": {"maker": rate(m.maker_fee_ppm), "taker": rate(m.taker_fee_ppm),
+                                "buyer": rate(0), "seller": rate(0)},
+            "canTrade": True, "canWithdraw": True, "canDeposit": True, "brokered": False,
+            "requireSelfTradePrevention": False, "preventSor": False, "updateTime": now_ms,
+            "accountType": "SPOT",
+            "balances": [{"asset": a, "free": text(self.account.balances.get(a, 0) - locked.get(a, 0)),
+                          "locked": text(locked.get(a, 0))} for a in assets],
+            "permissions": ["SPOT"], "uid": 1}
+
+    def _get_myTrades(self, params, now_ms):  # noqa: N802
+        sym = self._symbol(params)
+        self._refresh(sym, now_ms)
+        inst = self.table[sym.instrument_id]
+        bounds = {}
+        for name in ("orderId", "startTime", "endTime", "fromId", "limit"):
+            value = params.get(name)
+            if value:
+                if not value.isdigit():
+                    raise _mandatory(name)
+                bounds[name] = int(value)
+        limit = min(bounds.get("limit", 500), 1000)
+        out = []
+        for f in self.matcher.fills:
+            info = self.orders.get(f["client_order_id"])
+            if info is None or info.symbol != sym.filters.symbol:
+                continue
+            at_ms = f["ts"] // 1_000_000
+            if ("orderId" in bounds and info.order_id != bounds["orderId"]) \
+                    or at_ms < bounds.get("startTime", 0) or at_ms > bounds.get("endTime", at_ms) \
+                    or f["trade_id"] < bounds.get("fromId", 0):
+                continue
+            price, qty = from_raw(f["price"], inst.price_precision), from_raw(f["qty"], inst.size_precision)
+            out.append({"symbol": info.symbol, "id": f["trade_id"], "orderId": info.order_id, "orderListId": -1,
+                        "price": self._price(inst, price), "qty": self._qty(inst, qty),
+                        "quoteQty": self._price(inst, price * qty),
+                        "commission": format(from_raw(f["fee"], ACCOUNT_PRECISION), "f"),
+                        "commissionAsset": inst.quote, "time": at_ms, "isBuyer": info.side == "BUY",
+                        "isMaker": f["liquidity"] == Liquidity.MAKER, "isBestMatch": True})
+        return 200, out[:limit]
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+            413: "Payload Too Large", 500: "Internal Server Error"}
+MAX_REQUEST = 64 << 10
+
+
+class RestServer(asyncio.Protocol):
+    """HTTP/1.1 on a port of its own for /api/v3 (all methods) and /_sim, keep-alive, one request at a
+    time per connection. `fallback(path, query)` answers what the order entry does not (exchangeInfo,
+    depth, /_sim/...), as the venue's main port does."""
+
+    def __init__(self, orders: BinanceSpotOrders, fallback: Callable[[str, dict], tuple[int, bytes]]):
+        self.orders, self.fallback = orders, fallback
+        self.buffer = bytearray()
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buffer) > MAX_REQUEST:
+                    self._send(413, b'{"code":-1,"msg":"request too large"}', {}, close=True)
+                return
+            head = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+            try:
+                method, target, _version = head[0].split(" ")
+                headers = {}
+                for line in head[1:]:
+                    name, _, value = line.partition(":")
+                    headers[name.strip().title()] = value.strip()
+                length = int(headers.get("Content-Length") or 0)
+            except ValueError:
+                self._send(400, b'{"code":-1,"msg":"malformed HTTP request"}', {}, close=True)
+                return
+            if end + 4 + length > len(self.buffer):
+                return                  # the body is still on its way
+            body = bytes(self.buffer[end + 4:end + 4 + length]).decode("latin-1")
+            del self.buffer[:end + 4 + length]
+            self._answer(method, target, headers, body)
+            if self.transport is None or self.transport.is_closing():
+                return
+
+    def _answer(self, method, target, headers, body):
+        path, _, query = target.partition("?")
+        extra = {}
+        answer = None
+        if path.startswith("/api/v3/"):
+            try:
+                answer = self.orders.request(method, path, query, headers, body)
+            except Exception:       # a bug of ours: Binance's -1000 and the traceback in the log, not a hang
+                log.exception("%s %s", method, path)
+                answer = 500, b'{"code":-1000,"msg":"An unknown error occurred while processing the request."}'
+            extra = self.orders.rate_headers()
+        if answer is None:
+            if method != "GET":
+                answer = 405, b'{"code":-1,"msg":"unknown path or method"}'
+            else:
+                answer = self.fallback(path, dict(parse_qsl(query)))
+        self._send(answer[0], answer[1], extra, close=headers.get("Connection", "").lower() == "close")
+
+    def _send(self, status, body, extra, close=False):
+        head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", "Content-Type: application/json",
+                f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in extra.items())]
+        if close:
+            head.append("Connection: close")
+        self.transport.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        if close:
+            self.transport.close()
