@@ -1,17 +1,18 @@
 """Binance error bodies and HTTP statuses -> reject, resync-and-retry, unknown result, back off or halt.
 
-Real bodies from ../shared/data/binance/rest_error_bodies.jsonl, then the documented tables (spot
-errors.md, USDS-M futures error-code page, HTTP return codes, WebSocket API response format)."""
+Real bodies from the sample data's binance/rest_error_bodies.jsonl (data/, or $TTQ_SAMPLE_DATA),
+then the documented tables (spot errors.md, USDS-M futures error-code page, HTTP return codes,
+WebSocket API response format)."""
 import json
-from pathlib import Path
 
 import pytest
 
 from ttquant.core.records import RejectCode as R
+from ttquant.core.sim.captures import sample_data_dir
 from ttquant.core.venues.binance.errors import Action as A
 from ttquant.core.venues.binance.errors import classify, classify_batch, parse_retry_after
 
-BODIES = Path(__file__).resolve().parents[5] / "shared" / "data" / "binance" / "rest_error_bodies.jsonl"
+BODIES = sample_data_dir() / "binance" / "rest_error_bodies.jsonl"
 
 
 def _rows():

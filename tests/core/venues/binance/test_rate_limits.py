@@ -2,13 +2,13 @@
 and the rate a token bucket may allow; with an injected clock, so every wait is exact."""
 import json
 import logging
-from pathlib import Path
 
 import pytest
 
+from ttquant.core.sim.captures import sample_data_dir
 from ttquant.core.venues.binance.rate_limits import DEFAULT_BACKOFF_S, RateLimit, RateLimits
 
-DATA = Path(__file__).resolve().parents[5] / "shared" / "data" / "binance"
+DATA = sample_data_dir() / "binance"
 
 
 def _exchange_info(name):

@@ -1,14 +1,15 @@
 """Binance order bodies -> VenueReport / VenueOrder / VenueFill, exactly: the recorded answers in
-../shared/data/binance/rest_order_responses.json and the documented FULL answer in docs_shapes/."""
+the sample data's binance/rest_order_responses.json (data/, or $TTQ_SAMPLE_DATA) and the
+documented FULL answer (binance/spot_new_order_full_response.json)."""
 import json
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from ttquant.core.gateway.risk_config import ACCOUNT_PRECISION as GATEWAY_ACCOUNT_PRECISION
 from ttquant.core.instruments import Instrument, MarketType
 from ttquant.core.records import Liquidity, OrderStatus, Side
+from ttquant.core.sim.captures import sample_data_dir
 from ttquant.core.venues.base import VenueFill, VenueOrder, VenueReport
 from ttquant.core.venues.binance.responses import (
     ACCOUNT_PRECISION,
@@ -23,7 +24,7 @@ from ttquant.core.venues.binance.responses import (
     venue_order,
 )
 
-DATA = Path(__file__).resolve().parents[5] / "shared" / "data" / "binance"
+DATA = sample_data_dir() / "binance"
 S = OrderStatus
 
 
@@ -66,7 +67,7 @@ def test_client_order_ids_out_of_range_are_refused():
 
 
 def test_the_documented_full_answer_gives_one_report_per_fill_exactly():
-    body = _load("docs_shapes/spot_http_json_new_order_full_response.json")
+    body = _load("spot_new_order_full_response.json")
     btc = inst("BTCUSDT", price_precision=2, size_precision=5)
     reports = order_reports(body, btc, ids=(7, 42))
     ts = 1507725176595 * 1_000_000
@@ -189,7 +190,7 @@ def test_a_fill_paid_in_bnb_is_reported_with_no_fee_and_a_warning(caplog):
 
 
 def test_fills_that_do_not_add_up_to_the_executed_quantity_are_an_error():
-    body = _load("docs_shapes/spot_http_json_new_order_full_response.json")
+    body = _load("spot_new_order_full_response.json")
     with pytest.raises(ResponseError, match="add up"):
         order_reports({**body, "executedQty": "9.00000000"}, inst("BTCUSDT", size_precision=5), ids=(7, 42))
 

@@ -8,7 +8,6 @@ import threading
 import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ttquant.core.instruments import Instrument, MarketType
 from ttquant.core.records import Order, OrderAction, OrderStatus, OrderType, Side
 from ttquant.core.sim.binance_auth import ApiKeys, check_signed
+from ttquant.core.sim.captures import sample_data_dir
 from ttquant.core.venues.binance import rest as rest_module
 from ttquant.core.venues.binance.credentials import ApiCredentials
 from ttquant.core.venues.binance.errors import Action
@@ -41,7 +41,7 @@ ED_PRIVATE = Ed25519PrivateKey.generate()
 ED_PEM = ED_PRIVATE.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                   serialization.NoEncryption())
 
-DATA = Path(__file__).resolve().parents[5] / "shared" / "data" / "binance"
+DATA = sample_data_dir() / "binance"
 SPOT_INFO = json.loads((DATA / "cryptofeed_spot_exchangeinfo.0").read_text().split(": ", 1)[1].splitlines()[0])
 
 BTC = Instrument(instrument_id=1, venue="binance", symbol="BTCUSDT", market_type=MarketType.SPOT, base="BTC",
