@@ -352,12 +352,15 @@ def cmd_venue_sim(args) -> int:
             "--wait-clients", str(args.wait_clients), "--max-gap", str(args.max_gap)]
     argv += ["--market", args.market] if args.market else []
     argv += ["--loop"] if args.loop else []
+    # the account and fees serve both ways in: the gateway's rings (--orders) and signed REST
+    argv += ["--maker-fee-bps", str(args.maker_fee_bps), "--taker-fee-bps", str(args.taker_fee_bps),
+             "--rest-port", str(args.rest_port)]
+    argv += ["--balances", args.balances] if args.balances else []
+    argv += ["--api-keys", args.api_keys] if args.api_keys else []
     if args.orders:
-        argv += ["--orders", args.orders, "--maker-fee-bps", str(args.maker_fee_bps),
-                 "--taker-fee-bps", str(args.taker_fee_bps), "--slippage-bps", str(args.slippage_bps),
+        argv += ["--orders", args.orders, "--slippage-bps", str(args.slippage_bps),
                  "--latency-ms", str(args.latency_ms), "--latency-jitter-ms", str(args.latency_jitter_ms)]
         argv += ["--no-queue"] if args.no_queue else []
-        argv += ["--balances", args.balances] if args.balances else []
     return venue_main(argv)
 
 
@@ -666,6 +669,12 @@ def build_parser() -> argparse.ArgumentParser:
     orders.add_argument("--balances", metavar="ASSET=AMOUNT,...", default="",
                         help="the account's starting balances, e.g. USDT=100000,BTC=2 (fills move them; the "
                              "gateway takes them on start); none: the gateway keeps risk.toml's")
+    rest = sim_binance.add_argument_group("Binance's signed REST order entry (/api/v3)")
+    rest.add_argument("--rest-port", type=int, default=0,
+                      help="its port (default 0: a free one, printed on the first line)")
+    rest.add_argument("--api-keys", metavar="FILE", default=None,
+                      help="the accounts' API keys, one per line: KEY hmac SECRET or KEY ed25519 PEM_FILE (mode "
+                           "0600; or $TTQ_SIM_BINANCE_API_KEY / $TTQ_SIM_BINANCE_API_SECRET)")
     sim_binance.set_defaults(func=cmd_venue_sim)
 
     gateway = sub.add_parser("gateway", help="run a gateway: orders checked, journaled, sent",

@@ -24,7 +24,6 @@ from ttq_testing import Children, wait_for
 
 KEY, SECRET = "simKey1", "simSecret1"
 ED_KEY = "simKeyEd"
-VENUE_MAIN = "import sys; from ttquant.core.sim.binance_venue import main; sys.exit(main(sys.argv[1:]))"
 
 
 class Venue:
@@ -83,9 +82,7 @@ def running_venue(root, ed_signer):
     log = root / "venue.log"
     kids = Children()
     try:
-        # the venue's own entry point: `ttquant venue-sim binance` (core/cli.py) does not forward
-        # --api-keys yet, nor --balances and the fees without --orders
-        kids.start("-c", VENUE_MAIN, "--port", "0", "--speed", "0", "--api-keys", keys,
+        kids.start("-m", "ttquant.core.cli", "venue-sim", "binance", "--port", "0", "--speed", "0", "--api-keys", keys,
                    "--balances", "USDT=500000,BTC=1", "--maker-fee-bps", "2", "--taker-fee-bps", "5",
                    stdout=log.open("wb"), stderr=subprocess.STDOUT)
         first = wait_for(lambda: log.read_text().partition("\n")[1] and log.read_text().partition("\n")[0],
