@@ -31,14 +31,30 @@ class GatewayRings(Table):
 
 
 class AdapterTable(Table):
-    kind: str = "sim"                   # sim (the simulated venue) | dry (takes every order, fills none)
+    kind: str = "sim"                   # sim (the simulated venue) | dry (takes every order, fills none) | binance
     http_url: str = ""                  # sim: the simulated venue's http://host:port
+    environment: str = "live"           # binance: live | testnet | custom (rest_url)
+    rest_url: str = ""                  # binance, custom: the REST base URL, http(s)://host[:port]
+    market: str = "spot"                # binance: spot (USDT-M futures later)
+    credentials: str = "binance"        # binance: a systemd credential's name, or a path to a 0600 file
+    recv_window_ms: int = 5000          # binance: how late a signed request may arrive (recvWindow)
 
     def __post_init__(self):
         if self.kind not in ADAPTERS:
             raise ValueError(f"kind: one of {', '.join(ADAPTERS)}, got {self.kind!r}")
         if self.kind == "sim" and not self.http_url.startswith("http://"):
             raise ValueError(f"http_url: the simulated venue's http://host:port, got {self.http_url!r}")
+        if self.kind == "binance":
+            if self.environment not in ("live", "testnet", "custom"):
+                raise ValueError(f"environment: live, testnet or custom, got {self.environment!r}")
+            if self.environment == "custom" and not self.rest_url.startswith(("http://", "https://")):
+                raise ValueError(f"rest_url: environment custom needs http(s)://host[:port], got {self.rest_url!r}")
+            if self.market != "spot":
+                raise ValueError(f"market: spot (the only one so far), got {self.market!r}")
+            if not self.credentials:
+                raise ValueError("credentials: a systemd credential's name or a file's path")
+            if not 0 < self.recv_window_ms <= 60000:
+                raise ValueError(f"recv_window_ms: in 1..60000 (Binance's most), got {self.recv_window_ms}")
 
 
 class JournalTable(Table):
