@@ -13,6 +13,7 @@ __all__ = ["ADAPTERS", "adapter_class"]
 ADAPTERS = {
     "sim": "ttquant.core.venues.sim.adapter:SimVenueAdapter",     # the simulated venue (core/sim)
     "dry": "ttquant.core.venues.dry:DryRunAdapter",               # takes every order, fills none
+    "binance": "ttquant.core.venues.binance.adapter:BinanceAdapter",  # signed REST (core/venues/binance)
 }
 
 

@@ -68,7 +68,7 @@ def test_every_example_is_valid_and_shows_every_key_of_its_schema(role):
     ("md", {"connection": {"backoff_max_s": "30"}}, "connection.backoff_max_s: expected float, got str"),
     ("md", {"connection": {"idle_timeout_s": 0}}, "connection.idle_timeout_s: must be positive, got 0"),
     ("md", {"rings": {"tick_capacity": 1000}}, "rings.tick_capacity: a power of two, got 1000"),
-    ("gateway", {"adapter": {"kind": "binance"}}, "adapter.kind: one of sim, dry"),
+    ("gateway", {"adapter": {"kind": "nyse"}}, "adapter.kind: one of sim, dry, binance, got 'nyse'"),
     ("gateway", {"loop": {"spin": 1}}, "loop.spin: unknown key (known: discover_interval_s, gc, spin_polls, wait)"),
     ("gateway", {"strategies": {"mm": "seven"}}, "strategies.mm: a strategy id in 1..2^32-1, got 'seven'"),
     ("gateway", {"jounral": {"path": "x"}},

@@ -13,12 +13,12 @@ def test_every_registered_adapter_is_a_venue_adapter_of_its_name():
     for kind in ADAPTERS:
         cls = adapter_class(kind)
         assert issubclass(cls, VenueAdapter) and cls.name == kind
-    with pytest.raises(KeyError, match="no venue adapter 'nyse' \\(known: sim, dry\\)"):
+    with pytest.raises(KeyError, match="no venue adapter 'nyse' \\(known: sim, dry, binance\\)"):
         adapter_class("nyse")
 
 
 def test_the_gateway_config_takes_only_registered_adapters(tmp_path):
-    with pytest.raises(ConfigError, match="adapter.*kind: one of sim, dry, got 'nyse'"):
+    with pytest.raises(ConfigError, match="adapter.*kind: one of sim, dry, binance, got 'nyse'"):
         parse_config({"venue": "binance", "adapter": {"kind": "nyse"}}, GatewayConfig, str(tmp_path / "g.toml"),
                      instance="binance")
 
