@@ -104,6 +104,8 @@ def stack(tmp_path_factory):
                            GatewayConfig, str(root / "gateway.toml"), instance="binance")
         runner = Runner()
         adapter = BinanceAdapter.open(cfg, runner)
+        assert runner.waited == [f"md's instrument table {table_path}", f"Binance REST at {venue.base}"]
+        assert adapter.rest.clock.offset_ms is not None and adapter.rest.limits.limits     # exchangeInfo's
         yield venue, table.by_symbol("BTCUSDT"), adapter, root
         assert "Traceback" not in log.read_text(), log.read_text()
     finally:
