@@ -238,3 +238,15 @@ def scrape_metrics(url):
         text = resp.read().decode()
     return {(x.name, tuple(sorted(x.labels.items()))): x.value
             for fam in text_string_to_metric_families(text) for x in fam.samples}
+
+
+def new_ed25519_signer():
+    """An Ed25519Signer over a fresh private key (Binance's recommended key type), for tests of
+    both sides of a signed request."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ttquant.core.venues.binance.signing import Ed25519Signer
+    pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption())
+    return Ed25519Signer(pem)

@@ -5,10 +5,11 @@ from urllib.parse import quote
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ttquant.core.sim.binance_auth import ApiKeys, check_signed, check_ws_params, rest_signature_payload
-from ttquant.core.venues.binance.signing import Ed25519Signer, HmacSigner, sign_ws_params, signed_query
+from ttquant.core.venues.binance.signing import HmacSigner, sign_ws_params, signed_query
+
+from ttq_testing import new_ed25519_signer
 
 # https://developers.binance.com/docs/binance-spot-api-docs/rest-api/request-security (HMAC example)
 DOC_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
@@ -40,9 +41,7 @@ def mandatory(name):
 
 @pytest.fixture(scope="module")
 def ed_signer():
-    pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                     serialization.NoEncryption())
-    return Ed25519Signer(pem)
+    return new_ed25519_signer()
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ from decimal import Decimal
 
 import pytest
 
-from ttquant.core.venues.binance.signing import Ed25519Signer, HmacSigner, signed_query
+from ttquant.core.venues.binance.signing import HmacSigner, signed_query
 
-from ttq_testing import Children, wait_for
+from ttq_testing import Children, new_ed25519_signer, wait_for
 
 KEY, SECRET = "simKey1", "simSecret1"
 ED_KEY = "simKeyEd"
@@ -65,11 +65,7 @@ class Venue:
 
 @pytest.fixture(scope="module")
 def ed_signer():
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                     serialization.NoEncryption())
-    return Ed25519Signer(pem)
+    return new_ed25519_signer()
 
 
 @contextlib.contextmanager
