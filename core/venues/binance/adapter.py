@@ -29,10 +29,11 @@ import queue
 import threading
 import time
 
+from ttquant.core.daemon.runner import EXIT_CONFIG, ServiceError
 from ttquant.core.instruments import InstrumentTable, MarketType, instruments_path
 from ttquant.core.records import OrderAction, OrderStatus, RejectCode
 from ttquant.core.venues.base import VenueAdapter, VenueError, VenueFill, VenueOrder, VenueReport
-from ttquant.core.venues.binance.credentials import load_api_credentials
+from ttquant.core.venues.binance.credentials import CredentialsError, load_api_credentials
 from ttquant.core.venues.binance.rate_limits import RateLimits
 from ttquant.core.venues.binance.responses import (
     ForeignOrder,
@@ -92,10 +93,14 @@ class BinanceAdapter(VenueAdapter):
         measured and its rate limits read from exchangeInfo; the instruments from md's table."""
         a = cfg.adapter
         url = a.rest_url if a.environment == "custom" else REST_URLS[a.environment][a.market]
-        if "/" in a.credentials:    # a path, relative to the config file's directory
-            credentials = load_api_credentials(path=os.path.join(os.path.dirname(cfg.path or "."), a.credentials))
-        else:                       # a systemd credential: $CREDENTIALS_DIRECTORY/<name>
-            credentials = load_api_credentials(a.credentials)
+        try:
+            if "/" in a.credentials:    # a path, relative to the config file's directory
+                credentials = load_api_credentials(path=os.path.join(os.path.dirname(cfg.path or "."),
+                                                                     a.credentials))
+            else:                       # a systemd credential: $CREDENTIALS_DIRECTORY/<name>
+                credentials = load_api_credentials(a.credentials)
+        except CredentialsError as exc:     # names the file and the field, never a value: exit 2
+            raise ServiceError(f"{exc} (adapter.credentials in {cfg.path or 'the config'})", EXIT_CONFIG) from None
         path = instruments_path(cfg.ring_name)
         table = runner.wait_for(f"md's instrument table {path}", lambda: _load_table(path))
         rest = BinanceRest(url, credentials, a.market, recv_window=a.recv_window_ms)
@@ -310,10 +315,9 @@ class BinanceAdapter(VenueAdapter):
     def _ids_of_order(self, inst, order_id: int) -> tuple[int, int] | None:
         key = (inst.symbol, order_id)
         if key not in self._ids_of:
-            # BinanceRest asks by client order id only; a trade names the orderId
-            with self._lock:
-                body = self.rest._request("GET", "order_status", [("symbol", inst.symbol), ("orderId", order_id)])
-            self._ids_of[key] = parse_client_order_id(body.get("clientOrderId"))
+            with self._lock:             # a trade names only the venue's order id
+                body = self.rest.order_by_id(inst.symbol, order_id)
+            self._ids_of[key] = parse_client_order_id(body.get("clientOrderId")) if body is not None else None
         return self._ids_of[key]
 
     def balances(self) -> dict[str, int]:

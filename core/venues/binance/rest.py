@@ -291,6 +291,16 @@ class BinanceRest:
                 return None
             raise
 
+    def order_by_id(self, symbol: str, order_id: int) -> dict | None:
+        """The order by the venue's order id (a trade names only that), or None when it does not
+        know it (-2013)."""
+        try:
+            return self._request("GET", "order_status", [("symbol", symbol), ("orderId", order_id)])
+        except OrderRejected as e:
+            if e.decision is not None and e.decision.code == -2013:
+                return None
+            raise
+
     def open_orders(self, symbol: str | None = None) -> list:
         if symbol is None:
             return self._request("GET", "open_orders_all")

@@ -317,3 +317,18 @@ def test_the_gateway_config_checks_the_binance_keys(tmp_path):
                          ({"recv_window_ms": 60001}, "adapter.recv_window_ms: in 1..60000")):
         with pytest.raises(ConfigError, match=message):
             cfg(**bad)
+
+
+def test_credentials_that_cannot_be_used_stop_the_gateway_as_a_config_error(tmp_path):
+    from ttquant.core.daemon.runner import EXIT_CONFIG, ServiceError
+    path = tmp_path / "binance.toml"
+    write_credentials(path, SECRET)
+    os.chmod(path, 0o640)                   # readable by the group: refused before anything is read
+    cfg = parse_config({"adapter": {"kind": "binance", "environment": "custom", "rest_url": "http://127.0.0.1:9",
+                                    "credentials": "./binance.toml"}},
+                       GatewayConfig, str(tmp_path / "gateway.toml"), instance="binance")
+    with pytest.raises(ServiceError) as err:
+        BinanceAdapter.open(cfg, Runner())
+    assert err.value.code == EXIT_CONFIG
+    text = str(err.value)
+    assert "adapter.credentials" in text and str(path) in text and SECRET not in text
