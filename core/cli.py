@@ -346,22 +346,9 @@ def cmd_md(args) -> int:
 
 
 def cmd_venue_sim(args) -> int:
+    # reached only without options (main hands `venue-sim binance ...` to the venue's own parser)
     from ttquant.core.sim.binance_venue import main as venue_main
-    argv = ["--port", str(args.port), "--speed", str(args.speed),
-            "--ping-interval", str(args.ping_interval), "--replay", args.replay,
-            "--wait-clients", str(args.wait_clients), "--max-gap", str(args.max_gap)]
-    argv += ["--market", args.market] if args.market else []
-    argv += ["--loop"] if args.loop else []
-    # the account and fees serve both ways in: the gateway's rings (--orders) and signed REST
-    argv += ["--maker-fee-bps", str(args.maker_fee_bps), "--taker-fee-bps", str(args.taker_fee_bps),
-             "--rest-port", str(args.rest_port)]
-    argv += ["--balances", args.balances] if args.balances else []
-    argv += ["--api-keys", args.api_keys] if args.api_keys else []
-    if args.orders:
-        argv += ["--orders", args.orders, "--slippage-bps", str(args.slippage_bps),
-                 "--latency-ms", str(args.latency_ms), "--latency-jitter-ms", str(args.latency_jitter_ms)]
-        argv += ["--no-queue"] if args.no_queue else []
-    return venue_main(argv)
+    return venue_main([])
 
 
 def cmd_gateway(args) -> int:
@@ -634,47 +621,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("venue-sim", help="a simulated venue on 127.0.0.1",
                          description="A simulated venue speaking the venue's own public formats.")
     sim_sub = sim.add_subparsers(dest="venue", metavar="VENUE", required=True)
-    sim_binance = sim_sub.add_parser("binance", help="Binance: replay of the captures",
-                                     description="Binance combined streams and REST, replaying the captures "
-                                                 "in the project's data/ (or $TTQ_SAMPLE_DATA).")
-    sim_binance.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: a free one, printed)")
-    sim_binance.add_argument("--speed", type=float, default=1.0, help="replay speed; 0 = as fast as possible")
-    sim_binance.add_argument("--ping-interval", type=float, default=20.0, help="seconds between pings")
-    sim_binance.add_argument("--replay", default="btcusdt", metavar="NAME|FILE|DIR",
-                             help="btcusdt (default: the hftbacktest BTCUSDT spot and USD-M captures), "
-                                  "cryptofeed-spot, cryptofeed-usdm, synthetic (a random-walk market), or any "
-                                  "capture FILE or DIR: '<recv_ns> <json>' lines, gzip or plain (hftbacktest's, md's "
-                                  "raw-frame recordings), a cryptofeed NAME.ws.N with its NAME.http.N beside it; a DIR "
-                                  "replays every capture in it, every market on one timeline in receive-time order. A "
-                                  "file that is not a capture is refused naming the file and line (exit 2)")
-    sim_binance.add_argument("--market", choices=["spot", "usdm"], default=None,
-                             help="the market of capture files that cannot tell: a file's depth diffs, bookTickers or "
-                                  "trades say spot or USD-M, else a spot/usdm word in its name "
-                                  "(binance-usdm-....frames.gz) does, else this")
-    sim_binance.add_argument("--loop", action="store_true",
-                             help="at the end start again: every connection is closed so clients re-sync their books")
-    sim_binance.add_argument("--max-gap", type=float, default=10.0, metavar="SECONDS",
-                             help="cut market time with no frame longer than this (files days apart); 0: never")
-    sim_binance.add_argument("--wait-clients", type=int, default=0,
-                             help="hold the timeline (and each --loop pass) until this many WebSocket clients are in")
-    orders = sim_binance.add_argument_group("order entry (the gateway's sim adapter)")
-    orders.add_argument("--orders", metavar="RINGS", default=None,
-                        help="take orders, matching them against md's /ttq.RINGS.ticks and .books")
-    orders.add_argument("--maker-fee-bps", type=float, default=2.0)
-    orders.add_argument("--taker-fee-bps", type=float, default=5.0)
-    orders.add_argument("--slippage-bps", type=float, default=0.0, help="taker fills this much worse")
-    orders.add_argument("--latency-ms", type=float, default=1.0, help="request to effect, fixed part")
-    orders.add_argument("--latency-jitter-ms", type=float, default=0.5, help="plus up to this much")
-    orders.add_argument("--no-queue", action="store_true", help="resting orders fill without queue position")
-    orders.add_argument("--balances", metavar="ASSET=AMOUNT,...", default="",
-                        help="the account's starting balances, e.g. USDT=100000,BTC=2 (fills move them; the "
-                             "gateway takes them on start); none: the gateway keeps risk.toml's")
-    rest = sim_binance.add_argument_group("Binance's signed REST order entry (/api/v3)")
-    rest.add_argument("--rest-port", type=int, default=0,
-                      help="its port (default 0: a free one, printed on the first line)")
-    rest.add_argument("--api-keys", metavar="FILE", default=None,
-                      help="the accounts' API keys, one per line: KEY hmac SECRET or KEY ed25519 PEM_FILE (mode "
-                           "0600; or $TTQ_SIM_BINANCE_API_KEY / $TTQ_SIM_BINANCE_API_SECRET)")
+    # its options are the venue's own parser's (core/sim/binance_venue.build_parser): main hands them over
+    sim_sub.add_parser("binance", help="Binance: replay of the captures, market data and order entry "
+                                       "(`ttquant venue-sim binance --help` for its options)")
+    sim_binance = sim_sub.choices["binance"]
     sim_binance.set_defaults(func=cmd_venue_sim)
 
     gateway = sub.add_parser("gateway", help="run a gateway: orders checked, journaled, sent",
@@ -837,6 +787,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if argv[:2] == ["venue-sim", "binance"]:
+        # one parser for the venue's options, its own: nothing to keep in step here
+        from ttquant.core.sim.binance_venue import main as venue_main
+        return venue_main(argv[2:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

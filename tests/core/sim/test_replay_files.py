@@ -219,9 +219,13 @@ def test_long_silences_are_cut_to_max_gap():
     assert BinanceVenue(ReplayFeed(frames, {}, {}, "t"), VenueConfig(max_gap_s=0))._timeline()[2] == frames[2].at_ns
 
 
-def test_the_default_port_is_8765_and_0_asks_for_a_free_one():
-    from ttquant.core.cli import build_parser as cli_parser
+def test_the_default_port_is_8765_and_0_asks_for_a_free_one(capsys):
+    from ttquant.core.cli import main as cli_main
     assert build_parser().parse_args([]).port == 8765
-    assert cli_parser().parse_args(["venue-sim", "binance"]).port == 8765
-    assert cli_parser().parse_args(["venue-sim", "binance", "--port", "0"]).port == 0
+    assert build_parser().parse_args(["--port", "0"]).port == 0
     assert VenueConfig().port == 8765
+    # `ttquant venue-sim binance` has no parser of its own: the venue's takes every option, new ones too
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["venue-sim", "binance", "--weight-limit", "many"])
+    assert exc.value.code == 2
+    assert "ttquant venue-sim binance: error: argument --weight-limit" in capsys.readouterr().err
