@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 __all__ = ["ApiKeys", "Refusal", "check_signed", "check_ws_params", "DEFAULT_RECV_WINDOW_MS",
-           "MAX_RECV_WINDOW_MS", "rest_signature_payload", "ws_signature_payload"]
+           "MAX_RECV_WINDOW_MS", "rest_signature_payload", "ws_signature_payload", "ws_param_text"]
 
 DEFAULT_RECV_WINDOW_MS = 5000
 MAX_RECV_WINDOW_MS = 60_000
@@ -81,6 +81,10 @@ class ApiKeys:
 
     def __contains__(self, api_key: object) -> bool:
         return api_key in self._hmac or api_key in self._ed25519
+
+    def is_ed25519(self, api_key: str) -> bool:
+        """Whether the key is an Ed25519 one (only those may session.logon on the WebSocket API)."""
+        return api_key in self._ed25519
 
     def add_hmac(self, api_key: str, secret: str | bytes) -> None:
         self._check_new(api_key)
@@ -154,6 +158,12 @@ def _ws_text(value: object) -> str:
     if isinstance(value, Decimal):
         return format(value, "f")
     return str(value)
+
+
+def ws_param_text(value: object) -> str:
+    """A WebSocket API param as the REST handlers take it (and as it is signed): JSON strings as they are,
+    numbers and booleans as JSON writes them."""
+    return _ws_text(value)
 
 
 def ws_signature_payload(params: Mapping[str, object]) -> bytes:

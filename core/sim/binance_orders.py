@@ -1,30 +1,51 @@
-"""The simulated venue's Binance spot order entry: signed REST `/api/v3`, answered in Binance's shapes.
+"""The simulated venue's Binance spot order entry: signed REST `/api/v3` and, through the same handlers,
+the WebSocket API (core/sim/binance_wsapi.py), answered in Binance's shapes; the user data events.
 
     POST   /api/v3/order        LIMIT (GTC / IOC / FOK), MARKET, LIMIT_MAKER; newClientOrderId;
                                 newOrderRespType ACK / RESULT / FULL (default FULL for LIMIT and MARKET, else ACK)
     DELETE /api/v3/order        by orderId or origClientOrderId         unknown -> -2011 "Unknown order sent."
     GET    /api/v3/order        by orderId or origClientOrderId         unknown -> -2013 "Order does not exist."
+    POST   /api/v3/order/cancelReplace   cancelReplaceMode STOP_ON_FAILURE / ALLOW_FAILURE: 200, or 400 -2022 /
+                                409 -2021 with {"cancelResult", "newOrderResult", "cancelResponse", "newOrderResponse"}
     GET    /api/v3/openOrders   [symbol]
     DELETE /api/v3/openOrders   symbol                                  none open -> -2011
     GET    /api/v3/account      balances: free and locked (what open orders hold)
     GET    /api/v3/myTrades     symbol [orderId] [startTime] [endTime] [fromId] [limit]
     GET    /api/v3/time         not signed
 
-Every SIGNED request passes core/sim/binance_auth.check_signed first (key, timestamp, recvWindow,
-signature: -2014 / -2015 at 401, -1102, -1131, -1021, -1022), every new order then
-core/sim/binance_filters.check_new_order against the symbol's filters in the exchangeInfo the venue
-serves at that moment (a `filter` fault changes them), and the account's free balance (-2010). The
-order is then matched by the matcher backtests share (core/sim/matching.SimMatcher, no latency: a REST
-answer is the order's state after matching) against the venue's book as GET /api/v3/depth serves it,
-and the fills move the account (SimAccount; fees in the quote asset, at the venue's maker/taker rates).
-An order that rests is filled when the venue's book moves across its price; the book is looked at when
-a request comes (every signed request first brings the book of each symbol it touches up to date), so
-what any answer shows is what would have happened by then.
+REST and the WebSocket API share one path: `request` (REST: weight, signature by check_signed) and the
+WebSocket API (weight, signature by check_ws_params) both end in `execute(method, endpoint, params)`,
+which gives an `Answer` (status, body, and what the transport must do: drop, delay, Retry-After).
+Every signed request passes core/sim/binance_auth first (key, timestamp, recvWindow, signature: -2014 /
+-2015 at 401, -1102, -1131, -1021, -1022), every new order then core/sim/binance_filters.check_new_order
+against the symbol's filters in the exchangeInfo the venue serves at that moment (a `filter` fault
+changes them), and the account's free balance (-2010). The order is then matched by the matcher
+backtests share (core/sim/matching.SimMatcher, no latency: an answer is the order's state after
+matching) against the venue's book as GET /api/v3/depth serves it, and the fills move the account
+(SimAccount; fees in the quote asset, at the venue's maker/taker rates). An order that rests is filled
+when the venue's book moves across its price: every request first brings the books it touches up to
+date, and the venue's market turn (`turn`, every 20 ms while orders rest) does so for every resting order.
 
-Weight: every /api/v3 answer carries `X-MBX-USED-WEIGHT-1M` (this venue's requests in the current
-clock minute, by Binance's documented weights) and `X-MBX-ORDER-COUNT-10S` / `-1D` (new orders in the
-current 10 s and UTC day). Binance sends the order counts on order answers only; here they are on
-every answer, so a client can read them anywhere. Nothing is refused for weight yet (no 429 / 418).
+User data: every state change of an order, whatever caused it, is an executionReport (Binance's field
+set) to each of `subscribers`, in the order the venue applied them: NEW for every order the venue takes
+(first, even for one that fills at once), TRADE per fill (its trade id as myTrades says it, l / L / z /
+Z / Y / n / N / m), CANCELED ("c" the cancel's clientOrderId, "C" the order's), EXPIRED (what IOC,
+FOK and MARKET leave). A LIMIT_MAKER that would take is -2010 and no order: no event, as on Binance.
+After the events of a change, outboundAccountPosition names the assets whose free or locked amount moved.
+
+Weight and limits (RateLimits: venue-sim --weight-limit, --orders-10s, --orders-1d, --ban-seconds): one
+counter for the venue (Binance counts per IP), REST and WebSocket API alike, by Binance's documented
+weights. Every /api/v3 answer carries `X-MBX-USED-WEIGHT-1M` and `X-MBX-ORDER-COUNT-10S` / `-1D`
+(Binance sends the order counts on order answers only; here they are on every answer). Over the weight
+limit: 429 -1003 with Retry-After (to the end of the minute); a request before then: 418 -1003 "IP banned
+until <ms>" for the ban time; over an order count: 429 -1015. The WebSocket API gives the same codes
+with error.data {"serverTime", "retryAfter"}.
+
+Faults (GET /_sim/fault?kind=..., the venue routes them here): order_drop &count (the next order
+requests, POST / DELETE, are executed and the connection is closed unanswered), order_delay
+&seconds&count (answered late, executed at once), order_5xx &count&executed=0|1 (503 -1001, the order
+placed or not), clock_skew &ms (the venue's clock runs ahead, negative behind), ban &seconds (418 to
+everything). `record` is GET /_sim/binance/orders: every order and trade the venue holds.
 
 Keys: `--api-keys FILE` (mode 0600 or stricter, else refused), one key a line, `#` comments:
     KEY hmac SECRET
@@ -39,14 +60,16 @@ winning as on Binance), venue-sim's `--rest-port` (0: any free one; the first li
 It answers every /api/v3 and /_sim path, so it is a whole Binance REST base URL (api.binance.com's
 place, the main port being stream.binance.com's); the signed GET endpoints answer on the main port too.
 
-Not in this slice: USDT-M futures, the WebSocket API, the user data stream, quoteOrderQty,
-STOP/TAKE_PROFIT types, cancel-replace, 429/418 and faults.
+Not in this slice: USDT-M futures, quoteOrderQty, STOP/TAKE_PROFIT types, order lists (OCO / OTO),
+self-trade prevention, balanceUpdate events, per-account (rather than per-venue) counters, the
+UNFILLED_ORDER_COUNT limits, and the -1007 "execution status unknown" timeout.
 """
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import logging
+import math
 import os
 import secrets
 import stat
@@ -66,7 +89,8 @@ from ttquant.core.sim.binance_auth import ApiKeys, check_signed
 from ttquant.core.sim.binance_filters import SPOT, SymbolFilters, check_new_order
 from ttquant.core.sim.matching import ACCOUNT_PRECISION, FillModel, SimAccount, SimMatcher
 
-__all__ = ["BinanceSpotOrders", "RestServer", "load_api_keys", "KEYS_ENV", "SECRET_ENV", "WEIGHTS"]
+__all__ = ["Answer", "BinanceSpotOrders", "RateLimits", "RestServer", "load_api_keys", "KEYS_ENV", "SECRET_ENV",
+           "WEIGHTS", "ORDER_FAULTS"]
 
 log = logging.getLogger("ttquant.venue_sim.orders")
 KEYS_ENV, SECRET_ENV = "TTQ_SIM_BINANCE_API_KEY", "TTQ_SIM_BINANCE_API_SECRET"
@@ -76,7 +100,8 @@ STRATEGY = 1                # the matcher's strategy id for every REST order (on
 WEIGHTS = {("POST", "order"): 1, ("DELETE", "order"): 1, ("GET", "order"): 4, ("DELETE", "openOrders"): 1,
            ("GET", "account"): 20, ("GET", "myTrades"): 20, ("GET", "time"): 1, ("GET", "exchangeInfo"): 20}
 _SIGNED = {("POST", "order"), ("DELETE", "order"), ("GET", "order"), ("GET", "openOrders"),
-           ("DELETE", "openOrders"), ("GET", "account"), ("GET", "myTrades")}
+           ("DELETE", "openOrders"), ("GET", "account"), ("GET", "myTrades"), ("POST", "order/cancelReplace")}
+_NEW_ORDERS = {("POST", "order"), ("POST", "order/cancelReplace")}      # what the ORDERS limits count
 _NUMBER = r"^([0-9]{1,20})(\.[0-9]{1,20})?$"
 _CLIENT_ID = r"^[\.A-Z\:/a-z0-9_-]{1,36}$"
 _ID_CHARS = set(string.ascii_letters + string.digits + ".:/_-")
@@ -113,6 +138,40 @@ UNKNOWN_ORDER_QUERY = (400, {"code": -2013, "msg": "Order does not exist."})
 WOULD_TAKE = (400, {"code": -2010, "msg": "Order would immediately match and take."})
 NO_FUNDS = (400, {"code": -2010, "msg": "Account has insufficient balance for requested action."})
 DUPLICATE = (400, {"code": -2010, "msg": "Duplicate order sent."})
+INTERNAL_ERROR = {"code": -1001, "msg": "Internal error; unable to process your request. Please try again."}
+ORDER_FAULTS = ("order_drop", "order_delay", "order_5xx", "clock_skew", "ban")
+_EXECUTION = {OrderStatus.CANCELED: "CANCELED", OrderStatus.EXPIRED: "EXPIRED"}
+
+
+@dataclasses.dataclass(frozen=True)
+class RateLimits:
+    """The venue's limits (venue-sim --weight-limit, --orders-10s, --orders-1d) and how long a ban lasts."""
+    weight_1m: int = 6000
+    orders_10s: int = 100
+    orders_1d: int = 200_000
+    ban_s: float = 120.0
+
+    def exchange_info(self) -> list[dict]:
+        """exchangeInfo's "rateLimits" for these limits."""
+        return [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": self.weight_1m},
+                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": self.orders_10s},
+                {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": self.orders_1d}]
+
+
+@dataclasses.dataclass
+class Answer:
+    """One answer of the shared REST / WebSocket API path: the HTTP status and the JSON body (a dict or a
+    list), plus what a transport must do besides sending it."""
+    status: int
+    body: object
+    retry_after_ms: int | None = None   # 429 / 418: when the client may send again (venue clock, ms epoch)
+    server_ms: int = 0
+    drop: bool = False                  # order_drop fault: close the connection, send nothing
+    delay_s: float = 0.0                # order_delay fault: send it this much later
+    order: bool = False                 # a new order request: its answer carries the ORDERS counts
+
+    def payload(self) -> bytes:
+        return orjson.dumps(self.body)
 
 
 def load_api_keys(path: str | None = None, environ: Mapping[str, str] = os.environ) -> ApiKeys:
@@ -169,68 +228,176 @@ class _Symbol:
 
 
 class BinanceSpotOrders:
-    """One spot account on the simulated venue, taking orders by signed REST."""
+    """One spot account on the simulated venue, taking orders by signed REST and the WebSocket API
+    (core/sim/binance_wsapi.py), both through `execute`; its user data events go to `subscribers`."""
 
     def __init__(self, keys: ApiKeys, exchange_info: Callable[[], bytes | None],
                  depth: Callable[[str, int], dict | None], model: FillModel | None = None,
-                 balances: dict[str, int] | None = None, clock: Callable[[], float] = time.time):
+                 balances: dict[str, int] | None = None, clock: Callable[[], float] = time.time,
+                 limits: RateLimits | None = None):
         self.keys = keys
         self.exchange_info = exchange_info      # the spot exchangeInfo body the venue serves now
         self.depth = depth                      # (symbol, limit) -> the depth document the venue serves now
         fees = model or FillModel()
         self.model = dataclasses.replace(fees, latency_ns=0, latency_jitter_ns=0, queue_position=False)
         self.clock = clock
+        self.limits = limits or RateLimits()
         self.table = InstrumentTable("binance")
         self.account = SimAccount(balances)
         self.matcher = SimMatcher(self.table, self.model, self.account)
         self.symbols: dict[str, _Symbol] = {}
         self.orders: dict[int, _OrderInfo] = {}
         self.by_client_id: dict[tuple[str, str], int] = {}      # (symbol, clientOrderId) -> latest orderId
+        self.subscribers: list[Callable[[dict], None]] = []     # user data events, in the order applied
+        self.skew_ms = 0.0                      # clock_skew fault: the venue's clock runs this much ahead
+        self.faults = {"order_drop": 0, "order_delay": 0, "order_5xx": 0}
+        self._delay_s = 0.0
+        self._5xx_executed = False
+        self._banned_until = 0.0                # ms, venue clock: every request is 418 until then
+        self._backoff_until = 0.0               # ms: a 429 was answered; a request before this is banned
+        self._announced: set[int] = set()       # orders whose NEW executionReport went out
+        self._cum_quote: dict[int, Decimal] = {}
+        self._cancel_ids: dict[int, str] = {}   # orderId -> the clientOrderId of the cancel that ends it
+        self._rested: set[int] = set()          # orders that went on the book
+        self._positions = self._balances_now()  # asset -> (free, locked) last told in outboundAccountPosition
+        self._event_seq = 0
         self._next_id = 0
         self._weight = (0, 0)                   # (minute, weight used in it)
         self._orders_10s = (0, 0)
         self._orders_1d = (0, 0)
         self._info_cache: tuple[bytes, dict] | None = None
 
+    def now_ms(self) -> float:
+        """The venue's clock (a clock_skew fault moves it)."""
+        return self.clock() * 1000 + self.skew_ms
+
     # -- entry ------------------------------------------------------------------------------------
     def request(self, method: str, path: str, query: str, headers: Mapping[str, str],
-                body: str = "") -> tuple[int, bytes] | None:
-        """The answer to a /api/v3 request, or None for an endpoint the venue answers itself
-        (exchangeInfo, depth: their weight is counted here all the same)."""
-        now_ms = self.clock() * 1000
+                body: str = "") -> Answer | None:
+        """The answer to a REST /api/v3 request, or None for an endpoint the venue answers itself
+        (exchangeInfo, depth: their weight is counted, and refused when over, here all the same)."""
+        now_ms = self.now_ms()
         endpoint = path[len("/api/v3/"):]
         params = dict(parse_qsl(body, keep_blank_values=True))
         params.update(parse_qsl(query, keep_blank_values=True))         # the query string wins
-        self._count(method, endpoint, params, now_ms)
+        refused = self.admit(self.weight(method, endpoint, params), now_ms)
+        if refused is not None:
+            return refused
         if endpoint == "time" and method == "GET":
-            return 200, orjson.dumps({"serverTime": int(now_ms)})
+            return Answer(200, {"serverTime": int(now_ms)})
         if (method, endpoint) not in _SIGNED:
             return None
+        refusal = check_signed(self.keys, method, query, body, headers, now_ms)
+        if refusal is not None:
+            return Answer(refusal[0], refusal[1], order=(method, endpoint) in _NEW_ORDERS)
+        return self.execute(method, endpoint, params, now_ms)
+
+    def execute(self, method: str, endpoint: str, params: Mapping[str, str], now_ms: float) -> Answer:
+        """A signed request that passed its checks, REST or WebSocket API alike: (method, endpoint) of the
+        REST API, params as strings. Counts new orders (-1015 over a limit) and applies the order faults."""
+        is_order = (method, endpoint) in _NEW_ORDERS
+        if is_order:
+            self._orders_10s = self._bump(self._orders_10s, int(now_ms) // 10_000, 1)
+            self._orders_1d = self._bump(self._orders_1d, int(now_ms) // 86_400_000, 1)
+            for (_, count), limit, what in ((self._orders_10s, self.limits.orders_10s, "10 SECOND"),
+                                            (self._orders_1d, self.limits.orders_1d, "1 DAY")):
+                if count > limit:
+                    return Answer(429, {"code": -1015, "msg": f"Too many new orders; current limit is {limit} "
+                                                              f"orders per {what}."}, order=True)
+        fault = self._order_fault() if method in ("POST", "DELETE") else None
+        if fault == "order_5xx" and not self._5xx_executed:
+            return Answer(503, dict(INTERNAL_ERROR), order=is_order)
         try:
-            refusal = check_signed(self.keys, method, query, body, headers, now_ms)
-            if refusal is not None:
-                return refusal[0], orjson.dumps(refusal[1])
-            if method == "POST":
-                self._orders_10s = self._bump(self._orders_10s, int(now_ms) // 10_000, 1)
-                self._orders_1d = self._bump(self._orders_1d, int(now_ms) // 86_400_000, 1)
-            handler = getattr(self, f"_{method.lower()}_{endpoint}")
+            handler = getattr(self, f"_{method.lower()}_{endpoint.rpartition('/')[2]}")
             status, body = handler(params, int(now_ms))
         except _Refused as refused:
             status, body = refused.status, refused.body
-        return status, orjson.dumps(body)
+        answer = Answer(status, body, order=is_order)
+        if fault == "order_5xx":
+            answer = Answer(503, dict(INTERNAL_ERROR), order=is_order)       # placed all the same
+        elif fault == "order_drop":
+            answer.drop = True
+        elif fault == "order_delay":
+            answer.delay_s = self._delay_s
+        return answer
 
-    def rate_headers(self) -> dict[str, str]:
-        now_ms = int(self.clock() * 1000)
+    def _order_fault(self) -> str | None:
+        for kind in ("order_drop", "order_5xx", "order_delay"):
+            if self.faults[kind] > 0:
+                self.faults[kind] -= 1
+                return kind
+        return None
+
+    def fault(self, kind: str, query: Mapping[str, str]) -> dict:
+        """An order-entry fault (GET /_sim/fault?kind=...), see the module doc; what it set."""
+        now_ms = self.now_ms()
+        if kind in ("order_drop", "order_5xx", "order_delay"):
+            self.faults[kind] = int(query.get("count", "1"))
+            if kind == "order_delay":
+                self._delay_s = float(query.get("seconds", "1"))
+            if kind == "order_5xx":
+                self._5xx_executed = query.get("executed", "0") == "1"
+            return {"ok": kind, "count": self.faults[kind]}
+        if kind == "clock_skew":
+            self.skew_ms = float(query.get("ms", "0"))
+            return {"ok": kind, "ms": self.skew_ms}
+        if kind == "ban":
+            self._banned_until = now_ms + float(query.get("seconds", str(self.limits.ban_s))) * 1000
+            return {"ok": kind, "until": int(self._banned_until)}
+        raise ValueError(kind)
+
+    def admit(self, weight: int, now_ms: float) -> Answer | None:
+        """Count a request's weight; the 418 / 429 answer when the venue refuses it (None: go on)."""
+        if now_ms < self._banned_until:
+            return self._banned(now_ms)
+        self._weight = self._bump(self._weight, int(now_ms) // 60_000, weight)
+        if self._weight[1] <= self.limits.weight_1m:
+            return None
+        if now_ms < self._backoff_until:        # told to back off and did not: banned
+            self._banned_until = now_ms + self.limits.ban_s * 1000
+            return self._banned(now_ms)
+        self._backoff_until = (int(now_ms) // 60_000 + 1) * 60_000
+        return Answer(429, {"code": -1003, "msg": f"Too much request weight used; current limit is "
+                                                  f"{self.limits.weight_1m} request weight per 1 MINUTE. Please use "
+                                                  "WebSocket Streams for live updates to avoid polling the API."},
+                      retry_after_ms=int(self._backoff_until), server_ms=int(now_ms))
+
+    def _banned(self, now_ms: float) -> Answer:
+        until = int(self._banned_until)
+        return Answer(418, {"code": -1003, "msg": f"Way too much request weight used; IP banned until {until}. "
+                                                  "Please use WebSocket Streams for live updates to avoid bans."},
+                      retry_after_ms=until, server_ms=int(now_ms))
+
+    def rate_headers(self, answer: Answer | None = None) -> dict[str, str]:
+        now_ms = int(self.now_ms())
         used = lambda counter, window: counter[1] if counter[0] == now_ms // window else 0     # noqa: E731
-        return {"X-MBX-USED-WEIGHT-1M": str(used(self._weight, 60_000)),
-                "X-MBX-ORDER-COUNT-10S": str(used(self._orders_10s, 10_000)),
-                "X-MBX-ORDER-COUNT-1D": str(used(self._orders_1d, 86_400_000))}
+        headers = {"X-MBX-USED-WEIGHT-1M": str(used(self._weight, 60_000)),
+                   "X-MBX-ORDER-COUNT-10S": str(used(self._orders_10s, 10_000)),
+                   "X-MBX-ORDER-COUNT-1D": str(used(self._orders_1d, 86_400_000))}
+        if answer is not None and answer.retry_after_ms is not None:
+            headers["Retry-After"] = str(max(1, math.ceil((answer.retry_after_ms - now_ms) / 1000)))
+        return headers
+
+    def rate_limits(self, orders: bool) -> list[dict]:
+        """A WebSocket API answer's "rateLimits": the weight, and the order counts on order requests."""
+        now_ms = int(self.now_ms())
+        used = lambda counter, window: counter[1] if counter[0] == now_ms // window else 0     # noqa: E731
+        out = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                "limit": self.limits.weight_1m, "count": used(self._weight, 60_000)}]
+        if orders:
+            out += [{"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10,
+                     "limit": self.limits.orders_10s, "count": used(self._orders_10s, 10_000)},
+                    {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1,
+                     "limit": self.limits.orders_1d, "count": used(self._orders_1d, 86_400_000)}]
+        return out
 
     @staticmethod
     def _bump(counter, window, amount):
         return (window, (counter[1] if counter[0] == window else 0) + amount)
 
-    def _count(self, method, endpoint, params, now_ms):
+    @staticmethod
+    def weight(method, endpoint, params) -> int:
+        """A REST request's weight (Binance's documented weights; the WebSocket API's are the same)."""
         weight = WEIGHTS.get((method, endpoint), 1)
         if endpoint == "depth":
             limit = int(params.get("limit") or 100) if (params.get("limit") or "100").isdigit() else 100
@@ -239,7 +406,111 @@ class BinanceSpotOrders:
             weight = 6 if params.get("symbol") else 80
         elif endpoint == "myTrades" and params.get("orderId"):
             weight = 5
-        self._weight = self._bump(self._weight, int(now_ms) // 60_000, weight)
+        return weight
+
+    def turn(self):
+        """The market turn: while orders rest, bring their books up to date (they fill as the book moves)."""
+        if self.matcher.resting:
+            self._refresh_all(int(self.now_ms()))
+
+    def record(self) -> dict:
+        """The venue's own record (GET /_sim/binance/orders): every order and every trade."""
+        orders = []
+        for info in self.orders.values():
+            o = self.matcher.orders.get((STRATEGY, info.order_id))
+            if o is None or o.status == OrderStatus.REJECTED:
+                continue
+            inst = self.table[info.instrument_id]
+            orders.append({"symbol": info.symbol, "orderId": info.order_id, "clientOrderId": info.client_id,
+                           "side": info.side, "type": info.type, "timeInForce": info.tif,
+                           "price": self._price(inst, info.price), "origQty": self._qty(inst, info.qty),
+                           "status": _STATUS[o.status],
+                           "executedQty": self._qty(inst, from_raw(o.cum_qty, inst.size_precision))})
+        trades = []
+        for f in self.matcher.fills:
+            info = self.orders.get(f["client_order_id"])
+            if info is None:
+                continue
+            inst = self.table[info.instrument_id]
+            trades.append({"id": f["trade_id"], "orderId": info.order_id, "symbol": info.symbol,
+                           "price": self._price(inst, from_raw(f["price"], inst.price_precision)),
+                           "qty": self._qty(inst, from_raw(f["qty"], inst.size_precision)),
+                           "isMaker": f["liquidity"] == Liquidity.MAKER, "time": f["ts"] // 1_000_000})
+        return {"orders": orders, "trades": trades}
+
+    # -- user data events -----------------------------------------------------------------------------
+    def _publish(self, event: dict):
+        for subscriber in list(self.subscribers):
+            try:
+                subscriber(event)
+            except Exception:       # one subscriber's bug must not stop the venue or the others
+                log.exception("user data subscriber")
+
+    def _balances_now(self) -> dict[str, tuple[int, int]]:
+        locked = self._locked()
+        return {a: (self.account.balances.get(a, 0) - locked.get(a, 0), locked.get(a, 0))
+                for a in set(self.account.balances) | set(locked)}
+
+    def _publish_positions(self, now_ms: int):
+        """outboundAccountPosition with the assets whose free or locked amount changed."""
+        current = self._balances_now()
+        changed = sorted(a for a, v in current.items() if self._positions.get(a) != v)
+        self._positions = current
+        if changed:
+            text = lambda raw: format(from_raw(raw, ACCOUNT_PRECISION), "f")      # noqa: E731
+            self._publish({"e": "outboundAccountPosition", "E": now_ms, "u": now_ms,
+                           "B": [{"a": a, "f": text(current[a][0]), "l": text(current[a][1])} for a in changed]})
+
+    def _on_report(self, info: _OrderInfo, report, now_ms: int):
+        """The executionReport(s) of one matcher report: NEW first for every order the venue accepted,
+        then TRADE per fill, CANCELED, EXPIRED. A LIMIT_MAKER that would take is no order: nothing."""
+        status = report.status
+        if status == OrderStatus.REJECTED:
+            return
+        order_id = info.order_id
+        if order_id not in self._announced:
+            self._announced.add(order_id)
+            self._publish(self._execution_report(info, "NEW", "NEW", 0, Decimal(0), now_ms, now_ms))
+        if status == OrderStatus.ACCEPTED:
+            return
+        at_ms = report.ts_exchange // 1_000_000
+        if report.trade_id and report.last_qty:
+            inst = self.table[info.instrument_id]
+            price = from_raw(report.last_price, inst.price_precision)
+            qty = from_raw(report.last_qty, inst.size_precision)
+            self._cum_quote[order_id] = self._cum_quote.get(order_id, Decimal(0)) + price * qty
+            self._publish(self._execution_report(
+                info, "TRADE", _STATUS[status], report.cum_qty, self._cum_quote[order_id], now_ms, at_ms,
+                trade=(report.trade_id, price, qty, report.fee, report.liquidity == Liquidity.MAKER)))
+        elif status in _EXECUTION:
+            self._publish(self._execution_report(info, _EXECUTION[status], _STATUS[status], report.cum_qty,
+                                                 self._cum_quote.get(order_id, Decimal(0)), now_ms, at_ms))
+
+    def _execution_report(self, info, execution, status, cum_raw, cum_quote, now_ms, at_ms, trade=None) -> dict:
+        inst = self.table[info.instrument_id]
+        zero_q, zero_p = self._qty(inst, Decimal(0)), self._price(inst, Decimal(0))
+        trade_id, price, qty, fee, maker = trade or (-1, Decimal(0), Decimal(0), 0, False)
+        canceled = execution == "CANCELED"
+        if (STRATEGY, info.order_id) in self.matcher.resting:
+            self._rested.add(info.order_id)
+        resting = info.order_id in self._rested             # it went on the book (W says since when)
+        self._event_seq += 1
+        event = {"e": "executionReport", "E": now_ms, "s": info.symbol,
+                 "c": self._cancel_ids.get(info.order_id, info.client_id) if canceled else info.client_id,
+                 "S": info.side, "o": info.type, "f": info.tif, "q": self._qty(inst, info.qty),
+                 "p": self._price(inst, info.price), "P": zero_p, "F": zero_q, "g": -1,
+                 "C": info.client_id if canceled else "", "x": execution, "X": status, "r": "NONE",
+                 "i": info.order_id, "l": self._qty(inst, qty),
+                 "z": self._qty(inst, from_raw(cum_raw, inst.size_precision)), "L": self._price(inst, price),
+                 "n": format(from_raw(fee, ACCOUNT_PRECISION), "f") if trade else "0",
+                 "N": inst.quote if trade else None, "T": at_ms, "t": trade_id, "I": self._event_seq,
+                 "w": resting and status in ("NEW", "PARTIALLY_FILLED"), "m": maker, "M": trade is not None,
+                 "O": info.time_ms, "Z": self._price(inst, cum_quote), "Y": self._price(inst, price * qty),
+                 "Q": zero_p}
+        if resting:
+            event["W"] = info.time_ms
+        event["V"] = "NONE"
+        return event
 
     # -- symbols and the book ------------------------------------------------------------------------
     def _symbol(self, params, required=True) -> _Symbol | None:
@@ -289,10 +560,15 @@ class BinanceSpotOrders:
             self._refresh(sym, now_ms)
 
     def _settle(self, now_ms: int):
-        for report in self.matcher.advance(now_ms * 1_000_000):
+        """What the matcher did by now: the orders' update times, then the user data events, in order."""
+        reports = self.matcher.advance(now_ms * 1_000_000)
+        for report in reports:
             info = self.orders.get(report.client_order_id)
             if info is not None:
                 info.update_ms = report.ts_exchange // 1_000_000
+                self._on_report(info, report, now_ms)
+        if reports:
+            self._publish_positions(now_ms)
 
     def _reference(self, sym: _Symbol) -> Decimal | None:
         """The price MIN_NOTIONAL prices a market order at and PERCENT_PRICE bands around: Binance
@@ -518,6 +794,7 @@ class BinanceSpotOrders:
     def _cancel_doc(self, info, params, now_ms):
         client_id = params.get("newClientOrderId") or self._new_client_id()
         o = self._matcher_order(info.order_id)
+        self._cancel_ids[info.order_id] = client_id         # the CANCELED executionReport's "c"
         self.matcher.submit(Order(strategy_id=STRATEGY, client_order_id=self._next_client_seq(),
                                   target_order_id=info.order_id, instrument_id=info.instrument_id,
                                   action=OrderAction.CANCEL, side=o.side, order_type=o.order_type),
@@ -529,6 +806,41 @@ class BinanceSpotOrders:
                 **{k: state[k] for k in ("price", "origQty", "executedQty", "origQuoteOrderQty",
                                          "cummulativeQuoteQty", "status", "timeInForce", "type", "side")},
                 "selfTradePreventionMode": "NONE"}
+
+    def _post_cancelReplace(self, params, now_ms):  # noqa: N802 (Binance's endpoint name)
+        """Cancel an order, then place one (cancelReplaceMode STOP_ON_FAILURE: not if the cancel failed)."""
+        self._symbol(params)
+        mode = params.get("cancelReplaceMode")
+        if not mode:
+            raise _mandatory("cancelReplaceMode")
+        if mode not in ("STOP_ON_FAILURE", "ALLOW_FAILURE"):
+            raise _Refused(400, -1130, "Data sent for parameter 'cancelReplaceMode' is not valid.")
+        if not params.get("cancelOrderId") and not params.get("cancelOrigClientOrderId"):
+            raise _Refused(400, -1102, "Param 'cancelOrigClientOrderId' or 'cancelOrderId' must be sent, but both "
+                                       "were empty/null!")
+        cancel = {"symbol": params["symbol"], "orderId": params.get("cancelOrderId", ""),
+                  "origClientOrderId": params.get("cancelOrigClientOrderId", ""),
+                  "newClientOrderId": params.get("cancelNewClientOrderId", "")}
+        cancel_status, cancel_body = self._handled(self._delete_order, cancel, now_ms)
+        data = {"cancelResult": "SUCCESS" if cancel_status == 200 else "FAILURE", "newOrderResult": "NOT_ATTEMPTED",
+                "cancelResponse": cancel_body, "newOrderResponse": None}
+        if cancel_status != 200 and mode == "STOP_ON_FAILURE":
+            return 400, {"code": -2022, "msg": "Order cancel-replace failed.", "data": data}
+        new = {k: v for k, v in params.items() if not k.startswith("cancel")}
+        new_status, data["newOrderResponse"] = self._handled(self._post_order, new, now_ms)
+        data["newOrderResult"] = "SUCCESS" if new_status == 200 else "FAILURE"
+        if cancel_status == new_status == 200:
+            return 200, data
+        if 200 in (cancel_status, new_status):
+            return 409, {"code": -2021, "msg": "Order cancel-replace partially failed.", "data": data}
+        return 400, {"code": -2022, "msg": "Order cancel-replace failed.", "data": data}
+
+    @staticmethod
+    def _handled(handler, params, now_ms):
+        try:
+            return handler(params, now_ms)
+        except _Refused as refused:
+            return refused.status, refused.body
 
     def _get_order(self, params, now_ms):
         sym = self._symbol(params)
@@ -602,7 +914,9 @@ class BinanceSpotOrders:
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-            413: "Payload Too Large", 500: "Internal Server Error"}
+            409: "Conflict",
+            413: "Payload Too Large", 418: "I'm a teapot", 429: "Too Many Requests", 500: "Internal Server Error",
+            503: "Service Unavailable"}
 MAX_REQUEST = 64 << 10
 
 
@@ -615,13 +929,14 @@ class RestServer(asyncio.Protocol):
         self.orders, self.fallback = orders, fallback
         self.buffer = bytearray()
         self.transport = None
+        self._held = False          # an answer is being delayed (order_delay): later requests wait for it
 
     def connection_made(self, transport):
         self.transport = transport
 
     def data_received(self, data):
         self.buffer += data
-        while True:
+        while not self._held:
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(self.buffer) > MAX_REQUEST:
@@ -648,21 +963,39 @@ class RestServer(asyncio.Protocol):
 
     def _answer(self, method, target, headers, body):
         path, _, query = target.partition("?")
+        close = headers.get("Connection", "").lower() == "close"
         extra = {}
-        answer = None
         if path.startswith("/api/v3/"):
             try:
                 answer = self.orders.request(method, path, query, headers, body)
             except Exception:       # a bug of ours: Binance's -1000 and the traceback in the log, not a hang
                 log.exception("%s %s", method, path)
-                answer = 500, b'{"code":-1000,"msg":"An unknown error occurred while processing the request."}'
+                answer = Answer(500, {"code": -1000, "msg": "An unknown error occurred while processing the request."})
+            if answer is not None:
+                extra = self.orders.rate_headers(answer)
+                if answer.drop:             # order_drop: executed, and the connection closes unanswered
+                    self.transport.close()
+                    return
+                if answer.delay_s > 0:      # order_delay: the answer (and this connection's next ones) wait
+                    self._held = True
+                    asyncio.get_running_loop().call_later(answer.delay_s, self._send_held, answer, extra, close)
+                    return
+                self._send(answer.status, answer.payload(), extra, close=close)
+                return
             extra = self.orders.rate_headers()
-        if answer is None:
-            if method != "GET":
-                answer = 405, b'{"code":-1,"msg":"unknown path or method"}'
-            else:
-                answer = self.fallback(path, dict(parse_qsl(query)))
-        self._send(answer[0], answer[1], extra, close=headers.get("Connection", "").lower() == "close")
+        if method != "GET":
+            status, payload = 405, b'{"code":-1,"msg":"unknown path or method"}'
+        else:
+            status, payload = self.fallback(path, dict(parse_qsl(query)))
+        self._send(status, payload, extra, close=close)
+
+    def _send_held(self, answer, extra, close):
+        self._held = False
+        if self.transport is None or self.transport.is_closing():
+            return
+        self._send(answer.status, answer.payload(), extra, close=close)
+        if self.buffer:
+            self.data_received(b"")
 
     def _send(self, status, body, extra, close=False):
         head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", "Content-Type: application/json",

@@ -31,9 +31,16 @@ Faults (GET /_sim/fault?kind=K[&seconds=S][&count=N][&symbol=X][&market=M]):
   gap        skip the next depth update of symbol (its ids never arrive)
   malformed  send N frames that are broken JSON, truncated, or oversized
   stall      send nothing for S seconds (connections stay open)
-  refuse     refuse new WebSocket connections for S seconds (HTTP 503)
+  refuse     refuse new WebSocket connections (streams and the WebSocket API) for S seconds (HTTP 503)
   ping       send a ping on every connection now (and count the pongs)
   filter     change a symbol's exchangeInfo filter (&filter=PRICE_FILTER&field=tickSize&value=0.1)
+and of the Binance order entry (core/sim/binance_orders.py; on the REST port too):
+  order_drop   &count=N                 the next N order requests are executed, the connection closed unanswered
+  order_delay  &seconds=S&count=N       their answers come S seconds late (the orders take effect at once)
+  order_5xx    &count=N&executed=0|1    HTTP / WebSocket API status 503 -1001 (executed=1: placed all the same)
+  clock_skew   &ms=N                    the order entry's clock runs N ms ahead (negative: behind)
+  ban          &seconds=S               every /api/v3 request and WebSocket API request is 418 for S seconds
+  user_drop                             close every WebSocket API connection
 
 With --orders RINGS it also takes orders (core/sim/order_venue.py): the gateway's sim
 adapter sends them on /ttq.RINGS.sim_requests, reports come back on /ttq.RINGS.sim_reports,
@@ -45,7 +52,13 @@ of --api-keys FILE or $TTQ_SIM_BINANCE_API_KEY / $TTQ_SIM_BINANCE_API_SECRET (wi
 signed request is refused as Binance refuses an unknown key), with --balances and the fee options.
 picows answers GET only, so POST / DELETE need the venue's second, plain HTTP port (--rest-port, the
 first line printed names it: "listening on 127.0.0.1:P ..., REST order entry on 127.0.0.1:R"); it
-answers every GET of the main port as well. Every /api/v3 answer carries the weight headers.
+answers every GET of the main port as well. Every /api/v3 answer carries the weight headers; the spot
+exchangeInfo's rateLimits say the venue's limits (--weight-limit, --orders-10s, --orders-1d; over them
+429, then a 418 ban of --ban-seconds). The WebSocket API (core/sim/binance_wsapi.py) is at
+ws://127.0.0.1:P/ws-api/v3 on the main port: order entry and the user data stream on one connection.
+While orders rest the venue turns the market every 20 ms, so they fill as the replayed book moves and
+their events go out. GET /_sim/binance/orders is the order entry's own record (orders and trades).
+`python -m ttquant.core.sim.binance_venue` takes the same options as `ttquant venue-sim binance`.
 """
 from __future__ import annotations
 
@@ -72,6 +85,7 @@ from picows import (
 from ttquant.core.md.binance.book_sync import FUTURES, BookSync
 from ttquant.core.md.binance.book_sync import SPOT as SPOT_RULE
 from ttquant.core.md.fixed_point import format_fixed
+from ttquant.core.sim.binance_orders import ORDER_FAULTS
 
 __all__ = ["BinanceVenue", "VenueConfig", "ReplayFeed", "ws_frame", "main"]
 
@@ -80,6 +94,8 @@ MARKETS = ("spot", "usdm")
 VENUE_PRECISION = 8         # the venue's own books hold the strings at 8 decimals, as Binance sends
 MAX_BACKLOG = 64 << 20      # bytes queued for one client before it is dropped as too slow
 RAW_KEY = "*"               # the stream key of a recorded payload that is no stream's frame: every client gets it
+WS_API_PATH = "/ws-api/v3"  # Binance's WebSocket API path (order entry and the user data stream)
+MARKET_TURN_S = 0.02        # how often resting orders are matched against the moving book
 
 
 def ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
@@ -213,6 +229,7 @@ class BinanceVenue:
             if f.depth is not None:
                 self._depth_frames.setdefault((f.market, f.depth[0]), []).append((n, f))
         self._depth_applied: dict[tuple[str, str], int] = {}
+        self._book_docs: dict[tuple[str, str, int], tuple[int, dict | None]] = {}     # book_doc's, by update id
         self._pending_snapshots = {k: list(v) for k, v in feed.snapshots.items()}
         self._emitted = 0           # frames of the timeline sent so far
         self._pass = 1              # the timeline's pass (more than one with loop)
@@ -231,6 +248,7 @@ class BinanceVenue:
         self._clients_in: asyncio.Event | None = None     # made on the loop, in _replay
         self.order_venue = None     # core.sim.order_venue.SimOrderVenue, with --orders
         self.spot_orders = None     # core.sim.binance_orders.BinanceSpotOrders: signed REST order entry
+        self.ws_api = None          # core.sim.binance_wsapi.BinanceWsApi: the WebSocket API on WS_API_PATH
 
     # -- HTTP and WebSocket entry ---------------------------------------------------------------
     def _listener_factory(self, request: WSUpgradeRequest):
@@ -247,15 +265,35 @@ class BinanceVenue:
                 return WSUpgradeResponseWithListener(
                     WSUpgradeResponse.create_error_response(400, b"no streams"), None)
             return _Client(self, parts[0], {stream_key(s) for s in streams}, url.path)
-        answer, headers = None, {"Content-Type": "application/json"}
-        if self.spot_orders is not None and url.path.startswith("/api/v3/"):
-            method = request.method.decode("latin-1")
-            answer = self.spot_orders.request(method, url.path, url.query, request.headers)
-            headers.update(self.spot_orders.rate_headers())
-        status, body = answer if answer is not None else self._http(url.path, query)
+        if url.path.rstrip("/") == WS_API_PATH:
+            if time.monotonic() < self._refuse_until:
+                self.stats["refused"] += 1
+                return WSUpgradeResponseWithListener(
+                    WSUpgradeResponse.create_error_response(503, b"refusing connections (fault)"), None)
+            if self.ws_api is None:
+                return WSUpgradeResponseWithListener(
+                    WSUpgradeResponse.create_error_response(404, b"no order entry (no spot exchangeInfo)"), None)
+            return self.ws_api.session()
+        headers = {"Content-Type": "application/json"}
+        status, body = self._order_entry(request, url, headers) if self.spot_orders is not None \
+            and url.path.startswith("/api/v3/") else (None, None)
+        if status is None:
+            status, body = self._http(url.path, query)
         response = (WSUpgradeResponse.create_ok_response(body, headers)
                     if status == 200 else WSUpgradeResponse.create_error_response(status, body, headers))
         return WSUpgradeResponseWithListener(response, None)
+
+    def _order_entry(self, request, url, headers) -> tuple[int | None, bytes | None]:
+        """A GET /api/v3 on the main port through the order entry: (None, None) for what it leaves to _http."""
+        method = request.method.decode("latin-1")
+        try:
+            answer = self.spot_orders.request(method, url.path, url.query, request.headers)
+        except Exception:   # a bug of ours: Binance's -1000 and the traceback in the log
+            log.exception("%s %s", method, url.path)
+            headers.update(self.spot_orders.rate_headers())
+            return 500, b'{"code":-1000,"msg":"An unknown error occurred while processing the request."}'
+        headers.update(self.spot_orders.rate_headers(answer))
+        return (answer.status, answer.payload()) if answer is not None else (None, None)
 
     def _http(self, path: str, query: dict) -> tuple[int, bytes]:
         prefix, _, endpoint = path.rpartition("/")
@@ -269,9 +307,14 @@ class BinanceVenue:
             return self._depth(market, symbol, limit)
         if path == "/_sim/status":
             return 200, orjson.dumps({**self.stats, "clients": len(self.clients),
+                                      "ws_api_sessions": len(self.ws_api.sessions) if self.ws_api else 0,
                                       "source": self.feed.description})
         if path == "/_sim/fault":
             return self._fault(query)
+        if path == "/_sim/binance/orders":
+            if self.spot_orders is None:
+                return 404, b'{"error":"no Binance order entry (no spot exchangeInfo)"}'
+            return 200, orjson.dumps(self.spot_orders.record())
         if path == "/_sim/orders":
             if self.order_venue is None:
                 return 404, b'{"error":"this venue takes no orders (start it with --orders RINGS)"}'
@@ -304,9 +347,19 @@ class BinanceVenue:
 
     def book_doc(self, market, symbol, limit):
         """The depth document GET depth would serve now, parsed (None for an unknown symbol): the
-        book the REST order entry matches against."""
+        book the REST order entry matches against. Kept while the book has not moved: the market
+        turn asks for it every few ms."""
+        self._catch_up((market, symbol))
+        book = self.books.get((market, symbol))
+        synced = book is not None and book.synced
+        cached = self._book_docs.get((market, symbol, limit))
+        if synced and cached is not None and cached[0] == book.update_id:
+            return cached[1]
         status, body = self._book_body(market, symbol, limit)
-        return orjson.loads(body) if status == 200 else None
+        doc = orjson.loads(body) if status == 200 else None
+        if synced:
+            self._book_docs[(market, symbol, limit)] = (book.update_id, doc)
+        return doc
 
     def _book_body(self, market, symbol, limit):
         self._catch_up((market, symbol))
@@ -349,6 +402,16 @@ class BinanceVenue:
             for c in self.clients:
                 c.transport.send_ping(b"sim")
                 self.stats["pings"] += 1
+        elif kind == "user_drop":
+            closed = self.ws_api.drop_all() if self.ws_api is not None else 0
+            return 200, orjson.dumps({"ok": kind, "closed": closed})
+        elif kind in ORDER_FAULTS:
+            if self.spot_orders is None:
+                return 404, b'{"error":"no Binance order entry (no spot exchangeInfo)"}'
+            try:
+                return 200, orjson.dumps(self.spot_orders.fault(kind, q))
+            except ValueError:
+                return 400, orjson.dumps({"error": f"bad parameters for {kind}"})
         else:
             return 400, orjson.dumps({"error": f"unknown fault kind {kind!r}"})
         return 200, orjson.dumps({"ok": kind})
@@ -505,6 +568,7 @@ class BinanceVenue:
             self.clients.discard(c)     # nothing more goes its way while it closes
         self.reroute()
         self.books.clear()
+        self._book_docs.clear()
         self._depth_applied.clear()
         self._pending_snapshots = {k: list(v) for k, v in self.feed.snapshots.items()}
         self._emitted = 0
@@ -549,19 +613,34 @@ class BinanceVenue:
                 else:
                     c.transport.send_ping(b"sim")
                     self.stats["pings"] += 1
+            if self.ws_api is not None:
+                self.stats["pings"] += self.ws_api.ping_all(self.config.pong_timeout_s)
 
     async def start(self):
         self.server = await ws_create_server(self._listener_factory, self.config.host, self.config.port,
                                              enable_auto_pong=True, max_frame_size=1 << 20)
         self.port = self.server.sockets[0].getsockname()[1]
-        self._tasks = [asyncio.ensure_future(self._replay()), asyncio.ensure_future(self._pinger())]
+        self._tasks = [asyncio.ensure_future(self._replay()), asyncio.ensure_future(self._pinger()),
+                       asyncio.ensure_future(self._market_turn())]
         return self.port
+
+    async def _market_turn(self):
+        """Every MARKET_TURN_S while orders rest: the books move under them, they fill, events go out."""
+        while True:
+            await asyncio.sleep(MARKET_TURN_S)
+            if self.spot_orders is not None:
+                try:
+                    self.spot_orders.turn()
+                except Exception:       # a bug of ours: in the log, and the venue goes on
+                    log.exception("market turn")
 
     async def stop(self):
         for t in self._tasks:
             t.cancel()
         for c in list(self.clients):
             c.transport.disconnect(graceful=False)
+        if self.ws_api is not None:
+            self.ws_api.drop_all()
         self.server.close()
         await self.server.wait_closed()
 
@@ -607,6 +686,12 @@ def build_parser():
                         help="API keys of the signed REST order entry (/api/v3/order ...), mode 0600, a line each: "
                              "'KEY hmac SECRET' or 'KEY ed25519 PUBLIC_PEM_FILE'; or one HMAC key from "
                              "$TTQ_SIM_BINANCE_API_KEY and $TTQ_SIM_BINANCE_API_SECRET")
+    orders.add_argument("--weight-limit", type=int, default=6000,
+                        help="request weight per minute (REST and WebSocket API, one counter); over it 429, then 418")
+    orders.add_argument("--orders-10s", type=int, default=100, help="new orders per 10 seconds; over it 429 (-1015)")
+    orders.add_argument("--orders-1d", type=int, default=200_000, help="new orders per UTC day; over it 429 (-1015)")
+    orders.add_argument("--ban-seconds", type=float, default=120.0,
+                        help="how long a client that goes on after a 429 is refused (418)")
     return parser
 
 
@@ -641,7 +726,11 @@ def main(argv=None) -> int:
         print(f"venue-sim binance: --api-keys: {exc}", file=sys.stderr)
         return 2
     rest_fees = FillModel(maker_fee_ppm=round(args.maker_fee_bps * 100), taker_fee_ppm=round(args.taker_fee_bps * 100))
-    return asyncio.run(_serve(cfg, feed, args.orders, model, balances, (keys, rest_fees, args.rest_port)))
+    from ttquant.core.sim.binance_orders import RateLimits
+    if min(args.weight_limit, args.orders_10s, args.orders_1d) < 1 or args.ban_seconds < 0:
+        parser.error("--weight-limit, --orders-10s and --orders-1d take a positive count, --ban-seconds 0 or more")
+    limits = RateLimits(args.weight_limit, args.orders_10s, args.orders_1d, args.ban_seconds)
+    return asyncio.run(_serve(cfg, feed, args.orders, model, balances, (keys, rest_fees, args.rest_port, limits)))
 
 
 def _parse_balances(parser, text: str) -> dict[str, int]:
@@ -660,15 +749,27 @@ def _parse_balances(parser, text: str) -> dict[str, int]:
     return out
 
 
+def _state_rate_limits(feed: ReplayFeed, limits) -> None:
+    """The spot exchangeInfo says the venue's own limits (its other rateLimits, e.g. RAW_REQUESTS, stay)."""
+    doc = orjson.loads(feed.exchange_info["spot"])
+    ours = limits.exchange_info()
+    kept = [r for r in doc.get("rateLimits", ()) if r.get("rateLimitType") not in ("REQUEST_WEIGHT", "ORDERS")]
+    doc["rateLimits"] = ours + kept
+    feed.exchange_info["spot"] = orjson.dumps(doc)
+
+
 async def _serve(cfg: VenueConfig, feed: ReplayFeed, orders: str | None = None, model=None,
                  balances: dict | None = None, rest=None) -> int:
     venue = BinanceVenue(feed, cfg)
     if rest is not None and "spot" in feed.exchange_info:
         from ttquant.core.sim.binance_orders import BinanceSpotOrders
-        keys, fees, rest_port = rest
+        from ttquant.core.sim.binance_wsapi import BinanceWsApi
+        keys, fees, rest_port, limits = rest
+        _state_rate_limits(feed, limits)
         venue.spot_orders = BinanceSpotOrders(keys, lambda: feed.exchange_info.get("spot"),
                                               lambda symbol, limit: venue.book_doc("spot", symbol, limit),
-                                              fees, balances)
+                                              fees, balances, limits=limits)
+        venue.ws_api = BinanceWsApi(venue.spot_orders)
     try:
         port = await venue.start()
     except OSError as exc:
@@ -718,3 +819,7 @@ async def _serve(cfg: VenueConfig, feed: ReplayFeed, orders: str | None = None, 
     if venue.order_venue is not None:
         venue.order_venue.stop()
     return 0
+
+
+if __name__ == "__main__":      # the options `ttquant venue-sim binance` does not pass on yet
+    sys.exit(main())
