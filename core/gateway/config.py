@@ -38,6 +38,8 @@ class AdapterTable(Table):
     market: str = "spot"                # binance: spot (USDT-M futures later)
     credentials: str = "binance"        # binance: a systemd credential's name, or a path to a 0600 file
     recv_window_ms: int = 5000          # binance: how late a signed request may arrive (recvWindow)
+    order_entry: str = "ws"             # binance: ws (WebSocket API, REST when it is down) | rest (signed REST only)
+    ws_api_url: str = ""                # binance, custom with order_entry ws: the WebSocket API, ws(s)://host:port/path
 
     def __post_init__(self):
         if self.kind not in ADAPTERS:
@@ -53,6 +55,12 @@ class AdapterTable(Table):
                 raise ValueError(f"market: spot (the only one so far), got {self.market!r}")
             if not self.credentials:
                 raise ValueError("credentials: a systemd credential's name or a file's path")
+            if self.order_entry not in ("ws", "rest"):
+                raise ValueError(f"order_entry: ws or rest, got {self.order_entry!r}")
+            if self.environment == "custom" and self.order_entry == "ws" and \
+                    not self.ws_api_url.startswith(("ws://", "wss://")):
+                raise ValueError(f"ws_api_url: environment custom with order_entry ws needs ws(s)://host:port/path, "
+                                 f"got {self.ws_api_url!r}")
             if not 0 < self.recv_window_ms <= 60000:
                 raise ValueError(f"recv_window_ms: in 1..60000 (Binance's most), got {self.recv_window_ms}")
 

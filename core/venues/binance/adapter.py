@@ -1,24 +1,40 @@
-"""The gateway's Binance adapter (spot): orders over signed REST on a worker thread, reports back by poll().
+"""The gateway's Binance adapter (spot): orders over the WebSocket API (signed REST as the fallback), reports by poll().
 
-The gateway's loop must never wait for the venue, so `send` only puts the instruction on a queue; one
-worker thread sends it (BinanceRest: signing, the server's clock, rate limits, the error map) and turns
-the answer into VenueReports (responses.order_reports) that `poll` hands over. What may go wrong:
+The gateway's loop must never wait for the venue, so `send` only hands the instruction over. With
+[adapter] order_entry = "ws" (the default) a NEW or CANCEL goes to the WebSocket API client
+(wsapi.WsApiClient: its own io thread, one persistent connection, signed as it leaves); with "rest", or
+while that connection is down, it goes on a queue that one worker thread sends over signed REST
+(BinanceRest). Either way the answer becomes the same VenueReports (responses.order_reports), which
+`poll` hands over. What may go wrong, the same on both paths (the WebSocket API refuses with REST's
+HTTP statuses and codes):
 
     OrderRejected    a REJECTED report with the mapped reject code (a cancel: the order's state is asked)
     RateLimited      a REJECTED report with RejectCode.RATE_LIMIT: nothing was placed
-    ResultUnknown    resolved by order_status(client order id), asked again a few times while the venue
-                     may not show it yet (-2013); never sent again
+    ResultUnknown    resolved by order_status(client order id) on the worker, asked again a few times while
+                     the venue may not show it yet (-2013); never sent again
     Halted           (418, bad key or signature) this order REJECTED, and every later send() is False, so
                      the gateway rejects it (6002); RateLimits logged the halt once, at ERROR
-    VenueUnreachable nothing left: REJECTED with VENUE_UNAVAILABLE
+    VenueUnreachable nothing left: over REST REJECTED with VENUE_UNAVAILABLE; over the WebSocket API it goes
+                     the REST way instead (nothing was sent)
 
-Reconciliation (open_orders, order_status, fills_since, balances) asks the venue over the same
-connection, under the same lock as the worker. Client order ids are ours, `t<strategy>-<cid>`
-(responses.encode_client_order_id), so a venue order maps back to (strategy, client order id); a trade
-names only its orderId, which maps through what this adapter sent or saw, else one lookup by orderId.
+The user data stream (mode "ws") comes on the same connection: executionReport -> VenueReports
+(user_stream.py), so a resting order's fills arrive as they happen; outboundAccountPosition ->
+`stream_balances()`. A fill carries the venue's trade id on every path (the FULL answer, executionReport,
+myTrades), and the adapter hands each (strategy, order, trade id) over once (the OMS dedups again). After
+every (re)connect the client subscribes again first, then the worker reconciles the gap over REST: myTrades
+since the stream was last live (less a margin) on the instruments of our open and in-flight orders, then
+the status of each of those orders; what the stream missed is reported and counted (`gap_fills`).
 
-Not here yet: the user data stream (fills of a resting order reach the gateway only at reconciliation),
-the WebSocket API, USDT-M futures, AMEND (send() says False: the gateway rejects it).
+Reconciliation (open_orders, order_status, fills_since, balances) asks the venue over REST, under the
+same lock as the worker. Client order ids are ours, `t<strategy>-<cid>` (responses.encode_client_order_id),
+so a venue order maps back to (strategy, client order id); a trade names only its orderId, which maps
+through what this adapter sent or saw, else one lookup by orderId.
+
+Not here yet: USDT-M futures; AMEND (send() says False: the gateway rejects it; order.cancelReplace is
+not used); CANCEL_ALL lists the open orders over REST before canceling ours one by one. Without a live user
+data stream (order_entry "rest", or the WebSocket API down) the worker asks for our live orders' fills every
+FILL_POLL_S (myTrades since the last poll, then their status): seconds late, where the stream is at once.
+An order on an instrument of another market (a perpetual on the spot adapter) is rejected, never sent.
 """
 from __future__ import annotations
 
@@ -31,18 +47,20 @@ import time
 
 from ttquant.core.daemon.runner import EXIT_CONFIG, ServiceError
 from ttquant.core.instruments import InstrumentTable, MarketType, instruments_path
-from ttquant.core.records import OrderAction, OrderStatus, RejectCode
+from ttquant.core.records import Order, OrderAction, OrderStatus, RejectCode
 from ttquant.core.venues.base import VenueAdapter, VenueError, VenueFill, VenueOrder, VenueReport
 from ttquant.core.venues.binance.credentials import CredentialsError, load_api_credentials
 from ttquant.core.venues.binance.rate_limits import RateLimits
 from ttquant.core.venues.binance.responses import (
     ForeignOrder,
     account_balances,
+    encode_client_order_id,
     order_reports,
     parse_client_order_id,
     venue_fill,
     venue_order,
 )
+from ttquant.core.venues.binance.responses import order_status as body_status
 from ttquant.core.venues.binance.rest import (
     BinanceRest,
     BinanceRestError,
@@ -50,9 +68,13 @@ from ttquant.core.venues.binance.rest import (
     OrderRejected,
     RateLimited,
     ResultUnknown,
+    VenueUnreachable,
+    order_params,
 )
+from ttquant.core.venues.binance.user_stream import UserDataReader
+from ttquant.core.venues.binance.wsapi import WsApiClient
 
-__all__ = ["BinanceAdapter", "REST_URLS"]
+__all__ = ["BinanceAdapter", "REST_URLS", "WS_API_URLS"]
 
 log = logging.getLogger("ttquant.venues.binance")
 
@@ -61,11 +83,37 @@ REST_URLS = {
     "live": {"spot": "https://api.binance.com"},
     "testnet": {"spot": "https://testnet.binance.vision"},
 }
+# [adapter] environment -> market -> WebSocket API URL
+WS_API_URLS = {
+    "live": {"spot": "wss://ws-api.binance.com:443/ws-api/v3"},
+    "testnet": {"spot": "wss://ws-api.testnet.binance.vision/ws-api/v3"},
+}
 _MARKET_TYPES = {"spot": MarketType.SPOT}
+WS_CONNECT_WAIT_S = 5.0         # open() waits this long for the WebSocket API; REST carries orders meanwhile
+GAP_MARGIN_MS = 10_000          # myTrades after a reconnect from this long before the stream was lost
+FILLS_REMEMBERED = 100_000      # (strategy, order, trade id) handed over, kept to hand each over once
+_TERMINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED})
 CLOCK_REFRESH_S = 300.0         # the server-time offset is measured again this often (drift, not steps)
+FILL_POLL_S = 2.0               # without a live user data stream, our live orders' fills are asked this often
 UNKNOWN_TRIES = 5               # order_status asked this often for an order whose result is unknown ...
 UNKNOWN_WAIT_S = 0.2            # ... this far apart (the venue may not show a new order for a moment)
 _STOP = object()
+
+
+class _Resolve:
+    """Worker task: an order whose result is unknown (or a cancel refused): what does the venue have?"""
+    __slots__ = ("inst", "key", "unknown")
+
+    def __init__(self, inst, key, unknown):
+        self.inst, self.key, self.unknown = inst, key, unknown
+
+
+class _Gap:
+    """Worker task: what the user data stream may have missed since since_ms (venue time)."""
+    __slots__ = ("since_ms", "instruments")
+
+    def __init__(self, since_ms, instruments):
+        self.since_ms, self.instruments = since_ms, instruments
 
 
 class BinanceAdapter(VenueAdapter):
@@ -73,10 +121,14 @@ class BinanceAdapter(VenueAdapter):
 
     def __init__(self, rest: BinanceRest, table: InstrumentTable, market: str = "spot",
                  clock_refresh_s: float = CLOCK_REFRESH_S, unknown_tries: int = UNKNOWN_TRIES,
-                 unknown_wait_s: float = UNKNOWN_WAIT_S):
+                 unknown_wait_s: float = UNKNOWN_WAIT_S, ws: WsApiClient | None = None,
+                 fill_poll_s: float = FILL_POLL_S):
+        """`ws`: the WebSocket API client for order entry and the user data stream (not started: the adapter
+        sets its callbacks and starts it); None: signed REST only."""
         self.rest, self.table, self.market = rest, table, market
         self.market_type = _MARKET_TYPES[market]
         self.clock_refresh_s, self.unknown_tries, self.unknown_wait_s = clock_refresh_s, unknown_tries, unknown_wait_s
+        self.fill_poll_s = fill_poll_s
         self._lock = threading.Lock()                       # one request at a time on rest's connection
         self._queue: queue.Queue = queue.Queue()
         self._reports: collections.deque[VenueReport] = collections.deque()   # worker appends, poll pops
@@ -84,8 +136,22 @@ class BinanceAdapter(VenueAdapter):
         self._ids_of: dict[tuple[str, int], tuple[int, int]] = {}  # (symbol, orderId) -> (strategy, cid)
         self._balances: dict[str, int] | None = None
         self.counts = collections.Counter()
+        self._live: dict[tuple[int, int], int] = {}     # orders sent and not known to have ended -> instrument
+        self._fills_seen: set = set()                   # (strategy, cid, trade id) handed over ...
+        self._fills_order: collections.deque = collections.deque()    # ... oldest first, to forget the oldest
+        self._report_lock = threading.Lock()
+        self._ws_lock = threading.Lock()
+        self._ws_in_flight = 0                          # order requests on the WebSocket API not answered yet
+        self.user_data = UserDataReader(table, self.market_type)
+        self._gap_since_ms: int | None = self._venue_ms()  # the stream is not live yet: from now on it is a gap
+        self._gap_instruments: set[int] = set()
+        self.ws = ws
         self._worker = threading.Thread(target=self._run, name="binance-orders", daemon=True)
         self._worker.start()
+        if ws is not None:
+            ws.on_event, ws.on_connected, ws.on_disconnected = self._on_event, self._on_connected, self._on_disconnected
+            ws.subscribe_user_data()
+            ws.start()
 
     @classmethod
     def open(cls, cfg, runner) -> BinanceAdapter:
@@ -117,16 +183,41 @@ class BinanceAdapter(VenueAdapter):
                 rest.close()
                 return None
         runner.wait_for(f"Binance REST at {url}", attempt, hint=lambda: str(last[0]) if last else "")
-        log.info("Binance %s at %s: clock offset %.1f ms (round trip %.1f ms), limits %r", a.market, url,
-                 rest.clock.offset_ms, rest.clock.rtt_ms, rest.limits)
-        return cls(rest, table, a.market)
+        log.info("Binance %s at %s: its clock %+.1f ms from ours (round trip %.1f ms), limits %r", a.market, url,
+                 rest.clock.wall_offset_ms(), rest.clock.rtt_ms, rest.limits)
+        ws = None
+        if a.order_entry == "ws":
+            ws_url = a.ws_api_url if a.environment == "custom" else WS_API_URLS[a.environment][a.market]
+            ws = WsApiClient(ws_url, credentials, rest.clock, rest.limits, recv_window_ms=a.recv_window_ms,
+                             market=a.market)
+        adapter = cls(rest, table, a.market, ws=ws)
+        if ws is not None and not ws.wait_connected(WS_CONNECT_WAIT_S):
+            log.warning("Binance WebSocket API at %s not connected yet: orders go over REST until it is", ws.url)
+        return adapter
 
     # -- the gateway's loop: never blocks -----------------------------------------------------------
     def send(self, order) -> bool:
         if self.rest.limits.halted is not None or order.action == OrderAction.AMEND:
             return False
         if order.action == OrderAction.NEW:
-            self._instrument_of[(order.strategy_id, order.client_order_id)] = order.instrument_id
+            key = (order.strategy_id, order.client_order_id)
+            inst = self.table.get(order.instrument_id)
+            if inst is None or inst.market_type != self.market_type:
+                # another market's instrument (a perpetual on the spot adapter): same symbol, other book
+                self.counts["other_market"] += inst is not None
+                self._report(VenueReport(*key, OrderStatus.REJECTED, reject_code=RejectCode.UNKNOWN_INSTRUMENT))
+                return True
+            self._instrument_of[key] = self._live[key] = order.instrument_id
+            if self._gap_since_ms is not None:
+                self._gap_instruments.add(order.instrument_id)
+            if self.ws is not None and self.ws.connected and self._ws_new(order):
+                return True
+        elif order.action == OrderAction.CANCEL and self.ws is not None and self.ws.connected:
+            key = (order.strategy_id, order.target_order_id)
+            inst = self.table.get(self._instrument_of.get(key, order.instrument_id))
+            if inst is not None:
+                self._ws_cancel(inst, key)
+                return True
         self._queue.put(order)
         return True
 
@@ -142,9 +233,10 @@ class BinanceAdapter(VenueAdapter):
 
     # -- the worker ---------------------------------------------------------------------------------
     def _run(self):
+        polled_ms = None            # venue time of the last fill poll (no live user data stream)
         while True:
             try:
-                order = self._queue.get(timeout=self.clock_refresh_s)
+                order = self._queue.get(timeout=min(self.clock_refresh_s, self.fill_poll_s))
             except queue.Empty:
                 order = None
             try:
@@ -154,6 +246,7 @@ class BinanceAdapter(VenueAdapter):
                     self._refresh_clock()
                 if order is not None:
                     self._handle(order)
+                polled_ms = self._poll_fills(polled_ms)
             except Exception:   # a bug must not kill the worker: the order it was on is logged
                 log.exception("Binance worker: order %s failed", _label(order))
             finally:
@@ -168,6 +261,10 @@ class BinanceAdapter(VenueAdapter):
             log.warning("Binance server time not measured (%s); the old offset stays", type(exc).__name__)
 
     def _handle(self, order):
+        if isinstance(order, _Resolve):
+            return self._resolve(order.inst, order.key) if order.unknown else self._ask_status(order.inst, order.key)
+        if isinstance(order, _Gap):
+            return self._reconcile_gap(order)
         if order.action == OrderAction.NEW:
             self._new(order)
         elif order.action == OrderAction.CANCEL:
@@ -186,19 +283,172 @@ class BinanceAdapter(VenueAdapter):
         try:
             with self._lock:
                 body = self.rest.new_order(order, inst)
-        except ResultUnknown as exc:
+        except ValueError as exc:               # not expressible on Binance (a side, reduce-only on spot)
+            log.warning("order %s/%s not sent: %s", *key, exc)
+            return self._report(VenueReport(*key, OrderStatus.REJECTED, reject_code=RejectCode.BAD_FIELD))
+        except BinanceRestError as exc:
+            return self._on_new_answer(inst, key, None, exc, on_worker=True)
+        self._on_new_answer(inst, key, body, None, on_worker=True)
+
+    def _on_new_answer(self, inst, key, body, exc, on_worker):
+        """A new order's answer, from REST (worker) or the WebSocket API (io thread, which must not wait)."""
+        if exc is None:
+            return self._reports_of(body, inst, key)
+        if isinstance(exc, ResultUnknown):
             self.counts["unknown_results"] += 1
             log.warning("order %s/%s: %s; asking the venue for it", *key, exc)
-            return self._resolve(inst, key)
-        except (OrderRejected, RateLimited, Halted) as exc:
+            return self._resolve(inst, key) if on_worker else self._queue.put(_Resolve(inst, key, True))
+        if isinstance(exc, (OrderRejected, RateLimited, Halted)):
             decided = exc.decision.reject_code if exc.decision is not None else RejectCode.NONE
             code = RejectCode.RATE_LIMIT if isinstance(exc, RateLimited) else (decided or RejectCode.VENUE)
             log.warning("order %s/%s refused: %s", *key, exc)
             return self._report(VenueReport(*key, OrderStatus.REJECTED, reject_code=int(code)))
-        except BinanceRestError as exc:         # unreachable: nothing was sent
-            log.warning("order %s/%s not sent: %s", *key, exc)
-            return self._report(VenueReport(*key, OrderStatus.REJECTED, reject_code=RejectCode.VENUE_UNAVAILABLE))
-        self._reports_of(body, inst, key)
+        log.warning("order %s/%s not sent: %s", *key, exc)     # unreachable: nothing was sent
+        self._report(VenueReport(*key, OrderStatus.REJECTED, reject_code=RejectCode.VENUE_UNAVAILABLE))
+
+    # -- the WebSocket API: submitted from the gateway's loop, answered on the client's io thread ----
+    def _ws_submit(self, method, params, on_answer):
+        with self._ws_lock:
+            self._ws_in_flight += 1
+
+        def answered(status, body, exc):
+            try:
+                on_answer(body, exc)
+            except Exception:       # a bug must not be lost on the io thread
+                log.exception("Binance %s: its answer could not be handled", method)
+            finally:
+                with self._ws_lock:
+                    self._ws_in_flight -= 1
+        self.ws.submit(method, params, answered)
+
+    def _ws_new(self, order) -> bool:
+        """order.place on the WebSocket API; False when it must go the REST way (which reports the refusal)."""
+        key = (order.strategy_id, order.client_order_id)
+        inst = self.table.get(order.instrument_id)
+        if inst is None:
+            return False
+        try:
+            params = dict(order_params(order, inst, self.market))
+        except ValueError:
+            return False
+
+        def on_answer(body, exc):
+            if isinstance(exc, VenueUnreachable):   # the connection went before it left: REST takes it
+                self.counts["ws_fallbacks"] += 1
+                return self._queue.put(order)
+            self._on_new_answer(inst, key, body, exc, on_worker=False)
+        self.counts["ws_orders"] += 1
+        self._ws_submit("order.place", params, on_answer)
+        return True
+
+    def _ws_cancel(self, inst, key):
+        def on_answer(body, exc):
+            if exc is None:
+                return self._reports_of(body, inst, key)
+            if isinstance(exc, VenueUnreachable):
+                self.counts["ws_fallbacks"] += 1
+                return self._queue.put(Order(ts_created=time.time_ns(), strategy_id=key[0], target_order_id=key[1],
+                                             instrument_id=inst.instrument_id, action=OrderAction.CANCEL))
+            if isinstance(exc, (RateLimited, Halted)):
+                return log.warning("cancel %s/%s not sent: %s", *key, exc)
+            log.warning("cancel %s/%s: %s; asking the venue for the order", *key, exc)
+            self._queue.put(_Resolve(inst, key, False))
+        self._ws_submit("order.cancel", {"symbol": inst.symbol,
+                                         "origClientOrderId": encode_client_order_id(*key)}, on_answer)
+
+    def _on_event(self, event):
+        for rep in self.user_data.on_event(event):
+            inst = self.table.get(self._instrument_of.get((rep.strategy_id, rep.client_order_id), 0)) \
+                or self._inst(event.get("s"))
+            if inst is not None:
+                self._ids_of[(inst.symbol, rep.venue_order_id)] = (rep.strategy_id, rep.client_order_id)
+                self._instrument_of[(rep.strategy_id, rep.client_order_id)] = inst.instrument_id
+            self._report(rep)
+
+    def _on_disconnected(self, reason):
+        if self._gap_since_ms is None:
+            self._gap_since_ms = self._venue_ms()
+            self._gap_instruments = set(self._live.values())
+        self.counts["ws_disconnects"] += 1
+        log.warning("Binance user data stream lost (%s): orders go over REST until the WebSocket API is back", reason)
+
+    def _on_connected(self):
+        """Subscribed again: the worker reconciles what the stream may have missed meanwhile."""
+        since, self._gap_since_ms = self._gap_since_ms, None
+        if since is None:       # a stream that ended under a live connection (eventStreamTerminated)
+            since = self._venue_ms()
+        instruments, self._gap_instruments = self._gap_instruments | set(self._live.values()), set()
+        self._queue.put(_Gap(since, instruments))
+
+    def _venue_ms(self) -> int:
+        clock = self.rest.clock
+        return clock.timestamp_ms() if clock.offset_ms is not None else int(time.time() * 1000)
+
+    def _poll_fills(self, polled_ms):
+        """Without a live user data stream (order_entry "rest", or the WebSocket API down), a resting order's
+        fills would reach the gateway only at its end or a restart: ask for our live orders' every fill_poll_s."""
+        if self.ws is not None and self.ws.connected:
+            return None
+        now_ms = self._venue_ms()
+        if not self._live:
+            return now_ms
+        if polled_ms is None:
+            polled_ms = self._gap_since_ms if self._gap_since_ms is not None else now_ms - self.fill_poll_s * 1000
+        if now_ms - polled_ms < self.fill_poll_s * 1000:
+            return polled_ms
+        self.counts["fill_polls"] += 1
+        self._reconcile_gap(_Gap(int(polled_ms), set(self._live.values())), quiet=True)
+        return now_ms
+
+    def _reconcile_gap(self, gap: _Gap, quiet: bool = False):
+        """myTrades since the gap began on its instruments, then the status of every order still live (quiet:
+        a routine poll, which asks only of orders it found new fills for, each status costing weight)."""
+        missed = asked = 0
+        filled_keys = set()
+        start_ms = max(gap.since_ms - GAP_MARGIN_MS, 0)
+        for iid in sorted(gap.instruments):
+            inst = self.table.get(iid)
+            if inst is None:
+                continue
+            try:
+                with self._lock:
+                    trades = self.rest.my_trades(inst.symbol, start_ms)
+                fills = [(int(t["orderId"]), venue_fill(t, inst, ids)) for t in trades
+                         if (ids := self._ids_of_order(inst, int(t["orderId"]))) is not None]
+            except BinanceRestError as exc:
+                self.counts["gap_errors"] += 1
+                log.warning("user data gap on %s: myTrades not asked (%s)", inst.symbol, exc)
+                continue
+            for order_id, f in fills:
+                if quiet and (f.strategy_id, f.client_order_id, f.trade_id) not in self._fills_seen:
+                    filled_keys.add((f.strategy_id, f.client_order_id))
+                missed += self._report(VenueReport(
+                    f.strategy_id, f.client_order_id, OrderStatus.PARTIALLY_FILLED, venue_order_id=order_id,
+                    last_price=f.price, last_qty=f.qty, fee=f.fee, liquidity=f.liquidity, ts_exchange=f.ts_ns,
+                    trade_id=f.trade_id))
+        for key, iid in list(self._live.items()):
+            inst = self.table.get(iid)
+            if inst is None or (quiet and key not in filled_keys):
+                continue
+            asked += 1
+            try:
+                with self._lock:
+                    body = self.rest.order_status(inst.symbol, *key)
+            except BinanceRestError as exc:
+                self.counts["gap_errors"] += 1
+                log.warning("user data gap: order %s/%s not asked (%s)", *key, exc)
+                continue
+            if body is not None:
+                self._reports_of(body, inst, key)
+        if quiet:                   # a routine poll: only what it found is worth a line
+            self.counts["polled_fills"] += missed
+            if missed:
+                log.info("fill poll: %d fills of live orders, %d orders asked", missed, asked)
+            return
+        self.counts["gap_reconciles"] += 1
+        self.counts["gap_fills"] += missed
+        log.log(logging.WARNING if missed else logging.INFO, "user data gap from %d ms reconciled: %d fills the "
+                "stream missed, %d orders asked", start_ms, missed, asked)
 
     def _resolve(self, inst, key):
         """An order whose result is unknown: what the venue has, asked by client order id; never resent."""
@@ -226,6 +476,8 @@ class BinanceAdapter(VenueAdapter):
         if inst is None:
             log.warning("cancel %s/%s: its instrument is not known here", *key)
             return
+        if self.ws is not None and self.ws.connected:
+            return self._ws_cancel(inst, key)
         try:
             with self._lock:
                 body = self.rest.cancel_order(inst.symbol, *key)
@@ -234,29 +486,54 @@ class BinanceAdapter(VenueAdapter):
             return
         except BinanceRestError as exc:       # refused (already closed?) or unknown: ask what it is now
             log.warning("cancel %s/%s: %s; asking the venue for the order", *key, exc)
-            try:
-                with self._lock:
-                    body = self.rest.order_status(inst.symbol, *key)
-            except BinanceRestError as exc2:
-                log.warning("order %s/%s: its status could not be asked (%s)", *key, type(exc2).__name__)
-                return
-            if body is None:
-                return
+            return self._ask_status(inst, key)
         self._reports_of(body, inst, key)
+
+    def _ask_status(self, inst, key):
+        try:
+            with self._lock:
+                body = self.rest.order_status(inst.symbol, *key)
+        except BinanceRestError as exc:
+            log.warning("order %s/%s: its status could not be asked (%s)", *key, type(exc).__name__)
+            return
+        if body is not None:
+            self._reports_of(body, inst, key)
 
     def _reports_of(self, body, inst, key):
         self._ids_of[(inst.symbol, int(body["orderId"]))] = key
         self._instrument_of[key] = inst.instrument_id
         for rep in order_reports(body, inst, key):
             self._report(rep)
+        if body_status(body) in _TERMINAL:     # ended, though the report (FILLED without its trades) may not say
+            self._live.pop(key, None)
 
-    def _report(self, rep: VenueReport):
+    def _report(self, rep: VenueReport) -> bool:
+        """Hand a report over; a fill (strategy, order, trade id) only once. True when handed over."""
+        key = (rep.strategy_id, rep.client_order_id)
+        if rep.last_qty and rep.trade_id:
+            fill = (*key, rep.trade_id)
+            with self._report_lock:
+                if fill in self._fills_seen:
+                    self.counts["duplicate_fills"] += 1
+                    return False
+                self._fills_seen.add(fill)
+                self._fills_order.append(fill)
+                if len(self._fills_order) > FILLS_REMEMBERED:
+                    self._fills_seen.discard(self._fills_order.popleft())
+        if rep.status in _TERMINAL:
+            self._live.pop(key, None)
         self._reports.append(rep)
+        return True
+
+    def stream_balances(self) -> dict[str, int]:
+        """The account as the user data stream last said it (outboundAccountPosition), over the balances
+        the last reconciliation took: live, but not tied to the fills handed over (balances() is)."""
+        return {**(self._balances or {}), **self.user_data.balances}
 
     def settle(self, timeout_s: float = 10.0) -> bool:
-        """Wait until the worker has sent (and had answered) every instruction already handed to send()."""
+        """Wait until every instruction already handed to send() was sent and answered (or resolved)."""
         deadline = time.monotonic() + timeout_s
-        while self._queue.unfinished_tasks:
+        while self._queue.unfinished_tasks or self._ws_in_flight:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.005)
@@ -336,6 +613,8 @@ class BinanceAdapter(VenueAdapter):
             return False
 
     def close(self):
+        if self.ws is not None:
+            self.ws.close()
         self._queue.put(_STOP)
         self._worker.join(timeout=10)
         self.rest.close()
@@ -349,5 +628,8 @@ def _load_table(path):
 
 
 def _label(order) -> str:
-    return f"{order.strategy_id}/{order.client_order_id}" if order is not None else "-"
+    if isinstance(order, _Resolve):
+        return f"{order.key[0]}/{order.key[1]}"
+    return f"{order.strategy_id}/{order.client_order_id}" if order is not None and hasattr(order, "strategy_id") \
+        else type(order).__name__
 

@@ -10,6 +10,12 @@ RAW_REQUESTS per IP; spot and USDT-M futures alike). What is used of them comes 
 
 The header's suffix is intervalNum + the interval's first letter (S, M, H, D). No header counts
 RAW_REQUESTS: those are counted here, over a sliding window (never less than the venue's count).
+The WebSocket API says the same in every answer's `rateLimits` list (`on_ws_rate_limits`):
+
+    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000, "count": 70}
+
+with the limit itself: a limit exchangeInfo did not list is learnt from the first answer that names it, and
+one the venue changed since exchangeInfo was read takes the answer's value.
 
 A 429 means a limit was broken: send nothing until `Retry-After` seconds have passed (Binance's
 documented warning: keep sending and the IP is banned, 418). A 418 is that ban: order entry stops,
@@ -109,6 +115,24 @@ class RateLimits:
             self.back_off(retry_after)
         elif status == 418:
             self.halt("HTTP 418: the IP is banned for breaking the request rate limits after 429s", retry_after)
+
+    def on_ws_rate_limits(self, entries) -> None:
+        """Read a WebSocket API answer's `rateLimits` (the used count of each limit, and the limit)."""
+        if not isinstance(entries, list):
+            return
+        now = self.clock()
+        for entry in entries:
+            try:
+                lim = RateLimit(entry["rateLimitType"], entry["interval"], int(entry["intervalNum"]),
+                                int(entry["limit"]))
+                count = int(entry["count"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if lim.interval not in INTERVAL_S or lim.interval_num <= 0 or lim.limit <= 0:
+                continue
+            if lim not in self.limits:     # new, or changed since exchangeInfo: the answer is the fresher word
+                self.limits = (*(known for known in self.limits if known.label != lim.label), lim)
+            self._used[lim.label] = (count, now)
 
     def back_off(self, retry_after_s: float | None) -> None:
         """Send nothing for retry_after_s (DEFAULT_BACKOFF_S when the venue did not say)."""

@@ -43,18 +43,29 @@ class ClockOffset:
 
     def refresh(self) -> float:
         """Measure again; the new offset (server minus local, ms). Errors of the fetch propagate."""
-        best: tuple[float, float] | None = None
+        samples = []
         for _ in range(self.samples):
             sent = self._clock()
             server_ms = self._fetch()
-            received = self._clock()
+            samples.append((sent, server_ms, self._clock()))
+        return self.take_samples(samples)
+
+    def now_ms(self) -> float:
+        """The local clock this offset is against (for samples taken elsewhere: take_samples)."""
+        return self._clock()
+
+    def take_samples(self, samples) -> float:
+        """The offset from (sent, server_ms, received) samples taken elsewhere (a WebSocket API `time`
+        request, on its own loop), local times from now_ms(); the shortest round trip wins."""
+        best: tuple[float, float] | None = None
+        for sent, server_ms, received in samples:
             rtt = received - sent
             if rtt < 0 or rtt > self.max_rtt_ms:
                 continue
             if best is None or rtt < best[0]:
                 best = (rtt, server_ms - (sent + received) / 2)
         if best is None:
-            raise ClockSyncError(f"no server-time sample of {self.samples} came back within {self.max_rtt_ms} ms")
+            raise ClockSyncError(f"no server-time sample of {len(samples)} came back within {self.max_rtt_ms} ms")
         self.rtt_ms, self.offset_ms = best
         self.measured_at_ms = self._clock()
         return self.offset_ms
@@ -62,6 +73,11 @@ class ClockOffset:
     def age_ms(self) -> float:
         """How long ago the offset was measured (infinite before the first refresh)."""
         return float("inf") if self.measured_at_ms is None else self._clock() - self.measured_at_ms
+
+    def wall_offset_ms(self) -> float:
+        """The venue's clock minus this host's wall clock (what an operator compares; offset_ms is against
+        the monotonic clock, so steps of the wall clock do not move the timestamps we sign)."""
+        return self.timestamp_ms() - time.time() * 1000
 
     def timestamp_ms(self) -> int:
         """The venue's time now, in ms, for a request's `timestamp`."""

@@ -1,4 +1,5 @@
-"""The Binance adapter (core/venues/binance/adapter.py) against a real `ttquant venue-sim binance` process:
+"""The Binance adapter (core/venues/binance/adapter.py) with order_entry "rest" against a real `ttquant venue-sim
+binance` process (test_adapter_ws.py: the WebSocket API path):
 opened from a gateway config as the gateway opens it, orders handed over by send() without waiting for the
 venue, the answers read back by poll() as VenueReports, and reconciliation (open_orders, order_status,
 fills_since, balances) compared with what the venue itself says over signed REST.
@@ -100,7 +101,7 @@ def stack(tmp_path_factory):
         write_credentials(root / "binance.toml", SECRET)
         cfg = parse_config({"venue": "binance", "rings": {"name": rings},
                             "adapter": {"kind": "binance", "environment": "custom", "rest_url": venue.base,
-                                        "credentials": "./binance.toml"}},
+                                        "credentials": "./binance.toml", "order_entry": "rest"}},
                            GatewayConfig, str(root / "gateway.toml"), instance="binance")
         runner = Runner()
         adapter = BinanceAdapter.open(cfg, runner)
@@ -309,10 +310,16 @@ def test_the_gateway_config_checks_the_binance_keys(tmp_path):
         return parse_config({"adapter": {"kind": "binance", **adapter}}, GatewayConfig, str(tmp_path / "g.toml"),
                             instance="binance").adapter
     a = cfg()
-    assert (a.environment, a.market, a.credentials, a.recv_window_ms) == ("live", "spot", "binance", 5000)
+    assert (a.environment, a.market, a.credentials, a.recv_window_ms, a.order_entry, a.ws_api_url) == \
+        ("live", "spot", "binance", 5000, "ws", "")
     assert cfg(environment="testnet").environment == "testnet"
+    assert cfg(environment="custom", rest_url="http://h:1", order_entry="rest").ws_api_url == ""
+    assert cfg(environment="custom", rest_url="http://h:1", ws_api_url="ws://h:2/ws-api/v3").order_entry == "ws"
     for bad, message in (({"environment": "prod"}, "adapter.environment: live, testnet or custom, got 'prod'"),
                          ({"environment": "custom"}, "adapter.rest_url: environment custom needs http"),
+                         ({"environment": "custom", "rest_url": "http://h:1"},
+                          "adapter.ws_api_url: environment custom with order_entry ws needs ws"),
+                         ({"order_entry": "fix"}, "adapter.order_entry: ws or rest, got 'fix'"),
                          ({"market": "usdm"}, "adapter.market: spot"),
                          ({"recv_window_ms": 60001}, "adapter.recv_window_ms: in 1..60000")):
         with pytest.raises(ConfigError, match=message):
@@ -325,7 +332,7 @@ def test_credentials_that_cannot_be_used_stop_the_gateway_as_a_config_error(tmp_
     write_credentials(path, SECRET)
     os.chmod(path, 0o640)                   # readable by the group: refused before anything is read
     cfg = parse_config({"adapter": {"kind": "binance", "environment": "custom", "rest_url": "http://127.0.0.1:9",
-                                    "credentials": "./binance.toml"}},
+                                    "ws_api_url": "ws://127.0.0.1:9/ws-api/v3", "credentials": "./binance.toml"}},
                        GatewayConfig, str(tmp_path / "gateway.toml"), instance="binance")
     with pytest.raises(ServiceError) as err:
         BinanceAdapter.open(cfg, Runner())

@@ -58,6 +58,29 @@ def test_headers_are_read_and_headroom_is_the_tightest_limit(clock):
     assert rl.remaining()["REQUEST_WEIGHT/1M"] == 1200
 
 
+def test_websocket_api_rate_limits_are_read_and_their_limits_are_the_venues_latest_word(clock):
+    rl = RateLimits.from_exchange_info(SPOT, clock=clock)       # 2021: 1200 weight a minute
+    # the documented order.place answer's rateLimits (web-socket-api.md, "Unfilled Order Count"), and junk
+    rl.on_ws_rate_limits([{"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 50,
+                           "count": 12},
+                          {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 160000,
+                           "count": 4043},
+                          {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000,
+                           "count": 321},
+                          {"rateLimitType": "ORDERS", "interval": "WEEK", "intervalNum": 1, "limit": 9, "count": 1},
+                          {"rateLimitType": "ORDERS"}, "not a dict"])
+    assert rl.remaining() == {"REQUEST_WEIGHT/1M": 6000 - 321, "ORDERS/10S": 38, "ORDERS/1D": 160000 - 4043,
+                              "RAW_REQUESTS/5M": 6100}
+    assert len(rl.limits) == 4
+    fresh = RateLimits((), clock=clock)
+    fresh.on_ws_rate_limits([{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                              "limit": 6000, "count": 5990}])
+    assert fresh.check(weight=20) == "REQUEST_WEIGHT/1M: 5990 of 6000 used"
+    fresh.on_ws_rate_limits(None)           # an answer without rateLimits changes nothing
+    clock.t += 60.0
+    assert fresh.check(weight=20) is None
+
+
 def test_a_later_header_replaces_the_earlier_count(clock):
     rl = RateLimits.from_exchange_info(USDM, clock=clock)
     rl.on_response(200, {"X-MBX-USED-WEIGHT-1M": "2000"})

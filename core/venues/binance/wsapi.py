@@ -1,0 +1,585 @@
+"""Binance's spot WebSocket API: order entry and the user data stream on one persistent connection.
+
+One io thread runs its own event loop (uvloop when installed) with one picows client connection to
+`wss://ws-api.binance.com:443/ws-api/v3` (testnet, or the simulated venue's `/ws-api/v3`). Any thread
+hands a request over with `submit` (never blocks) or `call` (blocks for the answer); the io thread
+signs it as it leaves, so its `timestamp` is fresh, and matches the answer by request id
+(https://developers.binance.com/docs/binance-spot-api-docs/web-socket-api, "Request format").
+
+    signing      HMAC keys: every signed request carries apiKey, timestamp and signature (sign_ws_params);
+                 Ed25519 keys: `session.logon` once per connection, then timestamp only
+    answers      {"id", "status", "result" | "error", "rateLimits"}: the rateLimits feed RateLimits; a refusal
+                 raises (call) or is handed to the callback (submit) as the BinanceRest exception REST would
+                 give for the same HTTP status and code (errors.classify), so both paths decide alike
+    -1021        the server's clock measured again over `time`, the request signed and sent once more (the
+                 venue refused the first, so it cannot be doubled), as BinanceRest does
+    429 / 418    back off / halt in the shared RateLimits (WebSocket `error.data.retryAfter`, epoch ms); while
+                 halted or backing off nothing is sent and nothing reconnects
+    no answer    the connection dropped, or `timeout_s` passed: ResultUnknown; never sent again
+    user data    userDataStream.subscribe.signature (HMAC) or .subscribe (after logon) on every connection once
+                 `subscribe_user_data()` was asked; events `{"subscriptionId", "event"}` go to on_event(event)
+    reconnect    with exponential backoff (jittered); on_disconnected(reason) when a connection is lost,
+                 on_connected() once a new one is logged on and subscribed, so the owner can reconcile the gap
+    pings        the venue's pings are answered (picows auto-pong); an idle connection is pinged and dropped
+                 when no pong comes (auto-ping), since a dead TCP connection would otherwise look alive
+
+Callbacks (submit's, on_event, on_connected, on_disconnected) run on the io thread: they must not block.
+The API key goes in params; the secret stays in the signer. Logs and exceptions name the method, status
+and Binance's code and message, never params.
+
+Not here yet: SBE responses, more than one subscription per connection (other accounts), `serverShutdown`
+handled by a second connection opened before the first closes (the connection is dropped once idle).
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+
+from ttquant.core.venues.binance.credentials import ApiCredentials
+from ttquant.core.venues.binance.errors import Action, classify
+from ttquant.core.venues.binance.rate_limits import RateLimits
+from ttquant.core.venues.binance.rest import (
+    BinanceRestError,
+    Halted,
+    OrderRejected,
+    RateLimited,
+    ResultUnknown,
+    VenueUnreachable,
+)
+from ttquant.core.venues.binance.server_time import ClockOffset
+from ttquant.core.venues.binance.signing import Ed25519Signer, session_logon_params, sign_ws_params
+
+__all__ = ["WS_WEIGHTS", "WsApiClient"]
+
+log = logging.getLogger("ttquant.venues.binance")
+
+# (request weight, orders) per method, as documented for the spot WebSocket API in 2026
+WS_WEIGHTS: dict[str, tuple[int, int]] = {
+    "order.place": (1, 1), "order.cancel": (1, 0), "order.cancelReplace": (1, 1), "order.status": (4, 0),
+    "openOrders.status": (6, 0), "openOrders.cancelAll": (1, 0), "account.status": (20, 0), "myTrades": (20, 0),
+    "time": (1, 0), "ping": (1, 0), "exchangeInfo": (20, 0), "session.logon": (2, 0), "session.status": (2, 0),
+    "session.logout": (2, 0), "session.subscriptions": (2, 0), "userDataStream.subscribe": (2, 0),
+    "userDataStream.subscribe.signature": (2, 0), "userDataStream.unsubscribe": (2, 0),
+}
+OPEN_ORDERS_ALL_WEIGHT = 80         # openOrders.status without a symbol
+CLOCK_REFRESH_MS = 300_000          # measured again on a (re)connect when older than this
+CLOCK_SAMPLES = 3
+UP_FOR_BACKOFF_RESET_S = 10.0       # a connection that stayed up this long starts the backoff again
+SHUTDOWN_DRAIN_S = 2.0              # after serverShutdown: answers still awaited this long, then reconnect
+_RAISES = {Action.REJECT: OrderRejected, Action.RETRY_AFTER_RESYNC: OrderRejected,
+           Action.UNKNOWN_RESULT: ResultUnknown, Action.BACK_OFF: RateLimited, Action.HALT: Halted}
+
+Callback = Callable[[int | None, object, BinanceRestError | None], None]
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:             # pragma: no cover - uvloop is in the project's requirements
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _json_value(value):
+    # prices and quantities are Decimals: sent as the same text the signature was computed over
+    return format(value, "f") if isinstance(value, Decimal) else value
+
+
+class _Request:
+    __slots__ = ("id", "method", "params", "callback", "signed", "timeout_s", "timer", "resynced", "internal")
+
+    def __init__(self, rid, method, params, callback, signed, timeout_s, internal=False):
+        self.id, self.method, self.params, self.callback = rid, method, params, callback
+        self.signed, self.timeout_s, self.internal = signed, timeout_s, internal
+        self.timer = None
+        self.resynced = False
+
+    @property
+    def client_order_id(self) -> str | None:
+        return self.params.get("newClientOrderId") or self.params.get("origClientOrderId")
+
+
+class WsApiClient:
+    """One persistent WebSocket API connection; module docstring for what it does."""
+
+    def __init__(self, url: str, credentials: ApiCredentials, clock: ClockOffset, limits: RateLimits,
+                 recv_window_ms: int | None = 5000, on_event: Callable[[dict], None] | None = None,
+                 on_connected: Callable[[], None] | None = None,
+                 on_disconnected: Callable[[str], None] | None = None, *, market: str = "spot",
+                 request_timeout_s: float = 10.0, backoff_initial_s: float = 0.1, backoff_max_s: float = 5.0,
+                 connect_timeout_s: float = 5.0, ping_idle_s: float = 20.0, ping_reply_s: float = 10.0,
+                 name: str = "binance-wsapi"):
+        if not url.startswith(("ws://", "wss://")):
+            raise ValueError(f"url must be ws(s)://host[:port]/path, got {url!r}")
+        self.url, self.market, self.name = url, market, name
+        self._credentials = credentials
+        self.clock, self.limits, self.recv_window_ms = clock, limits, recv_window_ms
+        self.on_event, self.on_connected, self.on_disconnected = on_event, on_connected, on_disconnected
+        self.request_timeout_s, self.connect_timeout_s = request_timeout_s, connect_timeout_s
+        self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
+        self.ping_idle_s, self.ping_reply_s = ping_idle_s, ping_reply_s
+        self._logon = isinstance(credentials.signer, Ed25519Signer)   # session.logon: Ed25519 keys only
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Request] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._transport = None
+        self._gone: asyncio.Future | None = None
+        self._wake: asyncio.Event | None = None
+        self._ready = threading.Event()         # connected, logged on, subscribed: requests may go
+        self._announced = False                 # on_connected said for this connection: on_disconnected is due
+        self._session = False                   # this connection is logged on (session.logon)
+        self._closing = False
+        self._draining = False                  # serverShutdown: reconnect once the answers are in
+        self._drop_reason = ""
+        self._user_data = False                 # subscribe_user_data() was asked: every connection subscribes
+        self.subscription_id: int | None = None
+        self.requests_sent = 0
+        self.counts = collections.Counter()     # connects, connect_failures, disconnects, timeouts, events, ...
+
+    def __repr__(self) -> str:
+        return f"WsApiClient({self.url}, {self._credentials!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        raise TypeError("WsApiClient holds API credentials and is not picklable")
+
+    # -- any thread -----------------------------------------------------------------------------------
+    def start(self) -> WsApiClient:
+        """Start the io thread; it connects (and keeps reconnecting) until close()."""
+        if self._thread is None:
+            self._loop = _new_loop()
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+        return self
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        return self._ready.wait(timeout_s)
+
+    @property
+    def connected(self) -> bool:
+        return self._ready.is_set()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent and not answered yet."""
+        return len(self._pending)
+
+    def submit(self, method: str, params: Mapping | None, callback: Callback, signed: bool = True,
+               timeout_s: float | None = None) -> int:
+        """Hand a request to the io thread; its id. callback(status, body, exc) runs on the io thread once:
+        (200, result, None) when answered; (status, error, exc) when refused; (None, None, exc) when not sent
+        (VenueUnreachable, RateLimited, Halted) or not answered (ResultUnknown). A client not started or
+        closed calls it at once on the caller's thread, with VenueUnreachable."""
+        rid = next(self._ids)
+        req = _Request(rid, method, dict(params or {}), callback, signed, timeout_s or self.request_timeout_s)
+        try:
+            self._loop.call_soon_threadsafe(self._send, req)
+        except (AttributeError, RuntimeError):     # not started, or closed: nothing was sent
+            self._finish(req, None, None, VenueUnreachable(f"{method}: not sent: the WebSocket API client is "
+                                                           "not running", client_order_id=req.client_order_id))
+        return rid
+
+    def call(self, method: str, params: Mapping | None = None, signed: bool = True, timeout_s: float = 10.0):
+        """The answer's `result`, waiting for it; raises the BinanceRest exception a refusal maps to."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("call() on the io thread would wait for itself: use submit()")
+        done = threading.Event()
+        out: list = []
+
+        def answered(status, body, exc):
+            out.append((body, exc))
+            done.set()
+        self.submit(method, params, answered, signed, timeout_s)
+        if not done.wait(timeout_s + 5.0):     # the io thread fails it at timeout_s: this is a stuck loop
+            raise ResultUnknown(f"{method}: no answer within {timeout_s} s; it may have been executed",
+                                classify(None, None, self.market))
+        body, exc = out[0]
+        if exc is not None:
+            raise exc
+        return body
+
+    def subscribe_user_data(self) -> None:
+        """Subscribe to the account's user data stream, now (when connected) and on every reconnect."""
+        self._user_data = True
+        if self._loop is not None and self.connected:
+            self._loop.call_soon_threadsafe(lambda: self._loop.create_task(self._subscribe_logged()))
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self._closing = True
+        self._ready.clear()
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            try:
+                self._loop.call_soon_threadsafe(self._shutdown)
+            except RuntimeError:
+                pass
+            self._thread.join(timeout_s)
+
+    # -- the io thread --------------------------------------------------------------------------------
+    def _run(self):
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._serve())
+        except Exception:   # a bug: said, and every request waiting fails rather than hangs
+            log.exception("%s: the io loop failed", self.name)
+        finally:
+            self._fail_pending("the client stopped")
+            self._loop.close()
+
+    def _shutdown(self):
+        if self._wake is not None:
+            self._wake.set()
+        if self._transport is not None:
+            self._drop_reason = "closed by us"
+            self._transport.send_close()
+            self._transport.disconnect()
+
+    async def _pause(self, seconds: float):
+        """Sleep, cut short by close()."""
+        if self._closing:
+            return
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    def _blocked_for(self) -> float:
+        """Seconds to wait before connecting: a halt (checked again each second) or a back-off."""
+        if self.limits.halted is not None:
+            return 1.0
+        return max(0.0, self.limits.backoff_until - self.limits.clock())
+
+    async def _serve(self):
+        self._wake = asyncio.Event()
+        backoff = self.backoff_initial_s
+        while not self._closing:
+            blocked = self._blocked_for()
+            if blocked > 0:
+                await self._pause(min(blocked, 1.0))
+                continue
+            try:
+                await self._connect()
+            except Exception as exc:        # OSError, timeouts, handshake errors, a refused logon
+                self.counts["connect_failures"] += 1
+                if self._transport is not None:
+                    self._transport.disconnect()
+                    await asyncio.wait([self._gone], timeout=1.0)
+                delay = backoff * random.uniform(0.5, 1.0)
+                log.warning("%s: %s: connect failed (%s: %s); next try in %.2f s", self.name, self.url,
+                            type(exc).__name__, exc, delay)
+                await self._pause(delay)
+                backoff = min(backoff * 2, self.backoff_max_s)
+                continue
+            up_since = time.monotonic()
+            await self._gone
+            if time.monotonic() - up_since >= UP_FOR_BACKOFF_RESET_S:
+                backoff = self.backoff_initial_s
+            if not self._closing:
+                delay = backoff * random.uniform(0.5, 1.0)
+                log.warning("%s: disconnected (%s); reconnecting in %.2f s", self.name, self._drop_reason, delay)
+                await self._pause(delay)
+                backoff = min(backoff * 2, self.backoff_max_s)
+        if self._transport is not None:
+            self._transport.disconnect()
+
+    async def _connect(self):
+        from picows import WSListener, ws_connect
+        client = self
+        gone = self._gone = self._loop.create_future()
+        self._session, self._draining, self.subscription_id = False, False, None
+
+        class Listener(WSListener):
+            def on_ws_frame(self, transport, frame):
+                client._on_frame(transport, frame)
+
+            def on_ws_disconnected(self, transport):
+                client._on_gone(transport, gone)
+
+        transport, _ = await asyncio.wait_for(
+            ws_connect(Listener, self.url, websocket_handshake_timeout=self.connect_timeout_s,
+                       enable_auto_ping=True, auto_ping_idle_timeout=self.ping_idle_s,
+                       auto_ping_reply_timeout=self.ping_reply_s, enable_auto_pong=True,
+                       logger_name="ttquant.venues.binance.picows"),
+            self.connect_timeout_s * 2)
+        self._transport = transport
+        self._drop_reason = "the connection closed"
+        self.counts["connects"] += 1
+        if self.clock.offset_ms is None or self.clock.age_ms() > CLOCK_REFRESH_MS:
+            await self._measure_clock()
+        if self._logon:
+            await self._request("session.logon", {}, signed=True)
+            self._session = True
+        if self._user_data:
+            await self._subscribe_logged()
+        self._ready.set()
+        self._announced = True
+        log.info("%s: connected to %s%s%s", self.name, self.url, ", logged on" if self._session else "",
+                 f", user data subscription {self.subscription_id}" if self.subscription_id is not None else "")
+        self._callback(self.on_connected)
+
+    def _request(self, method: str, params: dict, signed: bool, timeout_s: float | None = None) -> asyncio.Future:
+        """A request of the client's own (clock, logon, subscription), sent before the connection is ready."""
+        fut = self._loop.create_future()
+
+        def answered(status, body, exc):
+            if not fut.done():
+                fut.set_exception(exc) if exc is not None else fut.set_result(body)
+        self._send(_Request(next(self._ids), method, params, answered, signed, timeout_s or self.request_timeout_s,
+                            internal=True))
+        return fut
+
+    async def _measure_clock(self):
+        samples = []
+        for _ in range(CLOCK_SAMPLES):
+            sent = self.clock.now_ms()
+            body = await self._request("time", {}, signed=False)
+            samples.append((sent, int(body["serverTime"]), self.clock.now_ms()))
+        self.clock.take_samples(samples)
+
+    async def _subscribe(self):
+        if self._session:
+            body = await self._request("userDataStream.subscribe", {}, signed=False)
+        else:
+            body = await self._request("userDataStream.subscribe.signature", {}, signed=True)
+        self.subscription_id = int(body["subscriptionId"])
+        self.counts["subscriptions"] += 1
+
+    async def _subscribe_logged(self):
+        """Subscribe; a refusal is said (the connection still takes orders), a lost connection raises."""
+        try:
+            await self._subscribe()
+        except (OrderRejected, RateLimited, Halted) as exc:
+            self.counts["subscribe_refused"] += 1
+            log.error("%s: the user data stream subscription was refused (%s): fills of resting orders reach "
+                      "us only by reconciliation", self.name, exc)
+
+    def _callback(self, fn, *args):
+        if fn is None:
+            return
+        try:
+            fn(*args)
+        except Exception:   # the owner's bug must not take the connection down
+            log.exception("%s: callback %s failed", self.name, getattr(fn, "__name__", fn))
+
+    # -- requests out ---------------------------------------------------------------------------------
+    def _send(self, req: _Request):
+        what = req.method
+        if self._closing or self._transport is None or self._draining or not (req.internal or self._ready.is_set()):
+            return self._finish(req, None, None, VenueUnreachable(
+                f"{what}: not sent: the WebSocket API is not connected", client_order_id=req.client_order_id))
+        weight, orders = WS_WEIGHTS.get(what, (1, 0))
+        if what == "openOrders.status" and "symbol" not in req.params:
+            weight = OPEN_ORDERS_ALL_WEIGHT
+        reason = self.limits.check(weight, orders)
+        if reason is not None:
+            cls = Halted if self.limits.halted is not None else RateLimited
+            return self._finish(req, None, None, cls(f"{what}: not sent: {reason}",
+                                                     client_order_id=req.client_order_id))
+        params = req.params
+        if req.signed:
+            if self.clock.offset_ms is None:
+                return self._finish(req, None, None, VenueUnreachable(
+                    f"{what}: not sent: the server's clock is not measured", client_order_id=req.client_order_id))
+            ts = self.clock.timestamp_ms()
+            if what == "session.logon":
+                params = session_logon_params(self._credentials.signer, self._credentials.api_key, ts,
+                                              self.recv_window_ms)
+            elif self._session:
+                params = dict(params, timestamp=ts)
+                if self.recv_window_ms is not None:
+                    params["recvWindow"] = self.recv_window_ms
+            else:
+                params = sign_ws_params(self._credentials.signer, params, self._credentials.api_key, ts,
+                                        self.recv_window_ms)
+        data = json.dumps({"id": req.id, "method": what, "params": {k: _json_value(v) for k, v in params.items()}},
+                          separators=(",", ":")).encode()
+        self._pending[req.id] = req
+        req.timer = self._loop.call_later(req.timeout_s, self._expire, req.id)
+        self.limits.on_request()
+        self.requests_sent += 1
+        from picows import WSMsgType
+        try:
+            self._transport.send(WSMsgType.TEXT, data)
+        except Exception as exc:    # a transport closing under us: the frame may or may not have left
+            self._pending.pop(req.id, None)
+            req.timer.cancel()
+            self._finish(req, None, None, ResultUnknown(f"{what}: the send failed ({type(exc).__name__}); it may "
+                                                        "have left", classify(None, None, self.market),
+                                                        req.client_order_id))
+
+    def _expire(self, rid: int):
+        req = self._pending.pop(rid, None)
+        if req is None:
+            return
+        self.counts["timeouts"] += 1
+        log.warning("%s: %s: no answer within %.1f s; its result is unknown", self.name, req.method, req.timeout_s)
+        self._finish(req, None, None, ResultUnknown(f"{req.method}: no answer within {req.timeout_s} s; it may have "
+                                                    "been executed", classify(None, None, self.market),
+                                                    req.client_order_id))
+        self._drained()
+
+    def _finish(self, req: _Request, status, body, exc):
+        try:
+            req.callback(status, body, exc)
+        except Exception:
+            log.exception("%s: the callback of %s failed", self.name, req.method)
+
+    def _fail_pending(self, why: str):
+        pending, self._pending = self._pending, {}
+        for req in pending.values():
+            if req.timer is not None:
+                req.timer.cancel()
+            self.counts["lost_answers"] += 1
+            self._finish(req, None, None, ResultUnknown(f"{req.method}: {why} before its answer; it may have been "
+                                                        "executed", classify(None, None, self.market),
+                                                        req.client_order_id))
+
+    def _drained(self):
+        if self._draining and not self._pending and self._transport is not None:
+            self._drop_reason = "the venue is shutting down (serverShutdown)"
+            self._transport.disconnect()
+
+    # -- answers and events in ------------------------------------------------------------------------
+    def _on_gone(self, transport, gone):
+        if transport is self._transport:
+            self._transport = None
+            self._ready.clear()
+            self._session, self.subscription_id = False, None
+            if not self._closing:
+                self.counts["disconnects"] += 1
+            if self._announced:
+                self._announced = False
+                self._callback(self.on_disconnected, self._drop_reason)
+            self._fail_pending(f"the connection dropped ({self._drop_reason})")
+        if not gone.done():
+            gone.set_result(True)
+
+    def _on_frame(self, transport, frame):
+        from picows import WSMsgType
+        kind = frame.msg_type
+        if kind == WSMsgType.TEXT:
+            self._on_message(frame.get_payload_as_bytes())
+        elif kind == WSMsgType.CLOSE:
+            self._drop_reason = f"closed by the venue (code {frame.get_close_code()})"
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+        elif kind == WSMsgType.BINARY:
+            self.counts["binary_frames"] += 1     # SBE: never asked for
+
+    def _on_message(self, data: bytes):
+        try:
+            msg = json.loads(data, parse_float=Decimal)
+        except ValueError:
+            self.counts["bad_messages"] += 1
+            log.warning("%s: a message that is not JSON (%d bytes) ignored", self.name, len(data))
+            return
+        if not isinstance(msg, dict):
+            self.counts["bad_messages"] += 1
+            return
+        if "event" in msg and "id" not in msg:
+            return self._on_event(msg["event"])
+        self.limits.on_ws_rate_limits(msg.get("rateLimits"))
+        rid = msg.get("id")
+        req = self._pending.pop(rid, None) if isinstance(rid, int) else None
+        status = msg.get("status")
+        if req is None:
+            self.counts["unmatched_answers"] += 1
+            if isinstance(status, int) and status >= 400:   # e.g. a revoked session (id null, -2015)
+                self._decide(status, msg, None)
+            else:
+                log.info("%s: an answer to no request waiting (id %r): late, after its timeout", self.name, rid)
+            return
+        req.timer.cancel()
+        if isinstance(status, int) and 200 <= status < 300:
+            self._finish(req, status, msg.get("result"), None)
+        else:
+            exc = self._decide(status, msg, req)
+            if exc is not None:
+                self._finish(req, status, msg.get("error"), exc)
+        self._drained()
+
+    def _decide(self, status, msg: dict, req: _Request | None) -> BinanceRestError | None:
+        """The exception a refusal maps to (rate limits kept as REST keeps them); None when the request
+        was sent again after the clock was measured (-1021)."""
+        decision = classify(status if isinstance(status, int) else None, msg, self.market)
+        what = req.method if req is not None else "a request"
+        if decision.action == Action.RETRY_AFTER_RESYNC and req is not None and req.signed and not req.resynced:
+            req.resynced = True
+            log.warning("%s: %s: %s (code %s); measuring the server's clock again and sending once more",
+                        self.name, what, decision.msg, decision.code)
+            self._loop.create_task(self._resend_after_resync(req))
+            return None
+        wait = decision.retry_after_s
+        if wait is None:
+            data = msg.get("error", {}).get("data") if isinstance(msg.get("error"), dict) else None
+            until = data.get("retryAfter") if isinstance(data, dict) else None
+            if isinstance(until, int) and self.clock.offset_ms is not None:
+                wait = max(0.0, (until - self.clock.timestamp_ms()) / 1000.0)
+        if decision.action == Action.BACK_OFF:
+            self.limits.back_off(wait)
+        elif decision.action == Action.HALT:
+            self.limits.halt(f"{what}: {decision.msg} (code {decision.code}, status {status})", wait)
+        return _RAISES[decision.action](f"{what}: status {status}, code {decision.code}: {decision.msg}", decision,
+                                        req.client_order_id if req is not None else None)
+
+    async def _resend_after_resync(self, req: _Request):
+        try:
+            await self._measure_clock()
+        except Exception as exc:    # the first was refused: not on the book either way
+            return self._finish(req, None, None, OrderRejected(
+                f"{req.method}: refused for its timestamp (-1021), and the clock could not be measured "
+                f"({type(exc).__name__})", classify(400, {"code": -1021, "msg": ""}, self.market),
+                req.client_order_id))
+        self._send(req)
+
+    def _on_event(self, event):
+        if not isinstance(event, dict):
+            self.counts["bad_messages"] += 1
+            return
+        kind = event.get("e")
+        self.counts["events"] += 1
+        if kind == "eventStreamTerminated":
+            self.subscription_id = None
+            if self._user_data and not self._closing and self._ready.is_set():
+                log.warning("%s: the user data stream ended (eventStreamTerminated); subscribing again", self.name)
+                self._loop.create_task(self._resubscribe())
+            return
+        if kind == "serverShutdown":
+            log.warning("%s: the venue is shutting down this connection; reconnecting once the answers are in",
+                        self.name)
+            self._draining = True
+            self._ready.clear()
+            self._drained()
+            self._loop.call_later(SHUTDOWN_DRAIN_S, self._force_drain)
+            return
+        self._callback(self.on_event, event)
+
+    def _force_drain(self):
+        if self._draining and self._transport is not None:
+            if self._pending:
+                log.warning("%s: %d answers still awaited after serverShutdown", self.name, len(self._pending))
+            self._drop_reason = "the venue is shutting down (serverShutdown)"
+            self._transport.disconnect()
+
+    async def _resubscribe(self):
+        """A subscription ended under a live connection: subscribed again, then on_connected, so the owner
+        reconciles what the stream may have missed meanwhile."""
+        try:
+            await self._subscribe()
+        except BinanceRestError as exc:
+            log.error("%s: subscribing again failed (%s); reconnecting", self.name, exc)
+            if self._transport is not None:
+                self._drop_reason = "the user data stream could not be subscribed again"
+                self._transport.disconnect()
+            return
+        self._callback(self.on_connected)
