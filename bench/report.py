@@ -40,6 +40,7 @@ TARGETS = [
      ">=", 10),
     ("backtest, whole stream with depth vs hftbacktest", "backtest_full", "ttquant", "rate_ratio:hftbacktest:per_s",
      ">=", 1),
+    ("order round trip p50, WebSocket API vs ccxt's REST", "order_ack", "ttquant_wsapi", "ratio:ccxt:p50_ns", ">=", 2),
 ]
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
@@ -183,6 +184,18 @@ def render(doc, out_dir):
                 ratios = "".join(f" {p['p50_ns'] / e['p50_ns']:.1f}x |" if e["p50_ns"] else " - |" for p in peers)
                 lines.append(f"| {e['impl']} | {e['n']:,} | {_ns(e['p50_ns'])} | {_ns(e['p99_ns'])} | "
                              f"{_ns(e['p999_ns'])} | {_ns(e['max_ns'])} |{ratios}")
+            if any("transport" in e for e in rows):     # order_ack: what each client sent and how
+                lines.append("")
+                lines.append("; ".join(f"{e['impl']}: {e['transport']}" for e in rows if "transport" in e) + ". "
+                             + "; ".join(sorted({f"{e['order']}, newOrderRespType {e['resp_type']}, {e['signing']}"
+                                                 for e in rows if "order" in e})) + ".")
+                floors = [e for e in rows if "venue_floor_p50_ns" in e]
+                if floors:
+                    lines.append("")
+                    lines.append("The venue's share (the same order pre-signed on a bare connection), then each "
+                                 "client's p50 above it: " + "; ".join(
+                                     f"{e['impl']}: {_ns(e['venue_floor_p50_ns'])} + {_ns(e['client_p50_ns'])}"
+                                     for e in floors) + ".")
             stalls = [e for e in rows if any(k.startswith("host_stall_pct") for k in e)]
             if stalls:
                 lines.append("")
