@@ -37,8 +37,9 @@ annotate: $(STAMP)
 	TTQ_CYTHON_ANNOTATE=1 TTQ_CYTHON_FORCE=1 $(PY) setup.py -q build_ext --inplace -j 2
 	@echo "annotated HTML: build/cython/**/*.html"
 
+# make demo VENUE_ADAPTER=binance: the gateway's Binance adapter instead of the sim one (spot only so far)
 demo: build
-	$(VENV)/bin/ttquant demo
+	$(VENV)/bin/ttquant demo $(if $(VENUE_ADAPTER),--adapter $(VENUE_ADAPTER))
 
 # Debian's Chromium: the backtest report's test opens the report in it (playwright drives it;
 # playwright's own browser download is not reachable from our machines).

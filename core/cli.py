@@ -298,7 +298,7 @@ def cmd_demo(args) -> int:
         return run_md_demo(seconds=args.seconds or 20.0, speed=args.speed, synthetic=args.synthetic)
     from ttquant.core.trading_demo import run_trading_demo
     return run_trading_demo(seconds=args.seconds or 30.0, speed=args.speed, strategy=args.strategy,
-                            synthetic=args.synthetic)
+                            synthetic=args.synthetic, adapter=args.adapter)
 
 
 def cmd_rings_demo(args) -> int:
@@ -782,6 +782,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--md-only", action="store_true", help="market data only: venue, md and a reader")
     demo.add_argument("--speed", type=float, default=1.0, help="replay speed (default 1: real time)")
     demo.add_argument("--synthetic", action="store_true", help="the synthetic market even when captures exist")
+    demo.add_argument("--adapter", default="sim", choices=["sim", "binance"],
+                      help="the gateway's venue adapter (default sim); binance: signed orders to the simulated "
+                           "venue with a throwaway key, spot only so far (the strategy trades BTCUSDT spot)")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -5,6 +5,12 @@
     Avellaneda-Stoikov market maker on the USDT-M perpetual by default) -> gateway with the
     sim adapter -> exec reports
 
+With adapter "binance" the gateway trades through the Binance adapter instead, against the
+venue-sim's Binance order entry, signed with an ephemeral random HMAC key: the venue's copy and
+the gateway's credentials file are each a 0600 file in the demo's private directory, removed at
+the end. That adapter is spot-only so far, so the strategy trades BTCUSDT spot (spread_arb, whose
+second leg is the perpetual, is refused).
+
 each its own process. Every second it prints the strategy's new orders, fills, canceled orders,
 rejects, position and PnL, all read from the exec ring; at the end a summary (what became of
 the orders, every reject by reason in words, positions by market) with tick-to-order latency (a
@@ -17,6 +23,8 @@ Everything it started is stopped and its segments removed, whatever happens.
 from __future__ import annotations
 
 import os
+import secrets
+import string
 import subprocess
 import tempfile
 import textwrap
@@ -30,7 +38,7 @@ from ttquant.core.md.fixed_point import format_fixed
 from ttquant.core.records import OrderStatus, OrderType, RejectCode
 from ttquant.core.rings.names import exec_ring, stack_entries, tick_ring
 
-__all__ = ["run_trading_demo", "STRATEGIES"]
+__all__ = ["run_trading_demo", "STRATEGIES", "ADAPTERS"]
 
 STRATEGIES = {
     "market_maker": ("ttquant.strategies.examples.market_maker:AvellanedaStoikov",
@@ -42,6 +50,8 @@ STRATEGIES = {
     "spread_arb": ("ttquant.strategies.examples.spread_arb:SpreadArb",
                    {"qty": 0.002, "entry_bps": -3, "exit_bps": -3.5}),
 }
+# the gateway's adapter -> how the demo says it
+ADAPTERS = {"sim": "sim adapter", "binance": "Binance adapter, spot only so far: signed orders to the simulated venue"}
 # the demo's limits, put over the package's example risk file (core/daemon/examples/risk.toml)
 RISK = {
     "max_order_age_ms": 1000, "fat_finger_pct": 2.0, "max_notional": 100000, "max_open_orders": 50,
@@ -92,9 +102,12 @@ POST_ONLY_CROSS = ("post-only would cross", "A post-only order may only rest on 
                    "strategy quotes again on its next tick.")
 # the markets the demo runs, named as md.toml names them
 MARKET_LABELS = {MarketType.SPOT: "spot", MarketType.LINEAR_PERPETUAL: "usdm-perp"}
+# Binance refuses a LIMIT_MAKER that would take with -2010, which the Binance adapter maps to BAD_PRICE
+BINANCE_POST_ONLY_CROSS = (POST_ONLY_CROSS[0], POST_ONLY_CROSS[1] + " (Binance says -2010 \"Order would immediately "
+                           "match and take.\", which the Binance adapter reports as BAD_PRICE.)")
 
 
-def _reject_reason(code: int, order_type: int) -> tuple[str, str, str]:
+def _reject_reason(code: int, order_type: int, adapter: str = "sim") -> tuple[str, str, str]:
     """(short reason, the reject code's name, why) of a refused request; order_type 0: a cancel."""
     try:
         name = RejectCode(code).name
@@ -102,6 +115,8 @@ def _reject_reason(code: int, order_type: int) -> tuple[str, str, str]:
         return f"reject code {code}", str(code), "A code this demo has no words for."
     if code == RejectCode.VENUE and order_type == OrderType.POST_ONLY:
         return POST_ONLY_CROSS[0], name, POST_ONLY_CROSS[1]     # the sim venue's only post-only refusal
+    if adapter == "binance" and code == RejectCode.BAD_PRICE and order_type == OrderType.POST_ONLY:
+        return BINANCE_POST_ONLY_CROSS[0], name, BINANCE_POST_ONLY_CROSS[1]     # the strategies quote on the tick
     reason, why = REJECT_WORDS.get(RejectCode(code), (name.lower().replace("_", " "), "See RejectCode."))
     return reason, name, why
 
@@ -120,7 +135,8 @@ class _OrderTally:
 
     TERMINAL = (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED)
 
-    def __init__(self):
+    def __init__(self, adapter: str = "sim"):
+        self.adapter = adapter                      # whose reject codes these are (words for the summary)
         self.status: dict[int, int] = {}            # new order's client id -> its latest status
         self.rejects: dict[tuple[int, int, bool], int] = {}     # (code, order type, cancel?) -> n
         self.cancels_refused = 0
@@ -164,7 +180,7 @@ class _OrderTally:
         lines.append(f"rejects: {self.reject_count} ({self.reject_count - self.cancels_refused} new orders, "
                      f"{self.cancels_refused} cancels), by reason:")
         for (code, order_type, cancel), n in sorted(self.rejects.items(), key=lambda kv: -kv[1]):
-            reason, name, why = _reject_reason(code, order_type)
+            reason, name, why = _reject_reason(code, order_type, self.adapter)
             share = "" if cancel or not self.orders else f" ({100 * n / self.orders:.0f} % of the new orders)"
             lines.append(f"  {reason} [{name}]: {n}{share}")
             lines.append(textwrap.fill(why, 100, initial_indent="    ", subsequent_indent="    "))
@@ -178,7 +194,7 @@ def _write(path, role, overrides):
 
 
 def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = "market_maker",
-                     synthetic: bool = False, out=print) -> int:
+                     synthetic: bool = False, out=print, adapter: str = "sim") -> int:
     from ttquant.core.instruments import InstrumentTable, instruments_path
     from ttquant.core.portfolio import Portfolio
     from ttquant.core.rings import BroadcastReader, RingNotFoundError
@@ -186,6 +202,13 @@ def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = 
 
     if strategy not in STRATEGIES:
         out(f"demo: unknown strategy {strategy!r} ({', '.join(STRATEGIES)})")
+        return 2
+    if adapter not in ADAPTERS:
+        out(f"demo: unknown adapter {adapter!r} ({', '.join(ADAPTERS)})")
+        return 2
+    if adapter == "binance" and "market" not in STRATEGIES[strategy][1]:
+        out(f"demo: {strategy} trades spot against the USDT-M perpetual; the Binance adapter is spot-only so far "
+            f"(choose another strategy, or --adapter sim)")
         return 2
     source = "synthetic" if synthetic else "btcusdt"
     if not synthetic and not (sample_data_dir() / "binance" / "spot_btcusdt_20240808.gz").exists():
@@ -197,10 +220,28 @@ def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = 
     procs = {}
     try:
         # the venue's account: the gateway takes these balances on start (risk.toml's are the fallback)
-        procs["venue"], port = _start_venue(out, "--speed", str(speed), "--replay", source, "--orders", name,
-                                            "--balances", "USDT=100000,BTC=1")
+        venue_args = ["--speed", str(speed), "--replay", source, "--orders", name, "--balances", "USDT=100000,BTC=1"]
+        if adapter == "binance":
+            # the account's key, made up now; the venue's copy and the gateway's are the demo's, 0600
+            api_key, secret = _random_key(), _random_key()
+            _write_private(f"{d}/venue-keys", f"{api_key} hmac {secret}\n")
+            _write_private(f"{d}/binance.toml", f'api_key = "{api_key}"\nsecret = "{secret}"\n')
+            venue_args += ["--rest-port", "0", "--api-keys", f"{d}/venue-keys"]
+        said = []                   # the venue's first line, as the demo prints it: it names the ports
+        procs["venue"], port = _start_venue(lambda text: (said.append(text), out(text)), *venue_args)
         if port is None:
             return 1
+        if adapter == "binance":
+            where = said[-1].rpartition("REST order entry on 127.0.0.1:")
+            if not where[1]:
+                out("demo: the simulated venue named no REST order entry port")
+                return 1
+            rest_port = int(where[2].split()[0])
+            gateway_adapter = {"kind": "binance", "environment": "custom", "rest_url": f"http://127.0.0.1:{rest_port}",
+                               "market": "spot", "credentials": "./binance.toml"}
+            gateway_adapter["ws_api_url"] = f"ws://127.0.0.1:{port}/ws-api/v3"     # order entry: the WebSocket API
+        else:
+            gateway_adapter = {"kind": "sim", "http_url": f"http://127.0.0.1:{port}"}
         # every file from the package's example config, with the demo's values put over it
         _write(f"{d}/md.toml", "md", {"rings": {"name": name}, "markets": {
             m: {"symbols": ["BTCUSDT"], "ws_url": f"ws://127.0.0.1:{port}/{m}", "rest_url": f"http://127.0.0.1:{port}"}
@@ -209,13 +250,15 @@ def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = 
                              stderr=open(f"{d}/md.log", "w"))
         _write(f"{d}/risk.toml", "risk", RISK)
         _write(f"{d}/gateway.toml", "gateway", {
-            "rings": {"name": name}, "adapter": {"kind": "sim", "http_url": f"http://127.0.0.1:{port}"},
+            "rings": {"name": name}, "adapter": gateway_adapter,
             "journal": {"path": "orders.journal", "fsync": "interval"}, "risk": {"file": "risk.toml"},
             "loop": {"discover_interval_s": 0.2}})
         procs["gateway"] = _spawn("gateway", "binance", "--config", f"{d}/gateway.toml",
                                   stdout=subprocess.DEVNULL, stderr=open(f"{d}/gateway.log", "w"),
                                   env={"TTQ_GATEWAY_TRACE": f"{d}/gateway_trace.npy"})
         class_path, params = STRATEGIES[strategy]
+        if adapter == "binance":
+            params = {**params, "market": "spot"}
         _write(f"{d}/strategy.toml", "strategy", {
             "name": strategy.replace("_", "-"), "strategy_id": 7, "class": class_path,
             "venues": {"binance": {"rings": name}}, "params": {"market": None, "qty": None, **params},
@@ -244,13 +287,15 @@ def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = 
                                    stdout=subprocess.DEVNULL, stderr=open(f"{d}/strategy.log", "w"),
                                    env={"TTQ_STRATEGY_TRACE": f"{d}/strategy_trace.npy"})
         table = InstrumentTable.load(instruments_path(name))
-        out(f"demo: md, gateway (sim adapter) and strategy {strategy} running on /ttq.{name}.*; "
+        out(f"demo: md, gateway ({ADAPTERS[adapter]}) and strategy {strategy} running on /ttq.{name}.*; "
             f"{seconds:.0f} s")
+        if adapter == "binance":
+            out("  (the Binance adapter is spot-only so far: the strategy trades BTCUSDT spot)")
         out("  (orders: new orders the strategy sent; canceled: orders a cancel took off the book; "
             "rejects: new orders and cancels refused)")
         portfolio = Portfolio(fee_precision=8)
         marks, fills_seen = {}, set()
-        tally = _OrderTally()
+        tally = _OrderTally(adapter)
         events = 0
         t0 = time.monotonic()
         next_print = t0 + 1
@@ -310,7 +355,23 @@ def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = 
         for p in procs.values():
             _stop(p)
         _unlink_all(name)
+        for secret_file in ("venue-keys", "binance.toml"):      # the key's two copies, first
+            try:
+                os.unlink(os.path.join(d, secret_file))
+            except FileNotFoundError:
+                pass
         tmp.cleanup()
+
+
+def _random_key() -> str:
+    """64 letters and digits, as Binance issues API keys and HMAC secrets."""
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(64))
+
+
+def _write_private(path, text):
+    """A file only its owner can read, never readable by others even for a moment."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(text)
 
 
 def _drain_exec(exec_reader, tally, portfolio, fills_seen, table, strategy_id=7):

@@ -1,5 +1,6 @@
 """The whole trading path as real processes, for tests, benchmarks and the demo's checks:
-venue-sim (replaying a capture, taking orders), md, gateway; strategies are the test's own
+venue-sim (replaying a capture, taking orders), md, gateway (the sim adapter here; a subclass says
+another's [adapter], as ttq_binance_stack does); strategies are the test's own
 order rings or `ttquant strategy run` processes. Everything runs in its own process group
 (ttq_testing.Children) and the venue's segments are removed at the end."""
 from __future__ import annotations
@@ -30,21 +31,34 @@ BTC = 100
 
 class TradingStack:
     def __init__(self, children, venue, tmp_path, speed="4", replay="btcusdt", risk=RISK, fsync="every",
-                 venue_args=()):
+                 venue_args=(), sim_log=None):
+        """sim_log: a path the venue-sim's output goes to (else a pipe only its first line is read from)."""
         self.children, self.venue, self.dir = children, venue, tmp_path
-        self.sim = children.start("-m", "ttquant.core.cli", "venue-sim", "binance", "--port", "0", "--speed", speed,
-                                  "--replay", replay, "--orders", venue, "--latency-ms", "1", *venue_args,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        line = self.sim.stdout.readline().decode()
+        self.sim_log = sim_log
+        argv = ("-m", "ttquant.core.cli", "venue-sim", "binance", "--port", "0", "--speed", speed,
+                "--replay", replay, "--orders", venue, "--latency-ms", "1", *venue_args)
+        if sim_log is None:
+            self.sim = children.start(*argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            line = self.sim.stdout.readline().decode()
+        else:
+            with open(sim_log, "wb") as out:
+                self.sim = children.start(*argv, stdout=out, stderr=subprocess.STDOUT)
+            # a venue-sim that exited says why in its log: the assert below shows it
+            line = wait_for(lambda: self._first_line(sim_log) or (self.sim.poll() is not None and
+                                                                  open(sim_log).read() or None),
+                            timeout=60, what="venue-sim's first line")
         assert "listening on 127.0.0.1:" in line, line
         self.port = int(line.split("127.0.0.1:")[1].split()[0])
+        # Binance's signed REST order entry, when the venue says where ("..., REST order entry on 127.0.0.1:R")
+        rest = line.rpartition("REST order entry on 127.0.0.1:")
+        self.rest_port = int(rest[2].split()[0]) if rest[1] else None
         md_config(tmp_path / "md.toml", venue, self.port, rings={"tick_capacity": 262144})
         self.md = children.start("-m", "ttquant.core.cli", "md", "binance", "--config", tmp_path / "md.toml",
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.risk_path = tmp_path / "risk.toml"
         self.risk_path.write_text(risk)
         self.gw_config = config_file(tmp_path / "gateway.toml", "gateway", {
-            "rings": {"name": venue}, "adapter": {"kind": "sim", "http_url": f"http://127.0.0.1:{self.port}"},
+            "rings": {"name": venue}, "adapter": self.adapter_table(),
             "journal": {"path": "orders.journal", "fsync": fsync}, "risk": {"file": "risk.toml"},
             "loop": {"discover_interval_s": 0.1}})
         self.gateway = None
@@ -58,6 +72,16 @@ class TradingStack:
         self.reports: list = []
         self._writers = {}
         self._cid = int(time.time() * 1e6)
+
+    def adapter_table(self) -> dict:
+        """The gateway config's [adapter]: the sim adapter on the venue's main port (a subclass may say another)."""
+        return {"kind": "sim", "http_url": f"http://127.0.0.1:{self.port}"}
+
+    @staticmethod
+    def _first_line(path):
+        with open(path, "rb") as f:
+            text = f.read().decode(errors="replace")
+        return text.partition("\n")[0] if "\n" in text else None
 
     def _table(self):
         try:

@@ -1,6 +1,8 @@
 """`ttquant demo`: the whole trading path runs on the embedded default, trades, reports the
 machine-readable line, and leaves nothing behind; its numbers are one count, said in words."""
+import os
 import re
+import stat
 import subprocess
 from types import SimpleNamespace
 
@@ -9,13 +11,17 @@ from ttquant.core.records import ExecReport, OrderStatus, OrderType, RejectCode
 from ttquant.core.rings import list_segments
 from ttquant.core.trading_demo import _OrderTally, _position_name, _signed_qty
 
+from ttq_testing import wait_for
+
 S = OrderStatus
 KEYS = {"events", "orders", "fills", "rejects", "pnl", "tick_to_order_p50_ns", "tick_to_order_p99_ns"}
 
 
-def _run(children, *args):
+def _run(children, *args, env=None, while_running=None):
     proc = children.start("-m", "ttquant.core.cli", "demo", *args,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    if while_running is not None:
+        while_running(proc)
     out, _ = proc.communicate(timeout=240)
     out = out.decode()
     assert proc.returncode == 0, out[-3000:]
@@ -67,6 +73,42 @@ def test_spread_arb_names_each_leg_by_market(children):
     for market in ("spot", "usdm-perp"):      # both legs, each by its market, zero as 0
         assert re.search(rf"^BTCUSDT {market}: position (0|[+-]0\.\d*[1-9]), ", out, re.M), out[-3000:]
     assert re.search(r"position BTCUSDT spot (0|[+-]0\.\d+)  BTCUSDT usdm-perp (0|[+-]0\.\d+)  pnl", out)
+
+
+def test_the_demo_with_the_binance_adapter_trades_spot_with_a_key_of_its_own_then_removes_it(children, tmp_path):
+    key_files = {}
+
+    def look_at_the_key(proc):
+        """The venue's copy of the key and the gateway's credentials, while the demo runs: each 0600."""
+        def found():
+            for name in ("venue-keys", "binance.toml"):
+                for path in tmp_path.glob(f"ttq-demo-*/{name}"):
+                    if path.stat().st_size:
+                        key_files[name] = (stat.S_IMODE(path.stat().st_mode), path.read_text())
+            return len(key_files) == 2 or proc.poll() is not None
+        wait_for(found, timeout=60, interval=0.05, what="the demo's key files")
+
+    out, fields = _run(children, "--seconds", "12", "--speed", "4", "--adapter", "binance", "--strategy", "ema_cross",
+                       env={"TMPDIR": str(tmp_path)}, while_running=look_at_the_key)
+    assert fields["events"] > 1000 and fields["orders"] > 2 and fields["fills"] > 0, out[-3000:]
+    assert "Binance adapter, spot only so far" in out and "the strategy trades BTCUSDT spot" in out
+    assert "strategy exit 0, gateway exit 0" in out
+    _one_count(out, fields)
+    assert re.search(r"^BTCUSDT spot: position (0|[+-]0\.\d+), ", out, re.M), out[-3000:]
+    assert "usdm-perp" not in out
+    # a key made up for this run, 0600 on both sides, never printed, gone with the demo's directory
+    assert {name: mode for name, (mode, _) in key_files.items()} == {"venue-keys": 0o600, "binance.toml": 0o600}
+    api_key, kind, secret = key_files["venue-keys"][1].split()
+    assert kind == "hmac" and len(secret) == 64 and f'secret = "{secret}"' in key_files["binance.toml"][1]
+    assert api_key not in out and secret not in out
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_binance_adapter_demo_refuses_a_strategy_with_a_perpetual_leg(children):
+    proc = children.start("-m", "ttquant.core.cli", "demo", "--adapter", "binance", "--strategy", "spread_arb",
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "spot-only" in out.decode(), out
 
 
 def _report(cid, status, order_type=OrderType.POST_ONLY, code=0, last_qty=0):
