@@ -21,8 +21,18 @@ Then, inside the container:
   7. the shipper alone catches up: the database holds exactly the journal's trades, quotes and
      exec reports, its watermarks at the journal's ends
   8. a second playbook run: changed=0
-Last line on success: `e2e: ok restart_ms=N watchdog_restart_ms=N shipped_rows=N`. Everything is torn down on
-success, failure, Ctrl-C and SIGTERM; the logs of the last run stay in build/e2e/last-run/.
+  9. the Binance adapter: a third run with -e ttquant_e2e_gateway_adapter=binance points the gateway
+     at the venue's signed REST order entry (its --rest-port) with the run's fresh HMAC key, which
+     the playbook installed root 0600 in /etc/ttquant/credentials/binance.toml and the gateway's
+     drop-in hands it with LoadCredential=binance: the unit shows it, user ttquant cannot read the
+     file, the gateway says it is connected, the strategy's orders are in the venue's record and on
+     its signed openOrders, a SIGKILLed gateway comes back with the key and sends no order twice,
+     the stack stops with exit 0, and the secret is in no journal field, deployed config or unit
+     file, `systemctl show` or Ansible output (steps 1-8 keep the sim adapter: the Binance adapter
+     has no user data stream yet, so step 4's fills of resting orders would reach it only at a
+     restart)
+Last line on success: `e2e: ok restart_ms=N watchdog_restart_ms=N shipped_rows=N binance_orders=N`.
+Everything is torn down on success, failure, Ctrl-C and SIGTERM; the logs of the last run stay in build/e2e/last-run/.
 
 --infra-only proves the machinery alone (root, boot, nsenter, ssh, `ansible -m ping`, the venue
 on the host, the /dev/shm bind, teardown) and ends with `e2e: infra ok ...`.
@@ -36,12 +46,15 @@ import argparse
 import glob
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import time
 import tomllib
+import urllib.error
+import urllib.parse
 import urllib.request
 from decimal import Decimal
 
@@ -202,6 +215,12 @@ class Run:
         self.db_port = 0                # the container's PostgreSQL, on the shared loopback
         self.metrics_port = 0
         self.key = os.path.join(self.run_dir, "id_ed25519")
+        self.rest_port = 0              # the venue's signed REST order entry (--rest-port 0: it says which)
+        # the gateway's Binance API key, fresh each run: the venue's keys file and Ansible's extra vars
+        self.api_key = f"ttqe2e{secrets.token_hex(16)}"
+        self.api_secret = secrets.token_hex(32)
+        self.venue_keys = os.path.join(self.run_dir, "venue-api-keys")
+        self.gateway_key_vars = os.path.join(self.run_dir, "gateway-api-key.yml")
         self.logs: list[str] = []
         self.timings: dict[str, float] = {}
         self.results: dict[str, int] = {}
@@ -232,6 +251,7 @@ class Run:
         with Step("boot"):
             t0 = time.monotonic()
             os.makedirs(self.run_dir)
+            self._write_api_key()
             self.ct = Container(cache, self.run_dir, self.name, self.args.root)
             self.timings["tree_s"] = self.ct.prepare()
             self._configure_ssh()
@@ -244,6 +264,16 @@ class Run:
         self.sim_port = free_port(avoid=set(range(2300, 2400)) | {self.ssh_port})
         self.db_port = free_port(avoid=set(range(2300, 2400)) | {self.ssh_port, self.sim_port})
         self.metrics_port = free_port(avoid=set(range(2300, 2400)) | {self.ssh_port, self.sim_port, self.db_port})
+
+    def _write_api_key(self):
+        """The run's key, in two 0600 files: the venue's --api-keys and Ansible's -e @FILE (never on
+        a command line: every user of a host can read those)."""
+        for path, text in ((self.venue_keys, f"{self.api_key} hmac {self.api_secret}\n"),
+                           (self.gateway_key_vars, f"ttquant_e2e_binance_api_key: {self.api_key}\n"
+                                                   f"ttquant_e2e_binance_secret: {self.api_secret}\n")):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
 
     def _configure_ssh(self):
         self.ssh_port = free_port()
@@ -302,7 +332,8 @@ class Run:
         # --wait-clients 1: the capture (about 6 minutes) starts when md first connects, not during the deploy
         self.venue = subprocess.Popen(
             [os.path.join(VENV, "bin", "ttquant"), "venue-sim", VENUE, "--port", str(self.sim_port), "--orders",
-             VENUE, "--balances", "USDT=100000,BTC=2", "--wait-clients", "1"],
+             VENUE, "--balances", "USDT=100000,BTC=2", "--wait-clients", "1", "--rest-port", "0",
+             "--api-keys", self.venue_keys],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=die_with_parent(), **({"group": gid, "extra_groups": [gid]} if gid is not None else {}))
         out.close()
@@ -315,7 +346,13 @@ class Run:
         got = wait_until(port, 60, "venue-sim to listen")
         if got != self.sim_port:
             raise E2EError(f"expected venue-sim on port {self.sim_port}, it says {got}")
-        log(f"venue-sim on the host: http://127.0.0.1:{self.sim_port} (pid {self.venue.pid})")
+        rest = re.search(r"REST order entry on 127\.0\.0\.1:(\d+)", _read(path))
+        if not rest:
+            raise E2EError(f"expected venue-sim to name its REST order entry port (--rest-port 0) on its first "
+                           f"line, saw:\n{_read(path)[:500]}")
+        self.rest_port = int(rest.group(1))
+        log(f"venue-sim on the host: http://127.0.0.1:{self.sim_port}, signed REST order entry on "
+            f"http://127.0.0.1:{self.rest_port} (pid {self.venue.pid})")
         status = self.sim_get("/_sim/status")
         log(f"venue-sim status: {str(status)[:160]}")
 
@@ -388,7 +425,7 @@ class Run:
             raise E2EError(f"expected `ansible -m ping` over ssh to answer pong, saw exit {rc}:\n{out[-2000:]}")
         log("ansible -m ping over ssh: pong")
 
-    def playbook(self, logname):
+    def playbook(self, logname, *extra):
         inventory = os.path.join(REPO, "ansible", "inventories", "local")
         site = os.path.join(REPO, "ansible", "site.yml")
         for p in (inventory, site):
@@ -399,7 +436,8 @@ class Run:
             [os.path.join(VENV, "bin", "ansible-playbook"), "-i", inventory, site, "--private-key", self.key,
              "-e", f"ansible_port={self.ssh_port}", "-e", f"ttquant_sim_url=http://127.0.0.1:{self.sim_port}",
              "-e", f"ttquant_database_port={self.db_port}",
-             "-e", f"ttquant_metrics_listen=127.0.0.1:{self.metrics_port}"],
+             "-e", f"ttquant_metrics_listen=127.0.0.1:{self.metrics_port}",
+             "-e", f"@{self.gateway_key_vars}", *extra],
             logname)
         recap = re.findall(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", out, re.M)
         if rc != 0 or not recap:
@@ -537,7 +575,193 @@ class Run:
                 tasks = _changed_tasks(out)
                 raise E2EError(f"expected changed=0 on the second run, saw changed={changed}: "
                                f"{'; '.join(tasks) or 'see build/e2e/last-run/ansible-2.log'}")
+
+        with Step("9 the Binance adapter, its key from LoadCredential"):
+            self.binance_step()
         ticks.close()
+
+    # -- step 9: the Binance adapter -------------------------------------------------------------
+    def binance_step(self):
+        """The gateway with the Binance adapter against the venue's signed REST, its key handed by
+        systemd (LoadCredential=) from the root-only file the playbook wrote; the key's secret
+        nowhere else."""
+        ct = self.ct
+        rest_url = f"http://127.0.0.1:{self.rest_port}"
+        changed, out = self.playbook("ansible-3.log", "-e", "ttquant_e2e_gateway_adapter=binance",
+                                     "-e", f"ttquant_sim_rest_url={rest_url}")
+        with open(ct.path(f"/etc/ttquant/gateway.{VENUE}.toml"), "rb") as f:
+            adapter = tomllib.load(f)["adapter"]
+        want = {"kind": "binance", "environment": "custom", "rest_url": rest_url, "credentials": VENUE}
+        if changed == 0 or {k: adapter.get(k) for k in want} != want:
+            raise E2EError(f"expected the third playbook run to point the gateway at the venue's REST ({want}), "
+                           f"saw changed={changed}, [adapter] {adapter}")
+        log(f"playbook with the Binance adapter: changed {', '.join(_changed_tasks(out))}")
+        self.expect_key_deployed()
+
+        strategies = [u for u in self.stack_units() if u.startswith("ttquant-strategy@")]
+        unit = strategies[0]
+        with open(ct.path(f"/etc/ttquant/strategy.{unit.split('@', 1)[1].rsplit('.', 1)[0]}.toml"), "rb") as f:
+            sid = int(tomllib.load(f)["strategy_id"])
+        t_start = now_ns()
+        p = ct.systemctl("start", STACK, check=False, timeout=180)
+        if p.returncode != 0:
+            raise E2EError(f"expected `systemctl start {STACK}` with the Binance adapter to succeed, saw exit "
+                           f"{p.returncode}: {p.stderr.strip()}\n{self.units_state()}\n"
+                           f"{_tail(self.journal(GATEWAY, since_ns=t_start), 20)}")
+        for u in (MD, GATEWAY, unit):
+            self.expect_running(u)
+        connected = [line for line in self.journal(GATEWAY, since_ns=t_start).splitlines()
+                     if "Binance" in line and f"at {rest_url}" in line]
+        if not connected:
+            raise E2EError(f"expected {GATEWAY}'s log to say the Binance adapter is connected to {rest_url}, saw:\n"
+                           f"{_tail(self.journal(GATEWAY, since_ns=t_start), 20)}")
+        log(f"gateway READY with the Binance adapter: {connected[0].split(': ', 1)[-1][:200]}")
+        # orders and the user data stream on the sim's WebSocket API (REST only as its fallback)
+        ws_api = f"connected to ws://127.0.0.1:{self.sim_port}/ws-api/v3"
+        wait_until(lambda: ws_api in self.journal(GATEWAY, since_ns=t_start), 30,
+                   f"{GATEWAY}'s log to say '{ws_api}'", interval=0.5)
+        self.expect_credential_private()
+
+        # the strategy's orders reach the venue, under this key's account
+        mine = f"t{sid}-"
+        try:
+            first = wait_until(lambda: (lambda got: len(got) >= 2 and got)(self.binance_orders(mine)), 60,
+                               f"strategy {sid}'s orders ({mine}*) in the venue's record", interval=0.5)
+        except E2EError:
+            raise E2EError(f"expected strategy {sid}'s orders at the venue's REST order entry, saw "
+                           f"{self.binance_orders(mine)[:5]}; venue {str(self.sim_get('/_sim/status'))[:200]}\n"
+                           f"{_tail(self.journal(GATEWAY, since_ns=t_start), 15)}\n"
+                           f"{_tail(self.journal(unit, since_ns=t_start), 10)}") from None
+        open_now = self.venue_signed("/api/v3/openOrders", symbol="BTCUSDT")
+        log(f"{len(first)} orders of strategy {sid} in the venue's record (e.g. {first[0]}); signed openOrders "
+            f"with the run's key: {len(open_now)} open")
+
+        # a gateway killed mid-run comes back with its key (systemd copies it again) and resends nothing
+        before = self.main_pid(GATEWAY)
+        restarts = int(ct.show(GATEWAY, "NRestarts")["NRestarts"])
+        t_kill = now_ns()
+        os.kill(ct.host_pid(before), signal.SIGKILL)
+        self.expect_restarted(GATEWAY, before, restarts, timeout=30)
+        log(f"gateway (Binance adapter) back (READY, reconciled over signed REST) {(now_ns() - t_kill) / 1e6:.0f} ms "
+            f"after SIGKILL")
+        n = len(self.binance_orders(mine))
+        wait_until(lambda: len(self.binance_orders(mine)) > n, 60, "new orders at the venue after the gateway restart",
+                   interval=0.5)
+        orders = self.binance_orders(mine)
+        ids = [o["clientOrderId"] for o in orders]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise E2EError(f"expected every order at the venue once, saw client order ids more than once: {twice[:10]}")
+        self.results["binance_orders"] = len(orders)
+
+        self.stop_step()
+        self.expect_secret_nowhere()
+
+    def expect_key_deployed(self):
+        """The drop-in hands the key to the gateway; the file is root's alone."""
+        ct = self.ct
+        path = f"/etc/ttquant/credentials/{VENUE}.toml"
+        loaded = self.load_credentials(GATEWAY)
+        if loaded != [[VENUE, path]]:
+            raise E2EError(f"expected {GATEWAY} to load one credential, {VENUE} from {path}, its LoadCredential "
+                           f"property says {loaded}")
+        mode = ct.run(["stat", "-c", "%a %U %G", path, os.path.dirname(path)]).stdout.split("\n")
+        if mode[:2] != ["600 root root", "700 root root"]:
+            raise E2EError(f"expected {path} root:root 0600 in a root-only directory, saw {mode[:2]}")
+        p = ct.run(["runuser", "-u", "ttquant", "--", "cat", path], check=False)
+        if p.returncode == 0 or p.stdout:
+            raise E2EError(f"expected user ttquant to be refused {path}, saw exit {p.returncode}")
+        log(f"{GATEWAY}: LoadCredential={loaded[0][0]}:{loaded[0][1]}; {path} root:root 0600 (dir 0700), user "
+            f"ttquant refused ({p.stderr.strip()[:80]})")
+
+    def load_credentials(self, unit) -> list:
+        """The unit's LoadCredential= as the manager holds it ([[id, path], ...]): asked over D-Bus, since
+        systemd 252's `systemctl show -p LoadCredential` prints it as [unprintable]."""
+        import json
+        obj = "/org/freedesktop/systemd1/unit/" + "".join(c if c.isalnum() else f"_{ord(c):02x}" for c in unit)
+        p = self.ct.run(["busctl", "--json=short", "get-property", "org.freedesktop.systemd1", obj,
+                         "org.freedesktop.systemd1.Service", "LoadCredential"], check=False)
+        try:
+            return json.loads(p.stdout)["data"]
+        except (ValueError, KeyError):
+            raise E2EError(f"expected busctl to give {unit}'s LoadCredential property, saw exit {p.returncode}: "
+                           f"{p.stdout.strip()[:200]} {p.stderr.strip()[:200]}") from None
+
+    def expect_credential_private(self):
+        """systemd's copy for the running gateway: there, and no one's but its owner's."""
+        ct = self.ct
+        copy = f"/run/credentials/{GATEWAY}/{VENUE}"
+        st = ct.run(["stat", "-c", "%a %U", copy], check=False)
+        if st.returncode != 0:
+            raise E2EError(f"expected systemd's copy of the key at {copy} while the gateway runs, saw: "
+                           f"{st.stderr.strip()}")
+        mode, owner = st.stdout.split()
+        if int(mode, 8) & 0o077:
+            raise E2EError(f"expected {copy} readable by its owner alone, saw mode {mode} ({owner})")
+        # every daemon runs as ttquant: whether another of them could read the copy (see the report)
+        other = ct.run(["runuser", "-u", "ttquant", "--", "head", "-c", "0", copy], check=False)
+        log(f"systemd's copy {copy}: mode {mode} owner {owner}; user ttquant outside the unit "
+            f"{'CAN read it' if other.returncode == 0 else 'is refused'}")
+
+    def binance_orders(self, prefix: str) -> list[dict]:
+        """The venue's record of the orders whose client order id starts with prefix: GET
+        /_sim/binance/orders, else (a venue without it) signed openOrders with the run's key."""
+        try:
+            orders = self.sim_get("/_sim/binance/orders")["orders"]
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                raise
+            orders = self.venue_signed("/api/v3/openOrders", symbol="BTCUSDT")
+        return [o for o in orders if str(o.get("clientOrderId", "")).startswith(prefix)]
+
+    def venue_signed(self, path: str, **params):
+        """A signed GET on the venue's REST order entry with the run's key (HMAC-SHA256, as Binance)."""
+        import hashlib
+        import hmac
+        import json
+        query = urllib.parse.urlencode({**params, "recvWindow": 10000, "timestamp": int(time.time() * 1000)})
+        signature = hmac.new(self.api_secret.encode(), query.encode(), hashlib.sha256).hexdigest()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.rest_port}{path}?{query}&signature={signature}",
+                                     headers={"X-MBX-APIKEY": self.api_key})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            raise E2EError(f"expected the venue to answer GET {path} signed with the run's key, saw HTTP {exc.code}: "
+                           f"{exc.read()[:200]!r}") from None
+
+    def expect_secret_nowhere(self):
+        """The secret is in the root-only file (the search finds it there) and in nothing else the
+        deployment shows: the journal (every field of every entry, Ansible's module logs too), the
+        config and unit files, the gateway unit's properties, the Ansible runs' output."""
+        ct = self.ct
+        secret = self.api_secret
+        with open(ct.path(f"/etc/ttquant/credentials/{VENUE}.toml")) as f:
+            if secret not in f.read():
+                raise E2EError(f"expected the run's secret in /etc/ttquant/credentials/{VENUE}.toml (the search "
+                               f"must find it where it is), it is not")
+        ct.run(["journalctl", "--sync"])
+        journal = ct.run(["journalctl", "-b", "--no-pager", "-o", "json", "--all"], timeout=120).stdout
+        places = {"the journal (-o json --all)": journal,
+                  f"systemctl show {GATEWAY}": ct.systemctl("show", GATEWAY).stdout}
+        keys_dir = ct.path("/etc/ttquant/credentials")
+        for top in ("/etc/ttquant", "/etc/systemd/system"):
+            for d, _, files in os.walk(ct.path(top)):
+                for name in files:
+                    path = os.path.join(d, name)
+                    if os.path.commonpath([path, keys_dir]) == keys_dir or os.path.islink(path):
+                        continue
+                    with open(path, errors="replace") as f:
+                        places["/" + os.path.relpath(path, ct.path("/"))] = f.read()
+        for log_path in self.logs:
+            if os.path.basename(log_path).startswith("ansible"):
+                places[os.path.basename(log_path)] = _read(log_path)
+        found = sorted(where for where, text in places.items() if secret in text)
+        if found:
+            raise E2EError(f"expected the API secret nowhere but the credentials file, found it in: {found}")
+        log(f"the secret is in /etc/ttquant/credentials/{VENUE}.toml only: not in the journal "
+            f"({journal.count(chr(10))} entries), {len(places) - 2} config/unit files and Ansible logs, "
+            f"or systemctl show")
 
     def trading_step(self):
         from ttquant.core.instruments import InstrumentTable
@@ -1196,7 +1420,7 @@ def main(argv=None) -> int:
     log("timings: " + " ".join(f"{k}={v:.1f}" for k, v in t.items()) + f" total_s={total:.1f}")
     r = run.results
     print(f"e2e: ok restart_ms={r['restart_ms']} watchdog_restart_ms={r['watchdog_restart_ms']} "
-          f"shipped_rows={r['shipped_rows']}", flush=True)
+          f"shipped_rows={r['shipped_rows']} binance_orders={r['binance_orders']}", flush=True)
     return 0
 
 
