@@ -10,6 +10,10 @@ lock_memory: mlockall(MCL_CURRENT | MCL_FUTURE). What the process has is never p
 in), and what it maps later is faulted in when mapped (a new Python arena in one mmap, not page
 by page on first touch). Needs CAP_IPC_LOCK or a memlock limit above the process's size
 (the unit's LimitMEMLOCK=infinity).
+
+keep_out_of_dumps: a process that holds a secret (an API key) writes no core dump and is not
+dumpable (prctl PR_SET_DUMPABLE 0): no core file, no ptrace or /proc/PID/mem by another process
+of the same user (every daemon runs as ttquant), /proc/PID/environ root's only.
 """
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ import logging
 import os
 import threading
 
-__all__ = ["name_thread", "pin_thread", "set_scheduling", "lock_memory", "SCHEDULING_POLICIES", "ProcessSetupError"]
+__all__ = ["name_thread", "pin_thread", "set_scheduling", "lock_memory", "keep_out_of_dumps", "SCHEDULING_POLICIES",
+           "ProcessSetupError"]
 
 log = logging.getLogger("ttquant.daemon")
 SCHEDULING_POLICIES = {
@@ -89,3 +94,16 @@ def lock_memory(key: str = "TTQ_LOCK_MEMORY", mlockall=None) -> None:
         raise ProcessSetupError(f"{key}: cannot lock the process's memory ({os.strerror(err)}): it needs "
                                 f"CAP_IPC_LOCK or a memlock limit above its size (LimitMEMLOCK=infinity)")
     raise ProcessSetupError(f"{key}: mlockall: {os.strerror(err)}")
+
+
+PR_SET_DUMPABLE, PR_GET_DUMPABLE = 4, 3
+
+
+def keep_out_of_dumps(prctl=None) -> None:
+    """No core file and no same-user ptrace or /proc/PID/mem for this process (see the module's docstring);
+    ProcessSetupError when the kernel refuses, so a secret is never loaded into a process that could leak it."""
+    import resource
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    call = prctl or _libc().prctl
+    if call(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise ProcessSetupError(f"prctl(PR_SET_DUMPABLE, 0): {os.strerror(ctypes.get_errno())}")

@@ -20,6 +20,7 @@ import stat
 import tomllib
 from pathlib import Path
 
+from ttquant.core.daemon.process import keep_out_of_dumps
 from ttquant.core.venues.binance.signing import Ed25519Signer, HmacSigner, Signer
 
 __all__ = ["ApiCredentials", "CredentialsError", "load_api_credentials"]
@@ -104,8 +105,10 @@ def _string_field(table: dict, field: str, path: Path) -> str:
 
 def load_api_credentials(name: str | None = None, path: str | os.PathLike | None = None,
                          environ=os.environ) -> ApiCredentials:
-    """The credentials in `$CREDENTIALS_DIRECTORY/<name>` (systemd), or in `path` when one is given."""
+    """The credentials in `$CREDENTIALS_DIRECTORY/<name>` (systemd), or in `path` when one is given. The
+    process keeps them out of core dumps and same-user ptrace from then on (process.keep_out_of_dumps)."""
     file = _credential_path(name, path, environ)
+    keep_out_of_dumps()             # before the secret is read: no copy of it ever lands in a core file
     table = _parse(_read_private(file), file)
     unknown = sorted(set(table) - _FIELDS)
     if unknown:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from ttquant.core.daemon.process import MCL_CURRENT, MCL_FUTURE, ProcessSetupError, lock_memory
+from ttquant.core.daemon.process import MCL_CURRENT, MCL_FUTURE, ProcessSetupError, keep_out_of_dumps, lock_memory
 
 
 def test_lock_memory_asks_for_current_and_future_pages():
@@ -56,3 +56,29 @@ def test_the_runner_locks_memory_when_asked(flag):
     assert out.returncode == 0, out.stderr
     locked_kb = int(out.stdout.split()[-1])
     assert (locked_kb > 0) == bool(flag), out.stdout
+
+
+KEEP_OUT = """
+import ctypes, resource
+from ttquant.core.daemon.process import PR_GET_DUMPABLE, keep_out_of_dumps
+libc = ctypes.CDLL(None)
+before = libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
+keep_out_of_dumps()
+print(before, libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), resource.getrlimit(resource.RLIMIT_CORE))
+"""
+
+
+def test_a_process_that_holds_a_secret_is_not_dumpable_and_writes_no_core():
+    out = subprocess.run([sys.executable, "-c", KEEP_OUT], capture_output=True, text=True, check=True).stdout
+    assert out.split(maxsplit=2)[:2] == ["1", "0"] and out.strip().endswith("(0, 0)"), out
+
+
+def test_a_kernel_that_refuses_says_so_before_any_secret_is_read(monkeypatch):
+    def refuse(*args):
+        ctypes.set_errno(errno.EINVAL)
+        return -1
+    limits = []
+    monkeypatch.setattr(resource, "setrlimit", lambda *args: limits.append(args))    # the test's own stay
+    with pytest.raises(ProcessSetupError, match="PR_SET_DUMPABLE"):
+        keep_out_of_dumps(prctl=refuse)
+    assert limits == [(resource.RLIMIT_CORE, (0, 0))]
