@@ -35,13 +35,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-import json
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+
+import orjson
+from picows import WSListener, WSMsgType, ws_connect
 
 from ttquant.core.venues.binance.credentials import ApiCredentials
 from ttquant.core.venues.binance.errors import Action, classify
@@ -293,7 +295,6 @@ class WsApiClient:
             self._transport.disconnect()
 
     async def _connect(self):
-        from picows import WSListener, ws_connect
         client = self
         gone = self._gone = self._loop.create_future()
         self._session, self._draining, self.subscription_id = False, False, None
@@ -401,13 +402,11 @@ class WsApiClient:
             else:
                 params = sign_ws_params(self._credentials.signer, params, self._credentials.api_key, ts,
                                         self.recv_window_ms)
-        data = json.dumps({"id": req.id, "method": what, "params": {k: _json_value(v) for k, v in params.items()}},
-                          separators=(",", ":")).encode()
+        data = orjson.dumps({"id": req.id, "method": what, "params": {k: _json_value(v) for k, v in params.items()}})
         self._pending[req.id] = req
         req.timer = self._loop.call_later(req.timeout_s, self._expire, req.id)
         self.limits.on_request()
         self.requests_sent += 1
-        from picows import WSMsgType
         try:
             self._transport.send(WSMsgType.TEXT, data)
         except Exception as exc:    # a transport closing under us: the frame may or may not have left
@@ -465,7 +464,6 @@ class WsApiClient:
             gone.set_result(True)
 
     def _on_frame(self, transport, frame):
-        from picows import WSMsgType
         kind = frame.msg_type
         if kind == WSMsgType.TEXT:
             self._on_message(frame.get_payload_as_bytes())
@@ -478,7 +476,7 @@ class WsApiClient:
 
     def _on_message(self, data: bytes):
         try:
-            msg = json.loads(data, parse_float=Decimal)
+            msg = orjson.loads(data)          # Binance sends prices and quantities as strings: no float is read
         except ValueError:
             self.counts["bad_messages"] += 1
             log.warning("%s: a message that is not JSON (%d bytes) ignored", self.name, len(data))

@@ -38,6 +38,7 @@ KEY, SECRET, ED_KEY = "simKey1", "simSecret1", "simEdKey1"
 ED_SIGNER = new_ed25519_signer()
 S = OrderStatus
 QTY = Decimal("0.001")
+STRICT_WEIGHT = 400                 # strict_venue's request weight a minute
 
 
 class Runner:
@@ -75,9 +76,8 @@ class Venue:
         return Decimal(body["bids"][0][0]), Decimal(body["asks"][0][0])
 
 
-@pytest.fixture(scope="module")
-def venue(tmp_path_factory):
-    root = tmp_path_factory.mktemp("binance_ws")
+@contextlib.contextmanager
+def _running_venue(root, *options):
     (root / "ed.pem").write_text(ED_SIGNER.public_key_pem())
     keys = root / "keys"
     keys.write_text(f"{KEY} hmac {SECRET}\n{ED_KEY} ed25519 ed.pem\n")
@@ -86,7 +86,7 @@ def venue(tmp_path_factory):
     kids = Children()
     try:
         kids.start("-m", "ttquant.core.cli", "venue-sim", "binance", "--port", "0", "--rest-port", "0", "--speed", "3",
-                   "--loop", "--api-keys", keys, "--balances", "USDT=500000,BTC=5", stdout=log.open("wb"),
+                   "--loop", "--api-keys", keys, "--balances", "USDT=500000,BTC=5", *options, stdout=log.open("wb"),
                    stderr=subprocess.STDOUT)
         first = wait_for(lambda: log.read_text().partition("\n")[1] and log.read_text().partition("\n")[0],
                          timeout=30, interval=0.05, what="venue-sim's first line")
@@ -96,6 +96,20 @@ def venue(tmp_path_factory):
         assert "Traceback" not in log.read_text(), log.read_text()
     finally:
         kids.kill_all()
+
+
+@pytest.fixture(scope="module")
+def venue(tmp_path_factory):
+    with _running_venue(tmp_path_factory.mktemp("binance_ws")) as running:
+        yield running
+
+
+@pytest.fixture
+def strict_venue(tmp_path):
+    """A venue for one test, with a low weight limit, for the tests that make it refuse us (429, 418): no
+    other test meets its back-off or ban."""
+    with _running_venue(tmp_path, "--weight-limit", str(STRICT_WEIGHT)) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -293,6 +307,32 @@ def test_a_resting_order_filled_later_is_reported_from_the_user_stream_once(stac
     assert adapter.user_data.counts["reports"] > 0 and adapter.stream_balances()["BTC"] > 0
 
 
+def test_without_the_user_stream_a_resting_orders_fill_is_polled_for_not_left_to_reconciliation(venue, stack):
+    (_, root), (venue, inst, _) = venue, stack
+    cfg = parse_config({"venue": "binance", "rings": {"name": f"{SESSION_PREFIX}bnws"},
+                        "adapter": {"kind": "binance", "environment": "custom", "rest_url": venue.base,
+                                    "order_entry": "rest", "credentials": "./binance.toml"}},
+                       GatewayConfig, str(root / "gateway.toml"), instance="binance")
+    adapter = BinanceAdapter.open(cfg, Runner())
+    try:
+        adapter.fill_poll_s = 0.3
+        assert adapter.ws is None
+        got = Reports(adapter)
+        orders = _rest_both_sides(venue, inst, adapter, got, 21)
+        # no cancel, no reconciliation: only the worker's poll can tell of a fill while both rest
+        got.until(lambda g: g.fills(21, 1) or g.fills(21, 2), timeout=60, what="a polled fill as the book moves")
+        assert adapter.counts["polled_fills"] > 0
+        _cancel_rest(adapter, got, 21)
+        time.sleep(1.0)                     # two more polls: anything reported twice would have come by now
+        got.all.extend(adapter.poll())
+        trades = _trades_of(venue, 21)
+        fills = got.fills(21, 1) + got.fills(21, 2)
+        assert trades and sorted(f.trade_id for f in fills) == sorted(t["id"] for t in trades)
+        _as_the_oms_applies(orders, got.all, venue, inst)
+    finally:
+        adapter.close()
+
+
 def test_a_dropped_order_request_is_resolved_by_status_and_never_placed_twice(stack):
     venue, inst, adapter = stack
     got = Reports(adapter)
@@ -367,8 +407,8 @@ def test_a_venue_clock_that_jumps_ahead_is_measured_again_and_the_order_sent_onc
     got.until(lambda g: g.status(16, 1) == S.CANCELED)
 
 
-def test_a_429_on_the_websocket_api_backs_off_and_sends_nothing_meanwhile(venue):
-    venue, _ = venue
+def test_a_429_on_the_websocket_api_backs_off_and_sends_nothing_meanwhile(strict_venue):
+    venue, _ = strict_venue
     client = WsApiClient(venue.ws_url, ApiCredentials(KEY, HmacSigner(SECRET), "test"),
                          ClockOffset(lambda: int(time.time() * 1000)), RateLimits(()))
     client.start()
@@ -379,7 +419,7 @@ def test_a_429_on_the_websocket_api_backs_off_and_sends_nothing_meanwhile(venue)
             time.sleep((60_000 - server_ms % 60_000) / 1000 + 0.2)
         while True:                         # the venue's weight (one counter per IP) to just below its limit
             _, headers = venue.signed("GET", "/api/v3/account")
-            if int(headers["X-MBX-USED-WEIGHT-1M"]) + 20 > 6000:    # one more account.status is over
+            if int(headers["X-MBX-USED-WEIGHT-1M"]) + 20 > STRICT_WEIGHT:    # one more account.status is over
                 break
         with pytest.raises(RateLimited) as err:
             client.call("account.status")      # weight 20: over
@@ -393,40 +433,25 @@ def test_a_429_on_the_websocket_api_backs_off_and_sends_nothing_meanwhile(venue)
         client.close()
 
 
-def test_a_418_halts_the_adapter(stack):
-    venue, inst, adapter = stack
-    got = Reports(adapter)
-    bid = Decimal(30000)                # the venue refuses this IP after the 429 test: no book asked
-    venue.fault("ban", seconds=60)
-    assert adapter.send(new_order(inst, 14, 1, Side.BUY, bid))
-    got.until(lambda g: g.status(14, 1) == S.REJECTED)
-    assert got.of(14, 1)[-1].reject_code == RejectCode.VENUE_UNAVAILABLE
-    assert adapter.halted is not None and "418" in adapter.halted
-    assert adapter.send(new_order(inst, 14, 2, Side.BUY, bid)) is False
-    assert not venue.orders_with("t14-1")
-
-
-def test_without_the_user_stream_a_resting_orders_fill_is_polled_for_not_left_to_reconciliation(venue, stack):
-    (_, root), (venue, inst, _) = venue, stack
+def test_a_418_halts_the_adapter(strict_venue, stack):
+    (venue, root), (_, inst, _) = strict_venue, stack
     cfg = parse_config({"venue": "binance", "rings": {"name": f"{SESSION_PREFIX}bnws"},
                         "adapter": {"kind": "binance", "environment": "custom", "rest_url": venue.base,
-                                    "order_entry": "rest", "credentials": "./binance.toml"}},
+                                    "ws_api_url": venue.ws_url, "credentials": "./binance.toml"}},
                        GatewayConfig, str(root / "gateway.toml"), instance="binance")
+    (root / "binance.toml").write_text(f'api_key = "{KEY}"\nsecret = "{SECRET}"\n')
+    (root / "binance.toml").chmod(0o600)
     adapter = BinanceAdapter.open(cfg, Runner())
     try:
-        adapter.fill_poll_s = 0.3
-        assert adapter.ws is None
         got = Reports(adapter)
-        orders = _rest_both_sides(venue, inst, adapter, got, 21)
-        # no cancel, no reconciliation: only the worker's poll can tell of a fill while both rest
-        got.until(lambda g: g.fills(21, 1) or g.fills(21, 2), timeout=60, what="a polled fill as the book moves")
-        assert adapter.counts["polled_fills"] > 0
-        _cancel_rest(adapter, got, 21)
-        time.sleep(1.0)                     # two more polls: anything reported twice would have come by now
-        got.all.extend(adapter.poll())
-        trades = _trades_of(venue, 21)
-        fills = got.fills(21, 1) + got.fills(21, 2)
-        assert trades and sorted(f.trade_id for f in fills) == sorted(t["id"] for t in trades)
-        _as_the_oms_applies(orders, got.all, venue, inst)
+        bid = Decimal(30000)                # the venue refuses this IP: no book asked
+        venue.fault("ban", seconds=60)
+        assert adapter.send(new_order(inst, 14, 1, Side.BUY, bid))
+        got.until(lambda g: g.status(14, 1) == S.REJECTED)
+        assert got.of(14, 1)[-1].reject_code == RejectCode.VENUE_UNAVAILABLE
+        assert adapter.halted is not None and "418" in adapter.halted
+        assert adapter.send(new_order(inst, 14, 2, Side.BUY, bid)) is False
+        assert not venue.orders_with("t14-1")
     finally:
         adapter.close()
+
