@@ -73,7 +73,8 @@ def test_every_spot_order_type_ends_as_it_should_and_the_venue_agrees(children, 
         assert (f"ws://127.0.0.1:{s.port}/ws-api/v3" in s.gateway_log()) == (order_entry == "ws")
         inst, tick = s.spot, s.spot.tick_size
         far = 10_000 * tick                 # 100 USDT off the touch: nothing trades there for a while
-        take = 500 * tick                   # 5 USDT through the touch: the book md showed may have moved since
+        take = 5_000 * tick                 # 50 USDT through the touch: the book md showed may have moved since,
+        # and a FOK needs its whole quantity within its price (the capture's top levels are thin)
         # (type, side, price from the touch (bid, ask) as md shows it just before, qty) -> how it ends at once;
         # resting ones are canceled below
         cases = {
@@ -311,6 +312,10 @@ def test_the_key_shows_up_nowhere_after_a_whole_run(children, venue, tmp_path, k
         resting = trade_a_little()
         seen["gateway 0 environ"] = _proc(s.gateway.pid, "environ")
         seen["gateway 0 cmdline"] = _proc(s.gateway.pid, "cmdline")
+        # the process holding the key writes no core file (and is not dumpable: process.keep_out_of_dumps)
+        limits = _proc(s.gateway.pid, "limits").decode()
+        assert [line.split()[4:6] for line in limits.splitlines() if line.startswith("Max core file size")] == \
+            [["0", "0"]], limits
         s.gateway.send_signal(signal.SIGHUP)                 # a risk reload: an audit entry in the journal
         wait_for(lambda: "risk limits reloaded" in s.gateway_log(), timeout=20, what="the risk reload")
         s.gateway.send_signal(signal.SIGKILL)
