@@ -40,7 +40,7 @@ from picows import WSListener, WSMsgType, ws_connect
 
 from ttquant.core.instruments import InstrumentTable
 from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
-from ttquant.core.records import Order, OrderAction, OrderType, Side
+from ttquant.core.records import Order, OrderAction, OrderStatus, OrderType, Side
 from ttquant.core.venues.binance.credentials import load_api_credentials
 from ttquant.core.venues.binance.rate_limits import RateLimits
 from ttquant.core.venues.binance.rest import BinanceRest, order_params
@@ -320,3 +320,68 @@ def test_order_ack(benchmark, order_venue, peer_results):
           f"(bare, pre-signed) ws {floor['bare_ws'] / 1e3:.0f} µs, http {floor['bare_http'] / 1e3:.0f} µs")
     assert ws_ratio >= TARGET_FLOOR, (f"WebSocket API p50 {p50['ttquant_wsapi']} ns is not under ccxt's "
                                       f"{p50['ccxt']} ns (target: {TARGET}x under)")
+
+
+GATEWAY_ORDERS = 150 if QUICK else 600     # the gateway path: orders per order-entry mode
+TERMINAL = (OrderStatus.EXPIRED, OrderStatus.FILLED, OrderStatus.REJECTED, OrderStatus.CANCELED)
+
+
+def _gateway_round_trips(stack, n, price_raw):
+    """A strategy's order pushed on its ring -> its last exec report read from the exec ring (futex
+    waits, no spinning here): the gateway's checks and journal, the adapter, the venue and back."""
+    out, statuses = [], []
+    for _ in range(n):
+        order = stack.order(stack.spot, Side.BUY, price_raw, qty=str(QTY), order_type=OrderType.IOC, sid=STRATEGY)
+        t0 = time.perf_counter_ns()
+        while True:
+            r = stack.exec.wait(timeout=5.0)
+            assert r is not None, f"no exec report within 5 s for order {order.client_order_id}"
+            if r.client_order_id == order.client_order_id and r.status in TERMINAL:
+                out.append(time.perf_counter_ns() - t0)
+                statuses.append(r.status)
+                break
+    assert set(statuses) == {OrderStatus.EXPIRED}, statuses
+    return out
+
+
+@pytest.mark.quick
+def test_order_ack_through_the_gateway(benchmark, tmp_path, venue, peer_results):
+    """order_ack_gateway: what a strategy waits for, its order on its ring to the exec report of the
+    venue's answer, through the gateway and its Binance adapter, WebSocket API (ttquant_gateway_ws) and
+    signed REST (ttquant_gateway_rest), each against its own venue-sim (the same capture)."""
+    from ttq_binance_stack import BinanceStack
+
+    samples = {}
+    for mode in ("ws", "rest"):
+        kids = Children()
+        stack = None
+        try:
+            (tmp_path / mode).mkdir()
+            stack = BinanceStack(kids, venue, tmp_path / mode, order_entry=mode, speed="1",
+                                 venue_args=SIM_LIMITS)
+            stack.wait_ready()
+            bid, _ = stack.touch(stack.spot)
+            # 3 % under the bid: within the risk's fat-finger band (5 %), and an IOC there expires at once
+            price = bid * 97 // 100 // stack.spot.tick_size * stack.spot.tick_size
+            stack.exec.close()              # from here on: what the gateway publishes after now
+            stack.exec = type(stack.exec)(f"/ttq.{venue}.exec", start="latest")
+            _gateway_round_trips(stack, WARMUP, price)
+            got = samples[mode] = []
+            if mode == "ws":
+                benchmark.pedantic(lambda s=stack, p=price, got=got: got.extend(
+                    _gateway_round_trips(s, GATEWAY_ORDERS, p)), rounds=1, iterations=1)
+            else:
+                got += _gateway_round_trips(stack, GATEWAY_ORDERS, price)
+            assert "Traceback" not in stack.gateway_log()
+        finally:
+            kids.kill_all()
+            if stack is not None:
+                stack.close()
+    infos = {mode: latency_info("order_ack_gateway", f"ttquant_gateway_{mode}", samples[mode], order=ORDER_TEXT,
+                                price="3 % under the bid", transport="strategy order ring -> gateway (risk, journal fsync=every) -> Binance "
+                                          f"adapter ({mode}) -> venue-sim -> exec ring")
+             for mode in samples}
+    benchmark.extra_info.update(infos["ws"])
+    peer_results.add(benchmark, "ttquant_gateway_rest", infos["rest"])
+    print("\norder_ack_gateway p50/p99: " + ", ".join(f"{i['impl']} {i['p50_ns'] / 1e3:.0f}/{i['p99_ns'] / 1e3:.0f} µs"
+                                                      for i in infos.values()))
