@@ -620,7 +620,7 @@ class Run:
         ws_api = f"connected to ws://127.0.0.1:{self.sim_port}/ws-api/v3"
         wait_until(lambda: ws_api in self.journal(GATEWAY, since_ns=t_start), 30,
                    f"{GATEWAY}'s log to say '{ws_api}'", interval=0.5)
-        self.expect_credential_private()
+        self.expect_credential_private((MD, unit))
 
         # the strategy's orders reach the venue, under this key's account
         mine = f"t{sid}-"
@@ -687,7 +687,7 @@ class Run:
             raise E2EError(f"expected busctl to give {unit}'s LoadCredential property, saw exit {p.returncode}: "
                            f"{p.stdout.strip()[:200]} {p.stderr.strip()[:200]}") from None
 
-    def expect_credential_private(self):
+    def expect_credential_private(self, neighbours=()):
         """systemd's copy for the running gateway: there, and no one's but its owner's."""
         ct = self.ct
         copy = f"/run/credentials/{GATEWAY}/{VENUE}"
@@ -698,10 +698,20 @@ class Run:
         mode, owner = st.stdout.split()
         if int(mode, 8) & 0o077:
             raise E2EError(f"expected {copy} readable by its owner alone, saw mode {mode} ({owner})")
-        # every daemon runs as ttquant: whether another of them could read the copy (see the report)
-        other = ct.run(["runuser", "-u", "ttquant", "--", "head", "-c", "0", copy], check=False)
-        log(f"systemd's copy {copy}: mode {mode} owner {owner}; user ttquant outside the unit "
-            f"{'CAN read it' if other.returncode == 0 else 'is refused'}")
+        # every daemon runs as ttquant, so the copy's mode does not keep the others out: their units'
+        # InaccessiblePaths=/run/credentials does; looked at from inside each one's mount namespace, the
+        # gateway's own first (it must see it there, or nsenter could not look and the check would prove nothing)
+        own = ct.systemctl("show", "-p", "MainPID", "--value", GATEWAY).stdout.strip()
+        mine = ct.run(["nsenter", "-t", own, "-m", "--", "test", "-s", copy], check=False)
+        if mine.returncode != 0:
+            raise E2EError(f"expected the gateway (pid {own}) to see its own key at {copy} from its mount namespace, "
+                           f"saw: {mine.stderr.strip()}")
+        for unit in neighbours:
+            pid = ct.systemctl("show", "-p", "MainPID", "--value", unit).stdout.strip()
+            seen = ct.run(["nsenter", "-t", pid, "-m", "--", "test", "-s", copy], check=False)
+            if seen.returncode == 0:
+                raise E2EError(f"expected {unit} (pid {pid}) not to see the gateway's key at {copy}, but it reads it")
+        log(f"systemd's copy {copy}: mode {mode} owner {owner}; out of sight of {', '.join(neighbours)}")
 
     def binance_orders(self, prefix: str) -> list[dict]:
         """The venue's record of the orders whose client order id starts with prefix: GET
