@@ -1,5 +1,8 @@
 """The simulated venue's Binance spot order entry: signed REST `/api/v3` and, through the same handlers,
-the WebSocket API (core/sim/binance_wsapi.py), answered in Binance's shapes; the user data events.
+the WebSocket API (core/sim/binance_wsapi.py), answered in Binance's shapes; the user data events. And what
+every market's order entry shares (USDT-M futures: core/sim/binance_futures.py): BinanceOrderEntry (symbols,
+matcher, the REST / WebSocket API path, the record) and VenueGate (clock, weight and order counters, ban,
+order faults: one for the whole venue, as Binance counts per IP).
 
     POST   /api/v3/order        LIMIT (GTC / IOC / FOK), MARKET, LIMIT_MAKER; newClientOrderId;
                                 newOrderRespType ACK / RESULT / FULL (default FULL for LIMIT and MARKET, else ACK)
@@ -13,18 +16,18 @@ the WebSocket API (core/sim/binance_wsapi.py), answered in Binance's shapes; the
     GET    /api/v3/myTrades     symbol [orderId] [startTime] [endTime] [fromId] [limit]
     GET    /api/v3/time         not signed
 
-REST and the WebSocket API share one path: `request` (REST: weight, signature by check_signed) and the
-WebSocket API (weight, signature by check_ws_params) both end in `execute(method, endpoint, params)`,
-which gives an `Answer` (status, body, and what the transport must do: drop, delay, Retry-After).
-Every signed request passes core/sim/binance_auth first (key, timestamp, recvWindow, signature: -2014 /
--2015 at 401, -1102, -1131, -1021, -1022), every new order then core/sim/binance_filters.check_new_order
-against the symbol's filters in the exchangeInfo the venue serves at that moment (a `filter` fault
-changes them), and the account's free balance (-2010). The order is then matched by the matcher
-backtests share (core/sim/matching.SimMatcher, no latency: an answer is the order's state after
-matching) against the venue's book as GET /api/v3/depth serves it, and the fills move the account
-(SimAccount; fees in the quote asset, at the venue's maker/taker rates). An order that rests is filled
-when the venue's book moves across its price: every request first brings the books it touches up to
-date, and the venue's market turn (`turn`, every 20 ms while orders rest) does so for every resting order.
+REST and the WebSocket API share one path (BinanceOrderEntry, the futures' too): `request` (REST: weight,
+signature by check_signed) and the WebSocket API (weight, signature by check_ws_params) both end in
+`execute(method, endpoint, params)`, which gives an `Answer` (status, body, and what the transport must do:
+drop, delay, Retry-After). Every signed request passes core/sim/binance_auth first (key, timestamp,
+recvWindow, signature: -2014 / -2015 at 401, -1102, -1131, -1021, -1022), every new order then
+core/sim/binance_filters.check_new_order against the symbol's filters in the exchangeInfo the venue serves at
+that moment (a `filter` fault changes them), and the account's free balance (-2010). The order is then matched
+by the matcher backtests share (core/sim/matching.SimMatcher, no latency: an answer is the order's state after
+matching) against the venue's book as GET /api/v3/depth serves it, and the fills move the account (SimAccount;
+fees in the quote asset, at the venue's maker/taker rates). An order that rests is filled when the venue's
+book moves across its price: every request first brings the books it touches up to date, and the venue's
+market turn (`turn`, every 20 ms while orders rest) does so for every resting order.
 
 User data: every state change of an order, whatever caused it, is an executionReport (Binance's field
 set) to each of `subscribers`, in the order the venue applied them: NEW for every order the venue takes
@@ -34,18 +37,19 @@ FOK and MARKET leave). A LIMIT_MAKER that would take is -2010 and no order: no e
 After the events of a change, outboundAccountPosition names the assets whose free or locked amount moved.
 
 Weight and limits (RateLimits: venue-sim --weight-limit, --orders-10s, --orders-1d, --ban-seconds): one
-counter for the venue (Binance counts per IP), REST and WebSocket API alike, by Binance's documented
-weights. Every /api/v3 answer carries `X-MBX-USED-WEIGHT-1M` and `X-MBX-ORDER-COUNT-10S` / `-1D`
-(Binance sends the order counts on order answers only; here they are on every answer). Over the weight
-limit: 429 -1003 with Retry-After (to the end of the minute); a request before then: 418 -1003 "IP banned
-until <ms>" for the ban time; over an order count: 429 -1015. The WebSocket API gives the same codes
-with error.data {"serverTime", "retryAfter"}.
+counter for the venue (Binance counts per IP), REST and WebSocket API, spot and futures alike, by Binance's
+documented weights. Every /api/v3 (and /fapi) answer carries `X-MBX-USED-WEIGHT-1M` and
+`X-MBX-ORDER-COUNT-10S` / `-1D` (Binance sends the order counts on order answers only; here they are on every
+answer). Over the weight limit: 429 -1003 with Retry-After (to the end of the minute); a request before then:
+418 -1003 "IP banned until <ms>" for the ban time; over an order count: 429 -1015. The WebSocket API gives
+the same codes with error.data {"serverTime", "retryAfter"}.
 
-Faults (GET /_sim/fault?kind=..., the venue routes them here): order_drop &count (the next order
-requests, POST / DELETE, are executed and the connection is closed unanswered), order_delay
-&seconds&count (answered late, executed at once), order_5xx &count&executed=0|1 (503 -1001, the order
-placed or not), clock_skew &ms (the venue's clock runs ahead, negative behind), ban &seconds (418 to
-everything). `record` is GET /_sim/binance/orders: every order and trade the venue holds.
+Faults (GET /_sim/fault?kind=..., the venue routes them to the VenueGate, so they apply to /fapi too):
+order_drop &count (the next order requests, POST / DELETE (and the futures' PUT), are executed and the
+connection is closed unanswered), order_delay &seconds&count (answered late, executed at once), order_5xx
+&count&executed=0|1 (503 -1001, the order placed or not), clock_skew &ms (the venue's clock runs ahead,
+negative behind), ban &seconds (418 to everything). `record` is GET /_sim/binance/orders: every order and
+trade the venue holds.
 
 Keys: `--api-keys FILE` (mode 0600 or stricter, else refused), one key a line, `#` comments:
     KEY hmac SECRET
@@ -57,10 +61,11 @@ Where: the venue's main port answers HTTP through its WebSocket server's upgrade
 takes GET requests only, without a body. So order entry has a listener of its own, `RestServer` (HTTP/1.1,
 keep-alive, parameters in the query string and/or an x-www-form-urlencoded body, the query string
 winning as on Binance), venue-sim's `--rest-port` (0: any free one; the first line it prints names it).
-It answers every /api/v3 and /_sim path, so it is a whole Binance REST base URL (api.binance.com's
-place, the main port being stream.binance.com's); the signed GET endpoints answer on the main port too.
+It answers every /api/v3, /fapi and /_sim path, so it is a whole Binance REST base URL (api.binance.com's and
+fapi.binance.com's place, the main port being stream.binance.com's); the signed GET endpoints answer on the
+main port too.
 
-Not in this slice: USDT-M futures, quoteOrderQty, STOP/TAKE_PROFIT types, order lists (OCO / OTO),
+Not in this slice: quoteOrderQty, STOP/TAKE_PROFIT types, order lists (OCO / OTO),
 self-trade prevention, balanceUpdate events, per-account (rather than per-venue) counters, the
 UNFILLED_ORDER_COUNT limits, and the -1007 "execution status unknown" timeout.
 """
@@ -227,101 +232,54 @@ class _Symbol:
     book_id: int = -1       # the venue book's lastUpdateId last given to the matcher
 
 
-class BinanceSpotOrders:
-    """One spot account on the simulated venue, taking orders by signed REST and the WebSocket API
-    (core/sim/binance_wsapi.py), both through `execute`; its user data events go to `subscribers`."""
+class VenueGate:
+    """What every order entry of the venue shares, whatever the market: its clock (a clock_skew fault
+    moves it), the request weight and order counters (one counter for the venue, as Binance counts per
+    IP), the ban, and the order faults (order_drop, order_delay, order_5xx, clock_skew, ban)."""
 
-    def __init__(self, keys: ApiKeys, exchange_info: Callable[[], bytes | None],
-                 depth: Callable[[str, int], dict | None], model: FillModel | None = None,
-                 balances: dict[str, int] | None = None, clock: Callable[[], float] = time.time,
-                 limits: RateLimits | None = None):
-        self.keys = keys
-        self.exchange_info = exchange_info      # the spot exchangeInfo body the venue serves now
-        self.depth = depth                      # (symbol, limit) -> the depth document the venue serves now
-        fees = model or FillModel()
-        self.model = dataclasses.replace(fees, latency_ns=0, latency_jitter_ns=0, queue_position=False)
-        self.clock = clock
+    def __init__(self, limits: RateLimits | None = None, clock: Callable[[], float] = time.time):
         self.limits = limits or RateLimits()
-        self.table = InstrumentTable("binance")
-        self.account = SimAccount(balances)
-        self.matcher = SimMatcher(self.table, self.model, self.account)
-        self.symbols: dict[str, _Symbol] = {}
-        self.orders: dict[int, _OrderInfo] = {}
-        self.by_client_id: dict[tuple[str, str], int] = {}      # (symbol, clientOrderId) -> latest orderId
-        self.subscribers: list[Callable[[dict], None]] = []     # user data events, in the order applied
+        self.clock = clock
         self.skew_ms = 0.0                      # clock_skew fault: the venue's clock runs this much ahead
         self.faults = {"order_drop": 0, "order_delay": 0, "order_5xx": 0}
         self._delay_s = 0.0
         self._5xx_executed = False
         self._banned_until = 0.0                # ms, venue clock: every request is 418 until then
         self._backoff_until = 0.0               # ms: a 429 was answered; a request before this is banned
-        self._announced: set[int] = set()       # orders whose NEW executionReport went out
-        self._cum_quote: dict[int, Decimal] = {}
-        self._cancel_ids: dict[int, str] = {}   # orderId -> the clientOrderId of the cancel that ends it
-        self._rested: set[int] = set()          # orders that went on the book
-        self._positions = self._balances_now()  # asset -> (free, locked) last told in outboundAccountPosition
-        self._event_seq = 0
-        self._next_id = 0
         self._weight = (0, 0)                   # (minute, weight used in it)
         self._orders_10s = (0, 0)
         self._orders_1d = (0, 0)
-        self._info_cache: tuple[bytes, dict] | None = None
 
     def now_ms(self) -> float:
         """The venue's clock (a clock_skew fault moves it)."""
         return self.clock() * 1000 + self.skew_ms
 
-    # -- entry ------------------------------------------------------------------------------------
-    def request(self, method: str, path: str, query: str, headers: Mapping[str, str],
-                body: str = "") -> Answer | None:
-        """The answer to a REST /api/v3 request, or None for an endpoint the venue answers itself
-        (exchangeInfo, depth: their weight is counted, and refused when over, here all the same)."""
-        now_ms = self.now_ms()
-        endpoint = path[len("/api/v3/"):]
-        params = dict(parse_qsl(body, keep_blank_values=True))
-        params.update(parse_qsl(query, keep_blank_values=True))         # the query string wins
-        refused = self.admit(self.weight(method, endpoint, params), now_ms)
-        if refused is not None:
-            return refused
-        if endpoint == "time" and method == "GET":
-            return Answer(200, {"serverTime": int(now_ms)})
-        if (method, endpoint) not in _SIGNED:
-            return None
-        refusal = check_signed(self.keys, method, query, body, headers, now_ms)
-        if refusal is not None:
-            return Answer(refusal[0], refusal[1], order=(method, endpoint) in _NEW_ORDERS)
-        return self.execute(method, endpoint, params, now_ms)
+    def count_order(self, now_ms: float) -> Answer | None:
+        """Count a new order (or an amendment); the 429 -1015 answer when it is one too many."""
+        self._orders_10s = self._bump(self._orders_10s, int(now_ms) // 10_000, 1)
+        self._orders_1d = self._bump(self._orders_1d, int(now_ms) // 86_400_000, 1)
+        for (_, count), limit, what in ((self._orders_10s, self.limits.orders_10s, "10 SECOND"),
+                                        (self._orders_1d, self.limits.orders_1d, "1 DAY")):
+            if count > limit:
+                return Answer(429, {"code": -1015, "msg": f"Too many new orders; current limit is {limit} "
+                                                          f"orders per {what}."}, order=True)
+        return None
 
-    def execute(self, method: str, endpoint: str, params: Mapping[str, str], now_ms: float) -> Answer:
-        """A signed request that passed its checks, REST or WebSocket API alike: (method, endpoint) of the
-        REST API, params as strings. Counts new orders (-1015 over a limit) and applies the order faults."""
-        is_order = (method, endpoint) in _NEW_ORDERS
-        if is_order:
-            self._orders_10s = self._bump(self._orders_10s, int(now_ms) // 10_000, 1)
-            self._orders_1d = self._bump(self._orders_1d, int(now_ms) // 86_400_000, 1)
-            for (_, count), limit, what in ((self._orders_10s, self.limits.orders_10s, "10 SECOND"),
-                                            (self._orders_1d, self.limits.orders_1d, "1 DAY")):
-                if count > limit:
-                    return Answer(429, {"code": -1015, "msg": f"Too many new orders; current limit is {limit} "
-                                                              f"orders per {what}."}, order=True)
-        fault = self._order_fault() if method in ("POST", "DELETE") else None
-        if fault == "order_5xx" and not self._5xx_executed:
-            return Answer(503, dict(INTERNAL_ERROR), order=is_order)
-        try:
-            handler = getattr(self, f"_{method.lower()}_{endpoint.rpartition('/')[2]}")
-            status, body = handler(params, int(now_ms))
-        except _Refused as refused:
-            status, body = refused.status, refused.body
-        answer = Answer(status, body, order=is_order)
+    def apply_fault(self, fault: str | None, answer: Answer) -> Answer:
+        """What an order fault taken before the request was executed makes of its answer."""
         if fault == "order_5xx":
-            answer = Answer(503, dict(INTERNAL_ERROR), order=is_order)       # placed all the same
-        elif fault == "order_drop":
+            return Answer(503, dict(INTERNAL_ERROR), order=answer.order)       # placed all the same
+        if fault == "order_drop":
             answer.drop = True
         elif fault == "order_delay":
             answer.delay_s = self._delay_s
         return answer
 
-    def _order_fault(self) -> str | None:
+    def refuses_5xx(self, fault: str | None) -> bool:
+        """order_5xx with executed=0: answered 503 before anything is done."""
+        return fault == "order_5xx" and not self._5xx_executed
+
+    def take_fault(self) -> str | None:
         for kind in ("order_drop", "order_5xx", "order_delay"):
             if self.faults[kind] > 0:
                 self.faults[kind] -= 1
@@ -395,18 +353,108 @@ class BinanceSpotOrders:
     def _bump(counter, window, amount):
         return (window, (counter[1] if counter[0] == window else 0) + amount)
 
-    @staticmethod
-    def weight(method, endpoint, params) -> int:
+
+class BinanceOrderEntry:
+    """One account's order entry for one market of the simulated venue (spot: BinanceSpotOrders here, USDT-M
+    futures: core/sim/binance_futures.BinanceFuturesOrders): the symbols of the exchangeInfo it serves, the
+    matcher against the venue's book, the shared REST / WebSocket API path (`request`, `execute`) through
+    the venue's VenueGate, and the user data events to `subscribers`. A subclass names its market, REST
+    prefix, weights and endpoints (`_<method>_<endpoint>` handlers), and turns matcher reports into events."""
+    MARKET = SPOT
+    PREFIX = "/api/v3/"                         # REST paths it answers; the endpoint is what follows
+    WEIGHTS: dict = {}
+    SIGNED: frozenset = frozenset()
+    NEW_ORDERS: frozenset = frozenset()         # what the ORDERS limits count
+    FAULTED = ("POST", "DELETE")                # the methods order faults apply to
+
+    def __init__(self, keys: ApiKeys, exchange_info: Callable[[], bytes | None],
+                 depth: Callable[[str, int], dict | None], model: FillModel | None = None, account=None,
+                 clock: Callable[[], float] = time.time, limits: RateLimits | None = None,
+                 gate: VenueGate | None = None):
+        self.keys = keys
+        self.exchange_info = exchange_info      # the exchangeInfo body the venue serves now
+        self.depth = depth                      # (symbol, limit) -> the depth document the venue serves now
+        fees = model or FillModel()
+        self.model = dataclasses.replace(fees, latency_ns=0, latency_jitter_ns=0, queue_position=False)
+        self.gate = gate or VenueGate(limits, clock)
+        self.table = InstrumentTable("binance")
+        self.account = account
+        self.matcher = SimMatcher(self.table, self.model, self.account)
+        self.symbols: dict[str, _Symbol] = {}
+        self.orders: dict[int, _OrderInfo] = {}
+        self.by_client_id: dict[tuple[str, str], int] = {}      # (symbol, clientOrderId) -> latest orderId
+        self.subscribers: list[Callable[[dict], None]] = []     # user data events, in the order applied
+        self._next_id = 0
+        self._info_cache: tuple[bytes, dict] | None = None
+
+    # -- what the gate holds for every market ------------------------------------------------------------
+    @property
+    def limits(self) -> RateLimits:
+        return self.gate.limits
+
+    def now_ms(self) -> float:
+        """The venue's clock (a clock_skew fault moves it)."""
+        return self.gate.now_ms()
+
+    def admit(self, weight: int, now_ms: float) -> Answer | None:
+        return self.gate.admit(weight, now_ms)
+
+    def fault(self, kind: str, query: Mapping[str, str]) -> dict:
+        return self.gate.fault(kind, query)
+
+    def rate_headers(self, answer: Answer | None = None) -> dict[str, str]:
+        return self.gate.rate_headers(answer)
+
+    def rate_limits(self, orders: bool) -> list[dict]:
+        return self.gate.rate_limits(orders)
+
+    def weight(self, method, endpoint, params) -> int:
         """A REST request's weight (Binance's documented weights; the WebSocket API's are the same)."""
-        weight = WEIGHTS.get((method, endpoint), 1)
-        if endpoint == "depth":
-            limit = int(params.get("limit") or 100) if (params.get("limit") or "100").isdigit() else 100
-            weight = 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
-        elif endpoint == "openOrders" and method == "GET":
-            weight = 6 if params.get("symbol") else 80
-        elif endpoint == "myTrades" and params.get("orderId"):
-            weight = 5
-        return weight
+        return self.WEIGHTS.get((method, endpoint), 1)
+
+    # -- entry ------------------------------------------------------------------------------------
+    def request(self, method: str, path: str, query: str, headers: Mapping[str, str],
+                body: str = "") -> Answer | None:
+        """The answer to a REST request under PREFIX, or None for an endpoint the venue answers itself
+        (exchangeInfo, depth: their weight is counted, and refused when over, here all the same)."""
+        now_ms = self.now_ms()
+        endpoint = path[len(self.PREFIX):]
+        params = dict(parse_qsl(body, keep_blank_values=True))
+        params.update(parse_qsl(query, keep_blank_values=True))         # the query string wins
+        refused = self.admit(self.weight(method, endpoint, params), now_ms)
+        if refused is not None:
+            return refused
+        answer = self._unsigned(method, endpoint, params, headers, now_ms)
+        if answer is not None or (method, endpoint) not in self.SIGNED:
+            return answer
+        refusal = check_signed(self.keys, method, query, body, headers, now_ms)
+        if refusal is not None:
+            return Answer(refusal[0], refusal[1], order=(method, endpoint) in self.NEW_ORDERS)
+        return self.execute(method, endpoint, params, now_ms)
+
+    def _unsigned(self, method, endpoint, params, headers, now_ms) -> Answer | None:
+        """An endpoint that needs no signature (the server's time), or None."""
+        if endpoint.rpartition("/")[2] == "time" and method == "GET":
+            return Answer(200, {"serverTime": int(now_ms)})
+        return None
+
+    def execute(self, method: str, endpoint: str, params: Mapping[str, str], now_ms: float) -> Answer:
+        """A signed request that passed its checks, REST or WebSocket API alike: (method, endpoint) of the
+        REST API, params as strings. Counts new orders (-1015 over a limit) and applies the order faults."""
+        is_order = (method, endpoint) in self.NEW_ORDERS
+        if is_order:
+            refused = self.gate.count_order(now_ms)
+            if refused is not None:
+                return refused
+        fault = self.gate.take_fault() if method in self.FAULTED else None
+        if self.gate.refuses_5xx(fault):
+            return Answer(503, dict(INTERNAL_ERROR), order=is_order)
+        try:
+            handler = getattr(self, f"_{method.lower()}_{endpoint.rpartition('/')[2]}")
+            status, body = handler(params, int(now_ms))
+        except _Refused as refused:
+            status, body = refused.status, refused.body
+        return self.gate.apply_fault(fault, Answer(status, body, order=is_order))
 
     def turn(self):
         """The market turn: while orders rest, bring their books up to date (they fill as the book moves)."""
@@ -421,7 +469,8 @@ class BinanceSpotOrders:
             if o is None or o.status == OrderStatus.REJECTED:
                 continue
             inst = self.table[info.instrument_id]
-            orders.append({"symbol": info.symbol, "orderId": info.order_id, "clientOrderId": info.client_id,
+            orders.append({"market": self.MARKET, "symbol": info.symbol, "orderId": info.order_id,
+                           "clientOrderId": info.client_id,
                            "side": info.side, "type": info.type, "timeInForce": info.tif,
                            "price": self._price(inst, info.price), "origQty": self._qty(inst, info.qty),
                            "status": _STATUS[o.status],
@@ -432,7 +481,7 @@ class BinanceSpotOrders:
             if info is None:
                 continue
             inst = self.table[info.instrument_id]
-            trades.append({"id": f["trade_id"], "orderId": info.order_id, "symbol": info.symbol,
+            trades.append({"market": self.MARKET, "id": f["trade_id"], "orderId": info.order_id, "symbol": info.symbol,
                            "price": self._price(inst, from_raw(f["price"], inst.price_precision)),
                            "qty": self._qty(inst, from_raw(f["qty"], inst.size_precision)),
                            "isMaker": f["liquidity"] == Liquidity.MAKER, "time": f["ts"] // 1_000_000})
@@ -446,6 +495,174 @@ class BinanceSpotOrders:
             except Exception:       # one subscriber's bug must not stop the venue or the others
                 log.exception("user data subscriber")
 
+    def _on_report(self, info: _OrderInfo, report, now_ms: int):
+        """The user data event(s) of one matcher report (the market's own shapes)."""
+        raise NotImplementedError
+
+    def _after_reports(self, now_ms: int, reports: list):
+        """After the events of a change: what the account tells (its balances, positions)."""
+
+    # -- symbols and the book ------------------------------------------------------------------------
+    def _symbol(self, params, required=True) -> _Symbol | None:
+        name = params.get("symbol", "")
+        if not name:
+            if required:
+                raise _mandatory("symbol")
+            return None
+        body = self.exchange_info()
+        known = self.symbols.get(name)
+        if known is not None and known.source is body:
+            return known
+        if body is None:
+            raise _Refused(400, -1121, "Invalid symbol.")
+        if self._info_cache is None or self._info_cache[0] is not body:
+            doc = orjson.loads(body)
+            self._info_cache = (body, {s.get("symbol"): s for s in doc.get("symbols", ())})
+        entry = self._info_cache[1].get(name)
+        if entry is None:
+            raise _Refused(400, -1121, "Invalid symbol.")
+        instruments, skipped = instruments_from_exchange_info({"symbols": [entry]}, self.MARKET)
+        if not instruments:
+            raise _Refused(400, -1121, "Invalid symbol.")
+        (inst,) = merge_instruments(self.table, instruments)
+        sym = _Symbol(body, SymbolFilters.from_exchange_info(entry, self.MARKET), entry, inst.instrument_id,
+                      known.book_id if known else -1)
+        self.symbols[name] = sym
+        return sym
+
+    def _refresh(self, sym: _Symbol, now_ms: int):
+        """Give the matcher the venue's book when it has moved; resting orders it crosses fill."""
+        doc = self.depth(sym.filters.symbol, BOOK_LEVELS)
+        if doc is None or doc.get("lastUpdateId") == sym.book_id:
+            return
+        sym.book_id = doc.get("lastUpdateId")
+        inst = self.table[sym.instrument_id]
+        levels = lambda side: [(to_raw(p, inst.price_precision, exact=False),           # noqa: E731
+                                to_raw(q, inst.size_precision, exact=False)) for p, q in doc.get(side, ())]
+        self.matcher.on_book(sym.instrument_id, levels("bids"), levels("asks"), now_ms * 1_000_000)
+        self._settle(now_ms)
+
+    def _refresh_all(self, now_ms: int, only: _Symbol | None = None):
+        wanted = [only] if only is not None else [self.symbols[name] for name in
+                                                  {self.orders[o.client_order_id].symbol
+                                                   for o in self.matcher.resting.values()}]
+        for sym in wanted:
+            self._refresh(sym, now_ms)
+
+    def _settle(self, now_ms: int):
+        """What the matcher did by now: the orders' update times, then the user data events, in order."""
+        reports = self.matcher.advance(now_ms * 1_000_000)
+        for report in reports:
+            info = self.orders.get(report.client_order_id)
+            if info is not None:
+                info.update_ms = report.ts_exchange // 1_000_000
+                self._on_report(info, report, now_ms)
+        if reports:
+            self._after_reports(now_ms, reports)
+
+    def _reference(self, sym: _Symbol) -> Decimal | None:
+        """The price MIN_NOTIONAL prices a market order at and PERCENT_PRICE bands around: Binance
+        uses its average price; here the mid of the venue's book (else the last trade seen)."""
+        m = self.matcher.market(sym.instrument_id)
+        inst = self.table[sym.instrument_id]
+        if m.bid and m.ask:
+            return from_raw(m.bid + m.ask, inst.price_precision) / 2
+        return from_raw(m.last, inst.price_precision) if m.last else None
+
+    def _number(self, params, name) -> Decimal | None:
+        text = params.get(name)
+        if text is None or text == "":
+            return None
+        whole, dot, frac = text.partition(".")
+        if not (whole.isdigit() and whole.isascii() and len(whole) <= 20
+                and (not dot or (frac.isdigit() and frac.isascii() and len(frac) <= 20))):
+            raise _illegal(name, _NUMBER)
+        return Decimal(text)
+
+    @staticmethod
+    def _new_client_id() -> str:
+        alphabet = string.ascii_letters + string.digits
+        return "".join(secrets.choice(alphabet) for _ in range(22))
+
+    def _matcher_order(self, order_id):
+        return self.matcher.orders[(STRATEGY, order_id)]
+
+    def _find(self, params, unknown) -> _OrderInfo:
+        sym = self._symbol(params)
+        order_id, client_id = params.get("orderId"), params.get("origClientOrderId")
+        if not order_id and not client_id:
+            raise _Refused(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were "
+                                       "empty/null!")
+        if order_id:
+            if not order_id.isdigit():
+                raise _mandatory("orderId")
+            info = self.orders.get(int(order_id))
+            if info is not None and client_id and info.client_id != client_id:
+                info = None
+        else:
+            info = self.orders.get(self.by_client_id.get((sym.filters.symbol, client_id), 0))
+        if info is None or info.symbol != sym.filters.symbol:
+            raise _Refused(unknown[0], unknown[1]["code"], unknown[1]["msg"])
+        return info
+
+    @staticmethod
+    def _price(inst, value: Decimal) -> str:
+        return format(value.quantize(Decimal(1).scaleb(-inst.price_precision)), "f")
+
+    @staticmethod
+    def _qty(inst, value: Decimal) -> str:
+        return format(value.quantize(Decimal(1).scaleb(-inst.size_precision)), "f")
+
+    def _next_client_seq(self) -> int:
+        # a cancel request needs an id of its own in the matcher's ledger; orderIds and these never meet
+        self._next_id += 1
+        return self._next_id
+
+    @staticmethod
+    def _handled(handler, params, now_ms):
+        try:
+            return handler(params, now_ms)
+        except _Refused as refused:
+            return refused.status, refused.body
+
+
+class BinanceSpotOrders(BinanceOrderEntry):
+    """One spot account on the simulated venue, taking orders by signed REST and the WebSocket API
+    (core/sim/binance_wsapi.py), both through `execute`; its user data events go to `subscribers`."""
+    MARKET = SPOT
+    PREFIX = "/api/v3/"
+    WEIGHTS = WEIGHTS
+    SIGNED = frozenset(_SIGNED)
+    NEW_ORDERS = frozenset(_NEW_ORDERS)
+
+    def __init__(self, keys: ApiKeys, exchange_info: Callable[[], bytes | None],
+                 depth: Callable[[str, int], dict | None], model: FillModel | None = None,
+                 balances: dict[str, int] | None = None, clock: Callable[[], float] = time.time,
+                 limits: RateLimits | None = None, gate: VenueGate | None = None):
+        super().__init__(keys, exchange_info, depth, model, SimAccount(balances), clock, limits, gate)
+        self._announced: set[int] = set()       # orders whose NEW executionReport went out
+        self._cum_quote: dict[int, Decimal] = {}
+        self._cancel_ids: dict[int, str] = {}   # orderId -> the clientOrderId of the cancel that ends it
+        self._rested: set[int] = set()          # orders that went on the book
+        self._positions = self._balances_now()  # asset -> (free, locked) last told in outboundAccountPosition
+        self._event_seq = 0
+
+    def weight(self, method, endpoint, params) -> int:
+        """A REST request's weight (Binance's documented weights; the WebSocket API's are the same)."""
+        weight = WEIGHTS.get((method, endpoint), 1)
+        if endpoint == "depth":
+            limit = int(params.get("limit") or 100) if (params.get("limit") or "100").isdigit() else 100
+            weight = 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+        elif endpoint == "openOrders" and method == "GET":
+            weight = 6 if params.get("symbol") else 80
+        elif endpoint == "myTrades" and params.get("orderId"):
+            weight = 5
+        return weight
+
+    def _after_reports(self, now_ms: int, reports: list):
+        self._publish_positions(now_ms)
+
+    # -- user data events -----------------------------------------------------------------------------
     def _balances_now(self) -> dict[str, tuple[int, int]]:
         locked = self._locked()
         return {a: (self.account.balances.get(a, 0) - locked.get(a, 0), locked.get(a, 0))
@@ -511,73 +728,6 @@ class BinanceSpotOrders:
             event["W"] = info.time_ms
         event["V"] = "NONE"
         return event
-
-    # -- symbols and the book ------------------------------------------------------------------------
-    def _symbol(self, params, required=True) -> _Symbol | None:
-        name = params.get("symbol", "")
-        if not name:
-            if required:
-                raise _mandatory("symbol")
-            return None
-        body = self.exchange_info()
-        known = self.symbols.get(name)
-        if known is not None and known.source is body:
-            return known
-        if body is None:
-            raise _Refused(400, -1121, "Invalid symbol.")
-        if self._info_cache is None or self._info_cache[0] is not body:
-            doc = orjson.loads(body)
-            self._info_cache = (body, {s.get("symbol"): s for s in doc.get("symbols", ())})
-        entry = self._info_cache[1].get(name)
-        if entry is None:
-            raise _Refused(400, -1121, "Invalid symbol.")
-        instruments, skipped = instruments_from_exchange_info({"symbols": [entry]}, SPOT)
-        if not instruments:
-            raise _Refused(400, -1121, "Invalid symbol.")
-        (inst,) = merge_instruments(self.table, instruments)
-        sym = _Symbol(body, SymbolFilters.from_exchange_info(entry, SPOT), entry, inst.instrument_id,
-                      known.book_id if known else -1)
-        self.symbols[name] = sym
-        return sym
-
-    def _refresh(self, sym: _Symbol, now_ms: int):
-        """Give the matcher the venue's book when it has moved; resting orders it crosses fill."""
-        doc = self.depth(sym.filters.symbol, BOOK_LEVELS)
-        if doc is None or doc.get("lastUpdateId") == sym.book_id:
-            return
-        sym.book_id = doc.get("lastUpdateId")
-        inst = self.table[sym.instrument_id]
-        levels = lambda side: [(to_raw(p, inst.price_precision, exact=False),           # noqa: E731
-                                to_raw(q, inst.size_precision, exact=False)) for p, q in doc.get(side, ())]
-        self.matcher.on_book(sym.instrument_id, levels("bids"), levels("asks"), now_ms * 1_000_000)
-        self._settle(now_ms)
-
-    def _refresh_all(self, now_ms: int, only: _Symbol | None = None):
-        wanted = [only] if only is not None else [self.symbols[name] for name in
-                                                  {self.orders[o.client_order_id].symbol
-                                                   for o in self.matcher.resting.values()}]
-        for sym in wanted:
-            self._refresh(sym, now_ms)
-
-    def _settle(self, now_ms: int):
-        """What the matcher did by now: the orders' update times, then the user data events, in order."""
-        reports = self.matcher.advance(now_ms * 1_000_000)
-        for report in reports:
-            info = self.orders.get(report.client_order_id)
-            if info is not None:
-                info.update_ms = report.ts_exchange // 1_000_000
-                self._on_report(info, report, now_ms)
-        if reports:
-            self._publish_positions(now_ms)
-
-    def _reference(self, sym: _Symbol) -> Decimal | None:
-        """The price MIN_NOTIONAL prices a market order at and PERCENT_PRICE bands around: Binance
-        uses its average price; here the mid of the venue's book (else the last trade seen)."""
-        m = self.matcher.market(sym.instrument_id)
-        inst = self.table[sym.instrument_id]
-        if m.bid and m.ask:
-            return from_raw(m.bid + m.ask, inst.price_precision) / 2
-        return from_raw(m.last, inst.price_precision) if m.last else None
 
     # -- new orders -----------------------------------------------------------------------------------
     def _post_order(self, params, now_ms):
@@ -671,21 +821,6 @@ class BinanceSpotOrders:
                              if f["client_order_id"] == order_id]
         return 200, body
 
-    def _number(self, params, name) -> Decimal | None:
-        text = params.get(name)
-        if text is None or text == "":
-            return None
-        whole, dot, frac = text.partition(".")
-        if not (whole.isdigit() and whole.isascii() and len(whole) <= 20
-                and (not dot or (frac.isdigit() and frac.isascii() and len(frac) <= 20))):
-            raise _illegal(name, _NUMBER)
-        return Decimal(text)
-
-    @staticmethod
-    def _new_client_id() -> str:
-        alphabet = string.ascii_letters + string.digits
-        return "".join(secrets.choice(alphabet) for _ in range(22))
-
     def _funded(self, inst, side, price_raw, qty_raw) -> bool:
         """Whether the account's free balance covers the order: the quote at its price (a market buy:
         at the book it would walk), the base for a sell."""
@@ -724,27 +859,6 @@ class BinanceSpotOrders:
         return {a: v - locked.get(a, 0) for a, v in self.account.balances.items()}
 
     # -- orders' state --------------------------------------------------------------------------------
-    def _matcher_order(self, order_id):
-        return self.matcher.orders[(STRATEGY, order_id)]
-
-    def _find(self, params, unknown) -> _OrderInfo:
-        sym = self._symbol(params)
-        order_id, client_id = params.get("orderId"), params.get("origClientOrderId")
-        if not order_id and not client_id:
-            raise _Refused(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were "
-                                       "empty/null!")
-        if order_id:
-            if not order_id.isdigit():
-                raise _mandatory("orderId")
-            info = self.orders.get(int(order_id))
-            if info is not None and client_id and info.client_id != client_id:
-                info = None
-        else:
-            info = self.orders.get(self.by_client_id.get((sym.filters.symbol, client_id), 0))
-        if info is None or info.symbol != sym.filters.symbol:
-            raise _Refused(unknown[0], unknown[1]["code"], unknown[1]["msg"])
-        return info
-
     def _state(self, info: _OrderInfo, with_time=True) -> dict:
         inst = self.table[info.instrument_id]
         o = self._matcher_order(info.order_id)
@@ -763,24 +877,11 @@ class BinanceSpotOrders:
                         "selfTradePreventionMode": "NONE"})
         return doc
 
-    @staticmethod
-    def _price(inst, value: Decimal) -> str:
-        return format(value.quantize(Decimal(1).scaleb(-inst.price_precision)), "f")
-
-    @staticmethod
-    def _qty(inst, value: Decimal) -> str:
-        return format(value.quantize(Decimal(1).scaleb(-inst.size_precision)), "f")
-
     def _fill_doc(self, f, inst) -> dict:
         return {"price": self._price(inst, from_raw(f["price"], inst.price_precision)),
                 "qty": self._qty(inst, from_raw(f["qty"], inst.size_precision)),
                 "commission": format(from_raw(f["fee"], ACCOUNT_PRECISION), "f"), "commissionAsset": inst.quote,
                 "tradeId": f["trade_id"]}
-
-    def _next_client_seq(self) -> int:
-        # a cancel request needs an id of its own in the matcher's ledger; orderIds and these never meet
-        self._next_id += 1
-        return self._next_id
 
     # -- endpoints ------------------------------------------------------------------------------------
     def _delete_order(self, params, now_ms):
@@ -834,13 +935,6 @@ class BinanceSpotOrders:
         if 200 in (cancel_status, new_status):
             return 409, {"code": -2021, "msg": "Order cancel-replace partially failed.", "data": data}
         return 400, {"code": -2022, "msg": "Order cancel-replace failed.", "data": data}
-
-    @staticmethod
-    def _handled(handler, params, now_ms):
-        try:
-            return handler(params, now_ms)
-        except _Refused as refused:
-            return refused.status, refused.body
 
     def _get_order(self, params, now_ms):
         sym = self._symbol(params)
@@ -921,12 +1015,14 @@ MAX_REQUEST = 64 << 10
 
 
 class RestServer(asyncio.Protocol):
-    """HTTP/1.1 on a port of its own for /api/v3 (all methods) and /_sim, keep-alive, one request at a
-    time per connection. `fallback(path, query)` answers what the order entry does not (exchangeInfo,
-    depth, /_sim/...), as the venue's main port does."""
+    """HTTP/1.1 on a port of its own for the order entries' paths (/api/v3, /fapi: all methods) and /_sim,
+    keep-alive, one request at a time per connection. `fallback(path, query)` answers what the order entries
+    do not (exchangeInfo, depth, /_sim/...), as the venue's main port does."""
 
-    def __init__(self, orders: BinanceSpotOrders, fallback: Callable[[str, dict], tuple[int, bytes]]):
-        self.orders, self.fallback = orders, fallback
+    def __init__(self, orders: BinanceOrderEntry | list[BinanceOrderEntry],
+                 fallback: Callable[[str, dict], tuple[int, bytes]]):
+        self.entries = list(orders) if isinstance(orders, (list, tuple)) else [orders]
+        self.fallback = fallback
         self.buffer = bytearray()
         self.transport = None
         self._held = False          # an answer is being delayed (order_delay): later requests wait for it
@@ -965,14 +1061,15 @@ class RestServer(asyncio.Protocol):
         path, _, query = target.partition("?")
         close = headers.get("Connection", "").lower() == "close"
         extra = {}
-        if path.startswith("/api/v3/"):
+        entry = next((e for e in self.entries if path.startswith(e.PREFIX)), None)
+        if entry is not None:
             try:
-                answer = self.orders.request(method, path, query, headers, body)
+                answer = entry.request(method, path, query, headers, body)
             except Exception:       # a bug of ours: Binance's -1000 and the traceback in the log, not a hang
                 log.exception("%s %s", method, path)
                 answer = Answer(500, {"code": -1000, "msg": "An unknown error occurred while processing the request."})
             if answer is not None:
-                extra = self.orders.rate_headers(answer)
+                extra = entry.rate_headers(answer)
                 if answer.drop:             # order_drop: executed, and the connection closes unanswered
                     self.transport.close()
                     return
@@ -982,7 +1079,7 @@ class RestServer(asyncio.Protocol):
                     return
                 self._send(answer.status, answer.payload(), extra, close=close)
                 return
-            extra = self.orders.rate_headers()
+            extra = entry.rate_headers()
         if method != "GET":
             status, payload = 405, b'{"code":-1,"msg":"unknown path or method"}'
         else:

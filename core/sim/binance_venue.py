@@ -39,8 +39,10 @@ and of the Binance order entry (core/sim/binance_orders.py; on the REST port too
   order_delay  &seconds=S&count=N       their answers come S seconds late (the orders take effect at once)
   order_5xx    &count=N&executed=0|1    HTTP / WebSocket API status 503 -1001 (executed=1: placed all the same)
   clock_skew   &ms=N                    the order entry's clock runs N ms ahead (negative: behind)
-  ban          &seconds=S               every /api/v3 request and WebSocket API request is 418 for S seconds
-  user_drop                             close every WebSocket API connection
+  ban          &seconds=S               every /api/v3, /fapi and WebSocket API request is 418 for S seconds
+  user_drop                             close every WebSocket API connection and USDT-M user data stream
+and of the USDT-M futures order entry (core/sim/binance_futures.py):
+  listen_key_expire                     the live listen key expires now: listenKeyExpired, its streams closed
 
 With --orders RINGS it also takes orders (core/sim/order_venue.py): the gateway's sim
 adapter sends them on /ttq.RINGS.sim_requests, reports come back on /ttq.RINGS.sim_reports,
@@ -56,8 +58,16 @@ answers every GET of the main port as well. Every /api/v3 answer carries the wei
 exchangeInfo's rateLimits say the venue's limits (--weight-limit, --orders-10s, --orders-1d; over them
 429, then a 418 ban of --ban-seconds). The WebSocket API (core/sim/binance_wsapi.py) is at
 ws://127.0.0.1:P/ws-api/v3 on the main port: order entry and the user data stream on one connection.
+USDT-M futures (core/sim/binance_futures.py) are served the same way when the replay has a USD-M exchangeInfo:
+signed REST /fapi/v1/order (POST, PUT to modify, DELETE, GET), /fapi/v1/openOrders, /fapi/v1/allOpenOrders,
+/fapi/v2/account, /fapi/v2/balance, /fapi/v2/positionRisk, /fapi/v1/userTrades, /fapi/v1/listenKey (API key
+only) on the REST port (signed GETs on the main port too), and the user data stream at
+ws://127.0.0.1:P/ws/<listenKey> (ORDER_TRADE_UPDATE, ACCOUNT_UPDATE, listenKeyExpired); one account, one-way
+positions, a USDT wallet of its own (--futures-balances, default the USDT of --balances), --leverage (20),
+--listen-key-ttl (3600 s). Both markets share the venue's clock, counters, ban and order faults.
 While orders rest the venue turns the market every 20 ms, so they fill as the replayed book moves and
-their events go out. GET /_sim/binance/orders is the order entry's own record (orders and trades).
+their events go out. GET /_sim/binance/orders is the order entries' own record (orders and trades of both
+markets, each with its "market": "spot" or "usdm").
 `python -m ttquant.core.sim.binance_venue` takes the same options as `ttquant venue-sim binance`.
 """
 from __future__ import annotations
@@ -85,6 +95,8 @@ from picows import (
 from ttquant.core.md.binance.book_sync import FUTURES, BookSync
 from ttquant.core.md.binance.book_sync import SPOT as SPOT_RULE
 from ttquant.core.md.fixed_point import format_fixed
+from ttquant.core.sim.binance_futures import FUTURES_FAULTS
+from ttquant.core.sim.binance_futures import fault as futures_fault
 from ttquant.core.sim.binance_orders import ORDER_FAULTS
 
 __all__ = ["BinanceVenue", "VenueConfig", "ReplayFeed", "ws_frame", "main"]
@@ -95,6 +107,7 @@ VENUE_PRECISION = 8         # the venue's own books hold the strings at 8 decima
 MAX_BACKLOG = 64 << 20      # bytes queued for one client before it is dropped as too slow
 RAW_KEY = "*"               # the stream key of a recorded payload that is no stream's frame: every client gets it
 WS_API_PATH = "/ws-api/v3"  # Binance's WebSocket API path (order entry and the user data stream)
+USER_STREAM_PREFIX = "/ws/"  # USDT-M user data: /ws/<listenKey> (fstream.binance.com's path)
 MARKET_TURN_S = 0.02        # how often resting orders are matched against the moving book
 
 
@@ -249,6 +262,12 @@ class BinanceVenue:
         self.order_venue = None     # core.sim.order_venue.SimOrderVenue, with --orders
         self.spot_orders = None     # core.sim.binance_orders.BinanceSpotOrders: signed REST order entry
         self.ws_api = None          # core.sim.binance_wsapi.BinanceWsApi: the WebSocket API on WS_API_PATH
+        self.futures_orders = None  # core.sim.binance_futures.BinanceFuturesOrders: signed REST /fapi
+        self.user_streams = None    # core.sim.binance_futures.FuturesUserStreams: /ws/<listenKey>
+
+    def order_entries(self) -> list:
+        """The Binance order entries the venue runs (spot, USDT-M futures), each answering its REST prefix."""
+        return [e for e in (self.spot_orders, self.futures_orders) if e is not None]
 
     # -- HTTP and WebSocket entry ---------------------------------------------------------------
     def _listener_factory(self, request: WSUpgradeRequest):
@@ -274,25 +293,33 @@ class BinanceVenue:
                 return WSUpgradeResponseWithListener(
                     WSUpgradeResponse.create_error_response(404, b"no order entry (no spot exchangeInfo)"), None)
             return self.ws_api.session()
+        if url.path.startswith(USER_STREAM_PREFIX) and url.path.count("/") == 2:
+            listener = self.user_streams.session(url.path[len(USER_STREAM_PREFIX):]) \
+                if self.user_streams is not None else None
+            if listener is None:
+                return WSUpgradeResponseWithListener(WSUpgradeResponse.create_error_response(
+                    400, b'{"code":-1125,"msg":"This listenKey does not exist."}'), None)
+            return listener
         headers = {"Content-Type": "application/json"}
-        status, body = self._order_entry(request, url, headers) if self.spot_orders is not None \
-            and url.path.startswith("/api/v3/") else (None, None)
+        entry = next((e for e in self.order_entries() if url.path.startswith(e.PREFIX)), None)
+        status, body = self._order_entry(entry, request, url, headers) if entry is not None else (None, None)
         if status is None:
             status, body = self._http(url.path, query)
         response = (WSUpgradeResponse.create_ok_response(body, headers)
                     if status == 200 else WSUpgradeResponse.create_error_response(status, body, headers))
         return WSUpgradeResponseWithListener(response, None)
 
-    def _order_entry(self, request, url, headers) -> tuple[int | None, bytes | None]:
-        """A GET /api/v3 on the main port through the order entry: (None, None) for what it leaves to _http."""
+    def _order_entry(self, entry, request, url, headers) -> tuple[int | None, bytes | None]:
+        """A GET /api/v3 or /fapi on the main port through its order entry: (None, None) for what it leaves
+        to _http."""
         method = request.method.decode("latin-1")
         try:
-            answer = self.spot_orders.request(method, url.path, url.query, request.headers)
+            answer = entry.request(method, url.path, url.query, request.headers)
         except Exception:   # a bug of ours: Binance's -1000 and the traceback in the log
             log.exception("%s %s", method, url.path)
-            headers.update(self.spot_orders.rate_headers())
+            headers.update(entry.rate_headers())
             return 500, b'{"code":-1000,"msg":"An unknown error occurred while processing the request."}'
-        headers.update(self.spot_orders.rate_headers(answer))
+        headers.update(entry.rate_headers(answer))
         return (answer.status, answer.payload()) if answer is not None else (None, None)
 
     def _http(self, path: str, query: dict) -> tuple[int, bytes]:
@@ -308,13 +335,18 @@ class BinanceVenue:
         if path == "/_sim/status":
             return 200, orjson.dumps({**self.stats, "clients": len(self.clients),
                                       "ws_api_sessions": len(self.ws_api.sessions) if self.ws_api else 0,
+                                      "user_streams": len(self.user_streams.sessions) if self.user_streams else 0,
                                       "source": self.feed.description})
         if path == "/_sim/fault":
             return self._fault(query)
         if path == "/_sim/binance/orders":
-            if self.spot_orders is None:
-                return 404, b'{"error":"no Binance order entry (no spot exchangeInfo)"}'
-            return 200, orjson.dumps(self.spot_orders.record())
+            if not self.order_entries():
+                return 404, b'{"error":"no Binance order entry (no exchangeInfo)"}'
+            record = {"orders": [], "trades": []}
+            for entry in self.order_entries():
+                for name, items in entry.record().items():
+                    record[name] += items
+            return 200, orjson.dumps(record)
         if path == "/_sim/orders":
             if self.order_venue is None:
                 return 404, b'{"error":"this venue takes no orders (start it with --orders RINGS)"}'
@@ -404,12 +436,18 @@ class BinanceVenue:
                 self.stats["pings"] += 1
         elif kind == "user_drop":
             closed = self.ws_api.drop_all() if self.ws_api is not None else 0
+            closed += self.user_streams.drop_all() if self.user_streams is not None else 0
             return 200, orjson.dumps({"ok": kind, "closed": closed})
-        elif kind in ORDER_FAULTS:
-            if self.spot_orders is None:
-                return 404, b'{"error":"no Binance order entry (no spot exchangeInfo)"}'
+        elif kind in ORDER_FAULTS or kind in FUTURES_FAULTS:
+            entries = self.order_entries()
+            if kind in FUTURES_FAULTS:
+                entries = [self.futures_orders] if self.futures_orders is not None else []
+            if not entries:
+                return 404, b'{"error":"no Binance order entry for this fault (no exchangeInfo)"}'
             try:
-                return 200, orjson.dumps(self.spot_orders.fault(kind, q))
+                if kind in FUTURES_FAULTS:
+                    return 200, orjson.dumps(futures_fault(self.futures_orders, kind, q))
+                return 200, orjson.dumps(entries[0].fault(kind, q))        # one gate for every market
             except ValueError:
                 return 400, orjson.dumps({"error": f"bad parameters for {kind}"})
         else:
@@ -615,6 +653,8 @@ class BinanceVenue:
                     self.stats["pings"] += 1
             if self.ws_api is not None:
                 self.stats["pings"] += self.ws_api.ping_all(self.config.pong_timeout_s)
+            if self.user_streams is not None:
+                self.stats["pings"] += self.user_streams.ping_all(self.config.pong_timeout_s)
 
     async def start(self):
         self.server = await ws_create_server(self._listener_factory, self.config.host, self.config.port,
@@ -628,9 +668,9 @@ class BinanceVenue:
         """Every MARKET_TURN_S while orders rest: the books move under them, they fill, events go out."""
         while True:
             await asyncio.sleep(MARKET_TURN_S)
-            if self.spot_orders is not None:
+            for entry in self.order_entries():
                 try:
-                    self.spot_orders.turn()
+                    entry.turn()
                 except Exception:       # a bug of ours: in the log, and the venue goes on
                     log.exception("market turn")
 
@@ -641,6 +681,8 @@ class BinanceVenue:
             c.transport.disconnect(graceful=False)
         if self.ws_api is not None:
             self.ws_api.drop_all()
+        if self.user_streams is not None:
+            self.user_streams.drop_all()
         self.server.close()
         await self.server.wait_closed()
 
@@ -692,6 +734,12 @@ def build_parser():
     orders.add_argument("--orders-1d", type=int, default=200_000, help="new orders per UTC day; over it 429 (-1015)")
     orders.add_argument("--ban-seconds", type=float, default=120.0,
                         help="how long a client that goes on after a 429 is refused (418)")
+    orders.add_argument("--futures-balances", metavar="ASSET=AMOUNT,...", default=None,
+                        help="the USDT-M futures wallet (/fapi) at the start (e.g. USDT=100000); default: the USDT "
+                             "of --balances, as a wallet of its own")
+    orders.add_argument("--listen-key-ttl", type=float, default=3600.0, metavar="SECONDS",
+                        help="how long a USDT-M listen key lives after its last POST / PUT (Binance: 3600)")
+    orders.add_argument("--leverage", type=int, default=20, help="the USDT-M account's leverage on every symbol")
     return parser
 
 
@@ -699,6 +747,10 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     balances = _parse_balances(parser, args.balances)
+    futures_balances = _parse_balances(parser, args.futures_balances) if args.futures_balances is not None \
+        else {a: v for a, v in balances.items() if a == "USDT"}
+    if args.listen_key_ttl <= 0 or args.leverage < 1:
+        parser.error("--listen-key-ttl takes a positive number of seconds, --leverage a positive integer")
     if not 0 <= args.port <= 65535:
         parser.error(f"--port {args.port}: not a TCP port (0 to 65535)")
     from ttquant.core.daemon.notify import configure_logging
@@ -730,7 +782,9 @@ def main(argv=None) -> int:
     if min(args.weight_limit, args.orders_10s, args.orders_1d) < 1 or args.ban_seconds < 0:
         parser.error("--weight-limit, --orders-10s and --orders-1d take a positive count, --ban-seconds 0 or more")
     limits = RateLimits(args.weight_limit, args.orders_10s, args.orders_1d, args.ban_seconds)
-    return asyncio.run(_serve(cfg, feed, args.orders, model, balances, (keys, rest_fees, args.rest_port, limits)))
+    futures = {"balances": futures_balances, "listen_key_ttl_s": args.listen_key_ttl, "leverage": args.leverage}
+    return asyncio.run(_serve(cfg, feed, args.orders, model, balances, (keys, rest_fees, args.rest_port, limits),
+                              futures))
 
 
 def _parse_balances(parser, text: str) -> dict[str, int]:
@@ -749,27 +803,39 @@ def _parse_balances(parser, text: str) -> dict[str, int]:
     return out
 
 
-def _state_rate_limits(feed: ReplayFeed, limits) -> None:
-    """The spot exchangeInfo says the venue's own limits (its other rateLimits, e.g. RAW_REQUESTS, stay)."""
-    doc = orjson.loads(feed.exchange_info["spot"])
+def _state_rate_limits(feed: ReplayFeed, limits, market: str = "spot") -> None:
+    """The market's exchangeInfo says the venue's own limits (its other rateLimits, e.g. RAW_REQUESTS, stay)."""
+    doc = orjson.loads(feed.exchange_info[market])
     ours = limits.exchange_info()
     kept = [r for r in doc.get("rateLimits", ()) if r.get("rateLimitType") not in ("REQUEST_WEIGHT", "ORDERS")]
     doc["rateLimits"] = ours + kept
-    feed.exchange_info["spot"] = orjson.dumps(doc)
+    feed.exchange_info[market] = orjson.dumps(doc)
 
 
 async def _serve(cfg: VenueConfig, feed: ReplayFeed, orders: str | None = None, model=None,
-                 balances: dict | None = None, rest=None) -> int:
+                 balances: dict | None = None, rest=None, futures: dict | None = None) -> int:
     venue = BinanceVenue(feed, cfg)
+    if rest is not None:
+        from ttquant.core.sim.binance_orders import VenueGate
+        keys, fees, rest_port, limits = rest
+        gate = VenueGate(limits)            # one clock, weight counter, ban and fault set for both markets
     if rest is not None and "spot" in feed.exchange_info:
         from ttquant.core.sim.binance_orders import BinanceSpotOrders
         from ttquant.core.sim.binance_wsapi import BinanceWsApi
-        keys, fees, rest_port, limits = rest
         _state_rate_limits(feed, limits)
         venue.spot_orders = BinanceSpotOrders(keys, lambda: feed.exchange_info.get("spot"),
                                               lambda symbol, limit: venue.book_doc("spot", symbol, limit),
-                                              fees, balances, limits=limits)
+                                              fees, balances, gate=gate)
         venue.ws_api = BinanceWsApi(venue.spot_orders)
+    if rest is not None and "usdm" in feed.exchange_info:
+        from ttquant.core.sim.binance_futures import BinanceFuturesOrders, FuturesUserStreams
+        _state_rate_limits(feed, limits, "usdm")
+        futures = futures or {}
+        venue.futures_orders = BinanceFuturesOrders(
+            keys, lambda: feed.exchange_info.get("usdm"), lambda symbol, limit: venue.book_doc("usdm", symbol, limit),
+            fees, futures.get("balances", {a: v for a, v in (balances or {}).items() if a == "USDT"}), gate=gate,
+            **{k: v for k, v in futures.items() if k != "balances"})
+        venue.user_streams = FuturesUserStreams(venue.futures_orders)
     try:
         port = await venue.start()
     except OSError as exc:
@@ -780,11 +846,11 @@ async def _serve(cfg: VenueConfig, feed: ReplayFeed, orders: str | None = None, 
         print(f"venue-sim binance: cannot listen on {cfg.host}:{cfg.port} ({exc.strerror or exc})", file=sys.stderr)
         return 2
     rest_server, rest_said = None, ""
-    if venue.spot_orders is not None:
+    if venue.order_entries():
         from ttquant.core.sim.binance_orders import RestServer
         try:
             rest_server = await asyncio.get_running_loop().create_server(
-                lambda: RestServer(venue.spot_orders, venue._http), cfg.host, rest_port)
+                lambda: RestServer(venue.order_entries(), venue._http), cfg.host, rest_port)
         except OSError as exc:
             print(f"venue-sim binance: REST order entry cannot listen on {cfg.host}:{rest_port} "
                   f"({exc.strerror or exc})", file=sys.stderr)

@@ -29,7 +29,8 @@ Malformed requests are answered, never a crash: a frame that is not a JSON objec
 Request" (id null), no id or method -1102, params not an object -1135, an unknown method -1020 (the code
 Binance gives there is not documented; this is its UNSUPPORTED_OPERATION).
 
-Not here yet: order lists, SBE, returnRateLimits=false, the 24 h connection limit, serverShutdown,
+Not here yet: the USDT-M futures WebSocket API (futures order entry is REST, with a listen key's stream:
+core/sim/binance_futures.py), order lists, SBE, returnRateLimits=false, the 24 h connection limit, serverShutdown,
 per-connection message limits, user data subscription filters, and several accounts (every key reaches
 the one account, so every subscription gets every event).
 """
