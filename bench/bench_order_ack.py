@@ -377,8 +377,9 @@ def test_order_ack_through_the_gateway(benchmark, tmp_path, venue, peer_results)
             kids.kill_all()
             if stack is not None:
                 stack.close()
-    infos = {mode: latency_info("order_ack_gateway", f"ttquant_gateway_{mode}", samples[mode], order=ORDER_TEXT,
-                                price="3 % under the bid", transport="strategy order ring -> gateway (risk, journal fsync=every) -> Binance "
+    infos = {mode: latency_info("order_ack_gateway", f"ttquant_gateway_{mode}", samples[mode],
+                                order="LIMIT IOC BUY 0.001 BTCUSDT 3 % under the bid (expires at once)",
+                                transport="strategy order ring -> gateway (risk, journal fsync=every) -> Binance "
                                           f"adapter ({mode}) -> venue-sim -> exec ring")
              for mode in samples}
     benchmark.extra_info.update(infos["ws"])

@@ -35,11 +35,13 @@ class AdapterTable(Table):
     http_url: str = ""                  # sim: the simulated venue's http://host:port
     environment: str = "live"           # binance: live | testnet | custom (rest_url)
     rest_url: str = ""                  # binance, custom: the REST base URL, http(s)://host[:port]
-    market: str = "spot"                # binance: spot (USDT-M futures later)
+    market: str = "spot"                # binance: spot | usdm (USDT-M futures: order_entry "rest" + a listen key)
     credentials: str = "binance"        # binance: a systemd credential's name, or a path to a 0600 file
     recv_window_ms: int = 5000          # binance: how late a signed request may arrive (recvWindow)
-    order_entry: str = "ws"             # binance: ws (WebSocket API, REST when it is down) | rest (signed REST only)
+    order_entry: str = "ws"             # binance spot: ws (WebSocket API, REST when it is down) | rest (signed REST
+                                        # only); usdm: rest only (signed REST; user data over a listen key)
     ws_api_url: str = ""                # binance, custom with order_entry ws: the WebSocket API, ws(s)://host:port/path
+    user_stream_url: str = ""           # binance usdm, custom: the listen key stream's base, ws(s)://host:port/ws
 
     def __post_init__(self):
         if self.kind not in ADAPTERS:
@@ -51,12 +53,19 @@ class AdapterTable(Table):
                 raise ValueError(f"environment: live, testnet or custom, got {self.environment!r}")
             if self.environment == "custom" and not self.rest_url.startswith(("http://", "https://")):
                 raise ValueError(f"rest_url: environment custom needs http(s)://host[:port], got {self.rest_url!r}")
-            if self.market != "spot":
-                raise ValueError(f"market: spot (the only one so far), got {self.market!r}")
+            if self.market not in ("spot", "usdm"):
+                raise ValueError(f"market: spot or usdm, got {self.market!r}")
             if not self.credentials:
                 raise ValueError("credentials: a systemd credential's name or a file's path")
             if self.order_entry not in ("ws", "rest"):
                 raise ValueError(f"order_entry: ws or rest, got {self.order_entry!r}")
+            if self.market == "usdm" and self.order_entry != "rest":
+                raise ValueError('order_entry: market usdm takes orders over signed REST only (no futures WebSocket '
+                                 'API yet; its user data comes over a listen key): set order_entry = "rest"')
+            if self.market == "usdm" and self.environment == "custom" and \
+                    not self.user_stream_url.startswith(("ws://", "wss://")):
+                raise ValueError(f"user_stream_url: market usdm on environment custom needs the listen key stream's "
+                                 f"base, ws(s)://host:port/ws, got {self.user_stream_url!r}")
             if self.environment == "custom" and self.order_entry == "ws" and \
                     not self.ws_api_url.startswith(("ws://", "wss://")):
                 raise ValueError(f"ws_api_url: environment custom with order_entry ws needs ws(s)://host:port/path, "

@@ -1,4 +1,5 @@
-"""The gateway's Binance adapter (spot): orders over the WebSocket API (signed REST as the fallback), reports by poll().
+"""The gateway's Binance adapter (spot and USDT-M futures): orders over the WebSocket API (spot) or signed REST,
+reports by poll().
 
 The gateway's loop must never wait for the venue, so `send` only hands the instruction over. With
 [adapter] order_entry = "ws" (the default) a NEW or CANCEL goes to the WebSocket API client
@@ -30,15 +31,38 @@ same lock as the worker. Client order ids are ours, `t<strategy>-<cid>` (respons
 so a venue order maps back to (strategy, client order id); a trade names only its orderId, which maps
 through what this adapter sent or saw, else one lookup by orderId.
 
-Not here yet: USDT-M futures; AMEND (send() says False: the gateway rejects it; order.cancelReplace is
-not used); CANCEL_ALL lists the open orders over REST before canceling ours one by one. Without a live user
-data stream (order_entry "rest", or the WebSocket API down) the worker asks for our live orders' fills every
-FILL_POLL_S (myTrades since the last poll, then their status): seconds late, where the stream is at once.
-An order on an instrument of another market (a perpetual on the spot adapter) is rejected, never sent.
+USDT-M futures ([adapter] market = "usdm", order_entry = "rest": there is no futures WebSocket API here) send
+every order over signed REST on /fapi/v1 (GTX for post-only, reduceOnly), and read user data over a listen key
+(listen_key.ListenKeyStream: ORDER_TRADE_UPDATE -> VenueReports, ACCOUNT_UPDATE -> `stream_balances()` /
+`stream_positions()`); its (re)connects drive the same gap reconciliation (userTrades, order status) as spot's.
+Futures answers (RESULT) never carry fills: the stream, userTrades or the fill poll bring them.
+
+AMEND (a resting order's new price and total quantity; the VenueReport that confirms it is ACCEPTED with the
+new price and qty, which the OMS's _amended applies):
+    usdm   PUT /fapi/v1/order (modify): the same orderId; its answer and the stream's AMENDMENT say the new values
+    spot   order.cancelReplace (WebSocket API) or POST /api/v3/order/cancelReplace, STOP_ON_FAILURE: Binance
+           cancels the order and places a new one with a NEW orderId. The new one takes our client order id
+           again (`t<strategy>-<cid>`: Binance wants it unique among open orders only, and the old one is canceled
+           first), so every later report, a restart's open orders and order status by client id still name our
+           (strategy, cid). The new order is sent for the new total less what the old one filled; the adapter
+           adds that back (`_base`) to every later qty / cum_qty of the new orderId, so the OMS sees one order.
+           The old orderId's CANCELED (answer or executionReport) is not reported; stream reports of the new
+           orderId that overtake the answer are held until it is read. A refused amend (the order filled
+           meanwhile, a filter) reports the order as the venue has it: nothing changes in the OMS.
+    An amend's result that is unknown is resolved by order status like a new order's.
+
+Not here yet: CANCEL_ALL lists the open orders over REST before canceling ours one by one. Without a live
+user data stream (order_entry "rest" on spot, or the stream down) the worker asks for our live orders' fills
+every FILL_POLL_S (myTrades since the last poll, then their status): seconds late, where the stream is at
+once. An order on an instrument of another market (a perpetual on the spot adapter) is rejected, never sent.
+What the spot amend adds back to the new order (`_base`) is kept in memory only: after a restart a spot order
+amended while partially filled shows the venue's own quantities (the new order's). Futures: one-way position
+mode and the account's own margin mode are assumed (hedge mode's positionSide is not sent).
 """
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import queue
@@ -47,12 +71,15 @@ import time
 
 from ttquant.core.daemon.runner import EXIT_CONFIG, ServiceError
 from ttquant.core.instruments import InstrumentTable, MarketType, instruments_path
-from ttquant.core.records import Order, OrderAction, OrderStatus, RejectCode
+from ttquant.core.records import Order, OrderAction, OrderStatus, OrderType, RejectCode
 from ttquant.core.venues.base import VenueAdapter, VenueError, VenueFill, VenueOrder, VenueReport
 from ttquant.core.venues.binance.credentials import CredentialsError, load_api_credentials
+from ttquant.core.venues.binance.listen_key import LISTEN_KEY_STREAM_URLS, ListenKeyStream
 from ttquant.core.venues.binance.rate_limits import RateLimits
 from ttquant.core.venues.binance.responses import (
     ForeignOrder,
+    ResponseError,
+    _raw,
     account_balances,
     encode_client_order_id,
     order_reports,
@@ -69,6 +96,7 @@ from ttquant.core.venues.binance.rest import (
     RateLimited,
     ResultUnknown,
     VenueUnreachable,
+    amend_params,
     order_params,
 )
 from ttquant.core.venues.binance.user_stream import UserDataReader
@@ -80,15 +108,15 @@ log = logging.getLogger("ttquant.venues.binance")
 
 # [adapter] environment -> market -> REST base URL
 REST_URLS = {
-    "live": {"spot": "https://api.binance.com"},
-    "testnet": {"spot": "https://testnet.binance.vision"},
+    "live": {"spot": "https://api.binance.com", "usdm": "https://fapi.binance.com"},
+    "testnet": {"spot": "https://testnet.binance.vision", "usdm": "https://testnet.binancefuture.com"},
 }
 # [adapter] environment -> market -> WebSocket API URL
 WS_API_URLS = {
     "live": {"spot": "wss://ws-api.binance.com:443/ws-api/v3"},
     "testnet": {"spot": "wss://ws-api.testnet.binance.vision/ws-api/v3"},
 }
-_MARKET_TYPES = {"spot": MarketType.SPOT}
+_MARKET_TYPES = {"spot": MarketType.SPOT, "usdm": MarketType.LINEAR_PERPETUAL}
 WS_CONNECT_WAIT_S = 5.0         # open() waits this long for the WebSocket API; REST carries orders meanwhile
 GAP_MARGIN_MS = 10_000          # myTrades after a reconnect from this long before the stream was lost
 FILLS_REMEMBERED = 100_000      # (strategy, order, trade id) handed over, kept to hand each over once
@@ -108,6 +136,14 @@ class _Resolve:
         self.inst, self.key, self.unknown = inst, key, unknown
 
 
+class _AmendUnknown:
+    """Worker task: a spot cancelReplace whose result is unknown: which order does the venue have now?"""
+    __slots__ = ("inst", "key", "old_id", "filled")
+
+    def __init__(self, inst, key, old_id, filled):
+        self.inst, self.key, self.old_id, self.filled = inst, key, old_id, filled
+
+
 class _Gap:
     """Worker task: what the user data stream may have missed since since_ms (venue time)."""
     __slots__ = ("since_ms", "instruments")
@@ -118,14 +154,15 @@ class _Gap:
 
 class BinanceAdapter(VenueAdapter):
     name = "binance"
-    threaded = True             # the REST worker and the WebSocket API's io thread: the gateway shares the GIL
+    threaded = False             # the REST worker and the WebSocket API's io thread: the gateway shares the GIL
 
     def __init__(self, rest: BinanceRest, table: InstrumentTable, market: str = "spot",
                  clock_refresh_s: float = CLOCK_REFRESH_S, unknown_tries: int = UNKNOWN_TRIES,
                  unknown_wait_s: float = UNKNOWN_WAIT_S, ws: WsApiClient | None = None,
-                 fill_poll_s: float = FILL_POLL_S):
-        """`ws`: the WebSocket API client for order entry and the user data stream (not started: the adapter
-        sets its callbacks and starts it); None: signed REST only."""
+                 fill_poll_s: float = FILL_POLL_S, stream: ListenKeyStream | None = None):
+        """`ws`: the WebSocket API client for order entry and the user data stream (spot); `stream`: the listen
+        key's user data stream (usdm). Either not started: the adapter sets its callbacks and starts it. Neither:
+        signed REST only, fills polled."""
         self.rest, self.table, self.market = rest, table, market
         self.market_type = _MARKET_TYPES[market]
         self.clock_refresh_s, self.unknown_tries, self.unknown_wait_s = clock_refresh_s, unknown_tries, unknown_wait_s
@@ -146,13 +183,26 @@ class BinanceAdapter(VenueAdapter):
         self.user_data = UserDataReader(table, self.market_type)
         self._gap_since_ms: int | None = self._venue_ms()  # the stream is not live yet: from now on it is a gap
         self._gap_instruments: set[int] = set()
+        self._ended_unfilled: set[int] = set()      # instruments of orders that ended filled while no stream ran
+        # amends: the original order type, what filled, the venue's current orderId (cancelReplace changes it)
+        self._order_type_of: dict[tuple[int, int], int] = {}
+        self._cum: dict[tuple[int, int], int] = {}
+        self._venue_id_of: dict[tuple[int, int], int] = {}
+        self._amend_lock = threading.Lock()
+        self._amending: dict[tuple[int, int], int] = {}     # spot cancelReplace in flight: key -> old orderId
+        self._held: dict[tuple[int, int], list] = {}        # stream reports of the new orderId, held meanwhile
+        self._replaced: set[tuple[int, int, int]] = set()   # (strategy, cid, old orderId): its CANCELED not said
+        self._base: dict[tuple[int, int, int], int] = {}    # (strategy, cid, new orderId) -> what the old filled
         self.ws = ws
+        self.stream = ws if ws is not None else stream     # what carries the user data, if anything
         self._worker = threading.Thread(target=self._run, name="binance-orders", daemon=True)
         self._worker.start()
-        if ws is not None:
-            ws.on_event, ws.on_connected, ws.on_disconnected = self._on_event, self._on_connected, self._on_disconnected
-            ws.subscribe_user_data()
-            ws.start()
+        if self.stream is not None:
+            self.stream.on_event, self.stream.on_connected, self.stream.on_disconnected = \
+                self._on_event, self._on_connected, self._on_disconnected
+            if ws is not None:
+                ws.subscribe_user_data()
+            self.stream.start()
 
     @classmethod
     def open(cls, cfg, runner) -> BinanceAdapter:
@@ -186,19 +236,26 @@ class BinanceAdapter(VenueAdapter):
         runner.wait_for(f"Binance REST at {url}", attempt, hint=lambda: str(last[0]) if last else "")
         log.info("Binance %s at %s: its clock %+.1f ms from ours (round trip %.1f ms), limits %r", a.market, url,
                  rest.clock.wall_offset_ms(), rest.clock.rtt_ms, rest.limits)
-        ws = None
-        if a.order_entry == "ws":
+        ws = stream = None
+        if a.market == "usdm":      # no futures WebSocket API here: REST order entry, user data over a listen key
+            stream_url = a.user_stream_url if a.environment == "custom" else LISTEN_KEY_STREAM_URLS[a.environment]
+            stream = ListenKeyStream(BinanceRest(url, credentials, a.market, clock=rest.clock, limits=rest.limits,
+                                                 recv_window=a.recv_window_ms), stream_url)
+        elif a.order_entry == "ws":
             ws_url = a.ws_api_url if a.environment == "custom" else WS_API_URLS[a.environment][a.market]
             ws = WsApiClient(ws_url, credentials, rest.clock, rest.limits, recv_window_ms=a.recv_window_ms,
                              market=a.market)
-        adapter = cls(rest, table, a.market, ws=ws)
+        adapter = cls(rest, table, a.market, ws=ws, stream=stream)
         if ws is not None and not ws.wait_connected(WS_CONNECT_WAIT_S):
             log.warning("Binance WebSocket API at %s not connected yet: orders go over REST until it is", ws.url)
+        if stream is not None and not stream.wait_connected(WS_CONNECT_WAIT_S):
+            log.warning("Binance user data stream at %s not connected yet: fills are polled until it is",
+                        stream.stream_url)
         return adapter
 
     # -- the gateway's loop: never blocks -----------------------------------------------------------
     def send(self, order) -> bool:
-        if self.rest.limits.halted is not None or order.action == OrderAction.AMEND:
+        if self.rest.limits.halted is not None:
             return False
         if order.action == OrderAction.NEW:
             key = (order.strategy_id, order.client_order_id)
@@ -209,6 +266,7 @@ class BinanceAdapter(VenueAdapter):
                 self._report(VenueReport(*key, OrderStatus.REJECTED, reject_code=RejectCode.UNKNOWN_INSTRUMENT))
                 return True
             self._instrument_of[key] = self._live[key] = order.instrument_id
+            self._order_type_of[key] = order.order_type
             if self._gap_since_ms is not None:
                 self._gap_instruments.add(order.instrument_id)
             if self.ws is not None and self.ws.connected and self._ws_new(order):
@@ -218,6 +276,11 @@ class BinanceAdapter(VenueAdapter):
             inst = self.table.get(self._instrument_of.get(key, order.instrument_id))
             if inst is not None:
                 self._ws_cancel(inst, key)
+                return True
+        elif order.action == OrderAction.AMEND and self.ws is not None and self.ws.connected:
+            key = (order.strategy_id, order.target_order_id)
+            inst = self.table.get(self._instrument_of.get(key, order.instrument_id))
+            if inst is not None and self._ws_amend(order, inst):
                 return True
         self._queue.put(order)
         return True
@@ -266,10 +329,14 @@ class BinanceAdapter(VenueAdapter):
             return self._resolve(order.inst, order.key) if order.unknown else self._ask_status(order.inst, order.key)
         if isinstance(order, _Gap):
             return self._reconcile_gap(order)
+        if isinstance(order, _AmendUnknown):
+            return self._resolve_amend(order.inst, order.key, order.old_id, order.filled)
         if order.action == OrderAction.NEW:
             self._new(order)
         elif order.action == OrderAction.CANCEL:
             self._cancel(order.strategy_id, order.target_order_id, order.instrument_id)
+        elif order.action == OrderAction.AMEND:
+            self._amend(order)
         elif order.action == OrderAction.CANCEL_ALL:
             # Binance's DELETE openOrders would take other strategies' orders too: ours one by one
             for o in self.open_orders(order.instrument_id or None):
@@ -306,6 +373,162 @@ class BinanceAdapter(VenueAdapter):
             return self._report(VenueReport(*key, OrderStatus.REJECTED, reject_code=int(code)))
         log.warning("order %s/%s not sent: %s", *key, exc)     # unreachable: nothing was sent
         self._report(VenueReport(*key, OrderStatus.REJECTED, reject_code=RejectCode.VENUE_UNAVAILABLE))
+
+    # -- AMEND: futures modify, spot cancelReplace (module docstring) --------------------------------------
+    def _amend_request(self, order, inst):
+        """(key, params, the venue's orderId now, what filled) of an AMEND; None when Binance cannot express it."""
+        key = (order.strategy_id, order.target_order_id)
+        order_type = self._order_type_of.get(key) or order.order_type or OrderType.LIMIT
+        filled, old_id = self._cum.get(key, 0), self._venue_id_of.get(key, 0)
+        try:
+            params = amend_params(order, inst, self.market, order_type, filled, old_id)
+        except ValueError as exc:
+            self.counts["amends_not_sent"] += 1
+            log.warning("amend of %s/%s not sent: %s", *key, exc)
+            return None
+        return key, params, old_id, filled
+
+    def _amend(self, order):
+        key = (order.strategy_id, order.target_order_id)
+        inst = self.table.get(self._instrument_of.get(key, order.instrument_id))
+        if inst is None:
+            return log.warning("amend %s/%s: its instrument is not known here", *key)
+        if self.market == "spot" and key not in self._venue_id_of:
+            self._ask_status(inst, key)     # its orderId, so that the replaced order's cancel can be told apart
+        if self.ws is not None and self.ws.connected and self._ws_amend(order, inst):
+            return
+        req = self._amend_request(order, inst)
+        if req is None:
+            return
+        key, params, old_id, filled = req
+        self._begin_amend(key, old_id)
+        try:
+            with self._lock:
+                body = self.rest.amend_order(params)
+        except BinanceRestError as exc:
+            return self._on_amend_answer(inst, key, old_id, filled, None, exc, on_worker=True)
+        self._on_amend_answer(inst, key, old_id, filled, body, None, on_worker=True)
+
+    def _ws_amend(self, order, inst) -> bool:
+        """order.cancelReplace on the WebSocket API (spot); False when the worker must take it (the orderId is
+        not known yet, or the connection went)."""
+        if (order.strategy_id, order.target_order_id) not in self._venue_id_of:
+            return False
+        req = self._amend_request(order, inst)
+        if req is None:
+            return True
+        key, params, old_id, filled = req
+        self._begin_amend(key, old_id)
+
+        def on_answer(body, exc):
+            if isinstance(exc, VenueUnreachable):   # nothing left: the worker sends it over REST
+                self._end_amend(key, old_id, replaced=False)
+                self.counts["ws_fallbacks"] += 1
+                return self._queue.put(order)
+            self._on_amend_answer(inst, key, old_id, filled, body, exc, on_worker=False)
+        self.counts["ws_amends"] += 1
+        self._ws_submit("order.cancelReplace", dict(params), on_answer)
+        return True
+
+    def _begin_amend(self, key, old_id):
+        if self.market != "spot":
+            return          # futures modify keeps the orderId: nothing to tell apart
+        with self._amend_lock:
+            self._amending[key] = old_id
+            self._held.setdefault(key, [])
+            if old_id:
+                self._replaced.add((*key, old_id))
+
+    def _end_amend(self, key, old_id, replaced: bool):
+        """The amend's answer is read: reports held meanwhile go out; a replace that did not happen lets the old
+        orderId's own reports (a cancel of ours) through again."""
+        with self._amend_lock:
+            self._amending.pop(key, None)
+            held = self._held.pop(key, [])
+            if not replaced:
+                self._replaced.discard((*key, old_id))
+        for rep in held:
+            self._report(rep)
+
+    def _on_amend_answer(self, inst, key, old_id, filled, body, exc, on_worker):
+        if exc is None:
+            try:
+                if self.market == "spot":
+                    self._replaced_by(inst, key, body["cancelResponse"], body["newOrderResponse"])
+                else:
+                    self._reports_of(body, inst, key)
+            except (KeyError, TypeError, ValueError) as bad:
+                log.error("amend %s/%s: an answer we cannot read (%s); asking the venue for the order", *key, bad)
+                self._end_amend(key, old_id, replaced=False)
+                return self._ask_status(inst, key) if on_worker else self._queue.put(_Resolve(inst, key, False))
+            self.counts["amends"] += 1
+            return self._end_amend(key, old_id, replaced=True)
+        if isinstance(exc, ResultUnknown):
+            self.counts["unknown_results"] += 1
+            log.warning("amend %s/%s: %s; asking the venue for the order", *key, exc)
+            if self.market == "usdm":
+                return self._ask_status(inst, key) if on_worker else self._queue.put(_Resolve(inst, key, False))
+            task = _AmendUnknown(inst, key, old_id, filled)
+            return self._resolve_amend(inst, key, old_id, filled) if on_worker else self._queue.put(task)
+        self._end_amend(key, old_id, replaced=False)
+        self.counts["amends_refused"] += 1
+        log.warning("amend %s/%s refused: %s; the order stays as the venue has it", *key, exc)
+        if not isinstance(exc, (RateLimited, Halted)):     # refused for the order's state: say what it is now
+            return self._ask_status(inst, key) if on_worker else self._queue.put(_Resolve(inst, key, False))
+
+    def _replaced_by(self, inst, key, cancel, new):
+        """A cancelReplace done: the new orderId is our order from now on, its quantities counted on top of what
+        the orders before it filled; the amend confirmed (ACCEPTED with the new price and qty) before its fills."""
+        old_id, new_id = int(cancel["orderId"]), int(new["orderId"])
+        base = self._base.get((*key, old_id), 0) + _raw(cancel, "executedQty", inst.size_precision)
+        self._adopt(inst, key, old_id, new_id, base)
+        ts = int(new.get("transactTime") or 0) * 1_000_000
+        self._report(VenueReport(*key, OrderStatus.ACCEPTED, venue_order_id=new_id, cum_qty=0, ts_exchange=ts,
+                                 price=_raw(new, "price", inst.price_precision),
+                                 qty=_raw(new, "origQty", inst.size_precision)))
+        self._reports_of(new, inst, key)
+
+    def _adopt(self, inst, key, old_id, new_id, base):
+        with self._amend_lock:
+            self._replaced.add((*key, old_id))
+            if base:
+                self._base[(*key, new_id)] = base
+        self._venue_id_of[key] = new_id
+        self._ids_of[(inst.symbol, new_id)] = key
+
+    def _resolve_amend(self, inst, key, old_id, filled):
+        """A cancelReplace whose answer never came: the order by our client id is the new one when it took place
+        (Binance answers with the latest order of that id), else the old one as it is now."""
+        body = None
+        try:
+            for attempt in range(self.unknown_tries):
+                if attempt:
+                    time.sleep(self.unknown_wait_s)
+                try:
+                    with self._lock:
+                        body = self.rest.order_status(inst.symbol, *key)
+                except BinanceRestError as exc:
+                    log.warning("amend %s/%s: the order could not be asked (%s)", *key, type(exc).__name__)
+                    if isinstance(exc, Halted):
+                        break
+                    continue
+                if body is not None:
+                    break
+            if body is None:
+                return log.warning("amend %s/%s: the venue does not show the order", *key)
+            new_id = int(body["orderId"])
+            if old_id and new_id != old_id:
+                self._adopt(inst, key, old_id, new_id, filled)
+                self._report(VenueReport(*key, OrderStatus.ACCEPTED, venue_order_id=new_id, cum_qty=0,
+                                         price=_raw(body, "price", inst.price_precision),
+                                         qty=_raw(body, "origQty", inst.size_precision)))
+                self._end_amend(key, old_id, replaced=True)
+                return self._reports_of(body, inst, key)
+            self._end_amend(key, old_id, replaced=False)
+            return self._reports_of(body, inst, key)
+        finally:
+            if key in self._amending:
+                self._end_amend(key, old_id, replaced=False)
 
     # -- the WebSocket API: submitted from the gateway's loop, answered on the client's io thread ----
     def _ws_submit(self, method, params, on_answer):
@@ -358,12 +581,19 @@ class BinanceAdapter(VenueAdapter):
                                          "origClientOrderId": encode_client_order_id(*key)}, on_answer)
 
     def _on_event(self, event):
+        symbol = event.get("s") or (event.get("o") or {}).get("s")     # spot executionReport / ORDER_TRADE_UPDATE
         for rep in self.user_data.on_event(event):
-            inst = self.table.get(self._instrument_of.get((rep.strategy_id, rep.client_order_id), 0)) \
-                or self._inst(event.get("s"))
+            key = (rep.strategy_id, rep.client_order_id)
+            inst = self.table.get(self._instrument_of.get(key, 0)) or self._inst(symbol)
             if inst is not None:
-                self._ids_of[(inst.symbol, rep.venue_order_id)] = (rep.strategy_id, rep.client_order_id)
-                self._instrument_of[(rep.strategy_id, rep.client_order_id)] = inst.instrument_id
+                if (*key, rep.venue_order_id) not in self._replaced:
+                    self._ids_of[(inst.symbol, rep.venue_order_id)] = key
+                self._instrument_of[key] = inst.instrument_id
+            with self._amend_lock:
+                old_id = self._amending.get(key)
+                if old_id is not None and rep.venue_order_id != old_id:
+                    self._held[key].append(rep)     # the new order's, ahead of the cancelReplace answer
+                    continue
             self._report(rep)
 
     def _on_disconnected(self, reason):
@@ -371,7 +601,8 @@ class BinanceAdapter(VenueAdapter):
             self._gap_since_ms = self._venue_ms()
             self._gap_instruments = set(self._live.values())
         self.counts["ws_disconnects"] += 1
-        log.warning("Binance user data stream lost (%s): orders go over REST until the WebSocket API is back", reason)
+        log.warning("Binance user data stream lost (%s): %s", reason, "orders go over REST until the WebSocket API "
+                    "is back" if self.ws is not None else "fills are polled until it is back")
 
     def _on_connected(self):
         """Subscribed again: the worker reconciles what the stream may have missed meanwhile."""
@@ -388,17 +619,18 @@ class BinanceAdapter(VenueAdapter):
     def _poll_fills(self, polled_ms):
         """Without a live user data stream (order_entry "rest", or the WebSocket API down), a resting order's
         fills would reach the gateway only at its end or a restart: ask for our live orders' every fill_poll_s."""
-        if self.ws is not None and self.ws.connected:
+        if self.stream is not None and self.stream.connected:
             return None
         now_ms = self._venue_ms()
-        if not self._live:
+        if not self._live and not self._ended_unfilled:
             return now_ms
         if polled_ms is None:
             polled_ms = self._gap_since_ms if self._gap_since_ms is not None else now_ms - self.fill_poll_s * 1000
         if now_ms - polled_ms < self.fill_poll_s * 1000:
             return polled_ms
         self.counts["fill_polls"] += 1
-        self._reconcile_gap(_Gap(int(polled_ms), set(self._live.values())), quiet=True)
+        instruments, self._ended_unfilled = set(self._live.values()) | self._ended_unfilled, set()
+        self._reconcile_gap(_Gap(int(polled_ms), instruments), quiet=True)
         return now_ms
 
     def _reconcile_gap(self, gap: _Gap, quiet: bool = False):
@@ -507,10 +739,22 @@ class BinanceAdapter(VenueAdapter):
             self._report(rep)
         if body_status(body) in _TERMINAL:     # ended, though the report (FILLED without its trades) may not say
             self._live.pop(key, None)
+            if self.market == "usdm" and not (self.stream is not None and self.stream.connected) and \
+                    _filled(body, inst):
+                self._ended_unfilled.add(inst.instrument_id)   # a futures answer names no trades: the poll asks
 
     def _report(self, rep: VenueReport) -> bool:
         """Hand a report over; a fill (strategy, order, trade id) only once. True when handed over."""
         key = (rep.strategy_id, rep.client_order_id)
+        ident = (*key, rep.venue_order_id)
+        replaced = rep.venue_order_id and ident in self._replaced
+        if replaced and not rep.last_qty:
+            self.counts["replaced_reports"] += 1    # the order a cancelReplace took the place of: not our cancel
+            return False
+        base = self._base.get(ident) if rep.venue_order_id else None
+        if base:
+            rep = dataclasses.replace(rep, qty=rep.qty + base if rep.qty else 0,
+                                      cum_qty=rep.cum_qty + base if rep.cum_qty >= 0 else -1)
         if rep.last_qty and rep.trade_id:
             fill = (*key, rep.trade_id)
             with self._report_lock:
@@ -521,6 +765,12 @@ class BinanceAdapter(VenueAdapter):
                 self._fills_order.append(fill)
                 if len(self._fills_order) > FILLS_REMEMBERED:
                     self._fills_seen.discard(self._fills_order.popleft())
+        if rep.venue_order_id and not replaced:
+            self._venue_id_of[key] = rep.venue_order_id
+        if rep.cum_qty >= 0:
+            self._cum[key] = max(self._cum.get(key, 0), rep.cum_qty)
+        elif rep.last_qty:
+            self._cum[key] = self._cum.get(key, 0) + rep.last_qty
         if rep.status in _TERMINAL:
             self._live.pop(key, None)
         self._reports.append(rep)
@@ -530,6 +780,23 @@ class BinanceAdapter(VenueAdapter):
         """The account as the user data stream last said it (outboundAccountPosition), over the balances
         the last reconciliation took: live, but not tied to the fills handed over (balances() is)."""
         return {**(self._balances or {}), **self.user_data.balances}
+
+    def stream_positions(self) -> dict[int, int]:
+        """Instrument id -> signed position (raw size units), as the futures stream's ACCOUNT_UPDATE last said."""
+        return dict(self.user_data.positions)
+
+    def positions(self) -> dict[int, int]:
+        """Instrument id -> signed position (raw size units) of every futures position md carries (positionRisk)."""
+        if self.market != "usdm":
+            return {}
+        with self._lock:
+            rows = self.rest.position_risk()
+        out = {}
+        for row in rows:
+            inst = self._inst(row.get("symbol"))
+            if inst is not None and row.get("positionSide", "BOTH") == "BOTH":
+                out[inst.instrument_id] = _raw(row, "positionAmt", inst.size_precision)
+        return out
 
     def settle(self, timeout_s: float = 10.0) -> bool:
         """Wait until every instruction already handed to send() was sent and answered (or resolved)."""
@@ -557,7 +824,7 @@ class BinanceAdapter(VenueAdapter):
             if inst is None:
                 continue            # a symbol md does not carry: not ours to reconcile
             try:
-                o = venue_order(body, inst)
+                o = self._rebased(venue_order(body, inst))
             except ForeignOrder:
                 continue
             self._ids_of[(inst.symbol, o.venue_order_id)] = (o.strategy_id, o.client_order_id)
@@ -573,8 +840,13 @@ class BinanceAdapter(VenueAdapter):
                 body = self.rest.order_status(inst.symbol, *key)
             if body is not None:
                 self._instrument_of[key] = inst.instrument_id
-                return venue_order(body, inst, key)
+                return self._rebased(venue_order(body, inst, key))
         return None
+
+    def _rebased(self, o: VenueOrder) -> VenueOrder:
+        """A spot order that replaced ours (cancelReplace): its quantities on top of what the ones before filled."""
+        base = self._base.get((o.strategy_id, o.client_order_id, o.venue_order_id))
+        return dataclasses.replace(o, qty=o.qty + base, cum_qty=o.cum_qty + base) if base else o
 
     def fills_since(self, ts_ns: int) -> list[VenueFill]:
         """Our trades at or after ts_ns on every instrument of the table; balances() is taken right after."""
@@ -614,8 +886,8 @@ class BinanceAdapter(VenueAdapter):
             return False
 
     def close(self):
-        if self.ws is not None:
-            self.ws.close()
+        if self.stream is not None:
+            self.stream.close()
         self._queue.put(_STOP)
         self._worker.join(timeout=10)
         self.rest.close()
@@ -626,6 +898,13 @@ def _load_table(path):
         return InstrumentTable.load(path)
     except (OSError, ValueError):
         return None
+
+
+def _filled(body, inst) -> bool:
+    try:
+        return _raw(body, "executedQty", inst.size_precision) > 0
+    except ResponseError:
+        return False
 
 
 def _label(order) -> str:

@@ -43,7 +43,7 @@ from ttquant.core.venues.binance.server_time import ClockOffset
 from ttquant.core.venues.binance.signing import encode_params, signed_query
 
 __all__ = ["BinanceRest", "BinanceRestError", "Halted", "OrderRejected", "RateLimited", "ResultUnknown",
-           "VenueUnreachable", "encode_client_order_id", "order_params", "parse_client_order_id"]
+           "VenueUnreachable", "amend_params", "encode_client_order_id", "order_params", "parse_client_order_id"]
 
 log = logging.getLogger("ttquant.venues.binance")
 
@@ -56,14 +56,15 @@ _ENDPOINTS: dict[str, dict[str, tuple[str, int]]] = {
         "cancel_all": ("/api/v3/openOrders", 1), "open_orders": ("/api/v3/openOrders", 6),
         "open_orders_all": ("/api/v3/openOrders", 80), "account": ("/api/v3/account", 20),
         "my_trades": ("/api/v3/myTrades", 20), "time": ("/api/v3/time", 1),
-        "exchange_info": ("/api/v3/exchangeInfo", 20),
+        "exchange_info": ("/api/v3/exchangeInfo", 20), "cancel_replace": ("/api/v3/order/cancelReplace", 1),
     },
     "usdm": {
         "order": ("/fapi/v1/order", 1), "order_status": ("/fapi/v1/order", 1),
         "cancel_all": ("/fapi/v1/allOpenOrders", 1), "open_orders": ("/fapi/v1/openOrders", 1),
         "open_orders_all": ("/fapi/v1/openOrders", 40), "account": ("/fapi/v2/account", 5),
         "my_trades": ("/fapi/v1/userTrades", 5), "time": ("/fapi/v1/time", 1),
-        "exchange_info": ("/fapi/v1/exchangeInfo", 1),
+        "exchange_info": ("/fapi/v1/exchangeInfo", 1), "modify": ("/fapi/v1/order", 1),
+        "listen_key": ("/fapi/v1/listenKey", 1), "position_risk": ("/fapi/v2/positionRisk", 5),
     },
 }
 TRADES_PAGE = 1000  # the most myTrades / userTrades give in one answer
@@ -130,6 +131,42 @@ def order_params(order, inst: Instrument, market: Market) -> list[tuple[str, obj
     return params
 
 
+def amend_params(order, inst: Instrument, market: Market, order_type: int, filled_qty: int = 0,
+                 venue_order_id: int = 0) -> list[tuple[str, object]]:
+    """The request that moves a resting order (records.Order AMEND: target_order_id, the new price and total
+    quantity) to its new price and quantity.
+
+    usdm: PUT /fapi/v1/order (modify): the same order, quantity the new total (its fills stay with it).
+    spot: POST /api/v3/order/cancelReplace, STOP_ON_FAILURE: Binance cancels the order and places a new one with
+    a new orderId; the new one takes OUR client order id again (newClientOrderId must be unique among OPEN orders
+    only, and the old one is canceled first), so the venue, the user stream and a restart still name (strategy,
+    cid). The new order is a fresh one: it is sent for the new total less `filled_qty` (what the old one filled,
+    as far as we know), with the original's `order_type`."""
+    side = {Side.BUY: "BUY", Side.SELL: "SELL"}.get(order.side)
+    if side is None:
+        raise ValueError(f"order side {order.side} is not BUY or SELL")
+    kind = OrderType(order_type)
+    if kind in (OrderType.MARKET, OrderType.IOC, OrderType.FOK):
+        raise ValueError(f"a {kind.name} order never rests: nothing to amend")
+    cid = encode_client_order_id(order.strategy_id, order.target_order_id)
+    target = [("orderId", venue_order_id)] if venue_order_id else [("origClientOrderId", cid)]
+    if market == "usdm":
+        return [("symbol", inst.symbol), *target, ("side", side), ("quantity", inst.qty_from_raw(order.qty)),
+                ("price", inst.price_from_raw(order.price))]
+    if order.qty <= filled_qty:
+        raise ValueError(f"the new quantity {order.qty} is not above what filled ({filled_qty})")
+    params: list[tuple[str, object]] = [("symbol", inst.symbol), ("side", side)]
+    if kind == OrderType.POST_ONLY:
+        params.append(("type", "LIMIT_MAKER"))
+    else:
+        params += [("type", "LIMIT"), ("timeInForce", "GTC")]
+    params += [("quantity", inst.qty_from_raw(order.qty - filled_qty)), ("price", inst.price_from_raw(order.price)),
+               ("cancelReplaceMode", "STOP_ON_FAILURE"),
+               ("cancelOrderId" if venue_order_id else "cancelOrigClientOrderId", venue_order_id or cid),
+               ("newClientOrderId", cid), ("newOrderRespType", "FULL")]
+    return params
+
+
 class BinanceRest:
     def __init__(self, base_url: str, credentials: ApiCredentials, market: Market = "spot",
                  clock: ClockOffset | None = None, recv_window: int = 5000, timeout_s: float = 5.0,
@@ -192,7 +229,8 @@ class BinanceRest:
 
     # -- one request ------------------------------------------------------------------------------
     def _request(self, method: str, endpoint: str, params: Iterable[tuple[str, object]] = (), *, signed: bool = True,
-                 weight: int | None = None, orders: int = 0, client_order_id: str | None = None):
+                 weight: int | None = None, orders: int = 0, client_order_id: str | None = None,
+                 keyed: bool = False):
         path, default_weight = _ENDPOINTS[self.market][endpoint]
         what = f"{method} {path}"
         params = list(params)
@@ -210,8 +248,9 @@ class BinanceRest:
                                                f"({type(e).__name__})", client_order_id=client_order_id) from None
                 query = signed_query(self._credentials.signer, params, self.clock.timestamp_ms(), self.recv_window)
                 headers = {"X-MBX-APIKEY": self._credentials.api_key}
-            else:
-                query, headers = encode_params(params), {}
+            else:   # keyed: the API key header without a signature (USER_STREAM endpoints)
+                query = encode_params(params)
+                headers = {"X-MBX-APIKEY": self._credentials.api_key} if keyed else {}
             status, response_headers, body = self._exchange(method, path, query, headers, client_order_id)
             if 200 <= status < 300:
                 try:
@@ -271,6 +310,30 @@ class BinanceRest:
         params = order_params(order, inst, self.market)
         cid = dict(params)["newClientOrderId"]
         return self._request("POST", "order", params, orders=1, client_order_id=cid)
+
+    def amend_order(self, params: list[tuple[str, object]]) -> dict:
+        """Move a resting order (amend_params): futures the modified order; spot cancelReplace's
+        {"cancelResult", "newOrderResult", "cancelResponse", "newOrderResponse"}."""
+        cid = dict(params).get("newClientOrderId") or dict(params).get("origClientOrderId")
+        if self.market == "usdm":
+            return self._request("PUT", "modify", params, orders=1, client_order_id=cid)
+        return self._request("POST", "cancel_replace", params, orders=1, client_order_id=cid)
+
+    # -- USDT-M user data stream: a listen key (API key only, not signed) --------------------------------
+    def create_listen_key(self) -> str:
+        """POST /fapi/v1/listenKey: a new key, or the active one (extended)."""
+        return str(self._request("POST", "listen_key", signed=False, keyed=True)["listenKey"])
+
+    def keep_alive_listen_key(self) -> None:
+        """PUT /fapi/v1/listenKey: the active key lives 60 minutes more; -1125 (OrderRejected) when it is gone."""
+        self._request("PUT", "listen_key", signed=False, keyed=True)
+
+    def close_listen_key(self) -> None:
+        self._request("DELETE", "listen_key", signed=False, keyed=True)
+
+    def position_risk(self) -> list:
+        """GET /fapi/v2/positionRisk: every position of the futures account."""
+        return self._request("GET", "position_risk")
 
     def cancel_order(self, symbol: str, strategy_id: int, client_order_id: int) -> dict:
         cid = encode_client_order_id(strategy_id, client_order_id)

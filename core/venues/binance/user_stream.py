@@ -1,6 +1,7 @@
-"""Binance's spot user data stream events -> VenueReports and balances, exactly, at the instrument's precision.
+"""Binance's user data stream events (spot and USDT-M) -> VenueReports, balances and positions, exactly, at
+the instrument's precision.
 
-Events come on the WebSocket API connection (wsapi.WsApiClient, `{"subscriptionId", "event"}`), in the
+Spot events come on the WebSocket API connection (wsapi.WsApiClient, `{"subscriptionId", "event"}`), in the
 shapes of https://developers.binance.com/docs/binance-spot-api-docs/user-data-stream:
 
     executionReport          one per change of one order: NEW, TRADE (a fill: l, L, n/N, t, m), CANCELED,
@@ -14,6 +15,16 @@ as responses.order_status does; a state without a trade (NEW, REPLACED, CANCELED
 reports `z` as the cumulative quantity, never a fill. Client order ids are ours (`t<strategy>-<cid>`);
 a cancel's own id is in `c` and the canceled order's in `C`, so `C` wins when given. Orders of other
 programs on the account are counted and left alone.
+
+USDT-M futures events come over a listen key's stream (listen_key.ListenKeyStream), as
+https://developers.binance.com/docs/derivatives/usds-margined-futures/user-data-streams gives them:
+
+    ORDER_TRADE_UPDATE       `o` carries the executionReport's fields under the same letters (s, c, S, o, f, q,
+                             p, x, X, i, l, z, L, n, N, T, t, m); x AMENDMENT is a modify (PUT /fapi/v1/order),
+                             reported with the order's new price and quantity; x CALCULATED (a liquidation) with
+                             a quantity is a fill like TRADE
+    ACCOUNT_UPDATE           `a.B` wallet balances (wb), `a.P` positions (pa, one-way mode: ps BOTH)
+    listenKeyExpired         handled by the stream itself (it re-creates the key), never here
 
 Fees, as responses.py: quote asset as is, base asset valued at the fill's price `L`, rounded up to
 ACCOUNT_PRECISION; a third asset (BNB) is reported as 0, counted and logged (reconciliation of balances
@@ -40,7 +51,8 @@ from ttquant.core.venues.binance.responses import (
     parse_client_order_id,
 )
 
-__all__ = ["REJECT_REASONS", "UserDataReader", "account_position", "event_ids", "execution_report"]
+__all__ = ["REJECT_REASONS", "UserDataReader", "account_position", "account_update", "event_ids",
+           "execution_report"]
 
 log = logging.getLogger("ttquant.venues.binance")
 
@@ -73,7 +85,7 @@ def execution_report(event: Mapping, inst: Instrument, ids: tuple[int, int] | No
     price, qty = _raw(event, "p", inst.price_precision), _raw(event, "q", inst.size_precision)
     cum_qty = _raw(event, "z", inst.size_precision)
     ts = _int(event, "T") * _MS_TO_NS
-    if kind == "TRADE":
+    if kind == "TRADE" or (kind == "CALCULATED" and _raw(event, "l", inst.size_precision) > 0):
         last_price = _raw(event, "L", inst.price_precision)
         fee = fee_to_account(_field(event, "n"), event.get("N"), inst, event.get("L"))
         if fee is None:
@@ -105,6 +117,19 @@ def account_position(event: Mapping) -> dict[str, int]:
     return {_field(b, "a"): _amount(_field(b, "f"), "f") + _amount(_field(b, "l"), "l") for b in rows}
 
 
+def account_update(event: Mapping, table: InstrumentTable, market_type: MarketType) -> tuple[dict, dict]:
+    """(asset -> wallet balance, instrument id -> signed position in raw size units) of an ACCOUNT_UPDATE;
+    positions of symbols md does not carry are left out."""
+    update = _field(event, "a")
+    balances = {_field(b, "a"): _amount(_field(b, "wb"), "wb") for b in update.get("B") or ()}
+    positions = {}
+    for p in update.get("P") or ():
+        inst = table.by_symbol(_field(p, "s"), market_type)
+        if inst is not None and p.get("ps", "BOTH") == "BOTH":
+            positions[inst.instrument_id] = _raw(p, "pa", inst.size_precision)
+    return balances, positions
+
+
 class UserDataReader:
     """One account's events -> VenueReports of our orders, and the balances as the stream last said them."""
 
@@ -112,6 +137,7 @@ class UserDataReader:
         self.table, self.market_type = table, market_type
         self.balances: dict[str, int] = {}
         self.balances_ms = 0                    # `u` of the last outboundAccountPosition (venue ms)
+        self.positions: dict[int, int] = {}     # instrument id -> signed position, raw (futures ACCOUNT_UPDATE)
         self.counts = collections.Counter()     # reports, foreign_orders, unknown_symbols, bad_events, ...
 
     def on_event(self, event: Mapping) -> list[VenueReport]:
@@ -119,6 +145,15 @@ class UserDataReader:
         try:
             if kind == "executionReport":
                 return self._execution_report(event)
+            if kind == "ORDER_TRADE_UPDATE":
+                return self._execution_report(_field(event, "o"))
+            if kind == "ACCOUNT_UPDATE":
+                balances, positions = account_update(event, self.table, self.market_type)
+                self.balances.update(balances)
+                self.positions.update(positions)
+                self.balances_ms = max(self.balances_ms, int(event.get("T") or event.get("E") or 0))
+                self.counts["account_updates"] += 1
+                return []
             if kind == "outboundAccountPosition":
                 self.balances.update(account_position(event))
                 self.balances_ms = max(self.balances_ms, int(event.get("u") or 0))
@@ -128,7 +163,7 @@ class UserDataReader:
             self.counts["bad_events"] += 1
             log.warning("user data %s not read: %s", kind, exc)
             return []
-        self.counts[f"ignored_{kind}"] += 1     # balanceUpdate, listStatus, externalLockUpdate
+        self.counts[f"ignored_{kind}"] += 1     # balanceUpdate, listStatus, externalLockUpdate, MARGIN_CALL, ...
         return []
 
     def _execution_report(self, event) -> list[VenueReport]:

@@ -315,12 +315,18 @@ def test_the_gateway_config_checks_the_binance_keys(tmp_path):
     assert cfg(environment="testnet").environment == "testnet"
     assert cfg(environment="custom", rest_url="http://h:1", order_entry="rest").ws_api_url == ""
     assert cfg(environment="custom", rest_url="http://h:1", ws_api_url="ws://h:2/ws-api/v3").order_entry == "ws"
+    assert cfg(market="usdm", order_entry="rest", environment="custom", rest_url="http://h:1",
+               user_stream_url="ws://h:2/ws").user_stream_url == "ws://h:2/ws"
+    assert cfg(market="usdm", order_entry="rest").market == "usdm"      # live: Binance's own stream URL
     for bad, message in (({"environment": "prod"}, "adapter.environment: live, testnet or custom, got 'prod'"),
                          ({"environment": "custom"}, "adapter.rest_url: environment custom needs http"),
                          ({"environment": "custom", "rest_url": "http://h:1"},
                           "adapter.ws_api_url: environment custom with order_entry ws needs ws"),
                          ({"order_entry": "fix"}, "adapter.order_entry: ws or rest, got 'fix'"),
-                         ({"market": "usdm"}, "adapter.market: spot"),
+                         ({"market": "coinm"}, "adapter.market: spot or usdm, got 'coinm'"),
+                         ({"market": "usdm"}, "adapter.order_entry: market usdm takes orders over signed REST only"),
+                         ({"market": "usdm", "order_entry": "rest", "environment": "custom", "rest_url": "http://h:1"},
+                          "adapter.user_stream_url: market usdm on environment custom needs"),
                          ({"recv_window_ms": 60001}, "adapter.recv_window_ms: in 1..60000")):
         with pytest.raises(ConfigError, match=message):
             cfg(**bad)

@@ -30,6 +30,7 @@ from ttquant.core.venues.binance.rest import (
     RateLimited,
     ResultUnknown,
     VenueUnreachable,
+    amend_params,
     order_params,
 )
 from ttquant.core.venues.binance.signing import Ed25519Signer, HmacSigner
@@ -278,6 +279,35 @@ def test_reduce_only_is_sent_on_futures_and_refused_on_spot():
     assert ("reduceOnly", "true") in order_params(new_order(reduce_only=1), BTC_PERP, "usdm")
     with pytest.raises(ValueError, match="futures only"):
         order_params(new_order(reduce_only=1), BTC, "spot")
+
+
+def amend(target=42, price=3000100, qty=8000, side=Side.BUY):
+    return Order(client_order_id=50, strategy_id=7, action=OrderAction.AMEND, target_order_id=target,
+                 instrument_id=1, side=side, price=price, qty=qty)
+
+
+def test_a_spot_amend_is_a_cancel_replace_that_gives_the_new_order_our_client_order_id_again():
+    params = amend_params(amend(), BTC, "spot", OrderType.LIMIT, filled_qty=3000, venue_order_id=991)
+    assert [(k, str(v)) for k, v in params] == [
+        ("symbol", "BTCUSDT"), ("side", "BUY"), ("type", "LIMIT"), ("timeInForce", "GTC"),
+        ("quantity", "0.05000"), ("price", "30001.00"), ("cancelReplaceMode", "STOP_ON_FAILURE"),
+        ("cancelOrderId", "991"), ("newClientOrderId", "t7-42"), ("newOrderRespType", "FULL")]
+    by_id = dict(amend_params(amend(), BTC, "spot", OrderType.POST_ONLY))
+    assert (by_id["type"], by_id["cancelOrigClientOrderId"], str(by_id["quantity"])) == \
+        ("LIMIT_MAKER", "t7-42", "0.08000")
+    assert "timeInForce" not in by_id and "cancelOrderId" not in by_id
+    with pytest.raises(ValueError, match="not above what filled"):
+        amend_params(amend(qty=3000), BTC, "spot", OrderType.LIMIT, filled_qty=3000)
+
+
+def test_a_futures_amend_modifies_the_same_order_to_its_new_total():
+    params = amend_params(amend(qty=8, price=300011), BTC_PERP, "usdm", OrderType.POST_ONLY, filled_qty=3)
+    assert [(k, str(v)) for k, v in params] == [
+        ("symbol", "BTCUSDT"), ("origClientOrderId", "t7-42"), ("side", "BUY"), ("quantity", "0.008"),
+        ("price", "30001.1")]
+    for kind in (OrderType.MARKET, OrderType.IOC, OrderType.FOK):
+        with pytest.raises(ValueError, match="never rests"):
+            amend_params(amend(), BTC_PERP, "usdm", kind)
 
 
 # -- round trips -----------------------------------------------------------------------------------------

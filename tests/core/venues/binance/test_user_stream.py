@@ -97,3 +97,71 @@ def _table():
     table = InstrumentTable("binance")
     table.add(eth())
     return table
+
+
+# -- USDT-M futures: ORDER_TRADE_UPDATE and ACCOUNT_UPDATE over a listen key ------------------------------
+def btc_perp(iid=9):
+    return Instrument(instrument_id=iid, venue="binance", symbol="BTCUSDT", market_type=MarketType.LINEAR_PERPETUAL,
+                      base="BTC", quote="USDT", price_precision=2, size_precision=3, tick_size=1, step_size=1,
+                      min_qty=1, max_qty=0, min_price=1, max_price=0, min_notional=0)
+
+
+# Binance's documented ORDER_TRADE_UPDATE (user-data-streams, "Event: Order Update"); data/binance/docs_shapes
+# has only the spot shapes, so it is written out here
+FUTURES_TRADE = {
+    "e": "ORDER_TRADE_UPDATE", "T": 1568879465651, "E": 1568879465651,
+    "o": {"s": "BTCUSDT", "c": "TEST", "S": "BUY", "o": "LIMIT", "f": "GTC", "q": "0.001", "p": "7100.50",
+          "ap": "7100.50", "sp": "0", "x": "TRADE", "X": "PARTIALLY_FILLED", "i": 8886774, "l": "0.001",
+          "z": "0.001", "L": "7100.50", "N": "USDT", "n": "0.01000000", "T": 1568879465651, "t": 12345678,
+          "b": "0", "a": "0", "m": True, "R": False, "wt": "CONTRACT_PRICE", "ot": "LIMIT", "ps": "LONG",
+          "cp": False, "AP": "0", "cr": "0", "pP": False, "si": 0, "ss": 0, "rp": "12.34", "V": "EXPIRE_TAKER"}}
+
+
+def futures_update(**changes):
+    return {**FUTURES_TRADE, "o": {**FUTURES_TRADE["o"], **changes}}
+
+
+def _perp_reader():
+    table = InstrumentTable("binance")
+    table.add(btc_perp())
+    return UserDataReader(table, MarketType.LINEAR_PERPETUAL)
+
+
+def test_the_documented_futures_trade_is_a_maker_fill_with_its_trade_id_and_usdt_fee():
+    reader = _perp_reader()
+    (rep,) = reader.on_event(futures_update(c="t4-8"))
+    assert (rep.strategy_id, rep.client_order_id, rep.status, rep.venue_order_id) == (4, 8, S.PARTIALLY_FILLED, 8886774)
+    assert (rep.last_qty, rep.last_price, rep.cum_qty, rep.trade_id, rep.liquidity, rep.fee) == \
+        (1, 710050, 1, 12345678, Liquidity.MAKER, 1_000_000)
+    assert (rep.price, rep.qty) == (710050, 1) and rep.ts_exchange == 1568879465651 * 1_000_000
+
+
+def test_a_futures_amendment_says_the_new_price_and_quantity_and_no_fill():
+    reader = _perp_reader()
+    (rep,) = reader.on_event(futures_update(c="t4-8", x="AMENDMENT", X="PARTIALLY_FILLED", q="0.005", p="7000.10",
+                                            l="0", L="0", t=0, z="0.001"))
+    assert (rep.status, rep.price, rep.qty, rep.cum_qty, rep.last_qty, rep.trade_id) == \
+        (S.ACCEPTED, 700010, 5, 1, 0, 0)
+
+
+def test_a_futures_post_only_that_would_take_expires_without_a_reject_code():
+    (rep,) = _perp_reader().on_event(futures_update(c="t4-9", f="GTX", x="EXPIRED", X="EXPIRED", l="0", z="0", t=0))
+    assert (rep.status, rep.reject_code, rep.last_qty) == (S.EXPIRED, RejectCode.NONE, 0)
+
+
+def test_a_spot_instrument_does_not_stand_for_the_perpetual():
+    reader = UserDataReader(_table(), MarketType.LINEAR_PERPETUAL)     # ETHUSDT is there as spot only
+    assert reader.on_event(futures_update(c="t4-8", s="ETHUSDT")) == [] and reader.counts["unknown_symbols"] == 1
+
+
+def test_an_account_update_gives_the_wallet_and_the_signed_position():
+    reader = _perp_reader()
+    event = {"e": "ACCOUNT_UPDATE", "E": 5, "T": 1564745798938,
+             "a": {"m": "ORDER", "B": [{"a": "USDT", "wb": "122624.12345678", "cw": "100.12345678", "bc": "50"}],
+                   "P": [{"s": "BTCUSDT", "pa": "-0.020", "ep": "9000", "cr": "200", "up": "0", "mt": "cross",
+                          "iw": "0", "ps": "BOTH"},
+                         {"s": "DOGEUSDT", "pa": "100", "ep": "0.1", "cr": "0", "up": "0", "mt": "cross", "iw": "0",
+                          "ps": "BOTH"}]}}
+    assert reader.on_event(event) == []
+    assert reader.balances == {"USDT": 12262412345678} and reader.positions == {9: -20}
+    assert reader.balances_ms == 1564745798938 and reader.counts["account_updates"] == 1

@@ -1,0 +1,393 @@
+"""The Binance adapter on USDT-M futures ([adapter] market = "usdm") against a real `ttquant venue-sim binance`
+process: orders over signed REST on /fapi/v1, user data over a listen key (listen_key.ListenKeyStream on
+ws://127.0.0.1:<main port>/ws/<listenKey>), the gap reconciled after the key expires, and AMEND as a modify
+(PUT /fapi/v1/order). What the adapter reports is compared with the venue's own record (/_sim/binance/orders)
+and fed to the gateway's OMS, so a fill reported twice, a fill lost or an order placed twice shows.
+
+The capture replays at speed 3 and loops, so the book moves and an order resting at the best bid or ask is
+soon filled.
+"""
+import contextlib
+import json
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from decimal import ROUND_CEILING, Decimal
+
+import pytest
+
+from ttquant.core.daemon.config import parse_config
+from ttquant.core.gateway.config import GatewayConfig
+from ttquant.core.gateway.oms import OrderBookKeeper
+from ttquant.core.instruments import InstrumentTable, MarketType, instruments_path
+from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
+from ttquant.core.records import Order, OrderAction, OrderStatus, OrderType, RejectCode, Side
+from ttquant.core.venues.binance.adapter import BinanceAdapter
+from ttquant.core.venues.binance.listen_key import ListenKeyStream
+from ttquant.core.venues.binance.signing import HmacSigner, signed_query
+
+from ttq_testing import SESSION_PREFIX, Children, wait_for
+
+KEY, SECRET = "simKey1", "simSecret1"
+S = OrderStatus
+
+
+class Runner:
+    def wait_for(self, what, fn, hint=None):
+        return wait_for(lambda: fn(), timeout=30, interval=0.05, what=what)
+
+
+class Venue:
+    def __init__(self, main_port, rest_port):
+        self.main, self.base = f"http://127.0.0.1:{main_port}", f"http://127.0.0.1:{rest_port}"
+        self.stream_url = f"ws://127.0.0.1:{main_port}/ws"
+
+    def get(self, path, **params):
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        with urllib.request.urlopen(f"{self.base}{path}?{query}", timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def signed(self, method, path, **params):
+        query = signed_query(HmacSigner(SECRET), list(params.items()), int(time.time() * 1000))
+        req = urllib.request.Request(f"{self.base}{path}?{query}", method=method, headers={"X-MBX-APIKEY": KEY})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def fault(self, kind, **params):
+        return self.get("/_sim/fault", kind=kind, **params)
+
+    def record(self):
+        return self.get("/_sim/binance/orders")
+
+    def orders_with(self, client_order_id):
+        return [o for o in self.record()["orders"] if o["clientOrderId"] == client_order_id
+                and o.get("market") == "usdm"]
+
+    def trades_of(self, *client_order_ids):
+        ids = {o["orderId"] for cid in client_order_ids for o in self.orders_with(cid)}
+        return [t for t in self.record()["trades"] if t.get("market") == "usdm" and t["orderId"] in ids]
+
+    def top(self):
+        body = self.get("/fapi/v1/depth", symbol="BTCUSDT", limit=5)
+        return Decimal(body["bids"][0][0]), Decimal(body["asks"][0][0])
+
+    def futures_ready(self):
+        """The venue's futures order entry answers (a GET /fapi/v1/order without a key: refused, not 404)."""
+        try:
+            self.get("/fapi/v1/order", symbol="BTCUSDT")
+        except urllib.error.HTTPError as exc:
+            return exc.code != 404
+        except OSError:
+            return False
+        return True
+
+
+@pytest.fixture(scope="module")
+def venue(tmp_path_factory):
+    root = tmp_path_factory.mktemp("binance_usdm")
+    keys = root / "keys"
+    keys.write_text(f"{KEY} hmac {SECRET}\n")
+    keys.chmod(0o600)
+    log = root / "venue.log"
+    kids = Children()
+    try:
+        kids.start("-m", "ttquant.core.cli", "venue-sim", "binance", "--port", "0", "--rest-port", "0", "--speed", "3",
+                   "--loop", "--api-keys", keys, "--balances", "USDT=500000,BTC=5", stdout=log.open("wb"),
+                   stderr=subprocess.STDOUT)
+        first = wait_for(lambda: log.read_text().partition("\n")[1] and log.read_text().partition("\n")[0],
+                         timeout=30, interval=0.05, what="venue-sim's first line")
+        main_port = int(first.split("listening on 127.0.0.1:", 1)[1].split(" ", 1)[0])
+        rest_port = int(first.rsplit("127.0.0.1:", 1)[1])
+        venue = Venue(main_port, rest_port)
+        wait_for(venue.futures_ready, timeout=30, interval=0.1, what="the venue's /fapi/v1/order")
+        yield venue, root
+        assert "Traceback" not in log.read_text(), log.read_text()
+    finally:
+        kids.kill_all()
+
+
+@pytest.fixture(scope="module")
+def stack(venue):
+    venue, root = venue
+    rings = f"{SESSION_PREFIX}bnfu"
+    table_path = instruments_path(rings)
+    adapter = None
+    try:
+        table = InstrumentTable("binance")
+        merge_instruments(table, instruments_from_exchange_info(venue.get("/fapi/v1/exchangeInfo"), "usdm")[0])
+        table.save(table_path)
+        creds = root / "binance.toml"
+        creds.write_text(f'api_key = "{KEY}"\nsecret = "{SECRET}"\n')
+        creds.chmod(0o600)
+        cfg = parse_config({"venue": "binance", "rings": {"name": rings},
+                            "adapter": {"kind": "binance", "environment": "custom", "rest_url": venue.base,
+                                        "market": "usdm", "order_entry": "rest",
+                                        "user_stream_url": venue.stream_url, "credentials": "./binance.toml"}},
+                           GatewayConfig, str(root / "gateway.toml"), instance="binance")
+        adapter = BinanceAdapter.open(cfg, Runner())
+        assert adapter.ws is None and isinstance(adapter.stream, ListenKeyStream) and adapter.stream.connected
+        yield venue, table.by_symbol("BTCUSDT", MarketType.LINEAR_PERPETUAL), adapter
+    finally:
+        if adapter is not None:
+            adapter.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(table_path)
+
+
+def lot(price, notional=Decimal(150)):
+    """The smallest quantity over the venue's minimum notional at this price (0.001 BTC steps)."""
+    return (notional / price).quantize(Decimal("0.001"), rounding=ROUND_CEILING)
+
+
+def new_order(inst, strategy, cid, side, price, qty, kind=OrderType.LIMIT, reduce_only=0):
+    return Order(ts_created=time.time_ns(), strategy_id=strategy, client_order_id=cid, instrument_id=inst.instrument_id,
+                 action=OrderAction.NEW, side=side, order_type=kind, price=inst.price_to_raw(price) if price else 0,
+                 qty=inst.qty_to_raw(qty), reduce_only=reduce_only)
+
+
+def cancel(strategy, cid):
+    return Order(ts_created=time.time_ns(), strategy_id=strategy, action=OrderAction.CANCEL, target_order_id=cid)
+
+
+def amend(inst, strategy, cid, side, price, qty):
+    return Order(ts_created=time.time_ns(), strategy_id=strategy, client_order_id=cid + 1000, target_order_id=cid,
+                 instrument_id=inst.instrument_id, action=OrderAction.AMEND, side=side, order_type=OrderType.LIMIT,
+                 price=inst.price_to_raw(price), qty=inst.qty_to_raw(qty))
+
+
+class Reports:
+    """Everything the adapter reported in a test, by order."""
+
+    def __init__(self, adapter):
+        self.adapter, self.all = adapter, []
+
+    def until(self, done, timeout=20, what="reports"):
+        def check():
+            self.all.extend(self.adapter.poll())
+            return done(self)
+        wait_for(check, timeout=timeout, interval=0.005, what=f"{what}; so far {self.all}")
+
+    def of(self, strategy, cid):
+        return [r for r in self.all if (r.strategy_id, r.client_order_id) == (strategy, cid)]
+
+    def status(self, strategy, cid):
+        """The order's state by what was reported, as the OMS would take it (fills decide by quantity)."""
+        reps = self.of(strategy, cid)
+        qty = max((r.qty for r in reps), default=0)
+        if qty and sum(r.last_qty for r in reps) >= qty:
+            return S.FILLED
+        ended = [r.status for r in reps if r.status in (S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED)]
+        return ended[-1] if ended else (reps[-1].status if reps else None)
+
+    def fills(self, strategy, cid):
+        return [r for r in self.of(strategy, cid) if r.last_qty]
+
+
+def as_the_oms_applies(orders, reports, venue, inst):
+    """The gateway's OMS fed the orders and every report: each order's filled quantity is the venue's."""
+    oms = OrderBookKeeper()
+    for order in orders:
+        oms.add(order, order.price)
+    for rep in reports:
+        oms.apply(rep)
+    for order in orders:
+        (on_venue,) = venue.orders_with(f"t{order.strategy_id}-{order.client_order_id}")
+        st = oms.get(order.strategy_id, order.client_order_id)
+        assert st.cum_qty == inst.qty_to_raw(Decimal(on_venue["executedQty"])), (st, on_venue)
+    assert oms.counts["overfills"] == 0 and oms.counts["duplicate_fills"] == 0
+    return oms
+
+
+def assert_fills_are_the_venues(got, venue, inst, strategy, cids):
+    trades = venue.trades_of(*(f"t{strategy}-{c}" for c in cids))
+    fills = [f for c in cids for f in got.fills(strategy, c)]
+    assert sorted(f.trade_id for f in fills) == sorted(t["id"] for t in trades)
+    by_id = {t["id"]: t for t in trades}
+    for f in fills:
+        t = by_id[f.trade_id]
+        assert (f.last_price, f.last_qty) == (inst.price_to_raw(Decimal(t["price"])),
+                                              inst.qty_to_raw(Decimal(t["qty"])))
+    return trades
+
+
+def test_every_futures_order_type_ends_as_the_venue_says(stack):
+    venue, inst, adapter = stack
+    got = Reports(adapter)
+    bid, ask = venue.top()
+    qty = lot(ask)
+    orders = {
+        1: new_order(inst, 40, 1, Side.BUY, bid - 500, qty),                        # LIMIT GTC, rests
+        2: new_order(inst, 40, 2, Side.BUY, ask + 50, qty, OrderType.IOC),          # takes
+        3: new_order(inst, 40, 3, Side.BUY, ask + 50, qty, OrderType.FOK),          # takes whole
+        4: new_order(inst, 40, 4, Side.BUY, None, qty, OrderType.MARKET),
+        5: new_order(inst, 40, 5, Side.BUY, ask + 50, qty, OrderType.POST_ONLY),    # GTX that would take
+        6: new_order(inst, 40, 6, Side.SELL, ask + 500, qty, OrderType.POST_ONLY),  # GTX, rests
+    }
+    for cid in sorted(orders):
+        assert adapter.send(orders[cid])
+    got.until(lambda g: all(g.status(40, c) is not None for c in orders) and
+              all(g.status(40, c) == S.FILLED for c in (2, 3, 4)), what="every order answered, the takers filled")
+    assert got.status(40, 1) == S.ACCEPTED and got.status(40, 6) == S.ACCEPTED
+    assert got.status(40, 5) == S.REJECTED and got.of(40, 5)[-1].reject_code == RejectCode.BAD_PRICE    # -5022
+    assert not venue.orders_with("t40-5")           # Binance: not recorded in the order history
+    # reduce-only: long 3 lots now; a buy would grow it (-2022), a sell takes it down
+    orders[7] = new_order(inst, 40, 7, Side.BUY, None, qty, OrderType.MARKET, reduce_only=1)
+    orders[8] = new_order(inst, 40, 8, Side.SELL, None, qty, OrderType.MARKET, reduce_only=1)
+    assert adapter.send(orders[7]) and adapter.send(orders[8])
+    got.until(lambda g: g.status(40, 7) == S.REJECTED and g.status(40, 8) == S.FILLED, what="reduce-only")
+    assert got.of(40, 7)[-1].reject_code == RejectCode.REDUCE_ONLY and not venue.orders_with("t40-7")
+    for cid in (1, 6):
+        assert adapter.send(cancel(40, cid))
+    got.until(lambda g: g.status(40, 1) == g.status(40, 6) == S.CANCELED, what="the resting ones canceled")
+    time.sleep(0.3)                         # anything reported twice would have come by now
+    got.all.extend(adapter.poll())
+    assert_fills_are_the_venues(got, venue, inst, 40, [2, 3, 4, 8])
+    oms = as_the_oms_applies([orders[c] for c in (1, 2, 3, 4, 6, 8)], got.all, venue, inst)
+    assert [oms.get(40, c).status for c in (1, 2, 3, 4, 6, 8)] == [S.CANCELED, S.FILLED, S.FILLED, S.FILLED,
+                                                                  S.CANCELED, S.FILLED]
+    wait_for(lambda: adapter.stream_positions().get(inst.instrument_id) == 2 * inst.qty_to_raw(qty), timeout=5,
+             what=f"the stream's position: {adapter.stream_positions()}")
+    assert adapter.positions()[inst.instrument_id] == 2 * inst.qty_to_raw(qty)       # positionRisk agrees
+    assert adapter.stream_balances()["USDT"] > 0 and adapter.balances()["USDT"] > 0
+
+
+def _rest_both_sides(venue, inst, adapter, got, strategy):
+    """A buy at the best bid and a sell at the best ask, both resting; the book's next move fills one."""
+    bid, ask = venue.top()
+    qty = lot(ask)
+    orders = [new_order(inst, strategy, 1, Side.BUY, bid, qty), new_order(inst, strategy, 2, Side.SELL, ask, qty)]
+    for order in orders:
+        assert adapter.send(order)
+    got.until(lambda g: g.of(strategy, 1) and g.of(strategy, 2), what="both acknowledged")
+    return orders
+
+
+def _cancel_rest(adapter, got, strategy):
+    for cid in (1, 2):
+        if got.status(strategy, cid) not in (S.FILLED, S.CANCELED):
+            adapter.send(cancel(strategy, cid))
+    got.until(lambda g: all(g.status(strategy, c) in (S.FILLED, S.CANCELED) for c in (1, 2)), what="both ended")
+
+
+def test_a_resting_order_filled_by_the_book_comes_through_the_listen_key_stream_once(stack):
+    venue, inst, adapter = stack
+    got = Reports(adapter)
+    streamed, polled = adapter.user_data.counts["reports"], adapter.counts["polled_fills"]
+    orders = _rest_both_sides(venue, inst, adapter, got, 41)
+    got.until(lambda g: g.fills(41, 1) or g.fills(41, 2), timeout=60, what="a fill as the book moves")
+    _cancel_rest(adapter, got, 41)
+    time.sleep(0.3)
+    got.all.extend(adapter.poll())
+    trades = assert_fills_are_the_venues(got, venue, inst, 41, [1, 2])
+    assert trades and adapter.counts["polled_fills"] == polled        # the stream said it, not the poll
+    assert adapter.user_data.counts["reports"] > streamed and adapter.stream.connected
+    as_the_oms_applies(orders, got.all, venue, inst)
+
+
+def test_an_expired_listen_key_is_made_again_and_a_fill_in_the_gap_reported_once(stack, monkeypatch):
+    venue, inst, adapter = stack
+    monkeypatch.setattr(adapter, "fill_poll_s", 60.0)     # the reconnect's reconciliation, not the poll, finds it
+    got = Reports(adapter)
+    stream = adapter.stream
+    gaps, gap_fills = adapter.counts["gap_reconciles"], adapter.counts["gap_fills"]
+    made, expired = stream.counts["keys_created"], stream.counts["keys_expired"]
+    orders = _rest_both_sides(venue, inst, adapter, got, 42)
+    assert adapter.settle()
+    adapter.rest.limits.back_off(15)      # nothing reconnects (nor polls) during a back-off: a gap for sure
+    try:
+        venue.fault("listen_key_expire")
+        wait_for(lambda: not stream.connected, timeout=5, what="the stream ended with its key")
+        wait_for(lambda: venue.trades_of("t42-1", "t42-2"), timeout=12, interval=0.05, what="a fill in the gap")
+        assert not stream.connected
+        got.all.extend(adapter.poll())
+        assert not got.fills(42, 1) + got.fills(42, 2)      # nobody told the adapter yet
+    finally:
+        adapter.rest.limits.backoff_until = 0.0
+    assert stream.wait_connected(10)
+    assert stream.counts["keys_expired"] == expired + 1 and stream.counts["keys_created"] > made
+    wait_for(lambda: adapter.counts["gap_reconciles"] > gaps, timeout=20, what="the gap reconciled")
+    got.until(lambda g: g.fills(42, 1) or g.fills(42, 2), what="the missed fill")
+    assert adapter.counts["gap_fills"] > gap_fills
+    _cancel_rest(adapter, got, 42)
+    time.sleep(0.3)
+    got.all.extend(adapter.poll())
+    assert_fills_are_the_venues(got, venue, inst, 42, [1, 2])
+    as_the_oms_applies(orders, got.all, venue, inst)
+
+
+def test_a_futures_amend_is_a_modify_confirmed_with_the_new_price_and_quantity(stack):
+    venue, inst, adapter = stack
+    got = Reports(adapter)
+    bid, ask = venue.top()
+    qty = lot(ask)
+    order = new_order(inst, 43, 1, Side.BUY, bid - 600, qty)
+    assert adapter.send(order)
+    got.until(lambda g: g.status(43, 1) == S.ACCEPTED)
+    (before,) = venue.orders_with("t43-1")
+    new_price, new_qty = bid - 550, qty * 2
+    assert adapter.send(amend(inst, 43, 1, Side.BUY, new_price, new_qty))
+    want = (inst.price_to_raw(new_price), inst.qty_to_raw(new_qty))
+    got.until(lambda g: any((r.price, r.qty) == want and r.status == S.ACCEPTED for r in g.of(43, 1)),
+              what="the amend confirmed")
+    at_venue = venue.signed("GET", "/fapi/v1/order", symbol="BTCUSDT", origClientOrderId="t43-1")
+    assert (Decimal(at_venue["price"]), Decimal(at_venue["origQty"])) == (new_price, new_qty)
+    assert at_venue["orderId"] == before["orderId"] and at_venue["status"] == "NEW"      # the same order, modified
+    oms = OrderBookKeeper()
+    oms.add(order, order.price)
+    for rep in got.all:
+        oms.apply(rep)
+    st = oms.get(43, 1)
+    assert (st.price, st.qty, st.status) == (*want, S.ACCEPTED)
+    assert adapter.send(cancel(43, 1))
+    got.until(lambda g: g.status(43, 1) == S.CANCELED)
+
+
+def test_the_listen_key_is_kept_alive_and_made_again_when_its_stream_is_closed(venue):
+    venue, _ = venue
+    from ttquant.core.venues.binance.credentials import ApiCredentials
+    from ttquant.core.venues.binance.rest import BinanceRest
+    events, ups, downs = [], [], []
+    rest = BinanceRest(venue.base, ApiCredentials(KEY, HmacSigner(SECRET), "test"), "usdm")
+    stream = ListenKeyStream(rest, venue.stream_url, events.append, lambda: ups.append(1), downs.append,
+                             keep_alive_s=0.2)
+    stream.start()
+    try:
+        assert stream.wait_connected(10)
+        wait_for(lambda: stream.counts["keep_alives"] >= 2, timeout=10, what=f"keep-alives: {stream.counts}")
+        assert KEY not in repr(stream) and stream._key not in repr(stream)      # the key is not said whole
+        req = urllib.request.Request(f"{venue.base}/fapi/v1/listenKey", method="DELETE",
+                                     headers={"X-MBX-APIKEY": KEY})
+        urllib.request.urlopen(req, timeout=10).read()       # the venue ends the key: its stream is closed
+        wait_for(lambda: downs and len(ups) == 2 and stream.connected, timeout=15,
+                 what=f"made again and reconnected: {stream.counts}, {downs}")
+        # the close frame, or a keep-alive refused with -1125 just before it, ended the first stream
+        assert stream.counts["keys_created"] == 2 and ("closed by the venue" in downs[0] or "-1125" in downs[0])
+    finally:
+        stream.close()
+    assert not stream.connected
+
+
+def test_reconciliation_asks_the_futures_endpoints(stack):
+    venue, inst, adapter = stack
+    got = Reports(adapter)
+    since_ns = time.time_ns() - 60 * 10**9
+    bid, ask = venue.top()
+    qty = lot(ask)
+    assert adapter.send(new_order(inst, 44, 1, Side.BUY, bid - 700, qty))
+    assert adapter.send(new_order(inst, 44, 2, Side.BUY, ask + 50, qty, OrderType.IOC))
+    got.until(lambda g: g.status(44, 1) == S.ACCEPTED and g.status(44, 2) == S.FILLED, what="one rests, one fills")
+    assert adapter.settle()
+    open_now = [(o.strategy_id, o.client_order_id, o.qty) for o in adapter.open_orders() if o.strategy_id == 44]
+    assert open_now == [(44, 1, inst.qty_to_raw(qty))]
+    asked = adapter.order_status(44, 2)
+    assert (asked.status, asked.cum_qty, asked.instrument_id) == (S.FILLED, inst.qty_to_raw(qty), inst.instrument_id)
+    assert adapter.order_status(44, 99) is None
+    fills = [f for f in adapter.fills_since(since_ns) if f.strategy_id == 44]
+    assert sorted(f.trade_id for f in fills) == sorted(t["id"] for t in venue.trades_of("t44-2"))
+    account = venue.signed("GET", "/fapi/v2/account")
+    (usdt,) = [a for a in account["assets"] if a["asset"] == "USDT"]
+    assert adapter.balances()["USDT"] == int(Decimal(usdt["walletBalance"]).scaleb(8))
+    assert adapter.send(cancel(44, 1))
+    got.until(lambda g: g.status(44, 1) == S.CANCELED)
