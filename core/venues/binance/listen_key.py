@@ -26,17 +26,14 @@ a second connection opened before Binance's 24-hour disconnect (the gap is recon
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import logging
-import random
-import threading
-import time
 from collections.abc import Callable
 
 import orjson
-from picows import WSListener, WSMsgType, ws_connect
+from picows import WSMsgType
 
+from ttquant.core.venues.binance.kept_connection import KeptConnection
 from ttquant.core.venues.binance.rest import BinanceRest, BinanceRestError, Halted, OrderRejected
 
 __all__ = ["KEEP_ALIVE_S", "LISTEN_KEY_STREAM_URLS", "ListenKeyStream"]
@@ -50,23 +47,14 @@ LISTEN_KEY_STREAM_URLS = {
 }
 KEEP_ALIVE_S = 1800.0               # Binance: a key lives 60 min; PUT every 30 min
 KEEP_ALIVE_RETRY_S = 60.0           # a keep-alive that could not be sent is tried again this soon
-UP_FOR_BACKOFF_RESET_S = 10.0       # a stream that stayed up this long starts the backoff again
 INVALID_LISTEN_KEY = -1125
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:             # pragma: no cover - uvloop is in the project's requirements
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def _hint(key: str) -> str:
     return f"{key[:4]}…" if key else "(none)"
 
 
-class ListenKeyStream:
+class ListenKeyStream(KeptConnection):
     """One account's USDT-M user data stream over a listen key; the module docstring says what it does."""
 
     def __init__(self, rest: BinanceRest, stream_url: str, on_event: Callable[[dict], None] | None = None,
@@ -76,148 +64,50 @@ class ListenKeyStream:
                  ping_idle_s: float = 20.0, ping_reply_s: float = 10.0, name: str = "binance-listen-key"):
         if not stream_url.startswith(("ws://", "wss://")):
             raise ValueError(f"stream_url must be ws(s)://host[:port]/path, got {stream_url!r}")
-        self.rest, self.stream_url, self.name = rest, stream_url.rstrip("/"), name
+        super().__init__(name, backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s,
+                         connect_timeout_s=connect_timeout_s, ping_idle_s=ping_idle_s, ping_reply_s=ping_reply_s)
+        self.rest, self.stream_url = rest, stream_url.rstrip("/")
         self.on_event, self.on_connected, self.on_disconnected = on_event, on_connected, on_disconnected
-        self.keep_alive_s, self.connect_timeout_s = keep_alive_s, connect_timeout_s
-        self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
-        self.ping_idle_s, self.ping_reply_s = ping_idle_s, ping_reply_s
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self.keep_alive_s = keep_alive_s
         self._rest_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"{name}-rest")
-        self._transport = None
-        self._wake: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._closing = False
-        self._drop_reason = ""
         self._key = ""
-        self.counts = collections.Counter()     # keys_created, connects, connect_failures, disconnects, ...
 
     def __repr__(self) -> str:
         return f"ListenKeyStream({self.stream_url}/{_hint(self._key)})"
 
     __str__ = __repr__
 
-    # -- any thread -----------------------------------------------------------------------------------
-    def start(self) -> ListenKeyStream:
-        if self._thread is None:
-            self._loop = _new_loop()
-            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-            self._thread.start()
-        return self
-
-    def wait_connected(self, timeout_s: float) -> bool:
-        return self._ready.wait(timeout_s)
-
     @property
-    def connected(self) -> bool:
-        return self._ready.is_set()
+    def limits(self):
+        return self.rest.limits
 
     def close(self, timeout_s: float = 5.0) -> None:
-        self._closing = True
-        self._ready.clear()
-        if self._loop is not None and self._thread is not None and self._thread.is_alive():
-            try:
-                self._loop.call_soon_threadsafe(self._shutdown)
-            except RuntimeError:
-                pass
-            self._thread.join(timeout_s)
+        super().close(timeout_s)
         self._rest_thread.shutdown(wait=False, cancel_futures=True)
         self.rest.close()
 
     # -- the io thread --------------------------------------------------------------------------------
-    def _run(self):
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve())
-        except Exception:   # a bug: said, the owner sees the stream down and polls
-            log.exception("%s: the io loop failed", self.name)
-        finally:
-            self._ready.clear()
-            self._loop.close()
-
-    def _shutdown(self):
-        if self._wake is not None:
-            self._wake.set()
-        if self._transport is not None:
-            self._drop_reason = "closed by us"
-            self._transport.send_close()
-            self._transport.disconnect()
-
-    async def _pause(self, seconds: float):
-        """Sleep, cut short by close()."""
-        if self._closing:
-            return
-        self._wake.clear()
-        try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except TimeoutError:
-            pass
+    def _where(self) -> str:
+        return f"{self.stream_url}/{_hint(self._key)}"
 
     async def _rest(self, fn):
         return await self._loop.run_in_executor(self._rest_thread, fn)
 
-    async def _serve(self):
-        self._wake = asyncio.Event()
-        backoff = self.backoff_initial_s
-        while not self._closing:
-            limits = self.rest.limits
-            if limits.halted is not None or limits.backoff_until > limits.clock():
-                await self._pause(1.0)
-                continue
-            try:
-                self._key = await self._rest(self.rest.create_listen_key)
-                self.counts["keys_created"] += 1
-                gone = await self._connect(self._key)
-            except Exception as exc:    # REST refused or unreachable, connect refused, handshake timeout
-                self.counts["connect_failures"] += 1
-                delay = backoff * random.uniform(0.5, 1.0)
-                log.warning("%s: %s/%s: not connected (%s: %s); next try in %.2f s", self.name, self.stream_url,
-                            _hint(self._key), type(exc).__name__, exc, delay)
-                await self._pause(delay)
-                backoff = min(backoff * 2, self.backoff_max_s)
-                continue
-            up_since = time.monotonic()
-            keeper = self._loop.create_task(self._keep_alive())
-            await gone
-            keeper.cancel()
-            if time.monotonic() - up_since >= UP_FOR_BACKOFF_RESET_S:
-                backoff = self.backoff_initial_s
-            if not self._closing:
-                delay = backoff * random.uniform(0.5, 1.0)
-                log.warning("%s: stream lost (%s); a listen key again and reconnecting in %.2f s", self.name,
-                            self._drop_reason, delay)
-                await self._pause(delay)
-                backoff = min(backoff * 2, self.backoff_max_s)
-        if self._transport is not None:
-            self._transport.disconnect()
-
-    async def _connect(self, key: str) -> asyncio.Future:
-        stream = self
-        gone = self._loop.create_future()
-
-        class Listener(WSListener):
-            def on_ws_frame(self, transport, frame):
-                stream._on_frame(transport, frame)
-
-            def on_ws_disconnected(self, transport):
-                stream._on_gone(transport, gone)
-
-        transport, _ = await asyncio.wait_for(
-            ws_connect(Listener, f"{self.stream_url}/{key}", websocket_handshake_timeout=self.connect_timeout_s,
-                       enable_auto_ping=True, auto_ping_idle_timeout=self.ping_idle_s,
-                       auto_ping_reply_timeout=self.ping_reply_s, enable_auto_pong=True,
-                       logger_name="ttquant.venues.binance.picows"),
-            self.connect_timeout_s * 2)
+    async def _open(self):
+        self._key = await self._rest(self.rest.create_listen_key)
+        self.counts["keys_created"] += 1
+        transport = await self._dial(f"{self.stream_url}/{self._key}")
         if self._closing:
             transport.disconnect()
-            return gone
-        self._transport = transport
-        self._drop_reason = "the connection closed"
-        self.counts["connects"] += 1
+            return
         self._ready.set()
-        log.info("%s: user data stream up on %s/%s", self.name, self.stream_url, _hint(key))
+        log.info("%s: user data stream up on %s", self.name, self._where())
         self._callback(self.on_connected)
-        return gone
+
+    async def _while_up(self):
+        keeper = self._loop.create_task(self._keep_alive())
+        await self._gone
+        keeper.cancel()
 
     async def _keep_alive(self):
         """PUT every keep_alive_s; a key the venue no longer has (-1125) ends this stream, so a new one is made."""
@@ -246,14 +136,6 @@ class ListenKeyStream:
         if self._transport is not None:
             self._drop_reason = reason
             self._transport.disconnect()
-
-    def _callback(self, fn, *args):
-        if fn is None:
-            return
-        try:
-            fn(*args)
-        except Exception:   # the owner's bug must not take the stream down
-            log.exception("%s: callback %s failed", self.name, getattr(fn, "__name__", fn))
 
     def _on_gone(self, transport, gone):
         if transport is self._transport:

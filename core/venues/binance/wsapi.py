@@ -33,20 +33,18 @@ handled by a second connection opened before the first closes (the connection is
 from __future__ import annotations
 
 import asyncio
-import collections
 import itertools
 import logging
-import random
 import threading
-import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 
 import orjson
-from picows import WSListener, WSMsgType, ws_connect
+from picows import WSMsgType
 
 from ttquant.core.venues.binance.credentials import ApiCredentials
 from ttquant.core.venues.binance.errors import Action, classify
+from ttquant.core.venues.binance.kept_connection import KeptConnection
 from ttquant.core.venues.binance.rate_limits import RateLimits
 from ttquant.core.venues.binance.rest import (
     BinanceRestError,
@@ -74,20 +72,11 @@ WS_WEIGHTS: dict[str, tuple[int, int]] = {
 OPEN_ORDERS_ALL_WEIGHT = 80         # openOrders.status without a symbol
 CLOCK_REFRESH_MS = 300_000          # measured again on a (re)connect when older than this
 CLOCK_SAMPLES = 3
-UP_FOR_BACKOFF_RESET_S = 10.0       # a connection that stayed up this long starts the backoff again
 SHUTDOWN_DRAIN_S = 2.0              # after serverShutdown: answers still awaited this long, then reconnect
 _RAISES = {Action.REJECT: OrderRejected, Action.RETRY_AFTER_RESYNC: OrderRejected,
            Action.UNKNOWN_RESULT: ResultUnknown, Action.BACK_OFF: RateLimited, Action.HALT: Halted}
 
 Callback = Callable[[int | None, object, BinanceRestError | None], None]
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:             # pragma: no cover - uvloop is in the project's requirements
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def _json_value(value):
@@ -109,7 +98,7 @@ class _Request:
         return self.params.get("newClientOrderId") or self.params.get("origClientOrderId")
 
 
-class WsApiClient:
+class WsApiClient(KeptConnection):
     """One persistent WebSocket API connection; module docstring for what it does."""
 
     def __init__(self, url: str, credentials: ApiCredentials, clock: ClockOffset, limits: RateLimits,
@@ -121,31 +110,22 @@ class WsApiClient:
                  name: str = "binance-wsapi"):
         if not url.startswith(("ws://", "wss://")):
             raise ValueError(f"url must be ws(s)://host[:port]/path, got {url!r}")
-        self.url, self.market, self.name = url, market, name
+        super().__init__(name, backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s,
+                         connect_timeout_s=connect_timeout_s, ping_idle_s=ping_idle_s, ping_reply_s=ping_reply_s)
+        self.url, self.market = url, market
         self._credentials = credentials
         self.clock, self.limits, self.recv_window_ms = clock, limits, recv_window_ms
         self.on_event, self.on_connected, self.on_disconnected = on_event, on_connected, on_disconnected
-        self.request_timeout_s, self.connect_timeout_s = request_timeout_s, connect_timeout_s
-        self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
-        self.ping_idle_s, self.ping_reply_s = ping_idle_s, ping_reply_s
+        self.request_timeout_s = request_timeout_s
         self._logon = isinstance(credentials.signer, Ed25519Signer)   # session.logon: Ed25519 keys only
         self._ids = itertools.count(1)
         self._pending: dict[int, _Request] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._transport = None
-        self._gone: asyncio.Future | None = None
-        self._wake: asyncio.Event | None = None
-        self._ready = threading.Event()         # connected, logged on, subscribed: requests may go
         self._announced = False                 # on_connected said for this connection: on_disconnected is due
         self._session = False                   # this connection is logged on (session.logon)
-        self._closing = False
         self._draining = False                  # serverShutdown: reconnect once the answers are in
-        self._drop_reason = ""
         self._user_data = False                 # subscribe_user_data() was asked: every connection subscribes
         self.subscription_id: int | None = None
         self.requests_sent = 0
-        self.counts = collections.Counter()     # connects, connect_failures, disconnects, timeouts, events, ...
 
     def __repr__(self) -> str:
         return f"WsApiClient({self.url}, {self._credentials!r})"
@@ -156,21 +136,6 @@ class WsApiClient:
         raise TypeError("WsApiClient holds API credentials and is not picklable")
 
     # -- any thread -----------------------------------------------------------------------------------
-    def start(self) -> WsApiClient:
-        """Start the io thread; it connects (and keeps reconnecting) until close()."""
-        if self._thread is None:
-            self._loop = _new_loop()
-            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-            self._thread.start()
-        return self
-
-    def wait_connected(self, timeout_s: float) -> bool:
-        return self._ready.wait(timeout_s)
-
-    @property
-    def connected(self) -> bool:
-        return self._ready.is_set()
-
     @property
     def in_flight(self) -> int:
         """Requests sent and not answered yet."""
@@ -216,105 +181,13 @@ class WsApiClient:
         if self._loop is not None and self.connected:
             self._loop.call_soon_threadsafe(lambda: self._loop.create_task(self._subscribe_logged()))
 
-    def close(self, timeout_s: float = 5.0) -> None:
-        self._closing = True
-        self._ready.clear()
-        if self._loop is not None and self._thread is not None and self._thread.is_alive():
-            try:
-                self._loop.call_soon_threadsafe(self._shutdown)
-            except RuntimeError:
-                pass
-            self._thread.join(timeout_s)
-
     # -- the io thread --------------------------------------------------------------------------------
-    def _run(self):
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve())
-        except Exception:   # a bug: said, and every request waiting fails rather than hangs
-            log.exception("%s: the io loop failed", self.name)
-        finally:
-            self._fail_pending("the client stopped")
-            self._loop.close()
+    def _stopped(self):
+        self._fail_pending("the client stopped")     # every request waiting fails rather than hangs
 
-    def _shutdown(self):
-        if self._wake is not None:
-            self._wake.set()
-        if self._transport is not None:
-            self._drop_reason = "closed by us"
-            self._transport.send_close()
-            self._transport.disconnect()
-
-    async def _pause(self, seconds: float):
-        """Sleep, cut short by close()."""
-        if self._closing:
-            return
-        self._wake.clear()
-        try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except TimeoutError:
-            pass
-
-    def _blocked_for(self) -> float:
-        """Seconds to wait before connecting: a halt (checked again each second) or a back-off."""
-        if self.limits.halted is not None:
-            return 1.0
-        return max(0.0, self.limits.backoff_until - self.limits.clock())
-
-    async def _serve(self):
-        self._wake = asyncio.Event()
-        backoff = self.backoff_initial_s
-        while not self._closing:
-            blocked = self._blocked_for()
-            if blocked > 0:
-                await self._pause(min(blocked, 1.0))
-                continue
-            try:
-                await self._connect()
-            except Exception as exc:        # OSError, timeouts, handshake errors, a refused logon
-                self.counts["connect_failures"] += 1
-                if self._transport is not None:
-                    self._transport.disconnect()
-                    await asyncio.wait([self._gone], timeout=1.0)
-                delay = backoff * random.uniform(0.5, 1.0)
-                log.warning("%s: %s: connect failed (%s: %s); next try in %.2f s", self.name, self.url,
-                            type(exc).__name__, exc, delay)
-                await self._pause(delay)
-                backoff = min(backoff * 2, self.backoff_max_s)
-                continue
-            up_since = time.monotonic()
-            await self._gone
-            if time.monotonic() - up_since >= UP_FOR_BACKOFF_RESET_S:
-                backoff = self.backoff_initial_s
-            if not self._closing:
-                delay = backoff * random.uniform(0.5, 1.0)
-                log.warning("%s: disconnected (%s); reconnecting in %.2f s", self.name, self._drop_reason, delay)
-                await self._pause(delay)
-                backoff = min(backoff * 2, self.backoff_max_s)
-        if self._transport is not None:
-            self._transport.disconnect()
-
-    async def _connect(self):
-        client = self
-        gone = self._gone = self._loop.create_future()
+    async def _open(self):
         self._session, self._draining, self.subscription_id = False, False, None
-
-        class Listener(WSListener):
-            def on_ws_frame(self, transport, frame):
-                client._on_frame(transport, frame)
-
-            def on_ws_disconnected(self, transport):
-                client._on_gone(transport, gone)
-
-        transport, _ = await asyncio.wait_for(
-            ws_connect(Listener, self.url, websocket_handshake_timeout=self.connect_timeout_s,
-                       enable_auto_ping=True, auto_ping_idle_timeout=self.ping_idle_s,
-                       auto_ping_reply_timeout=self.ping_reply_s, enable_auto_pong=True,
-                       logger_name="ttquant.venues.binance.picows"),
-            self.connect_timeout_s * 2)
-        self._transport = transport
-        self._drop_reason = "the connection closed"
-        self.counts["connects"] += 1
+        await self._dial(self.url)
         if self.clock.offset_ms is None or self.clock.age_ms() > CLOCK_REFRESH_MS:
             await self._measure_clock()
         if self._logon:
@@ -363,14 +236,6 @@ class WsApiClient:
             self.counts["subscribe_refused"] += 1
             log.error("%s: the user data stream subscription was refused (%s): fills of resting orders reach "
                       "us only by reconciliation", self.name, exc)
-
-    def _callback(self, fn, *args):
-        if fn is None:
-            return
-        try:
-            fn(*args)
-        except Exception:   # the owner's bug must not take the connection down
-            log.exception("%s: callback %s failed", self.name, getattr(fn, "__name__", fn))
 
     # -- requests out ---------------------------------------------------------------------------------
     def _send(self, req: _Request):
