@@ -27,7 +27,6 @@ import asyncio
 import itertools
 import json
 import socket
-import subprocess
 import time
 import urllib.request
 from decimal import ROUND_DOWN, Decimal
@@ -48,7 +47,7 @@ from ttquant.core.venues.binance.signing import sign_ws_params, signed_query
 from ttquant.core.venues.binance.wsapi import WsApiClient
 
 from support import QUICK, latency_info
-from ttq_testing import Children, wait_for
+from ttq_testing import Children, start_binance_venue, wait_for
 
 KEY, SECRET = "benchOrderAck1", "benchOrderAckSecret1"
 ORDERS = 300 if QUICK else 1000         # timed round trips per impl
@@ -61,7 +60,6 @@ TARGET_FLOOR = 1.0                      # under this the WebSocket API is not ev
 STRATEGY = 7
 # far above the run's ~5000 orders in a few seconds: the venue's defaults (100 orders per 10 s) would refuse
 SIM_LIMITS = ("--weight-limit", "100000000", "--orders-10s", "100000000", "--orders-1d", "100000000")
-VENUE_SIM = ("-m", "ttquant.core.cli", "venue-sim", "binance")
 ORDER_TEXT = "LIMIT IOC BUY 0.001 BTCUSDT 10 % under the best bid (expires at once)"
 
 
@@ -84,15 +82,9 @@ def order_venue(tmp_path_factory):
     log = root / "venue.log"
     kids = Children()
     try:
-        with log.open("wb") as out:
-            kids.start(*VENUE_SIM, "--port", "0", "--rest-port", "0", "--speed", "0",
-                       "--api-keys", keys, "--balances", "USDT=100000,BTC=2", *SIM_LIMITS,
-                       stdout=out, stderr=subprocess.STDOUT)
-        first = wait_for(lambda: log.read_text().partition("\n")[1] and log.read_text().partition("\n")[0],
-                         timeout=30, interval=0.05, what="venue-sim's first line")
-        assert "REST order entry on 127.0.0.1:" in first, log.read_text()
-        main_port = int(first.split("127.0.0.1:")[1].split()[0])
-        rest = f"http://127.0.0.1:{int(first.rsplit('127.0.0.1:', 1)[1])}"
+        main_port, rest_port = start_binance_venue(kids, log, "--speed", "0", "--api-keys", keys, "--balances",
+                                                   "USDT=100000,BTC=2", *SIM_LIMITS)
+        rest = f"http://127.0.0.1:{rest_port}"
         wait_for(lambda: _get(rest, "/_sim/status")["replay_done"], timeout=120, interval=0.1,
                  what="the capture replayed to its end")
         table = InstrumentTable("binance")

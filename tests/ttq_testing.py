@@ -140,6 +140,18 @@ def wait_for(predicate, timeout=10.0, interval=0.005, what="condition"):
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
+def start_binance_venue(children, log, *options):
+    """`ttquant venue-sim binance --port 0 --rest-port 0 OPTIONS` in `children`, its output in the file `log`:
+    (main port, REST order entry port) once its first line names them."""
+    with open(log, "wb") as out:
+        children.start("-m", "ttquant.core.cli", "venue-sim", "binance", "--port", "0", "--rest-port", "0", *options,
+                       stdout=out, stderr=subprocess.STDOUT)
+    first = wait_for(lambda: (text := log.read_text()).partition("\n")[1] and text.partition("\n")[0],
+                     timeout=30, interval=0.05, what="venue-sim's first line")
+    assert "REST order entry on 127.0.0.1:" in first, log.read_text()
+    return int(first.split("listening on 127.0.0.1:", 1)[1].split(" ", 1)[0]), int(first.rsplit("127.0.0.1:", 1)[1])
+
+
 @pytest.fixture
 def children():
     kids = Children()

@@ -10,7 +10,6 @@ test knows the book its orders meet."""
 import contextlib
 import json
 import os
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +19,7 @@ import pytest
 
 from ttquant.core.venues.binance.signing import HmacSigner, signed_query
 
-from ttq_testing import Children, new_ed25519_signer, wait_for
+from ttq_testing import Children, new_ed25519_signer, start_binance_venue, wait_for
 
 KEY, SECRET = "simKey1", "simSecret1"
 ED_KEY = "simKeyEd"
@@ -78,14 +77,8 @@ def running_venue(root, ed_signer):
     log = root / "venue.log"
     kids = Children()
     try:
-        kids.start("-m", "ttquant.core.cli", "venue-sim", "binance", "--port", "0", "--speed", "0", "--api-keys", keys,
-                   "--balances", "USDT=500000,BTC=1", "--maker-fee-bps", "2", "--taker-fee-bps", "5",
-                   stdout=log.open("wb"), stderr=subprocess.STDOUT)
-        first = wait_for(lambda: log.read_text().partition("\n")[1] and log.read_text().partition("\n")[0],
-                         timeout=30, interval=0.05, what="venue-sim's first line")
-        assert "listening on 127.0.0.1:" in first, log.read_text()
-        assert "REST order entry on 127.0.0.1:" in first, first
-        v = Venue(int(first.split("127.0.0.1:")[1].split()[0]), int(first.rsplit("127.0.0.1:", 1)[1]))
+        v = Venue(*start_binance_venue(kids, log, "--speed", "0", "--api-keys", keys, "--balances", "USDT=500000,BTC=1",
+                                       "--maker-fee-bps", "2", "--taker-fee-bps", "5"))
 
         def done():
             with urllib.request.urlopen(f"{v.base}/_sim/status", timeout=5) as resp:

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import socket
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +20,7 @@ import pytest
 
 from ttquant.core.venues.binance.signing import HmacSigner, session_logon_params, sign_ws_params, signed_query
 
-from ttq_testing import Children, new_ed25519_signer, wait_for
+from ttq_testing import Children, new_ed25519_signer, start_binance_venue, wait_for
 
 KEY, SECRET = "simKey1", "simSecret1"
 ED_KEY = "simKeyEd"
@@ -185,14 +184,8 @@ def running_venue(root, ed_signer, *options, speed="0", to_the_end=True):
     log = root / "venue.log"
     kids = Children()
     try:
-        # the module's own entry: `ttquant venue-sim binance` does not pass the rate-limit options on yet
-        kids.start("-m", "ttquant.core.cli", "venue-sim", "binance", "--port", "0", "--speed", speed,
-                   "--api-keys", keys, "--balances", "USDT=500000,BTC=5", *options,
-                   stdout=log.open("wb"), stderr=subprocess.STDOUT)
-        first = wait_for(lambda: log.read_text().partition("\n")[1] and log.read_text().partition("\n")[0],
-                         timeout=30, interval=0.05, what="venue-sim's first line")
-        assert "REST order entry on 127.0.0.1:" in first, log.read_text()
-        v = Venue(int(first.split("127.0.0.1:")[1].split()[0]), int(first.rsplit("127.0.0.1:", 1)[1]))
+        v = Venue(*start_binance_venue(kids, log, "--speed", speed, "--api-keys", keys, "--balances",
+                                       "USDT=500000,BTC=5", *options))
         if to_the_end:
             wait_for(lambda: v.get("/_sim/status")["replay_done"], timeout=60, interval=0.1,
                      what="the capture replayed to its end")

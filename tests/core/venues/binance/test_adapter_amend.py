@@ -8,7 +8,6 @@ price and quantity, as the venue has it.
 import contextlib
 import json
 import os
-import subprocess
 import time
 import urllib.request
 from decimal import Decimal
@@ -23,7 +22,7 @@ from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info
 from ttquant.core.records import Order, OrderAction, OrderStatus, OrderType, Side
 from ttquant.core.venues.binance.adapter import BinanceAdapter
 
-from ttq_testing import SESSION_PREFIX, Children, wait_for
+from ttq_testing import SESSION_PREFIX, Children, start_binance_venue, wait_for
 
 KEY, SECRET = "simKey1", "simSecret1"
 S = OrderStatus
@@ -67,13 +66,8 @@ def adapters(tmp_path_factory):
     table_path = instruments_path(rings)
     opened = {}
     try:
-        kids.start("-m", "ttquant.core.cli", "venue-sim", "binance", "--port", "0", "--rest-port", "0", "--speed", "3",
-                   "--loop", "--api-keys", keys, "--balances", "USDT=500000,BTC=5", stdout=log.open("wb"),
-                   stderr=subprocess.STDOUT)
-        first = wait_for(lambda: log.read_text().partition("\n")[1] and log.read_text().partition("\n")[0],
-                         timeout=30, interval=0.05, what="venue-sim's first line")
-        venue = Venue(int(first.split("listening on 127.0.0.1:", 1)[1].split(" ", 1)[0]),
-                      int(first.rsplit("127.0.0.1:", 1)[1]))
+        venue = Venue(*start_binance_venue(kids, log, "--speed", "3", "--loop", "--api-keys", keys, "--balances",
+                                           "USDT=500000,BTC=5"))
         table = InstrumentTable("binance")
         merge_instruments(table, instruments_from_exchange_info(venue.get("/api/v3/exchangeInfo"), "spot")[0])
         table.save(table_path)

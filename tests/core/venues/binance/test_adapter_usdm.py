@@ -10,7 +10,6 @@ soon filled.
 import contextlib
 import json
 import os
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -28,7 +27,7 @@ from ttquant.core.venues.binance.adapter import BinanceAdapter
 from ttquant.core.venues.binance.listen_key import ListenKeyStream
 from ttquant.core.venues.binance.signing import HmacSigner, signed_query
 
-from ttq_testing import SESSION_PREFIX, Children, wait_for
+from ttq_testing import SESSION_PREFIX, Children, start_binance_venue, wait_for
 
 KEY, SECRET = "simKey1", "simSecret1"
 S = OrderStatus
@@ -93,14 +92,8 @@ def venue(tmp_path_factory):
     log = root / "venue.log"
     kids = Children()
     try:
-        kids.start("-m", "ttquant.core.cli", "venue-sim", "binance", "--port", "0", "--rest-port", "0", "--speed", "3",
-                   "--loop", "--api-keys", keys, "--balances", "USDT=500000,BTC=5", stdout=log.open("wb"),
-                   stderr=subprocess.STDOUT)
-        first = wait_for(lambda: log.read_text().partition("\n")[1] and log.read_text().partition("\n")[0],
-                         timeout=30, interval=0.05, what="venue-sim's first line")
-        main_port = int(first.split("listening on 127.0.0.1:", 1)[1].split(" ", 1)[0])
-        rest_port = int(first.rsplit("127.0.0.1:", 1)[1])
-        venue = Venue(main_port, rest_port)
+        venue = Venue(*start_binance_venue(kids, log, "--speed", "3", "--loop", "--api-keys", keys, "--balances",
+                                           "USDT=500000,BTC=5"))
         wait_for(venue.futures_ready, timeout=30, interval=0.1, what="the venue's /fapi/v1/order")
         yield venue, root
         assert "Traceback" not in log.read_text(), log.read_text()

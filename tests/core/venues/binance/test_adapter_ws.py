@@ -10,7 +10,6 @@ is soon filled. The 429 and 418 tests come last: after them the venue refuses th
 import contextlib
 import json
 import os
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -32,7 +31,7 @@ from ttquant.core.venues.binance.server_time import ClockOffset
 from ttquant.core.venues.binance.signing import HmacSigner, signed_query
 from ttquant.core.venues.binance.wsapi import WsApiClient
 
-from ttq_testing import SESSION_PREFIX, Children, new_ed25519_signer, wait_for
+from ttq_testing import SESSION_PREFIX, Children, new_ed25519_signer, start_binance_venue, wait_for
 
 KEY, SECRET, ED_KEY = "simKey1", "simSecret1", "simEdKey1"
 ED_SIGNER = new_ed25519_signer()
@@ -85,14 +84,8 @@ def _running_venue(root, *options):
     log = root / "venue.log"
     kids = Children()
     try:
-        kids.start("-m", "ttquant.core.cli", "venue-sim", "binance", "--port", "0", "--rest-port", "0", "--speed", "3",
-                   "--loop", "--api-keys", keys, "--balances", "USDT=500000,BTC=5", *options, stdout=log.open("wb"),
-                   stderr=subprocess.STDOUT)
-        first = wait_for(lambda: log.read_text().partition("\n")[1] and log.read_text().partition("\n")[0],
-                         timeout=30, interval=0.05, what="venue-sim's first line")
-        main_port = int(first.split("listening on 127.0.0.1:", 1)[1].split(" ", 1)[0])
-        rest_port = int(first.rsplit("127.0.0.1:", 1)[1])
-        yield Venue(main_port, rest_port), root
+        yield Venue(*start_binance_venue(kids, log, "--speed", "3", "--loop", "--api-keys", keys, "--balances",
+                                         "USDT=500000,BTC=5", *options)), root
         assert "Traceback" not in log.read_text(), log.read_text()
     finally:
         kids.kill_all()
