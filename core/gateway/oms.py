@@ -90,7 +90,7 @@ class OrderBookKeeper:
         self.ids = ClientIds()                      # the highest client order id per strategy (C)
         self.fill_ids: set = set()                  # (strategy, client id, trade id) applied
         self.counts = {"illegal_transitions": 0, "stale_reports": 0, "duplicate_fills": 0,
-                       "unknown_reports": 0, "overfills": 0}
+                       "unknown_reports": 0, "overfills": 0, "amends_refused": 0}
 
     # -- orders in ------------------------------------------------------------------------------
     def take_id(self, strategy_id: int, client_order_id: int) -> int:
@@ -150,6 +150,11 @@ class OrderBookKeeper:
         if rep.venue_order_id:
             st.venue_order_id = rep.venue_order_id
         old = st.status
+        if rep.reject_code and rep.status != S.REJECTED and not rep.last_qty and st.amend_requested:
+            # the venue refused an amend: the order stays as it was; the strategy hears why, once
+            st.amend_requested = False
+            self.counts["amends_refused"] += 1
+            return self.report(st, rep, 0)
         if rep.status == S.ACCEPTED and rep.qty and old in (S.ACCEPTED, S.PARTIALLY_FILLED) \
                 and (rep.price, rep.qty) != (st.price, st.qty) and not rep.last_qty:
             return self._amended(st, rep)

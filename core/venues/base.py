@@ -59,7 +59,7 @@ class VenueReport:
     cum_qty: int = -1               # the venue's cumulative filled quantity; -1: not given
     fee: int = 0                    # account precision, quote asset
     liquidity: int = Liquidity.NONE
-    reject_code: int = 0
+    reject_code: int = 0            # on a status other than REJECTED: an amend of this order the venue refused
     ts_exchange: int = 0
     trade_id: int = 0               # the venue's id of a fill (0: none), so a fill is counted once
     price: int = 0                  # the order's price and quantity as the venue now has them

@@ -473,6 +473,10 @@ class BinanceAdapter(VenueAdapter):
         self._end_amend(key, old_id, replaced=False)
         self.counts["amends_refused"] += 1
         log.warning("amend %s/%s refused: %s; the order stays as the venue has it", *key, exc)
+        decided = exc.decision.reject_code if getattr(exc, "decision", None) is not None else RejectCode.NONE
+        code = RejectCode.RATE_LIMIT if isinstance(exc, RateLimited) else (decided or RejectCode.VENUE)
+        # a status other than REJECTED with a reject code: the amend refused, the order as it was (base.VenueReport)
+        self._report(VenueReport(*key, OrderStatus.ACCEPTED, reject_code=int(code)))
         if not isinstance(exc, (RateLimited, Halted)):     # refused for the order's state: say what it is now
             return self._ask_status(inst, key) if on_worker else self._queue.put(_Resolve(inst, key, False))
 

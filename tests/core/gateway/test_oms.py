@@ -175,3 +175,18 @@ def test_an_amend_ack_moves_the_order_and_its_reservation():
     assert oms.cancel_target(amend)[0] == RejectCode.BAD_FIELD  # an amend cannot turn a buy into a sell
     amend.side, amend.qty = Side.BUY, 3
     assert oms.cancel_target(amend)[0] == RejectCode.BAD_FIELD  # nor go below what has filled
+
+
+def test_an_amend_the_venue_refused_is_said_once_and_leaves_the_order_as_it_was():
+    oms = OrderBookKeeper()
+    st = new_order(oms, qty=10)
+    oms.apply(rep(S.ACCEPTED, price=100, qty=10))
+    oms.apply(rep(S.PARTIALLY_FILLED, last_qty=4, last_price=100, cum_qty=4, trade_id=1))
+    st.amend_requested = True                                   # the gateway sent an amend of it
+    out = oms.apply(rep(S.ACCEPTED, reject_code=RejectCode.BAD_PRICE))
+    assert (out.status, out.reject_code, out.price, out.qty, out.cum_qty) == (S.PARTIALLY_FILLED, RejectCode.BAD_PRICE,
+                                                                          100, 10, 4)
+    assert (st.status, st.price, st.qty, st.amend_requested) == (S.PARTIALLY_FILLED, 100, 10, False)
+    assert oms.counts["amends_refused"] == 1
+    # with no amend asked, a report like it changes nothing (said before, or not ours to say)
+    assert oms.apply(rep(S.ACCEPTED, reject_code=RejectCode.BAD_PRICE)) is None

@@ -99,3 +99,26 @@ def test_a_refused_amend_lets_the_old_orders_own_cancel_through(adapter):
     adapter._on_event(event(100, "CANCELED", "CANCELED", "0.003", "30000.00", "0.000", c="x2", C="t7-5"))
     (rep,) = adapter.poll()
     assert (rep.status, rep.venue_order_id) == (S.CANCELED, 100)
+
+
+def test_an_amend_the_venue_refuses_reaches_the_oms_as_refused_and_the_order_stays(adapter):
+    from ttquant.core.records import RejectCode
+    from ttquant.core.venues.binance.errors import classify
+    from ttquant.core.venues.binance.rest import OrderRejected
+    oms = OrderBookKeeper()
+    oms.add(Order(strategy_id=7, client_order_id=5, instrument_id=1, action=OrderAction.NEW, side=Side.BUY,
+                  order_type=OrderType.LIMIT, price=3000000, qty=3), 3000000)
+    adapter._report(VenueReport(*KEY, S.ACCEPTED, venue_order_id=100, price=3000000, qty=3, cum_qty=0))
+    adapter._begin_amend(KEY, 100)
+    oms.get(*KEY).amend_requested = True
+    # Binance's answer to a cancelReplace whose new order the filters refused: -2021, its data in the body
+    body = {"code": -2021, "msg": "Order cancel-replace partially failed.",
+            "data": {"cancelResult": "FAILURE", "newOrderResult": "NOT_ATTEMPTED",
+                     "cancelResponse": {"code": -2011, "msg": "Unknown order sent."}, "newOrderResponse": None}}
+    refused = OrderRejected("cancelReplace refused", classify(409, body, "spot"))
+    adapter._on_amend_answer(BTC, KEY, 100, 0, None, refused, on_worker=False)
+    reports = adapter.poll()
+    out = [er for er in map(oms.apply, reports) if er is not None]
+    assert [(er.status, er.price, er.qty) for er in out] == [(S.ACCEPTED, 3000000, 3), (S.ACCEPTED, 3000000, 3)]
+    assert out[-1].reject_code not in (0, RejectCode.NONE) and oms.get(*KEY).amend_requested is False
+    assert oms.counts["amends_refused"] == 1
