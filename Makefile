@@ -37,7 +37,7 @@ annotate: $(STAMP)
 	TTQ_CYTHON_ANNOTATE=1 TTQ_CYTHON_FORCE=1 $(PY) setup.py -q build_ext --inplace -j 2
 	@echo "annotated HTML: build/cython/**/*.html"
 
-# make demo VENUE_ADAPTER=binance: the gateway's Binance adapter instead of the sim one (spot only so far)
+# make demo VENUE_ADAPTER=binance: the gateway's Binance adapter instead of the sim one
 demo: build
 	$(VENV)/bin/ttquant demo $(if $(VENUE_ADAPTER),--adapter $(VENUE_ADAPTER))
 

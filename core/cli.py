@@ -784,7 +784,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--synthetic", action="store_true", help="the synthetic market even when captures exist")
     demo.add_argument("--adapter", default="sim", choices=["sim", "binance"],
                       help="the gateway's venue adapter (default sim); binance: signed orders to the simulated "
-                           "venue with a throwaway key, spot only so far (the strategy trades BTCUSDT spot)")
+                           "venue with a throwaway key, on the strategy's market (spot or USDT-M futures)")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -8,8 +8,8 @@
 With adapter "binance" the gateway trades through the Binance adapter instead, against the
 venue-sim's Binance order entry, signed with an ephemeral random HMAC key: the venue's copy and
 the gateway's credentials file are each a 0600 file in the demo's private directory, removed at
-the end. That adapter is spot-only so far, so the strategy trades BTCUSDT spot (spread_arb, whose
-second leg is the perpetual, is refused).
+the end. The strategy trades its own market (the USDT-M perpetual by default: signed REST and a listen
+key; spot: the WebSocket API); spread_arb, which trades both, is refused (a Binance gateway trades one).
 
 each its own process. Every second it prints the strategy's new orders, fills, canceled orders,
 rejects, position and PnL, all read from the exec ring; at the end a summary (what became of
@@ -51,7 +51,7 @@ STRATEGIES = {
                    {"qty": 0.002, "entry_bps": -3, "exit_bps": -3.5}),
 }
 # the gateway's adapter -> how the demo says it
-ADAPTERS = {"sim": "sim adapter", "binance": "Binance adapter, spot only so far: signed orders to the simulated venue"}
+ADAPTERS = {"sim": "sim adapter", "binance": "Binance adapter: signed orders to the simulated venue"}
 # the demo's limits, put over the package's example risk file (core/daemon/examples/risk.toml)
 RISK = {
     "max_order_age_ms": 1000, "fat_finger_pct": 2.0, "max_notional": 100000, "max_open_orders": 50,
@@ -102,9 +102,10 @@ POST_ONLY_CROSS = ("post-only would cross", "A post-only order may only rest on 
                    "strategy quotes again on its next tick.")
 # the markets the demo runs, named as md.toml names them
 MARKET_LABELS = {MarketType.SPOT: "spot", MarketType.LINEAR_PERPETUAL: "usdm-perp"}
-# Binance refuses a LIMIT_MAKER that would take with -2010, which the Binance adapter maps to BAD_PRICE
+# Binance refuses a post-only order that would take (spot -2010, futures GTX -5022): the adapter says BAD_PRICE
 BINANCE_POST_ONLY_CROSS = (POST_ONLY_CROSS[0], POST_ONLY_CROSS[1] + " (Binance says -2010 \"Order would immediately "
-                           "match and take.\", which the Binance adapter reports as BAD_PRICE.)")
+                           "match and take.\" on spot, -5022 on futures, which the Binance adapter reports as "
+                           "BAD_PRICE.)")
 
 
 def _reject_reason(code: int, order_type: int, adapter: str = "sim") -> tuple[str, str, str]:
@@ -207,9 +208,10 @@ def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = 
         out(f"demo: unknown adapter {adapter!r} ({', '.join(ADAPTERS)})")
         return 2
     if adapter == "binance" and "market" not in STRATEGIES[strategy][1]:
-        out(f"demo: {strategy} trades spot against the USDT-M perpetual; the Binance adapter is spot-only so far "
+        out(f"demo: {strategy} trades spot against the USDT-M perpetual; a Binance gateway trades one market "
             f"(choose another strategy, or --adapter sim)")
         return 2
+    market = STRATEGIES[strategy][1].get("market", "usdm")
     source = "synthetic" if synthetic else "btcusdt"
     if not synthetic and not (sample_data_dir() / "binance" / "spot_btcusdt_20240808.gz").exists():
         out(f"demo: no captures at {sample_data_dir()} (TTQ_SAMPLE_DATA): using the synthetic market instead")
@@ -238,8 +240,11 @@ def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = 
                 return 1
             rest_port = int(where[2].split()[0])
             gateway_adapter = {"kind": "binance", "environment": "custom", "rest_url": f"http://127.0.0.1:{rest_port}",
-                               "market": "spot", "credentials": "./binance.toml"}
-            gateway_adapter["ws_api_url"] = f"ws://127.0.0.1:{port}/ws-api/v3"     # order entry: the WebSocket API
+                               "market": market, "credentials": "./binance.toml"}
+            if market == "spot":        # order entry and user data: the WebSocket API
+                gateway_adapter["ws_api_url"] = f"ws://127.0.0.1:{port}/ws-api/v3"
+            else:                       # signed REST, user data over a listen key
+                gateway_adapter.update(order_entry="rest", user_stream_url=f"ws://127.0.0.1:{port}/ws")
         else:
             gateway_adapter = {"kind": "sim", "http_url": f"http://127.0.0.1:{port}"}
         # every file from the package's example config, with the demo's values put over it
@@ -257,8 +262,6 @@ def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = 
                                   stdout=subprocess.DEVNULL, stderr=open(f"{d}/gateway.log", "w"),
                                   env={"TTQ_GATEWAY_TRACE": f"{d}/gateway_trace.npy"})
         class_path, params = STRATEGIES[strategy]
-        if adapter == "binance":
-            params = {**params, "market": "spot"}
         _write(f"{d}/strategy.toml", "strategy", {
             "name": strategy.replace("_", "-"), "strategy_id": 7, "class": class_path,
             "venues": {"binance": {"rings": name}}, "params": {"market": None, "qty": None, **params},
@@ -290,7 +293,9 @@ def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = 
         out(f"demo: md, gateway ({ADAPTERS[adapter]}) and strategy {strategy} running on /ttq.{name}.*; "
             f"{seconds:.0f} s")
         if adapter == "binance":
-            out("  (the Binance adapter is spot-only so far: the strategy trades BTCUSDT spot)")
+            how = ("spot: WebSocket API and its user data" if market == "spot"
+                   else "USDT-M futures: signed REST, user data over a listen key")
+            out(f"  (the Binance adapter on BTCUSDT {how})")
         out("  (orders: new orders the strategy sent; canceled: orders a cancel took off the book; "
             "rejects: new orders and cancels refused)")
         portfolio = Portfolio(fee_precision=8)

@@ -91,11 +91,12 @@ def test_the_demo_with_the_binance_adapter_trades_spot_with_a_key_of_its_own_the
     out, fields = _run(children, "--seconds", "12", "--speed", "4", "--adapter", "binance", "--strategy", "ema_cross",
                        env={"TMPDIR": str(tmp_path)}, while_running=look_at_the_key)
     assert fields["events"] > 1000 and fields["orders"] > 2 and fields["fills"] > 0, out[-3000:]
-    assert "Binance adapter, spot only so far" in out and "the strategy trades BTCUSDT spot" in out
+    # ema_cross trades the perpetual: the Binance adapter on USDT-M futures, its user data over a listen key
+    assert "the Binance adapter on BTCUSDT USDT-M futures: signed REST, user data over a listen key" in out
     assert "strategy exit 0, gateway exit 0" in out
     _one_count(out, fields)
-    assert re.search(r"^BTCUSDT spot: position (0|[+-]0\.\d+), ", out, re.M), out[-3000:]
-    assert "usdm-perp" not in out
+    assert re.search(r"^BTCUSDT usdm-perp: position (0|[+-]0\.\d+), ", out, re.M), out[-3000:]
+    assert "BTCUSDT spot:" not in out
     # a key made up for this run, 0600 on both sides, never printed, gone with the demo's directory
     assert {name: mode for name, (mode, _) in key_files.items()} == {"venue-keys": 0o600, "binance.toml": 0o600}
     api_key, kind, secret = key_files["venue-keys"][1].split()
@@ -108,7 +109,7 @@ def test_the_binance_adapter_demo_refuses_a_strategy_with_a_perpetual_leg(childr
     proc = children.start("-m", "ttquant.core.cli", "demo", "--adapter", "binance", "--strategy", "spread_arb",
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 2 and "spot-only" in out.decode(), out
+    assert proc.returncode == 2 and "a Binance gateway trades one market" in out.decode(), out
 
 
 def _report(cid, status, order_type=OrderType.POST_ONLY, code=0, last_qty=0):
