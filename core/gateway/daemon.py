@@ -25,6 +25,7 @@ refused, the old limits stay); SIGTERM flushes the journal and exits 0. The serv
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -125,6 +126,8 @@ class Gateway(OrderPath, Daemon):
         self.intake = OrderIntake(self.risk, self.oms.ids, self.ticks)
         if self.adapter is None:
             self.adapter = adapter_class(cfg.adapter.kind).open(cfg, runner)
+        self.limits = self._within_venue_rate(self.limits)
+        self.risk.apply_limits(self.limits)
         self.init_order_path(self.table, self.risk, self.oms, self.intake, self.journal, self.adapter, self.exec)
         self.telemetry = GatewayTelemetry(cfg.ring_name, cfg.venue, cfg.shm_group)
         self.order_age = self.telemetry.order_age
@@ -339,11 +342,27 @@ class Gateway(OrderPath, Daemon):
             log.error("risk reload refused, the old limits stay: %s", exc)
             self._journal_reload(False, str(exc))
             return False
+        limits = self._within_venue_rate(limits)
         self.risk.apply_limits(limits)
         self.limits = limits
         log.info("risk limits reloaded from %s", self.cfg.risk_file)
         self._journal_reload(True, None)
         return True
+
+    def _within_venue_rate(self, limits):
+        """The risk file's order rate, no more than the venue's own limits let this account send (the adapter's
+        order_rate: Binance's exchangeInfo), so the gateway refuses (RATE_LIMIT) before the venue would 429."""
+        venue = self.adapter.order_rate() if self.adapter is not None else None
+        if venue is None:
+            return limits
+        rate, burst = venue
+        if limits.orders_per_s and limits.orders_per_s <= rate:
+            return limits
+        capped = dataclasses.replace(limits, orders_per_s=rate,
+                                     burst=min(limits.burst, burst) if limits.burst else max(burst, 1.0))
+        log.info("order rate %s/s (burst %s) from the risk file is over what the venue allows: %.2f/s, burst %.0f",
+                 limits.orders_per_s or "unlimited", limits.burst or "-", capped.orders_per_s, capped.burst)
+        return capped
 
     def _journal_reload(self, accepted, error):
         """The reload into the order journal (the shipper's audit_log), with the file's sha256 as read now."""

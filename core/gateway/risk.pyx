@@ -90,7 +90,7 @@ cdef class RiskEngine:
         self.max_open_orders = limits.max_open_orders
         self.max_open_orders_per_strategy = limits.max_open_orders_per_strategy
         self.bucket.rate, self.bucket.burst = limits.orders_per_s, limits.burst
-        if first:
+        if first or self.bucket.tokens > limits.burst:     # a lower burst holds at once, not after the next refill
             self.bucket.tokens = limits.burst
         self.strategy_rate, self.strategy_burst = limits.strategy_orders_per_s, limits.strategy_burst
         for k in range(self.n_strat):

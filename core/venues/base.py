@@ -117,6 +117,11 @@ class VenueAdapter(abc.ABC):
         default)."""
         return True
 
+    def order_rate(self) -> tuple[float, float] | None:
+        """(orders per second, burst) the venue's own limits allow this account, for the gateway's token bucket
+        (it takes the lower of this and the risk file's); None when the venue says nothing of it."""
+        return None
+
     def reachable(self) -> bool:
         """True when the venue answers (the gateway waits for it before reconciling)."""
         return True

@@ -291,6 +291,11 @@ class BinanceAdapter(VenueAdapter):
             out.append(self._reports.popleft())
         return out
 
+    def order_rate(self) -> tuple[float, float] | None:
+        """From exchangeInfo's ORDERS and REQUEST_WEIGHT limits (RateLimits.order_rate), kept under its safety share."""
+        rate, burst = self.rest.limits.order_rate()
+        return None if rate == float("inf") or rate <= 0 else (rate, burst)
+
     @property
     def halted(self) -> str | None:
         return self.rest.limits.halted

@@ -166,6 +166,27 @@ def test_an_order_on_a_market_the_adapter_does_not_trade_never_reaches_the_venue
         s.close()
 
 
+def test_the_gateway_sends_no_faster_than_the_venues_own_order_limit(children, venue, tmp_path):
+    """The risk file allows 1000 orders/s; the venue (its exchangeInfo) 20 per 10 s: the gateway's token
+    bucket takes the venue's, so a burst is refused by the gateway (RATE_LIMIT) and the venue never says 429."""
+    s = BinanceStack(children, venue, tmp_path, venue_args=("--orders-10s", "20"))
+    try:
+        s.wait_ready()
+        assert "is over what the venue allows" in s.gateway_log()
+        bid, _ = s.touch(s.spot)
+        price = bid * 97 // 100 // s.spot.tick_size * s.spot.tick_size     # an IOC there expires at once
+        sent = [s.order(s.spot, Side.BUY, price, order_type=OrderType.IOC) for _ in range(30)]
+        ends = [final(s, o.client_order_id) for o in sent]
+        refused = [r for r in ends if r.status == S.REJECTED]
+        assert {r.reject_code for r in refused} == {RejectCode.RATE_LIMIT}, ends
+        placed = [x for x in s.venue_record()["orders"] if x["clientOrderId"].startswith(f"t{SID}-")]
+        # what the venue took is what the gateway let through, all within the venue's limit: nothing met a 429
+        assert len(placed) == len(ends) - len(refused) and 0 < len(placed) <= 20, (len(placed), len(refused))
+        assert all(x["status"] == "EXPIRED" for x in placed)
+    finally:
+        s.close()
+
+
 def _journal_fills(path):
     j = OrderJournal(str(path), "binance")
     try:
