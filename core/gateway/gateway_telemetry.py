@@ -4,7 +4,8 @@ age of each order when the gateway took it, observed as it is taken.
 
     orders_total / rejects_total{code,reason} / fills_total       by strategy
     sent_total, reports_total, reconciled_fills_total, ...         the gateway's own
-    open_orders, kill_switch, strategies                            gauges
+    open_orders, kill_switch, strategies, venue_halted              gauges (venue_halted: the adapter stopped
+                                                                    order entry, e.g. Binance's 418)
     position_limit_ratio{instrument}                                by strategy ("all": the instrument's limit)
     order_age_seconds                                               ts_created -> taken by the gateway
 """
@@ -28,7 +29,7 @@ class GatewayTelemetry:
     def __init__(self, rings: str, venue: str, group=None):
         self.writer = TelemetryWriter(rings, "gateway", "gateway", labels={"exchange": venue}, groups=256, group=group)
         self.own = self.writer.counters([f"{k}_total" for k in OWN])
-        self.state = self.writer.gauges(["open_orders", "kill_switch", "strategies"])
+        self.state = self.writer.gauges(["open_orders", "kill_switch", "strategies", "venue_halted"])
         self.order_age = self.writer.histogram("order_age_seconds")
         self.strategies: dict[int, tuple] = {}          # strategy id -> (counts, rejects by code)
         self.ratios: dict[tuple, object] = {}           # (strategy id, instrument id) -> gauge
@@ -61,7 +62,8 @@ class GatewayTelemetry:
         names = names()
         counts = path.counts
         self.own[:] = [counts.get(k, 0) for k in OWN]
-        self.state[:] = (path.risk.open_order_count, 1 if path.risk.kill_switch else 0, len(names))
+        self.state[:] = (path.risk.open_order_count, 1 if path.risk.kill_switch else 0, len(names),
+                         1 if path.adapter.halted else 0)
         for sid, (orders, _rejects, fills) in path.by_strategy.items():
             got = self._strategy(sid, names)
             if got is not None:

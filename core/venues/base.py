@@ -117,6 +117,11 @@ class VenueAdapter(abc.ABC):
         default)."""
         return True
 
+    @property
+    def halted(self) -> str | None:
+        """Why the venue stopped this account's order entry until an operator acts (Binance's 418), or None."""
+        return None
+
     def order_rate(self) -> tuple[float, float] | None:
         """(orders per second, burst) the venue's own limits allow this account, for the gateway's token bucket
         (it takes the lower of this and the risk file's); None when the venue says nothing of it."""

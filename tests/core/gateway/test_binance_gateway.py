@@ -187,6 +187,39 @@ def test_the_gateway_sends_no_faster_than_the_venues_own_order_limit(children, v
         s.close()
 
 
+def test_a_418_stops_order_entry_and_the_gateway_says_so_for_the_alert(children, venue, tmp_path):
+    """The venue bans the account's IP (418): that order is rejected, every later one too without a request
+    to the venue, the log says it at ERROR, and the gateway's telemetry raises venue_halted (the alert's)."""
+    import urllib.request
+
+    from ttquant.core.rings.names import telemetry_segment
+    from ttquant.core.telemetry.telemetry import read_telemetry
+
+    def venue_halted():
+        series = read_telemetry(telemetry_segment(venue, "gateway"))["series"]
+        return next(x["value"] for x in series if x["name"] == "venue_halted")
+
+    s = BinanceStack(children, venue, tmp_path)
+    try:
+        s.wait_ready()
+        wait_for(lambda: venue_halted() == 0, timeout=10, what="the gateway's telemetry")
+        bid, _ = s.touch(s.spot)
+        urllib.request.urlopen(f"http://127.0.0.1:{s.port}/_sim/fault?kind=ban&seconds=120", timeout=10).read()
+        first = s.order(s.spot, Side.BUY, bid * 97 // 100 // s.spot.tick_size * s.spot.tick_size,
+                        order_type=OrderType.IOC)
+        assert final(s, first.client_order_id).status == S.REJECTED
+        later = s.order(s.spot, Side.BUY, bid * 97 // 100 // s.spot.tick_size * s.spot.tick_size,
+                        order_type=OrderType.IOC)
+        r = final(s, later.client_order_id)
+        assert (r.status, r.reject_code) == (S.REJECTED, RejectCode.VENUE_UNAVAILABLE), r
+        wait_for(lambda: venue_halted() == 1, timeout=10, what="venue_halted in the gateway's telemetry")
+        assert "ERROR" in s.gateway_log() and "418" in s.gateway_log()
+        mine = [x for x in s.venue_record()["orders"] if x["clientOrderId"].startswith(f"t{SID}-")]
+        assert mine == []                   # banned: the venue placed nothing
+    finally:
+        s.close()
+
+
 def _journal_fills(path):
     j = OrderJournal(str(path), "binance")
     try:
