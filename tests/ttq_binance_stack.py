@@ -60,10 +60,10 @@ class BinanceStack(TradingStack):
     """TradingStack whose gateway trades through the Binance adapter against the venue's signed REST."""
 
     def __init__(self, children, venue, tmp_path, key_type="hmac", balances="USDT=100000,BTC=2",
-                 order_entry=None, venue_args=(), **kwargs):
+                 order_entry=None, venue_args=(), market="spot", **kwargs):
         if key_type not in ("hmac", "ed25519"):
             raise ValueError(f"key_type: hmac or ed25519, got {key_type!r}")
-        self.key_type, self.order_entry = key_type, order_entry
+        self.key_type, self.order_entry, self.market = key_type, order_entry, market
         self.api_key = new_api_key()
         self.keys_path = tmp_path / "venue-keys"            # the venue's side: what it checks signatures with
         self.credentials_path = tmp_path / "binance.toml"   # the gateway's side, beside its config
@@ -87,8 +87,11 @@ class BinanceStack(TradingStack):
     def adapter_table(self) -> dict:
         assert self.rest_port, "the venue-sim named no REST order entry port"
         table = {"kind": "binance", "environment": "custom", "rest_url": f"http://127.0.0.1:{self.rest_port}",
-                 "market": "spot", "credentials": "./binance.toml"}
-        table["ws_api_url"] = f"ws://127.0.0.1:{self.port}/ws-api/v3"     # the WebSocket API: the venue's main port
+                 "market": self.market, "credentials": "./binance.toml"}
+        if self.market == "spot":       # the WebSocket API: the venue's main port
+            table["ws_api_url"] = f"ws://127.0.0.1:{self.port}/ws-api/v3"
+        else:                           # USDT-M: signed REST, user data over a listen key on the main port
+            table.update(order_entry="rest", user_stream_url=f"ws://127.0.0.1:{self.port}/ws")
         if self.order_entry is not None:
             table["order_entry"] = self.order_entry
         return table

@@ -333,6 +333,68 @@ def test_sigkill_mid_run_then_restart_places_nothing_twice_and_loses_no_fill(chi
         s.close()
 
 
+def test_sigkill_on_futures_places_nothing_twice_and_loses_no_fill(children, venue, tmp_path):
+    """The same on USDT-M futures (signed REST, user data over a listen key): SIGKILLed twice while orders
+    rest and take; the venue's own record and the journal agree, the position too."""
+    rng = random.Random(20261206)
+    s = BinanceStack(children, venue, tmp_path, speed="8", market="usdm")
+    try:
+        s.wait_ready()
+        inst, tick = s.perp, s.perp.tick_size
+        start, kills, cids = time.monotonic(), [4.0, 8.0], []
+        while time.monotonic() - start < 11:
+            if kills and time.monotonic() - start > kills[0]:
+                kills.pop(0)
+                s.gateway.send_signal(signal.SIGKILL)
+                s.gateway.wait(timeout=10)
+                s.start_gateway()
+                s.wait_ready(timeout=60)
+            bid, ask = s.touch(inst)
+            side = rng.choice((Side.BUY, Side.SELL))
+            if rng.random() < 0.6:                           # rests at the touch: the replayed book fills it later
+                o = s.order(inst, side, bid if side == Side.BUY else ask, qty="0.002")
+            else:                                            # takes now
+                o = s.order(inst, side, ask + 500 * tick if side == Side.BUY else bid - 500 * tick, qty="0.002",
+                            order_type=OrderType.IOC)
+            cids.append(o.client_order_id)
+            s.drain()
+            time.sleep(0.25)
+        s.cancel(0, inst=inst, action=OrderAction.CANCEL_ALL)
+        ours = lambda: [o for o in s.venue_record()["orders"]           # noqa: E731
+                        if o["market"] == "usdm" and o["clientOrderId"].startswith(f"t{SID}-")]
+        wait_for(lambda: all(o["status"] in ("FILLED", "CANCELED", "EXPIRED") for o in ours()), timeout=30,
+                 what="every futures order of the strategy closed on the venue")
+        s.gateway.send_signal(signal.SIGKILL)               # and once more, then started: reconciled at start
+        s.gateway.wait(timeout=10)
+        s.start_gateway()
+        s.wait_ready(timeout=60)
+        time.sleep(0.5)
+        s.drain()
+        record = s.venue_record()
+        placed = ours()
+        assert len(placed) == len({o["clientOrderId"] for o in placed}) and \
+            {o["clientOrderId"] for o in placed} <= {cid_text(c) for c in cids}
+        client_of = {o["orderId"]: o["clientOrderId"] for o in placed}
+        trades = {t["id"]: t for t in record["trades"] if t["market"] == "usdm" and t["orderId"] in client_of}
+        assert len(trades) > 5 and any(t["isMaker"] for t in trades.values()), len(trades)
+        last = {cid_text(r.client_order_id): r for r in s.reports
+                if r.strategy_id == SID and r.status not in (S.POSITION, S.SYNCED)}
+        venue_status = {"FILLED": S.FILLED, "CANCELED": S.CANCELED, "EXPIRED": S.EXPIRED}
+        for o in placed:
+            r = last[o["clientOrderId"]]
+            assert (r.status, r.cum_qty) == (venue_status[o["status"]], inst.qty_to_raw(o["executedQty"])), (o, r)
+        fills = fills_of(s.reports)
+        assert {f.trade_id for f in fills} == set(trades)
+        once = {f.trade_id: f for f in fills}.values()
+        sides = {o["orderId"]: 1 if o["side"] == "BUY" else -1 for o in placed}
+        assert sum(f.last_qty if f.side == Side.BUY else -f.last_qty for f in once) == \
+            sum(inst.qty_to_raw(t["qty"]) * sides[t["orderId"]] for t in trades.values())
+        assert s.stop_gateway() == 0
+        assert sorted(r.trade_id for r in _journal_fills(s.dir / "orders.journal")) == sorted(trades)
+    finally:
+        s.close()
+
+
 def _logged_balances(log):
     """{asset: raw} from the gateway's last 'balances from the venue:' line."""
     line = [x for x in log.splitlines() if "balances from the venue:" in x][-1]
