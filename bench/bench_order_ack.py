@@ -40,6 +40,7 @@ from picows import WSListener, WSMsgType, ws_connect
 from ttquant.core.instruments import InstrumentTable
 from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
 from ttquant.core.records import Order, OrderAction, OrderStatus, OrderType, Side
+from ttquant.core.rings.names import exec_ring
 from ttquant.core.venues.binance.credentials import load_api_credentials
 from ttquant.core.venues.binance.rate_limits import RateLimits
 from ttquant.core.venues.binance.rest import BinanceRest, order_params
@@ -356,7 +357,7 @@ def test_order_ack_through_the_gateway(benchmark, tmp_path, venue, peer_results)
             # 3 % under the bid: within the risk's fat-finger band (5 %), and an IOC there expires at once
             price = bid * 97 // 100 // stack.spot.tick_size * stack.spot.tick_size
             stack.exec.close()              # from here on: what the gateway publishes after now
-            stack.exec = type(stack.exec)(f"/ttq.{venue}.exec", start="latest")
+            stack.exec = type(stack.exec)(exec_ring(venue), start="latest")
             _gateway_round_trips(stack, WARMUP, price)
             got = samples[mode] = []
             if mode == "ws":
