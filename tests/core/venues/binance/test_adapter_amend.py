@@ -6,10 +6,8 @@ the replaced order's cancel never reported as ours, and the gateway's OMS left w
 price and quantity, as the venue has it.
 """
 import contextlib
-import json
 import os
 import time
-import urllib.request
 from decimal import Decimal
 
 import pytest
@@ -19,38 +17,14 @@ from ttquant.core.gateway.config import GatewayConfig
 from ttquant.core.gateway.oms import OrderBookKeeper
 from ttquant.core.instruments import InstrumentTable, instruments_path
 from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
-from ttquant.core.records import Order, OrderAction, OrderStatus, OrderType, Side
+from ttquant.core.records import OrderStatus, OrderType, Side
 from ttquant.core.venues.binance.adapter import BinanceAdapter
 
+from ttq_binance import KEY, SECRET, AdapterRunner, SimBinance, amend, cancel, new_order
 from ttq_testing import SESSION_PREFIX, Children, start_binance_venue, wait_for
 
-KEY, SECRET = "simKey1", "simSecret1"
 S = OrderStatus
 QTY = Decimal("0.002")
-
-
-class Runner:
-    def wait_for(self, what, fn, hint=None):
-        return wait_for(lambda: fn(), timeout=30, interval=0.05, what=what)
-
-
-class Venue:
-    def __init__(self, main_port, rest_port):
-        self.base = f"http://127.0.0.1:{rest_port}"
-        self.ws_url = f"ws://127.0.0.1:{main_port}/ws-api/v3"
-
-    def get(self, path, **params):
-        query = "&".join(f"{k}={v}" for k, v in params.items())
-        with urllib.request.urlopen(f"{self.base}{path}?{query}", timeout=10) as resp:
-            return json.loads(resp.read())
-
-    def orders_with(self, client_order_id):
-        return [o for o in self.get("/_sim/binance/orders")["orders"] if o["clientOrderId"] == client_order_id
-                and o.get("market", "spot") == "spot"]
-
-    def top(self):
-        body = self.get("/api/v3/depth", symbol="BTCUSDT", limit=5)
-        return Decimal(body["bids"][0][0]), Decimal(body["asks"][0][0])
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +40,7 @@ def adapters(tmp_path_factory):
     table_path = instruments_path(rings)
     opened = {}
     try:
-        venue = Venue(*start_binance_venue(kids, log, "--speed", "3", "--loop", "--api-keys", keys, "--balances",
+        venue = SimBinance(*start_binance_venue(kids, log, "--speed", "3", "--loop", "--api-keys", keys, "--balances",
                                            "USDT=500000,BTC=5"))
         table = InstrumentTable("binance")
         merge_instruments(table, instruments_from_exchange_info(venue.get("/api/v3/exchangeInfo"), "spot")[0])
@@ -80,7 +54,7 @@ def adapters(tmp_path_factory):
                                             "ws_api_url": venue.ws_url, "order_entry": entry,
                                             "credentials": "./binance.toml"}},
                                GatewayConfig, str(root / "gateway.toml"), instance="binance")
-            opened[entry] = BinanceAdapter.open(cfg, Runner())
+            opened[entry] = BinanceAdapter.open(cfg, AdapterRunner())
         assert opened["ws"].ws.connected and opened["rest"].ws is None
         yield venue, table.by_symbol("BTCUSDT"), opened
         assert "Traceback" not in log.read_text(), log.read_text()
@@ -90,22 +64,6 @@ def adapters(tmp_path_factory):
         kids.kill_all()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(table_path)
-
-
-def new_order(inst, strategy, cid, side, price, qty=QTY, kind=OrderType.LIMIT):
-    return Order(ts_created=time.time_ns(), strategy_id=strategy, client_order_id=cid, instrument_id=inst.instrument_id,
-                 action=OrderAction.NEW, side=side, order_type=kind, price=inst.price_to_raw(price),
-                 qty=inst.qty_to_raw(qty))
-
-
-def amend(inst, strategy, cid, side, price, qty):
-    return Order(ts_created=time.time_ns(), strategy_id=strategy, client_order_id=cid + 1000, target_order_id=cid,
-                 instrument_id=inst.instrument_id, action=OrderAction.AMEND, side=side, order_type=OrderType.LIMIT,
-                 price=inst.price_to_raw(price), qty=inst.qty_to_raw(qty))
-
-
-def cancel(strategy, cid):
-    return Order(ts_created=time.time_ns(), strategy_id=strategy, action=OrderAction.CANCEL, target_order_id=cid)
 
 
 def poll_until(adapter, got, key, done, what, timeout=20):
@@ -125,7 +83,7 @@ def test_a_spot_amend_replaces_the_order_and_reports_it_as_ours_at_its_new_price
     adapter = opened[entry]
     got = []
     bid, _ = venue.top()
-    order = new_order(inst, strategy, 1, Side.BUY, bid - 300, kind=kind)
+    order = new_order(inst, strategy, 1, Side.BUY, bid - 300, QTY, kind=kind)
     assert adapter.send(order)
     key = (strategy, 1)
     poll_until(adapter, got, key, lambda g: any(r.status == S.ACCEPTED for r in g), "accepted")

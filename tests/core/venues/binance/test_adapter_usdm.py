@@ -8,7 +8,6 @@ The capture replays at speed 3 and loops, so the book moves and an order resting
 soon filled.
 """
 import contextlib
-import json
 import os
 import time
 import urllib.error
@@ -22,65 +21,27 @@ from ttquant.core.gateway.config import GatewayConfig
 from ttquant.core.gateway.oms import OrderBookKeeper
 from ttquant.core.instruments import InstrumentTable, MarketType, instruments_path
 from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
-from ttquant.core.records import Order, OrderAction, OrderStatus, OrderType, RejectCode, Side
+from ttquant.core.records import OrderStatus, OrderType, RejectCode, Side
 from ttquant.core.venues.binance.adapter import BinanceAdapter
 from ttquant.core.venues.binance.listen_key import ListenKeyStream
-from ttquant.core.venues.binance.signing import HmacSigner, signed_query
+from ttquant.core.venues.binance.signing import HmacSigner
 
+from ttq_binance import (
+    KEY,
+    SECRET,
+    AdapterReports,
+    AdapterRunner,
+    SimBinance,
+    amend,
+    as_the_oms_applies,
+    cancel,
+    cancel_resting,
+    new_order,
+    rest_both_sides,
+)
 from ttq_testing import SESSION_PREFIX, Children, start_binance_venue, wait_for
 
-KEY, SECRET = "simKey1", "simSecret1"
 S = OrderStatus
-
-
-class Runner:
-    def wait_for(self, what, fn, hint=None):
-        return wait_for(lambda: fn(), timeout=30, interval=0.05, what=what)
-
-
-class Venue:
-    def __init__(self, main_port, rest_port):
-        self.main, self.base = f"http://127.0.0.1:{main_port}", f"http://127.0.0.1:{rest_port}"
-        self.stream_url = f"ws://127.0.0.1:{main_port}/ws"
-
-    def get(self, path, **params):
-        query = "&".join(f"{k}={v}" for k, v in params.items())
-        with urllib.request.urlopen(f"{self.base}{path}?{query}", timeout=10) as resp:
-            return json.loads(resp.read())
-
-    def signed(self, method, path, **params):
-        query = signed_query(HmacSigner(SECRET), list(params.items()), int(time.time() * 1000))
-        req = urllib.request.Request(f"{self.base}{path}?{query}", method=method, headers={"X-MBX-APIKEY": KEY})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())
-
-    def fault(self, kind, **params):
-        return self.get("/_sim/fault", kind=kind, **params)
-
-    def record(self):
-        return self.get("/_sim/binance/orders")
-
-    def orders_with(self, client_order_id):
-        return [o for o in self.record()["orders"] if o["clientOrderId"] == client_order_id
-                and o.get("market") == "usdm"]
-
-    def trades_of(self, *client_order_ids):
-        ids = {o["orderId"] for cid in client_order_ids for o in self.orders_with(cid)}
-        return [t for t in self.record()["trades"] if t.get("market") == "usdm" and t["orderId"] in ids]
-
-    def top(self):
-        body = self.get("/fapi/v1/depth", symbol="BTCUSDT", limit=5)
-        return Decimal(body["bids"][0][0]), Decimal(body["asks"][0][0])
-
-    def futures_ready(self):
-        """The venue's futures order entry answers (a GET /fapi/v1/order without a key: refused, not 404)."""
-        try:
-            self.get("/fapi/v1/order", symbol="BTCUSDT")
-        except urllib.error.HTTPError as exc:
-            return exc.code != 404
-        except OSError:
-            return False
-        return True
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +53,8 @@ def venue(tmp_path_factory):
     log = root / "venue.log"
     kids = Children()
     try:
-        venue = Venue(*start_binance_venue(kids, log, "--speed", "3", "--loop", "--api-keys", keys, "--balances",
-                                           "USDT=500000,BTC=5"))
+        venue = SimBinance(*start_binance_venue(kids, log, "--speed", "3", "--loop", "--api-keys", keys, "--balances",
+                                                "USDT=500000,BTC=5"), market="usdm")
         wait_for(venue.futures_ready, timeout=30, interval=0.1, what="the venue's /fapi/v1/order")
         yield venue, root
         assert "Traceback" not in log.read_text(), log.read_text()
@@ -119,7 +80,7 @@ def stack(venue):
                                         "market": "usdm", "order_entry": "rest",
                                         "user_stream_url": venue.stream_url, "credentials": "./binance.toml"}},
                            GatewayConfig, str(root / "gateway.toml"), instance="binance")
-        adapter = BinanceAdapter.open(cfg, Runner())
+        adapter = BinanceAdapter.open(cfg, AdapterRunner())
         assert adapter.ws is None and isinstance(adapter.stream, ListenKeyStream) and adapter.stream.connected
         yield venue, table.by_symbol("BTCUSDT", MarketType.LINEAR_PERPETUAL), adapter
     finally:
@@ -132,65 +93,6 @@ def stack(venue):
 def lot(price, notional=Decimal(150)):
     """The smallest quantity over the venue's minimum notional at this price (0.001 BTC steps)."""
     return (notional / price).quantize(Decimal("0.001"), rounding=ROUND_CEILING)
-
-
-def new_order(inst, strategy, cid, side, price, qty, kind=OrderType.LIMIT, reduce_only=0):
-    return Order(ts_created=time.time_ns(), strategy_id=strategy, client_order_id=cid, instrument_id=inst.instrument_id,
-                 action=OrderAction.NEW, side=side, order_type=kind, price=inst.price_to_raw(price) if price else 0,
-                 qty=inst.qty_to_raw(qty), reduce_only=reduce_only)
-
-
-def cancel(strategy, cid):
-    return Order(ts_created=time.time_ns(), strategy_id=strategy, action=OrderAction.CANCEL, target_order_id=cid)
-
-
-def amend(inst, strategy, cid, side, price, qty):
-    return Order(ts_created=time.time_ns(), strategy_id=strategy, client_order_id=cid + 1000, target_order_id=cid,
-                 instrument_id=inst.instrument_id, action=OrderAction.AMEND, side=side, order_type=OrderType.LIMIT,
-                 price=inst.price_to_raw(price), qty=inst.qty_to_raw(qty))
-
-
-class Reports:
-    """Everything the adapter reported in a test, by order."""
-
-    def __init__(self, adapter):
-        self.adapter, self.all = adapter, []
-
-    def until(self, done, timeout=20, what="reports"):
-        def check():
-            self.all.extend(self.adapter.poll())
-            return done(self)
-        wait_for(check, timeout=timeout, interval=0.005, what=f"{what}; so far {self.all}")
-
-    def of(self, strategy, cid):
-        return [r for r in self.all if (r.strategy_id, r.client_order_id) == (strategy, cid)]
-
-    def status(self, strategy, cid):
-        """The order's state by what was reported, as the OMS would take it (fills decide by quantity)."""
-        reps = self.of(strategy, cid)
-        qty = max((r.qty for r in reps), default=0)
-        if qty and sum(r.last_qty for r in reps) >= qty:
-            return S.FILLED
-        ended = [r.status for r in reps if r.status in (S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED)]
-        return ended[-1] if ended else (reps[-1].status if reps else None)
-
-    def fills(self, strategy, cid):
-        return [r for r in self.of(strategy, cid) if r.last_qty]
-
-
-def as_the_oms_applies(orders, reports, venue, inst):
-    """The gateway's OMS fed the orders and every report: each order's filled quantity is the venue's."""
-    oms = OrderBookKeeper()
-    for order in orders:
-        oms.add(order, order.price)
-    for rep in reports:
-        oms.apply(rep)
-    for order in orders:
-        (on_venue,) = venue.orders_with(f"t{order.strategy_id}-{order.client_order_id}")
-        st = oms.get(order.strategy_id, order.client_order_id)
-        assert st.cum_qty == inst.qty_to_raw(Decimal(on_venue["executedQty"])), (st, on_venue)
-    assert oms.counts["overfills"] == 0 and oms.counts["duplicate_fills"] == 0
-    return oms
 
 
 def assert_fills_are_the_venues(got, venue, inst, strategy, cids):
@@ -207,7 +109,7 @@ def assert_fills_are_the_venues(got, venue, inst, strategy, cids):
 
 def test_every_futures_order_type_ends_as_the_venue_says(stack):
     venue, inst, adapter = stack
-    got = Reports(adapter)
+    got = AdapterReports(adapter)
     bid, ask = venue.top()
     qty = lot(ask)
     orders = {
@@ -246,31 +148,13 @@ def test_every_futures_order_type_ends_as_the_venue_says(stack):
     assert adapter.stream_balances()["USDT"] > 0 and adapter.balances()["USDT"] > 0
 
 
-def _rest_both_sides(venue, inst, adapter, got, strategy):
-    """A buy at the best bid and a sell at the best ask, both resting; the book's next move fills one."""
-    bid, ask = venue.top()
-    qty = lot(ask)
-    orders = [new_order(inst, strategy, 1, Side.BUY, bid, qty), new_order(inst, strategy, 2, Side.SELL, ask, qty)]
-    for order in orders:
-        assert adapter.send(order)
-    got.until(lambda g: g.of(strategy, 1) and g.of(strategy, 2), what="both acknowledged")
-    return orders
-
-
-def _cancel_rest(adapter, got, strategy):
-    for cid in (1, 2):
-        if got.status(strategy, cid) not in (S.FILLED, S.CANCELED):
-            adapter.send(cancel(strategy, cid))
-    got.until(lambda g: all(g.status(strategy, c) in (S.FILLED, S.CANCELED) for c in (1, 2)), what="both ended")
-
-
 def test_a_resting_order_filled_by_the_book_comes_through_the_listen_key_stream_once(stack):
     venue, inst, adapter = stack
-    got = Reports(adapter)
+    got = AdapterReports(adapter)
     streamed, polled = adapter.user_data.counts["reports"], adapter.counts["polled_fills"]
-    orders = _rest_both_sides(venue, inst, adapter, got, 41)
+    orders = rest_both_sides(venue, inst, adapter, got, 41, lot(venue.top()[1]))
     got.until(lambda g: g.fills(41, 1) or g.fills(41, 2), timeout=60, what="a fill as the book moves")
-    _cancel_rest(adapter, got, 41)
+    cancel_resting(adapter, got, 41)
     time.sleep(0.3)
     got.all.extend(adapter.poll())
     trades = assert_fills_are_the_venues(got, venue, inst, 41, [1, 2])
@@ -282,11 +166,11 @@ def test_a_resting_order_filled_by_the_book_comes_through_the_listen_key_stream_
 def test_an_expired_listen_key_is_made_again_and_a_fill_in_the_gap_reported_once(stack, monkeypatch):
     venue, inst, adapter = stack
     monkeypatch.setattr(adapter, "fill_poll_s", 60.0)     # the reconnect's reconciliation, not the poll, finds it
-    got = Reports(adapter)
+    got = AdapterReports(adapter)
     stream = adapter.stream
     gaps, gap_fills = adapter.counts["gap_reconciles"], adapter.counts["gap_fills"]
     made, expired = stream.counts["keys_created"], stream.counts["keys_expired"]
-    orders = _rest_both_sides(venue, inst, adapter, got, 42)
+    orders = rest_both_sides(venue, inst, adapter, got, 42, lot(venue.top()[1]))
     assert adapter.settle()
     adapter.rest.limits.back_off(15)      # nothing reconnects (nor polls) during a back-off: a gap for sure
     try:
@@ -303,7 +187,7 @@ def test_an_expired_listen_key_is_made_again_and_a_fill_in_the_gap_reported_once
     wait_for(lambda: adapter.counts["gap_reconciles"] > gaps, timeout=20, what="the gap reconciled")
     got.until(lambda g: g.fills(42, 1) or g.fills(42, 2), what="the missed fill")
     assert adapter.counts["gap_fills"] > gap_fills
-    _cancel_rest(adapter, got, 42)
+    cancel_resting(adapter, got, 42)
     time.sleep(0.3)
     got.all.extend(adapter.poll())
     assert_fills_are_the_venues(got, venue, inst, 42, [1, 2])
@@ -312,7 +196,7 @@ def test_an_expired_listen_key_is_made_again_and_a_fill_in_the_gap_reported_once
 
 def test_a_futures_amend_is_a_modify_confirmed_with_the_new_price_and_quantity(stack):
     venue, inst, adapter = stack
-    got = Reports(adapter)
+    got = AdapterReports(adapter)
     bid, ask = venue.top()
     qty = lot(ask)
     order = new_order(inst, 43, 1, Side.BUY, bid - 600, qty)
@@ -364,7 +248,7 @@ def test_the_listen_key_is_kept_alive_and_made_again_when_its_stream_is_closed(v
 
 def test_reconciliation_asks_the_futures_endpoints(stack):
     venue, inst, adapter = stack
-    got = Reports(adapter)
+    got = AdapterReports(adapter)
     since_ns = time.time_ns() - 60 * 10**9
     bid, ask = venue.top()
     qty = lot(ask)

@@ -8,71 +8,44 @@ The capture replays at speed 3 and loops, so the book moves and a resting order 
 is soon filled. The 429 and 418 tests come last: after them the venue refuses this test's IP.
 """
 import contextlib
-import json
 import os
 import time
-import urllib.error
-import urllib.request
 from decimal import Decimal
 
 import pytest
 
 from ttquant.core.daemon.config import parse_config
 from ttquant.core.gateway.config import GatewayConfig
-from ttquant.core.gateway.oms import OrderBookKeeper
 from ttquant.core.instruments import InstrumentTable, instruments_path
 from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
-from ttquant.core.records import Order, OrderAction, OrderStatus, OrderType, RejectCode, Side
+from ttquant.core.records import OrderStatus, OrderType, RejectCode, Side
 from ttquant.core.venues.binance.adapter import BinanceAdapter
 from ttquant.core.venues.binance.credentials import ApiCredentials
 from ttquant.core.venues.binance.rate_limits import RateLimits
 from ttquant.core.venues.binance.rest import RateLimited
 from ttquant.core.venues.binance.server_time import ClockOffset
-from ttquant.core.venues.binance.signing import HmacSigner, signed_query
+from ttquant.core.venues.binance.signing import HmacSigner
 from ttquant.core.venues.binance.wsapi import WsApiClient
 
+from ttq_binance import (
+    KEY,
+    SECRET,
+    AdapterReports,
+    AdapterRunner,
+    SimBinance,
+    as_the_oms_applies,
+    cancel,
+    cancel_resting,
+    new_order,
+    rest_both_sides,
+)
 from ttq_testing import SESSION_PREFIX, Children, new_ed25519_signer, start_binance_venue, wait_for
 
-KEY, SECRET, ED_KEY = "simKey1", "simSecret1", "simEdKey1"
+ED_KEY = "simEdKey1"
 ED_SIGNER = new_ed25519_signer()
 S = OrderStatus
 QTY = Decimal("0.001")
 STRICT_WEIGHT = 400                 # strict_venue's request weight a minute
-
-
-class Runner:
-    def wait_for(self, what, fn, hint=None):
-        return wait_for(lambda: fn(), timeout=30, interval=0.05, what=what)
-
-
-class Venue:
-    def __init__(self, main_port, rest_port):
-        self.main, self.base = f"http://127.0.0.1:{main_port}", f"http://127.0.0.1:{rest_port}"
-        self.ws_url = f"ws://127.0.0.1:{main_port}/ws-api/v3"
-
-    def get(self, path, **params):
-        query = "&".join(f"{k}={v}" for k, v in params.items())
-        with urllib.request.urlopen(f"{self.base}{path}?{query}", timeout=10) as resp:
-            return json.loads(resp.read())
-
-    def signed(self, method, path, **params):
-        query = signed_query(HmacSigner(SECRET), list(params.items()), int(time.time() * 1000))
-        req = urllib.request.Request(f"{self.base}{path}?{query}", method=method, headers={"X-MBX-APIKEY": KEY})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read()), resp.headers
-
-    def fault(self, kind, **params):
-        return self.get("/_sim/fault", kind=kind, **params)
-
-    def record(self):
-        return self.get("/_sim/binance/orders")
-
-    def orders_with(self, client_order_id):
-        return [o for o in self.record()["orders"] if o["clientOrderId"] == client_order_id]
-
-    def top(self):
-        body = self.get("/api/v3/depth", symbol="BTCUSDT", limit=5)
-        return Decimal(body["bids"][0][0]), Decimal(body["asks"][0][0])
 
 
 @contextlib.contextmanager
@@ -84,7 +57,7 @@ def _running_venue(root, *options):
     log = root / "venue.log"
     kids = Children()
     try:
-        yield Venue(*start_binance_venue(kids, log, "--speed", "3", "--loop", "--api-keys", keys, "--balances",
+        yield SimBinance(*start_binance_venue(kids, log, "--speed", "3", "--loop", "--api-keys", keys, "--balances",
                                          "USDT=500000,BTC=5", *options)), root
         assert "Traceback" not in log.read_text(), log.read_text()
     finally:
@@ -123,7 +96,7 @@ def stack(venue):
                                         "ws_api_url": venue.ws_url, "credentials": "./binance.toml"}},
                            GatewayConfig, str(root / "gateway.toml"), instance="binance")
         assert cfg.adapter.order_entry == "ws"
-        adapter = BinanceAdapter.open(cfg, Runner())
+        adapter = BinanceAdapter.open(cfg, AdapterRunner())
         assert adapter.ws is not None and adapter.ws.connected and adapter.ws.subscription_id is not None
         yield venue, table.by_symbol("BTCUSDT"), adapter
     finally:
@@ -131,45 +104,6 @@ def stack(venue):
             adapter.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(table_path)
-
-
-def new_order(inst, strategy, cid, side, price, qty=QTY, kind=OrderType.LIMIT):
-    return Order(ts_created=time.time_ns(), strategy_id=strategy, client_order_id=cid, instrument_id=inst.instrument_id,
-                 action=OrderAction.NEW, side=side, order_type=kind, price=inst.price_to_raw(price),
-                 qty=inst.qty_to_raw(qty))
-
-
-def cancel(strategy, cid):
-    return Order(ts_created=time.time_ns(), strategy_id=strategy, action=OrderAction.CANCEL, target_order_id=cid)
-
-
-class Reports:
-    """Everything the adapter reported in a test, by order."""
-
-    def __init__(self, adapter):
-        self.adapter, self.all = adapter, []
-
-    def until(self, done, timeout=20, what="reports"):
-        def check():
-            self.all.extend(self.adapter.poll())
-            return done(self)
-        wait_for(check, timeout=timeout, interval=0.005, what=f"{what}; so far {self.all}")
-
-    def of(self, strategy, cid):
-        return [r for r in self.all if (r.strategy_id, r.client_order_id) == (strategy, cid)]
-
-    def status(self, strategy, cid):
-        """The order's state by what was reported, as the OMS would take it (fills decide by quantity)."""
-        reps = self.of(strategy, cid)
-        qty = max((r.qty for r in reps), default=0)
-        if qty and sum(r.last_qty for r in reps) >= qty:
-            return S.FILLED
-        states = [r.status for r in reps]
-        ended = [s for s in states if s in (S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED)]
-        return ended[-1] if ended else (states[-1] if states else None)
-
-    def fills(self, strategy, cid):
-        return [r for r in self.of(strategy, cid) if r.last_qty]
 
 
 def test_wsapi_client_round_trips_with_an_hmac_and_an_ed25519_key(venue):
@@ -208,12 +142,12 @@ def _states(events, cid):
 
 def test_orders_go_over_the_websocket_api_and_the_answers_come_back_by_poll(stack):
     venue, inst, adapter = stack
-    got = Reports(adapter)
+    got = AdapterReports(adapter)
     bid, _ = venue.top()
     assert adapter.settle()
     rest_before, ws_before = adapter.rest.requests_sent, adapter.ws.requests_sent
     t0 = time.perf_counter()
-    assert adapter.send(new_order(inst, 3, 1, Side.BUY, bid - 200))
+    assert adapter.send(new_order(inst, 3, 1, Side.BUY, bid - 200, QTY))
     took = time.perf_counter() - t0
     got.until(lambda g: g.status(3, 1) == S.ACCEPTED)
     assert adapter.settle()
@@ -229,7 +163,7 @@ def test_orders_go_over_the_websocket_api_and_the_answers_come_back_by_poll(stac
 
 def test_a_marketable_ioc_reports_each_fill_once_with_the_venues_trade_ids(stack):
     venue, inst, adapter = stack
-    got = Reports(adapter)
+    got = AdapterReports(adapter)
     _, ask = venue.top()
     dups = adapter.counts["duplicate_fills"]
     assert adapter.send(new_order(inst, 6, 20, Side.BUY, ask + 20, Decimal("0.05"), OrderType.IOC))
@@ -247,56 +181,22 @@ def test_a_marketable_ioc_reports_each_fill_once_with_the_venues_trade_ids(stack
     assert len(got.fills(6, 20)) == len(trades)
 
 
-def _rest_both_sides(venue, inst, adapter, got, strategy):
-    """A buy at the best bid and a sell at the best ask, both resting; the book's next move fills one."""
-    bid, ask = venue.top()
-    orders = [new_order(inst, strategy, 1, Side.BUY, bid), new_order(inst, strategy, 2, Side.SELL, ask)]
-    for order in orders:
-        assert adapter.send(order)
-    got.until(lambda g: g.of(strategy, 1) and g.of(strategy, 2), what="both acknowledged")
-    return orders
-
-
-def _as_the_oms_applies(orders, reports, venue, inst):
-    """The gateway's OMS fed the orders and every report: each order's filled quantity is the venue's."""
-    oms = OrderBookKeeper()
-    for order in orders:
-        oms.add(order, order.price)
-    for rep in reports:
-        oms.apply(rep)
-    for order in orders:
-        (on_venue,) = venue.orders_with(f"t{order.strategy_id}-{order.client_order_id}")
-        st = oms.get(order.strategy_id, order.client_order_id)
-        assert st.cum_qty == inst.qty_to_raw(Decimal(on_venue["executedQty"])), (st, on_venue)
-    assert oms.counts["overfills"] == 0 and oms.counts["duplicate_fills"] == 0
-    return oms
-
-
 def _trades_of(venue, strategy):
-    ids = {o["orderId"]: o["clientOrderId"] for o in venue.record()["orders"]
-           if o["clientOrderId"] in (f"t{strategy}-1", f"t{strategy}-2")}
-    return [t for t in venue.record()["trades"] if t["orderId"] in ids]
-
-
-def _cancel_rest(adapter, got, strategy):
-    for cid in (1, 2):
-        if got.status(strategy, cid) not in (S.FILLED, S.CANCELED):
-            adapter.send(cancel(strategy, cid))
-    got.until(lambda g: all(g.status(strategy, c) in (S.FILLED, S.CANCELED) for c in (1, 2)), what="both ended")
+    return venue.trades_of(f"t{strategy}-1", f"t{strategy}-2")
 
 
 def test_a_resting_order_filled_later_is_reported_from_the_user_stream_once(stack):
     venue, inst, adapter = stack
-    got = Reports(adapter)
-    orders = _rest_both_sides(venue, inst, adapter, got, 11)
+    got = AdapterReports(adapter)
+    orders = rest_both_sides(venue, inst, adapter, got, 11, QTY)
     got.until(lambda g: g.fills(11, 1) or g.fills(11, 2), timeout=60, what="a fill as the book moves")
-    _cancel_rest(adapter, got, 11)
+    cancel_resting(adapter, got, 11)
     time.sleep(0.3)                         # anything reported twice would have come by now
     got.all.extend(adapter.poll())
     trades = _trades_of(venue, 11)
     fills = got.fills(11, 1) + got.fills(11, 2)
     assert trades and sorted(f.trade_id for f in fills) == sorted(t["id"] for t in trades)
-    _as_the_oms_applies(orders, got.all, venue, inst)
+    as_the_oms_applies(orders, got.all, venue, inst)
     assert adapter.user_data.counts["reports"] > 0 and adapter.stream_balances()["BTC"] > 0
 
 
@@ -306,33 +206,33 @@ def test_without_the_user_stream_a_resting_orders_fill_is_polled_for_not_left_to
                         "adapter": {"kind": "binance", "environment": "custom", "rest_url": venue.base,
                                     "order_entry": "rest", "credentials": "./binance.toml"}},
                        GatewayConfig, str(root / "gateway.toml"), instance="binance")
-    adapter = BinanceAdapter.open(cfg, Runner())
+    adapter = BinanceAdapter.open(cfg, AdapterRunner())
     try:
         adapter.fill_poll_s = 0.3
         assert adapter.ws is None
-        got = Reports(adapter)
-        orders = _rest_both_sides(venue, inst, adapter, got, 21)
+        got = AdapterReports(adapter)
+        orders = rest_both_sides(venue, inst, adapter, got, 21, QTY)
         # no cancel, no reconciliation: only the worker's poll can tell of a fill while both rest
         got.until(lambda g: g.fills(21, 1) or g.fills(21, 2), timeout=60, what="a polled fill as the book moves")
         assert adapter.counts["polled_fills"] > 0
-        _cancel_rest(adapter, got, 21)
+        cancel_resting(adapter, got, 21)
         time.sleep(1.0)                     # two more polls: anything reported twice would have come by now
         got.all.extend(adapter.poll())
         trades = _trades_of(venue, 21)
         fills = got.fills(21, 1) + got.fills(21, 2)
         assert trades and sorted(f.trade_id for f in fills) == sorted(t["id"] for t in trades)
-        _as_the_oms_applies(orders, got.all, venue, inst)
+        as_the_oms_applies(orders, got.all, venue, inst)
     finally:
         adapter.close()
 
 
 def test_a_dropped_order_request_is_resolved_by_status_and_never_placed_twice(stack):
     venue, inst, adapter = stack
-    got = Reports(adapter)
+    got = AdapterReports(adapter)
     bid, _ = venue.top()
     unknown = adapter.counts["unknown_results"]
     venue.fault("order_drop", count=1)
-    assert adapter.send(new_order(inst, 12, 1, Side.BUY, bid - 300))
+    assert adapter.send(new_order(inst, 12, 1, Side.BUY, bid - 300, QTY))
     wait_for(lambda: adapter.counts["unknown_results"] == unknown + 1, timeout=10, what="the unknown result")
     got.until(lambda g: g.status(12, 1) == S.ACCEPTED and g.of(12, 1)[-1].venue_order_id)
     assert adapter.settle()
@@ -345,9 +245,9 @@ def test_a_dropped_order_request_is_resolved_by_status_and_never_placed_twice(st
 
 def test_a_fill_while_the_user_stream_was_down_is_reported_once_after_the_reconnect(stack):
     venue, inst, adapter = stack
-    got = Reports(adapter)
+    got = AdapterReports(adapter)
     gaps, gap_fills = adapter.counts["gap_reconciles"], adapter.counts["gap_fills"]
-    orders = _rest_both_sides(venue, inst, adapter, got, 13)
+    orders = rest_both_sides(venue, inst, adapter, got, 13, QTY)
     assert adapter.settle()
     adapter.rest.limits.back_off(12)      # the client waits out a back-off before it reconnects: a gap for sure
     try:
@@ -363,22 +263,22 @@ def test_a_fill_while_the_user_stream_was_down_is_reported_once_after_the_reconn
     wait_for(lambda: adapter.counts["gap_reconciles"] > gaps, timeout=20, what="the gap reconciled")
     got.until(lambda g: g.fills(13, 1) or g.fills(13, 2), what="the missed fill")
     assert adapter.counts["gap_fills"] > gap_fills
-    _cancel_rest(adapter, got, 13)
+    cancel_resting(adapter, got, 13)
     time.sleep(0.3)
     got.all.extend(adapter.poll())
     trades = _trades_of(venue, 13)
     fills = got.fills(13, 1) + got.fills(13, 2)
     assert sorted(f.trade_id for f in fills) == sorted(t["id"] for t in trades)
-    _as_the_oms_applies(orders, got.all, venue, inst)
+    as_the_oms_applies(orders, got.all, venue, inst)
 
 
 def test_a_5xx_that_was_not_executed_is_asked_for_and_reported_rejected_never_resent(stack, monkeypatch):
     venue, inst, adapter = stack
-    got = Reports(adapter)
+    got = AdapterReports(adapter)
     bid, _ = venue.top()
     monkeypatch.setattr(adapter, "unknown_wait_s", 0.02)
     venue.fault("order_5xx", count=1, executed=0)
-    assert adapter.send(new_order(inst, 15, 1, Side.BUY, bid - 300))
+    assert adapter.send(new_order(inst, 15, 1, Side.BUY, bid - 300, QTY))
     got.until(lambda g: g.status(15, 1) == S.REJECTED)
     assert got.of(15, 1)[-1].reject_code == RejectCode.VENUE_UNAVAILABLE and not venue.orders_with("t15-1")
     assert adapter.counts["unknown_unresolved"] >= 1 and adapter.ws.connected
@@ -386,11 +286,11 @@ def test_a_5xx_that_was_not_executed_is_asked_for_and_reported_rejected_never_re
 
 def test_a_venue_clock_that_jumps_ahead_is_measured_again_and_the_order_sent_once_more(stack):
     venue, inst, adapter = stack
-    got = Reports(adapter)
+    got = AdapterReports(adapter)
     bid, _ = venue.top()
     venue.fault("clock_skew", ms=9000)          # beyond recvWindow (5000 ms): the next order is -1021
     try:
-        assert adapter.send(new_order(inst, 16, 1, Side.BUY, bid - 300))
+        assert adapter.send(new_order(inst, 16, 1, Side.BUY, bid - 300, QTY))
         got.until(lambda g: g.status(16, 1) == S.ACCEPTED)
         assert 8000 < adapter.rest.clock.offset_ms - time.time() * 1000 + time.monotonic() * 1000 < 10000
         assert len(venue.orders_with("t16-1")) == 1
@@ -411,7 +311,7 @@ def test_a_429_on_the_websocket_api_backs_off_and_sends_nothing_meanwhile(strict
         if server_ms % 60_000 > 50_000:    # the venue's minute window must not roll over while it fills up
             time.sleep((60_000 - server_ms % 60_000) / 1000 + 0.2)
         while True:                         # the venue's weight (one counter per IP) to just below its limit
-            _, headers = venue.signed("GET", "/api/v3/account")
+            _, headers = venue.signed_with_headers("GET", "/api/v3/account")
             if int(headers["X-MBX-USED-WEIGHT-1M"]) + 20 > STRICT_WEIGHT:    # one more account.status is over
                 break
         with pytest.raises(RateLimited) as err:
@@ -434,16 +334,16 @@ def test_a_418_halts_the_adapter(strict_venue, stack):
                        GatewayConfig, str(root / "gateway.toml"), instance="binance")
     (root / "binance.toml").write_text(f'api_key = "{KEY}"\nsecret = "{SECRET}"\n')
     (root / "binance.toml").chmod(0o600)
-    adapter = BinanceAdapter.open(cfg, Runner())
+    adapter = BinanceAdapter.open(cfg, AdapterRunner())
     try:
-        got = Reports(adapter)
+        got = AdapterReports(adapter)
         bid = Decimal(30000)                # the venue refuses this IP: no book asked
         venue.fault("ban", seconds=60)
-        assert adapter.send(new_order(inst, 14, 1, Side.BUY, bid))
+        assert adapter.send(new_order(inst, 14, 1, Side.BUY, bid, QTY))
         got.until(lambda g: g.status(14, 1) == S.REJECTED)
         assert got.of(14, 1)[-1].reject_code == RejectCode.VENUE_UNAVAILABLE
         assert adapter.halted is not None and "418" in adapter.halted
-        assert adapter.send(new_order(inst, 14, 2, Side.BUY, bid)) is False
+        assert adapter.send(new_order(inst, 14, 2, Side.BUY, bid, QTY)) is False
         assert not venue.orders_with("t14-1")
     finally:
         adapter.close()
