@@ -508,21 +508,8 @@ class BinanceAdapter(VenueAdapter):
     def _resolve_amend(self, inst, key, old_id, filled):
         """A cancelReplace whose answer never came: the order by our client id is the new one when it took place
         (Binance answers with the latest order of that id), else the old one as it is now."""
-        body = None
         try:
-            for attempt in range(self.unknown_tries):
-                if attempt:
-                    time.sleep(self.unknown_wait_s)
-                try:
-                    with self._lock:
-                        body = self.rest.order_status(inst.symbol, *key)
-                except BinanceRestError as exc:
-                    log.warning("amend %s/%s: the order could not be asked (%s)", *key, type(exc).__name__)
-                    if isinstance(exc, Halted):
-                        break
-                    continue
-                if body is not None:
-                    break
+            body = self._status_after_unknown(inst, key, "amend")
             if body is None:
                 return log.warning("amend %s/%s: the venue does not show the order", *key)
             new_id = int(body["orderId"])
@@ -692,8 +679,9 @@ class BinanceAdapter(VenueAdapter):
         log.log(logging.WARNING if missed else logging.INFO, "user data gap from %d ms reconciled: %d fills the "
                 "stream missed, %d orders asked", start_ms, missed, asked)
 
-    def _resolve(self, inst, key):
-        """An order whose result is unknown: what the venue has, asked by client order id; never resent."""
+    def _status_after_unknown(self, inst, key, what: str):
+        """The order by our client order id, asked a few times while the venue may not show it yet (-2013);
+        None when it never did (or order entry halted)."""
         for attempt in range(self.unknown_tries):
             if attempt:
                 time.sleep(self.unknown_wait_s)
@@ -701,12 +689,19 @@ class BinanceAdapter(VenueAdapter):
                 with self._lock:
                     body = self.rest.order_status(inst.symbol, *key)
             except BinanceRestError as exc:
-                log.warning("order %s/%s: its status could not be asked (%s)", *key, type(exc).__name__)
+                log.warning("%s %s/%s: its status could not be asked (%s)", what, *key, type(exc).__name__)
                 if isinstance(exc, Halted):
-                    break
+                    return None
                 continue
             if body is not None:
-                return self._reports_of(body, inst, key)
+                return body
+        return None
+
+    def _resolve(self, inst, key):
+        """An order whose result is unknown: what the venue has, asked by client order id; never resent."""
+        body = self._status_after_unknown(inst, key, "order")
+        if body is not None:
+            return self._reports_of(body, inst, key)
         self.counts["unknown_unresolved"] += 1
         log.warning("order %s/%s: the venue does not show it after %d asks; reported rejected (reconciliation "
                     "cancels it if it appears)", *key, self.unknown_tries)
