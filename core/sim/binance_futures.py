@@ -657,13 +657,7 @@ class BinanceFuturesOrders(BinanceOrderEntry):
         sym = self._symbol(params)
         self._refresh(sym, now_ms)
         inst = self.table[sym.instrument_id]
-        bounds = {}
-        for name in ("orderId", "startTime", "endTime", "fromId", "limit"):
-            value = params.get(name)
-            if value:
-                if not value.isdigit():
-                    raise _mandatory(name)
-                bounds[name] = int(value)
+        bounds = self._trade_bounds(params)
         limit = min(bounds.get("limit", 500), 1000)
         out = []
         for index, f in enumerate(self.matcher.fills):

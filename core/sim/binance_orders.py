@@ -502,6 +502,18 @@ class BinanceOrderEntry:
     def _after_reports(self, now_ms: int, reports: list):
         """After the events of a change: what the account tells (its balances, positions)."""
 
+    @staticmethod
+    def _trade_bounds(params) -> dict[str, int]:
+        """myTrades' / userTrades' orderId, startTime, endTime, fromId, limit as given (each an integer)."""
+        bounds = {}
+        for name in ("orderId", "startTime", "endTime", "fromId", "limit"):
+            value = params.get(name)
+            if value:
+                if not value.isdigit():
+                    raise _mandatory(name)
+                bounds[name] = int(value)
+        return bounds
+
     # -- symbols and the book ------------------------------------------------------------------------
     def _symbol(self, params, required=True) -> _Symbol | None:
         name = params.get("symbol", "")
@@ -979,13 +991,7 @@ class BinanceSpotOrders(BinanceOrderEntry):
         sym = self._symbol(params)
         self._refresh(sym, now_ms)
         inst = self.table[sym.instrument_id]
-        bounds = {}
-        for name in ("orderId", "startTime", "endTime", "fromId", "limit"):
-            value = params.get(name)
-            if value:
-                if not value.isdigit():
-                    raise _mandatory(name)
-                bounds[name] = int(value)
+        bounds = self._trade_bounds(params)
         limit = min(bounds.get("limit", 500), 1000)
         out = []
         for f in self.matcher.fills:
