@@ -6,14 +6,9 @@
              up to `max_sleep_s` (a sleeping loop still answers within ~0.3 ms)
 
 Hybrid is the default: two cores must carry many processes (DESIGN.md §2).
-
-share_gil: a loop whose process has threads of its own that must run soon (a venue adapter's io
-thread) yields the GIL on every spinning pass (os.sched_yield releases it): a Python loop spinning
-on the GIL would otherwise hold those threads off for the interpreter's switch interval, 5 ms.
 """
 from __future__ import annotations
 
-import os
 import time
 
 __all__ = ["HybridWait", "WAIT_MODES"]
@@ -24,14 +19,13 @@ WAIT_MODES = ("spin", "hybrid")
 class HybridWait:
     def __init__(self, mode: str = "hybrid", spin_polls: int = 2_000, rounds_per_pass: int = 1,
                  min_sleep_s: float = 50e-6, max_sleep_s: float = 250e-6, futex_timeout_s: float = 250e-6,
-                 sleep=time.sleep, share_gil: bool = False, yield_gil=os.sched_yield):
+                 sleep=time.sleep):
         if mode not in WAIT_MODES:
             raise ValueError(f"wait mode {mode!r}: one of {', '.join(WAIT_MODES)}")
         self.mode, self.spin_polls, self.rounds = mode, spin_polls, rounds_per_pass
         self.min_sleep_s, self.max_sleep_s = min_sleep_s, max_sleep_s
         self.futex_timeout_s = futex_timeout_s     # bounds the sleep so timers and housekeeping run
         self._sleep = sleep
-        self._yield = yield_gil if share_gil else None
         self._idle = 0
         self._sleep_s = min_sleep_s
         self.sleeps = 0                 # times it slept (futex or timer), for tests and status
@@ -46,8 +40,6 @@ class HybridWait:
         the wait itself took work."""
         self._idle += self.rounds
         if self.mode == "spin" or self._idle <= self.spin_polls:
-            if self._yield is not None:
-                self._yield()           # the GIL to a thread that waits for it, at once
             return False
         self.sleeps += 1
         if futex_wait is not None:

@@ -404,8 +404,7 @@ class Gateway(OrderPath, Daemon):
         if os.environ.get("TTQ_GATEWAY_TRACE"):
             self.intake.start_trace()   # (strategy, client id, created, taken, checked) per new order
         self.notify.ready(self.status_text())
-        wait = HybridWait(cfg.loop.wait, cfg.loop.spin_polls, POLL_ROUNDS,
-                          share_gil=getattr(self.adapter, "threaded", False))
+        wait = HybridWait(cfg.loop.wait, cfg.loop.spin_polls, POLL_ROUNDS)
         self.runner.loop(self.step, wait, futex_wait=self._futex_wait, gc=cfg.loop.gc)
         return 0
 

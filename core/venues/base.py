@@ -76,8 +76,6 @@ class VenueReport:
 
 class VenueAdapter(abc.ABC):
     name = "venue"
-    # does its venue I/O on threads of its own: the gateway's spinning loop then yields the GIL each pass
-    threaded = False
 
     @classmethod
     def open(cls, cfg, runner) -> VenueAdapter:

@@ -154,7 +154,6 @@ class _Gap:
 
 class BinanceAdapter(VenueAdapter):
     name = "binance"
-    threaded = False             # the REST worker and the WebSocket API's io thread: the gateway shares the GIL
 
     def __init__(self, rest: BinanceRest, table: InstrumentTable, market: str = "spot",
                  clock_refresh_s: float = CLOCK_REFRESH_S, unknown_tries: int = UNKNOWN_TRIES,

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -253,38 +252,6 @@ def test_hybrid_spins_then_sleeps_doubling_and_work_resets_it():
     for _ in range(1000):
         spin.idle()
     assert len(slept) == n                                                    # spin never sleeps
-
-
-def test_a_loop_that_shares_the_gil_yields_it_on_every_spinning_pass_only():
-    yields, slept = [], []
-    w = HybridWait("hybrid", spin_polls=3, sleep=slept.append, share_gil=True, yield_gil=lambda: yields.append(1))
-    for _ in range(5):
-        w.idle()
-    assert (len(yields), len(slept)) == (3, 2)          # three spinning passes yielded; the sleeps need not
-    assert HybridWait("spin", share_gil=False, yield_gil=lambda: pytest.fail("not asked")).idle() is False
-
-
-def _passes_until_a_woken_thread_runs(share_gil: bool) -> int:
-    """A thread woken while the loop spins: how many passes of the loop before it has run."""
-    go, done = threading.Event(), []
-    t = threading.Thread(target=lambda: (go.wait(), done.append(1)))
-    t.start()
-    w = HybridWait("spin", share_gil=share_gil)
-    time.sleep(0.05)                                    # the thread is asleep on the event
-    go.set()
-    passes = 0
-    while not done:
-        w.idle()
-        passes += 1
-    t.join()
-    return passes
-
-
-def test_a_thread_of_the_process_runs_at_once_when_the_spinning_loop_shares_the_gil():
-    # without it the thread waits for the interpreter's switch interval (5 ms) of passes
-    shared = sorted(_passes_until_a_woken_thread_runs(True) for _ in range(5))[2]
-    held = sorted(_passes_until_a_woken_thread_runs(False) for _ in range(5))[2]
-    assert shared * 10 < held, (shared, held)
 
 
 def test_hybrid_sleeps_on_a_futex_when_given_one():
