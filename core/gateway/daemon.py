@@ -257,7 +257,7 @@ class Gateway(OrderPath, Daemon):
                 continue
             owner = entry[len(prefix):]
             try:
-                reader = SpscReader(name, RecordType.ORDER)
+                reader = SpscReader(name, RecordType.ORDER, wait="sleep" if self._no_spin() else None)
             except Exception as exc:        # a ring being created, or another reader's: try later
                 log.debug("order ring %s not taken yet: %s", name, exc)
                 self._retry_discover = True
@@ -404,9 +404,15 @@ class Gateway(OrderPath, Daemon):
         if os.environ.get("TTQ_GATEWAY_TRACE"):
             self.intake.start_trace()   # (strategy, client id, created, taken, checked) per new order
         self.notify.ready(self.status_text())
-        wait = HybridWait(cfg.loop.wait, cfg.loop.spin_polls, POLL_ROUNDS)
+        wait = HybridWait(cfg.loop.wait, 0 if self._no_spin() else cfg.loop.spin_polls, POLL_ROUNDS)
         self.runner.loop(self.step, wait, futex_wait=self._futex_wait, gc=cfg.loop.gc)
         return 0
+
+    def _no_spin(self) -> bool:
+        """An adapter with threads of its own (Binance's io threads) needs the GIL a spinning loop holds: the
+        loop then sleeps on the ring's futex at once (an order still wakes it at once). Spinning, the io
+        thread got the GIL only at the loop's next blocking call: order round trips of 100-200 ms."""
+        return bool(getattr(self.adapter, "threaded", False))
 
     def _futex_wait(self):
         """With one strategy, asleep on its ring's futex: its next order wakes us at once (the

@@ -76,6 +76,8 @@ class VenueReport:
 
 class VenueAdapter(abc.ABC):
     name = "venue"
+    # does its venue I/O on threads of its own: the gateway's loop must not spin holding the GIL
+    threaded = False
 
     @classmethod
     def open(cls, cfg, runner) -> VenueAdapter:

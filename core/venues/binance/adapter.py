@@ -154,6 +154,7 @@ class _Gap:
 
 class BinanceAdapter(VenueAdapter):
     name = "binance"
+    threaded = True             # the REST worker and the io threads: the gateway must leave them the GIL
 
     def __init__(self, rest: BinanceRest, table: InstrumentTable, market: str = "spot",
                  clock_refresh_s: float = CLOCK_REFRESH_S, unknown_tries: int = UNKNOWN_TRIES,
