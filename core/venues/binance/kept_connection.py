@@ -18,7 +18,8 @@ import random
 import threading
 import time
 
-from picows import WSListener, ws_connect
+import orjson
+from picows import WSListener, WSMsgType, ws_connect
 
 __all__ = ["KeptConnection", "UP_FOR_BACKOFF_RESET_S"]
 
@@ -192,6 +193,31 @@ class KeptConnection:
             log.exception("%s: callback %s failed", self.name, getattr(fn, "__name__", fn))
 
     def _on_frame(self, transport, frame):
+        kind = frame.msg_type
+        if kind == WSMsgType.TEXT:
+            self._on_text(frame.get_payload_as_bytes())
+        elif kind == WSMsgType.CLOSE:
+            if self._drop_reason == "the connection closed":     # a reason of our own (a drop) stays
+                self._drop_reason = f"closed by the venue (code {frame.get_close_code()})"
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+        elif kind == WSMsgType.BINARY:
+            self.counts["binary_frames"] += 1     # SBE: never asked for
+
+    def _on_text(self, data: bytes):
+        try:
+            msg = orjson.loads(data)          # Binance sends prices and quantities as strings: no float is read
+        except ValueError:
+            self.counts["bad_messages"] += 1
+            log.warning("%s: a message that is not JSON (%d bytes) ignored", self.name, len(data))
+            return
+        if not isinstance(msg, dict):
+            self.counts["bad_messages"] += 1
+            return
+        self._on_message(msg)
+
+    def _on_message(self, msg: dict):
+        """One JSON object from the venue."""
         raise NotImplementedError
 
     def _on_gone(self, transport, gone):

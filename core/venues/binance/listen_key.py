@@ -30,9 +30,6 @@ import concurrent.futures
 import logging
 from collections.abc import Callable
 
-import orjson
-from picows import WSMsgType
-
 from ttquant.core.venues.binance.kept_connection import KeptConnection
 from ttquant.core.venues.binance.rest import BinanceRest, BinanceRestError, Halted, OrderRejected
 
@@ -149,26 +146,7 @@ class ListenKeyStream(KeptConnection):
         if not gone.done():
             gone.set_result(True)
 
-    def _on_frame(self, transport, frame):
-        kind = frame.msg_type
-        if kind == WSMsgType.TEXT:
-            self._on_message(frame.get_payload_as_bytes())
-        elif kind == WSMsgType.CLOSE:
-            if not self._drop_reason.startswith("listenKeyExpired"):
-                self._drop_reason = f"closed by the venue (code {frame.get_close_code()})"
-            transport.send_close(frame.get_close_code())
-            transport.disconnect()
-
-    def _on_message(self, data: bytes):
-        try:
-            event = orjson.loads(data)        # Binance sends prices and quantities as strings: no float is read
-        except ValueError:
-            self.counts["bad_messages"] += 1
-            log.warning("%s: a message that is not JSON (%d bytes) ignored", self.name, len(data))
-            return
-        if not isinstance(event, dict):
-            self.counts["bad_messages"] += 1
-            return
+    def _on_message(self, event: dict):
         self.counts["events"] += 1
         if event.get("e") == "listenKeyExpired":
             self.counts["keys_expired"] += 1

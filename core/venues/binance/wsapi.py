@@ -328,27 +328,7 @@ class WsApiClient(KeptConnection):
         if not gone.done():
             gone.set_result(True)
 
-    def _on_frame(self, transport, frame):
-        kind = frame.msg_type
-        if kind == WSMsgType.TEXT:
-            self._on_message(frame.get_payload_as_bytes())
-        elif kind == WSMsgType.CLOSE:
-            self._drop_reason = f"closed by the venue (code {frame.get_close_code()})"
-            transport.send_close(frame.get_close_code())
-            transport.disconnect()
-        elif kind == WSMsgType.BINARY:
-            self.counts["binary_frames"] += 1     # SBE: never asked for
-
-    def _on_message(self, data: bytes):
-        try:
-            msg = orjson.loads(data)          # Binance sends prices and quantities as strings: no float is read
-        except ValueError:
-            self.counts["bad_messages"] += 1
-            log.warning("%s: a message that is not JSON (%d bytes) ignored", self.name, len(data))
-            return
-        if not isinstance(msg, dict):
-            self.counts["bad_messages"] += 1
-            return
+    def _on_message(self, msg: dict):
         if "event" in msg and "id" not in msg:
             return self._on_event(msg["event"])
         self.limits.on_ws_rate_limits(msg.get("rateLimits"))
