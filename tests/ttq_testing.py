@@ -104,16 +104,35 @@ class Children:
 
     def __init__(self):
         self.procs = []
+        self.graceful = set()
 
-    def start(self, *args, env=None, **kwargs):
+    def start(self, *args, env=None, graceful=False, **kwargs):
+        """graceful: SIGTERM first at teardown, for children whose own children (multiprocessing's
+        resource tracker) must unlink what they made; SIGKILL would leave their semaphores in /dev/shm."""
         full_env = dict(os.environ)
         full_env.update(env or {})
         proc = subprocess.Popen([sys.executable, *map(str, args)], start_new_session=True,
                                 env=full_env, **kwargs)
         self.procs.append(proc)
+        if graceful:
+            self.graceful.add(proc.pid)
         return proc
 
+    def stop(self, proc, timeout=20.0):
+        """SIGTERM to the group, then SIGKILL if it is not gone within `timeout` s; the exit code."""
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            return proc.wait(timeout=timeout)
+        except ProcessLookupError:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            return proc.wait(timeout=10)
+
     def kill_all(self):
+        for proc in self.procs:
+            if proc.pid in self.graceful and proc.poll() is None:
+                self.stop(proc, timeout=10.0)
         for proc in self.procs:
             try:    # the whole group, even if its leader is gone: grandchildren die too
                 os.killpg(proc.pid, signal.SIGKILL)

@@ -2,6 +2,7 @@
 parallel processes and ranks it; with --cluster the same grid runs on a real Dask scheduler with
 two workers (started here, on loopback) and gives the same file byte for byte."""
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -59,11 +60,14 @@ def test_a_sweep_runs_in_processes_and_on_a_dask_cluster_with_the_same_results(c
 
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    children.start("-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", port,
-                   "--no-dashboard", stdout=subprocess.DEVNULL, stderr=open(tmp_path / "scheduler.log", "wb"))
+    semaphores = _semaphores()
+    cluster = [children.start("-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", port,
+                              "--no-dashboard", stdout=subprocess.DEVNULL, graceful=True,
+                              stderr=open(tmp_path / "scheduler.log", "wb"))]
     for k in range(2):
-        children.start("-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-dashboard",
-                       "--name", f"w{k}", stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"worker{k}.log", "wb"))
+        cluster.append(children.start("-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                                      "--no-dashboard", "--name", f"w{k}", stdout=subprocess.DEVNULL, graceful=True,
+                                      stderr=open(tmp_path / f"worker{k}.log", "wb")))
     from distributed import Client
     wait_for(lambda: _workers(address) == 2, timeout=60, what="the Dask scheduler and its two workers")
     remote = backtest("ema_cross", "--config", "ema.toml", "--data", CAPTURE, "--sweep", GRID, "--cluster",
@@ -75,6 +79,14 @@ def test_a_sweep_runs_in_processes_and_on_a_dask_cluster_with_the_same_results(c
         ran = client.run_on_scheduler(lambda dask_scheduler: {
             name: dict(tp.all_durations) for name, tp in dask_scheduler.task_prefixes.items()})
     assert ran["run_point"].get("compute", 0) > 0, ran      # the points were computed by the cluster's workers
+    # stopped as systemd would stop them, the workers' nannies unlink their multiprocessing semaphores
+    for proc in reversed(cluster):
+        children.stop(proc)
+    assert _semaphores() <= semaphores, sorted(_semaphores() - semaphores)
+
+
+def _semaphores():
+    return {e for e in os.listdir("/dev/shm") if e.startswith("sem.")}
 
 
 def _workers(address):
