@@ -16,6 +16,9 @@ data stream, answered in Binance's shapes (https://developers.binance.com/docs/d
            [startTime] [endTime] [fromId] [limit], /fapi/v1/time (not signed)
     POST / PUT / DELETE /fapi/v1/listenKey    the API key header only: POST makes the account's key (or returns
                                  the live one and extends it), PUT extends it (none live: 400 -1125), DELETE ends it
+The same handlers answer the USDT-M WebSocket API (core/sim/binance_wsapi.py, `/ws-fapi/v1`): order.place /
+modify / cancel / status, account.*, and userDataStream.start / ping / stop for the listen key
+(`listen_key_request`).
 
 One account, one-way position mode (positionSide BOTH), cross margin, a wallet in USDT (FuturesWallet): a fill
 moves the symbol's position (average entry price while it grows, realized PnL against that entry while it
@@ -40,8 +43,8 @@ get {"e": "listenKeyExpired", "E": "<ms>", "listenKey": ...} and are closed, and
 closes its streams without that event. A stream opened with a key that is not live is refused (HTTP 400).
 
 Not here yet: hedge mode, isolated margin, leverage / margin type changes, liquidation, funding, conditional
-(STOP / TAKE_PROFIT / TRAILING) and GTD orders, priceMatch, batch orders, the futures WebSocket API (ws-fapi),
-the 1-minute order count (orders count in the venue's 10 s / 1 day counters), a reduce-only order re-checked
+(STOP / TAKE_PROFIT / TRAILING) and GTD orders, priceMatch, batch orders, the 1-minute order count (orders
+count in the venue's 10 s / 1 day counters), a reduce-only order re-checked
 when the position changes under it, and a modify that moves a price across the book filling as a taker (it
 fills at its own price as the book's next move would fill it).
 """
@@ -87,8 +90,8 @@ MARGIN_ASSET = "USDT"
 FIRST_ORDER_ID = 4_000_000_001      # Binance's USDT-M orderIds are in the billions
 FUTURES_FAULTS = ("listen_key_expire",)
 _EIGHT = Decimal("1e-8")
-# request weight on the IP limit (USDT-M REST docs; new and modified orders count on the order limits only)
-WEIGHTS = {("POST", "v1/order"): 0, ("PUT", "v1/order"): 0, ("DELETE", "v1/order"): 1, ("GET", "v1/order"): 1,
+# request weight on the IP limit (USDT-M REST docs: a new order 0, a modify 1; both count on the order limits too)
+WEIGHTS = {("POST", "v1/order"): 0, ("PUT", "v1/order"): 1, ("DELETE", "v1/order"): 1, ("GET", "v1/order"): 1,
            ("GET", "v1/openOrders"): 1, ("DELETE", "v1/allOpenOrders"): 1, ("GET", "v2/account"): 5,
            ("GET", "v2/balance"): 5, ("GET", "v2/positionRisk"): 5, ("GET", "v1/userTrades"): 5,
            ("GET", "v1/time"): 1, ("GET", "v1/exchangeInfo"): 1, ("POST", "v1/listenKey"): 1,
@@ -251,6 +254,11 @@ class BinanceFuturesOrders(BinanceOrderEntry):
         self.listen_key = None          # DELETE: the stream closes, no listenKeyExpired
         self._end_listen_key(live, expired=False)
         return Answer(200, {})
+
+    def listen_key_request(self, method: str, api_key: str, now_ms: float) -> Answer:
+        """POST / PUT / DELETE /fapi/v1/listenKey for `api_key`: the WebSocket API's userDataStream.start / ping /
+        stop manage the same key."""
+        return self._listen_key(method, {"X-MBX-APIKEY": api_key}, now_ms)
 
     def _unsigned(self, method, endpoint, params, headers, now_ms) -> Answer | None:
         if endpoint == "v1/listenKey" and method in ("POST", "PUT", "DELETE"):

@@ -40,7 +40,8 @@ and of the Binance order entry (core/sim/binance_orders.py; on the REST port too
   order_5xx    &count=N&executed=0|1    HTTP / WebSocket API status 503 -1001 (executed=1: placed all the same)
   clock_skew   &ms=N                    the order entry's clock runs N ms ahead (negative: behind)
   ban          &seconds=S               every /api/v3, /fapi and WebSocket API request is 418 for S seconds
-  user_drop                             close every WebSocket API connection and USDT-M user data stream
+  user_drop                             close every WebSocket API connection (both markets) and USDT-M user
+                                        data stream
 and of the USDT-M futures order entry (core/sim/binance_futures.py):
   listen_key_expire                     the live listen key expires now: listenKeyExpired, its streams closed
 
@@ -61,7 +62,9 @@ ws://127.0.0.1:P/ws-api/v3 on the main port: order entry and the user data strea
 USDT-M futures (core/sim/binance_futures.py) are served the same way when the replay has a USD-M exchangeInfo:
 signed REST /fapi/v1/order (POST, PUT to modify, DELETE, GET), /fapi/v1/openOrders, /fapi/v1/allOpenOrders,
 /fapi/v2/account, /fapi/v2/balance, /fapi/v2/positionRisk, /fapi/v1/userTrades, /fapi/v1/listenKey (API key
-only) on the REST port (signed GETs on the main port too), and the user data stream at
+only) on the REST port (signed GETs on the main port too), the USDT-M WebSocket API at ws://127.0.0.1:P/ws-fapi/v1
+(order.place / modify / cancel / status, account.*, session.logon, userDataStream.start / ping / stop: the listen
+key REST manages), and the user data stream at
 ws://127.0.0.1:P/ws/<listenKey> (ORDER_TRADE_UPDATE, ACCOUNT_UPDATE, listenKeyExpired); one account, one-way
 positions, a USDT wallet of its own (--futures-balances, default the USDT of --balances), --leverage (20),
 --listen-key-ttl (3600 s). Both markets share the venue's clock, counters, ban and order faults.
@@ -107,6 +110,7 @@ VENUE_PRECISION = 8         # the venue's own books hold the strings at 8 decima
 MAX_BACKLOG = 64 << 20      # bytes queued for one client before it is dropped as too slow
 RAW_KEY = "*"               # the stream key of a recorded payload that is no stream's frame: every client gets it
 WS_API_PATH = "/ws-api/v3"  # Binance's WebSocket API path (order entry and the user data stream)
+WS_FAPI_PATH = "/ws-fapi/v1"    # the USDT-M futures WebSocket API path (ws-fapi.binance.com's): order entry
 USER_STREAM_PREFIX = "/ws/"  # USDT-M user data: /ws/<listenKey> (fstream.binance.com's path)
 MARKET_TURN_S = 0.02        # how often resting orders are matched against the moving book
 
@@ -262,12 +266,17 @@ class BinanceVenue:
         self.order_venue = None     # core.sim.order_venue.SimOrderVenue, with --orders
         self.spot_orders = None     # core.sim.binance_orders.BinanceSpotOrders: signed REST order entry
         self.ws_api = None          # core.sim.binance_wsapi.BinanceWsApi: the WebSocket API on WS_API_PATH
+        self.ws_fapi = None         # core.sim.binance_wsapi.BinanceWsApi (USDM_WS_API): the one on WS_FAPI_PATH
         self.futures_orders = None  # core.sim.binance_futures.BinanceFuturesOrders: signed REST /fapi
         self.user_streams = None    # core.sim.binance_futures.FuturesUserStreams: /ws/<listenKey>
 
     def order_entries(self) -> list:
         """The Binance order entries the venue runs (spot, USDT-M futures), each answering its REST prefix."""
         return [e for e in (self.spot_orders, self.futures_orders) if e is not None]
+
+    def ws_apis(self) -> list:
+        """The WebSocket APIs the venue runs (spot, USDT-M futures)."""
+        return [a for a in (self.ws_api, self.ws_fapi) if a is not None]
 
     # -- HTTP and WebSocket entry ---------------------------------------------------------------
     def _listener_factory(self, request: WSUpgradeRequest):
@@ -284,15 +293,17 @@ class BinanceVenue:
                 return WSUpgradeResponseWithListener(
                     WSUpgradeResponse.create_error_response(400, b"no streams"), None)
             return _Client(self, parts[0], {stream_key(s) for s in streams}, url.path)
-        if url.path.rstrip("/") == WS_API_PATH:
+        ws_apis = {WS_API_PATH: (self.ws_api, b"spot"), WS_FAPI_PATH: (self.ws_fapi, b"usdm")}
+        if url.path.rstrip("/") in ws_apis:
             if time.monotonic() < self._refuse_until:
                 self.stats["refused"] += 1
                 return WSUpgradeResponseWithListener(
                     WSUpgradeResponse.create_error_response(503, b"refusing connections (fault)"), None)
-            if self.ws_api is None:
-                return WSUpgradeResponseWithListener(
-                    WSUpgradeResponse.create_error_response(404, b"no order entry (no spot exchangeInfo)"), None)
-            return self.ws_api.session()
+            api, market = ws_apis[url.path.rstrip("/")]
+            if api is None:
+                return WSUpgradeResponseWithListener(WSUpgradeResponse.create_error_response(
+                    404, b"no order entry (no " + market + b" exchangeInfo)"), None)
+            return api.session()
         if url.path.startswith(USER_STREAM_PREFIX) and url.path.count("/") == 2:
             listener = self.user_streams.session(url.path[len(USER_STREAM_PREFIX):]) \
                 if self.user_streams is not None else None
@@ -334,7 +345,7 @@ class BinanceVenue:
             return self._depth(market, symbol, limit)
         if path == "/_sim/status":
             return 200, orjson.dumps({**self.stats, "clients": len(self.clients),
-                                      "ws_api_sessions": len(self.ws_api.sessions) if self.ws_api else 0,
+                                      "ws_api_sessions": sum(len(a.sessions) for a in self.ws_apis()),
                                       "user_streams": len(self.user_streams.sessions) if self.user_streams else 0,
                                       "source": self.feed.description})
         if path == "/_sim/fault":
@@ -435,7 +446,7 @@ class BinanceVenue:
                 c.transport.send_ping(b"sim")
                 self.stats["pings"] += 1
         elif kind == "user_drop":
-            closed = self.ws_api.drop_all() if self.ws_api is not None else 0
+            closed = sum(a.drop_all() for a in self.ws_apis())
             closed += self.user_streams.drop_all() if self.user_streams is not None else 0
             return 200, orjson.dumps({"ok": kind, "closed": closed})
         elif kind in ORDER_FAULTS or kind in FUTURES_FAULTS:
@@ -651,8 +662,8 @@ class BinanceVenue:
                 else:
                     c.transport.send_ping(b"sim")
                     self.stats["pings"] += 1
-            if self.ws_api is not None:
-                self.stats["pings"] += self.ws_api.ping_all(self.config.pong_timeout_s)
+            for api in self.ws_apis():
+                self.stats["pings"] += api.ping_all(self.config.pong_timeout_s)
             if self.user_streams is not None:
                 self.stats["pings"] += self.user_streams.ping_all(self.config.pong_timeout_s)
 
@@ -679,8 +690,8 @@ class BinanceVenue:
             t.cancel()
         for c in list(self.clients):
             c.transport.disconnect(graceful=False)
-        if self.ws_api is not None:
-            self.ws_api.drop_all()
+        for api in self.ws_apis():
+            api.drop_all()
         if self.user_streams is not None:
             self.user_streams.drop_all()
         self.server.close()
@@ -829,6 +840,7 @@ async def _serve(cfg: VenueConfig, feed: ReplayFeed, orders: str | None = None, 
         venue.ws_api = BinanceWsApi(venue.spot_orders)
     if rest is not None and "usdm" in feed.exchange_info:
         from ttquant.core.sim.binance_futures import BinanceFuturesOrders, FuturesUserStreams
+        from ttquant.core.sim.binance_wsapi import USDM_WS_API, BinanceWsApi
         _state_rate_limits(feed, limits, "usdm")
         futures = futures or {}
         venue.futures_orders = BinanceFuturesOrders(
@@ -836,6 +848,7 @@ async def _serve(cfg: VenueConfig, feed: ReplayFeed, orders: str | None = None, 
             fees, futures.get("balances", {a: v for a, v in (balances or {}).items() if a == "USDT"}), gate=gate,
             **{k: v for k, v in futures.items() if k != "balances"})
         venue.user_streams = FuturesUserStreams(venue.futures_orders)
+        venue.ws_fapi = BinanceWsApi(venue.futures_orders, USDM_WS_API)
     try:
         port = await venue.start()
     except OSError as exc:

@@ -4,8 +4,8 @@ way, the capture replayed to its end so both meet the same book), signature / ti
 failures are Binance's codes, session.logon (Ed25519 only) lets requests go unsigned, malformed requests
 are answered and the connection lives on, and the answers carry rateLimits (ORDERS on order requests only).
 
-WsApi (a small blocking client) and running_venue are used by test_binance_user_data.py and
-test_binance_faults.py too."""
+WsApi (a small blocking client; `path` /ws-fapi/v1 for the futures one) and running_venue are used by
+test_binance_user_data.py, test_binance_faults.py and test_binance_wsapi_futures.py too."""
 import base64
 import contextlib
 import json
@@ -30,10 +30,10 @@ class WsApi:
     """A blocking WebSocket API client: call() sends a request and returns its answer; user data events
     met on the way are kept in `events` (subscriptionId, event), in arrival order."""
 
-    def __init__(self, port, timeout=10.0):
+    def __init__(self, port, timeout=10.0, path="/ws-api/v3"):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET /ws-api/v3 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
                           .encode())
         head = b""
