@@ -292,16 +292,15 @@ class BinanceFuturesOrders(BinanceOrderEntry):
                 self._unrecorded.add(order_id)
                 return
             self._announced.add(order_id)
-            self._publish(self._order_update(info, "NEW", "NEW", 0, now_ms, now_ms))
+            self._tell(self._order_update, info, "NEW", "NEW", 0, now_ms, now_ms)
         if status == OrderStatus.ACCEPTED:
             return                      # taken (NEW above), or an amendment (its AMENDMENT is _put_order's)
         at_ms = report.ts_exchange // 1_000_000
         if report.trade_id and report.last_qty:
-            self._publish(self._order_update(info, "TRADE", _STATUS[status], report.cum_qty, now_ms, at_ms,
-                                             trade=report))
+            self._tell(self._order_update, info, "TRADE", _STATUS[status], report.cum_qty, now_ms, at_ms,
+                       trade=report)
         elif status in _EXECUTION:
-            self._publish(self._order_update(info, _EXECUTION[status], _STATUS[status], report.cum_qty,
-                                             now_ms, at_ms))
+            self._tell(self._order_update, info, _EXECUTION[status], _STATUS[status], report.cum_qty, now_ms, at_ms)
 
     def _after_reports(self, now_ms: int, reports: list):
         """ACCOUNT_UPDATE when fills moved the wallet and positions (not for orders taken or canceled)."""
@@ -550,7 +549,7 @@ class BinanceFuturesOrders(BinanceOrderEntry):
                                   action=OrderAction.AMEND, side=o.side, order_type=o.order_type,
                                   price=price_raw, qty=qty_raw), now_ms * 1_000_000)
         self._settle(now_ms)
-        self._publish(self._order_update(info, "AMENDMENT", _STATUS[o.status], o.cum_qty, now_ms, now_ms))
+        self._tell(self._order_update, info, "AMENDMENT", _STATUS[o.status], o.cum_qty, now_ms, now_ms)
         if crosses:                 # moved across the book: it fills as the book's next move would fill it
             sym.book_id = -1
             self._refresh(sym, now_ms)
@@ -722,7 +721,7 @@ class FuturesUserStreams:
     def __init__(self, orders: BinanceFuturesOrders):
         self.orders = orders
         self.sessions: set[_UserStream] = set()
-        orders.subscribers.append(self._on_event)
+        orders.subscribe(self._on_event, lambda: bool(self.sessions))
         orders.on_listen_key_end.append(self._on_key_end)
 
     def session(self, listen_key: str) -> _UserStream | None:

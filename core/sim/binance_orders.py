@@ -110,6 +110,7 @@ _NEW_ORDERS = {("POST", "order"), ("POST", "order/cancelReplace")}      # what t
 _NUMBER = r"^([0-9]{1,20})(\.[0-9]{1,20})?$"
 _CLIENT_ID = r"^[\.A-Z\:/a-z0-9_-]{1,36}$"
 _ID_CHARS = set(string.ascii_letters + string.digits + ".:/_-")
+_QUANTA = tuple(Decimal(1).scaleb(-places) for places in range(32))   # places -> the Decimal quantize() takes
 _STATUS = {OrderStatus.NEW: "NEW", OrderStatus.ACCEPTED: "NEW", OrderStatus.PARTIALLY_FILLED: "PARTIALLY_FILLED",
            OrderStatus.FILLED: "FILLED", OrderStatus.CANCELED: "CANCELED", OrderStatus.REJECTED: "REJECTED",
            OrderStatus.EXPIRED: "EXPIRED"}
@@ -384,6 +385,7 @@ class BinanceOrderEntry:
         self.orders: dict[int, _OrderInfo] = {}
         self.by_client_id: dict[tuple[str, str], int] = {}      # (symbol, clientOrderId) -> latest orderId
         self.subscribers: list[Callable[[dict], None]] = []     # user data events, in the order applied
+        self._audiences: list[Callable[[], bool]] = []          # per subscriber: whether anyone listens now
         self._next_id = 0
         self._info_cache: tuple[bytes, dict] | None = None
 
@@ -488,6 +490,23 @@ class BinanceOrderEntry:
         return {"orders": orders, "trades": trades}
 
     # -- user data events -----------------------------------------------------------------------------
+    def subscribe(self, callback: Callable[[dict], None], listening: Callable[[], bool] = lambda: True):
+        """callback(event) for every user data event from now on; `listening()` says whether the subscriber
+        has anyone to tell now: while no subscriber has, the venue builds no event (an order's answer waits
+        for nothing it would throw away)."""
+        self.subscribers.append(callback)
+        self._audiences.append(listening)
+
+    def heard(self) -> bool:
+        """Whether a user data event built now would reach anyone (subscribers added straight to the list
+        always listen)."""
+        return len(self._audiences) < len(self.subscribers) or any(listening() for listening in self._audiences)
+
+    def _tell(self, build: Callable[..., dict], *args, **kwargs):
+        """Publish the event `build(*args, **kwargs)` makes, building it only when someone listens."""
+        if self.heard():
+            self._publish(build(*args, **kwargs))
+
     def _publish(self, event: dict):
         for subscriber in list(self.subscribers):
             try:
@@ -619,11 +638,11 @@ class BinanceOrderEntry:
 
     @staticmethod
     def _price(inst, value: Decimal) -> str:
-        return format(value.quantize(Decimal(1).scaleb(-inst.price_precision)), "f")
+        return format(value.quantize(_QUANTA[inst.price_precision]), "f")
 
     @staticmethod
     def _qty(inst, value: Decimal) -> str:
-        return format(value.quantize(Decimal(1).scaleb(-inst.size_precision)), "f")
+        return format(value.quantize(_QUANTA[inst.size_precision]), "f")
 
     def _next_client_seq(self) -> int:
         # a cancel request needs an id of its own in the matcher's ledger; orderIds and these never meet
@@ -686,9 +705,13 @@ class BinanceSpotOrders(BinanceOrderEntry):
         changed = sorted(a for a, v in current.items() if self._positions.get(a) != v)
         self._positions = current
         if changed:
-            text = lambda raw: format(from_raw(raw, ACCOUNT_PRECISION), "f")      # noqa: E731
-            self._publish({"e": "outboundAccountPosition", "E": now_ms, "u": now_ms,
-                           "B": [{"a": a, "f": text(current[a][0]), "l": text(current[a][1])} for a in changed]})
+            self._tell(self._account_position, current, changed, now_ms)
+
+    @staticmethod
+    def _account_position(current, changed, now_ms) -> dict:
+        text = lambda raw: format(from_raw(raw, ACCOUNT_PRECISION), "f")      # noqa: E731
+        return {"e": "outboundAccountPosition", "E": now_ms, "u": now_ms,
+                "B": [{"a": a, "f": text(current[a][0]), "l": text(current[a][1])} for a in changed]}
 
     def _on_report(self, info: _OrderInfo, report, now_ms: int):
         """The executionReport(s) of one matcher report: NEW first for every order the venue accepted,
@@ -697,9 +720,11 @@ class BinanceSpotOrders(BinanceOrderEntry):
         if status == OrderStatus.REJECTED:
             return
         order_id = info.order_id
+        if (STRATEGY, order_id) in self.matcher.resting:
+            self._rested.add(order_id)
         if order_id not in self._announced:
             self._announced.add(order_id)
-            self._publish(self._execution_report(info, "NEW", "NEW", 0, Decimal(0), now_ms, now_ms))
+            self._tell(self._execution_report, info, "NEW", "NEW", 0, Decimal(0), now_ms, now_ms)
         if status == OrderStatus.ACCEPTED:
             return
         at_ms = report.ts_exchange // 1_000_000
@@ -708,20 +733,18 @@ class BinanceSpotOrders(BinanceOrderEntry):
             price = from_raw(report.last_price, inst.price_precision)
             qty = from_raw(report.last_qty, inst.size_precision)
             self._cum_quote[order_id] = self._cum_quote.get(order_id, Decimal(0)) + price * qty
-            self._publish(self._execution_report(
-                info, "TRADE", _STATUS[status], report.cum_qty, self._cum_quote[order_id], now_ms, at_ms,
-                trade=(report.trade_id, price, qty, report.fee, report.liquidity == Liquidity.MAKER)))
+            self._tell(self._execution_report, info, "TRADE", _STATUS[status], report.cum_qty,
+                       self._cum_quote[order_id], now_ms, at_ms,
+                       trade=(report.trade_id, price, qty, report.fee, report.liquidity == Liquidity.MAKER))
         elif status in _EXECUTION:
-            self._publish(self._execution_report(info, _EXECUTION[status], _STATUS[status], report.cum_qty,
-                                                 self._cum_quote.get(order_id, Decimal(0)), now_ms, at_ms))
+            self._tell(self._execution_report, info, _EXECUTION[status], _STATUS[status], report.cum_qty,
+                       self._cum_quote.get(order_id, Decimal(0)), now_ms, at_ms)
 
     def _execution_report(self, info, execution, status, cum_raw, cum_quote, now_ms, at_ms, trade=None) -> dict:
         inst = self.table[info.instrument_id]
         zero_q, zero_p = self._qty(inst, Decimal(0)), self._price(inst, Decimal(0))
         trade_id, price, qty, fee, maker = trade or (-1, Decimal(0), Decimal(0), 0, False)
         canceled = execution == "CANCELED"
-        if (STRATEGY, info.order_id) in self.matcher.resting:
-            self._rested.add(info.order_id)
         resting = info.order_id in self._rested             # it went on the book (W says since when)
         self._event_seq += 1
         event = {"e": "executionReport", "E": now_ms, "s": info.symbol,
@@ -874,8 +897,7 @@ class BinanceSpotOrders(BinanceOrderEntry):
     def _state(self, info: _OrderInfo, with_time=True) -> dict:
         inst = self.table[info.instrument_id]
         o = self._matcher_order(info.order_id)
-        quote = sum(from_raw(f["price"], inst.price_precision) * from_raw(f["qty"], inst.size_precision)
-                    for f in self.matcher.fills if f["client_order_id"] == info.order_id)
+        quote = self._cum_quote.get(info.order_id, Decimal(0))     # the fills' price * qty, summed as they came
         doc = {"symbol": info.symbol, "orderId": info.order_id, "orderListId": -1, "clientOrderId": info.client_id,
                "price": self._price(inst, info.price), "origQty": self._qty(inst, info.qty),
                "executedQty": self._qty(inst, from_raw(o.cum_qty, inst.size_precision)),

@@ -220,7 +220,7 @@ class BinanceWsApi:
         self.sessions: set[_Session] = set()
         self._held: list[dict] | None = None     # events met while a request is handled: they follow its answer
         if market.subscriptions:
-            orders.subscribers.append(self._on_event)
+            orders.subscribe(self._on_event, lambda: any(s.subscriptions for s in self.sessions))
 
     def session(self) -> _Session:
         return _Session(self)

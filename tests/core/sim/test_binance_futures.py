@@ -83,7 +83,7 @@ def account(info):
     orders = BinanceFuturesOrders(keys, lambda: info, market.depth, FillModel(maker_fee_ppm=200, taker_fee_ppm=500),
                                   {"USDT": int(START) * 10**8}, clock=lambda: market.now, listen_key_ttl_s=60)
     events = []
-    orders.subscribers.append(events.append)
+    orders.subscribe(events.append)
     return orders, market, events
 
 

@@ -65,7 +65,7 @@ def account(info):
     orders = BinanceSpotOrders(ApiKeys(), lambda: info, market.depth, FillModel(maker_fee_ppm=200, taker_fee_ppm=500),
                                {"USDT": 10_000 * 10**8, "BTC": 2 * 10**8}, clock=lambda: market.now)
     events = []
-    orders.subscribers.append(events.append)
+    orders.subscribe(events.append)
     return orders, market, events
 
 
