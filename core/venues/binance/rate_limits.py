@@ -29,6 +29,7 @@ broken by, with `safety` of each limit kept in reserve for cancels, retries and 
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import re
 import time
@@ -60,7 +61,7 @@ class RateLimit:
     def window_s(self) -> float:
         return float(INTERVAL_S[self.interval] * self.interval_num)
 
-    @property
+    @functools.cached_property
     def label(self) -> str:
         """`REQUEST_WEIGHT/1M`: the kind and the header's suffix."""
         return f"{self.kind}/{self.interval_num}{self.interval[0]}"
@@ -79,6 +80,7 @@ class RateLimits:
                 raise ValueError(f"rate limit {lim} cannot be used")
         self.clock, self.safety = clock, safety
         self._used: dict[str, tuple[int, float]] = {}   # label -> (used, when seen)
+        self._read: dict[tuple, RateLimit] = {}         # a rateLimits entry's fields -> the limit they name
         self._raw: collections.deque[float] = collections.deque()
         self.backoff_until = 0.0                        # clock time before which nothing is sent (429)
         self.halted: str | None = None                  # why order entry stopped (418), until resume()
@@ -123,12 +125,15 @@ class RateLimits:
         now = self.clock()
         for entry in entries:
             try:
-                lim = RateLimit(entry["rateLimitType"], entry["interval"], int(entry["intervalNum"]),
-                                int(entry["limit"]))
+                fields = (entry["rateLimitType"], entry["interval"], entry["intervalNum"], entry["limit"])
+                lim = self._read.get(fields)    # every answer names the same few limits: read each once
+                if lim is None:
+                    lim = RateLimit(fields[0], fields[1], int(fields[2]), int(fields[3]))
+                    if lim.interval not in INTERVAL_S or lim.interval_num <= 0 or lim.limit <= 0:
+                        continue
+                    self._read[fields] = lim
                 count = int(entry["count"])
             except (KeyError, TypeError, ValueError):
-                continue
-            if lim.interval not in INTERVAL_S or lim.interval_num <= 0 or lim.limit <= 0:
                 continue
             if lim not in self.limits:     # new, or changed since exchangeInfo: the answer is the fresher word
                 self.limits = (*(known for known in self.limits if known.label != lim.label), lim)

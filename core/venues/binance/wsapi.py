@@ -160,14 +160,15 @@ class WsApiClient(KeptConnection):
         """The answer's `result`, waiting for it; raises the BinanceRest exception a refusal maps to."""
         if threading.current_thread() is self._thread:
             raise RuntimeError("call() on the io thread would wait for itself: use submit()")
-        done = threading.Event()
+        done = threading.Lock()     # held until the answer: the io thread's release wakes us (one futex, no Condition)
+        done.acquire()
         out: list = []
 
         def answered(status, body, exc):
             out.append((body, exc))
-            done.set()
+            done.release()
         self.submit(method, params, answered, signed, timeout_s)
-        if not done.wait(timeout_s + 5.0):     # the io thread fails it at timeout_s: this is a stuck loop
+        if not done.acquire(timeout=timeout_s + 5.0):     # the io thread fails it at timeout_s: a stuck loop
             raise ResultUnknown(f"{method}: no answer within {timeout_s} s; it may have been executed",
                                 classify(None, None, self.market))
         body, exc = out[0]
