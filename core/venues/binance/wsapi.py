@@ -1,7 +1,9 @@
-"""Binance's spot WebSocket API: order entry and the user data stream on one persistent connection.
+"""Binance's WebSocket APIs: spot (order entry and the user data stream on one persistent connection) and
+USDT-M futures (order entry; its user data comes over a listen key, listen_key.py).
 
 One io thread runs its own event loop (uvloop when installed) with one picows client connection to
-`wss://ws-api.binance.com:443/ws-api/v3` (testnet, or the simulated venue's `/ws-api/v3`). Any thread
+`wss://ws-api.binance.com:443/ws-api/v3` or `wss://ws-fapi.binance.com/ws-fapi/v1` (testnet, or the simulated
+venue's `/ws-api/v3`, `/ws-fapi/v1`). Any thread
 hands a request over with `submit` (never blocks) or `call` (blocks for the answer); the io thread
 signs it as it leaves, so its `timestamp` is fresh, and matches the answer by request id
 (https://developers.binance.com/docs/binance-spot-api-docs/web-socket-api, "Request format").
@@ -11,8 +13,9 @@ signs it as it leaves, so its `timestamp` is fresh, and matches the answer by re
     answers      {"id", "status", "result" | "error", "rateLimits"}: the rateLimits feed RateLimits; a refusal
                  raises (call) or is handed to the callback (submit) as the BinanceRest exception REST would
                  give for the same HTTP status and code (errors.classify), so both paths decide alike
-    -1021        the server's clock measured again over `time`, the request signed and sent once more (the
-                 venue refused the first, so it cannot be doubled), as BinanceRest does
+    -1021        the server's clock measured again over `time` (USDT-M, which has no `time` method: over REST,
+                 `server_time`, off the loop), the request signed and sent once more (the venue refused the
+                 first, so it cannot be doubled), as BinanceRest does
     429 / 418    back off / halt in the shared RateLimits (WebSocket `error.data.retryAfter`, epoch ms); while
                  halted or backing off nothing is sent and nothing reconnects
     no answer    the connection dropped, or `timeout_s` passed: ResultUnknown; never sent again
@@ -57,10 +60,18 @@ from ttquant.core.venues.binance.rest import (
 from ttquant.core.venues.binance.server_time import ClockOffset
 from ttquant.core.venues.binance.signing import Ed25519Signer, session_logon_params, sign_ws_params
 
-__all__ = ["WS_WEIGHTS", "WsApiClient"]
+__all__ = ["FAPI_WS_WEIGHTS", "WS_WEIGHTS", "WsApiClient"]
 
 log = logging.getLogger("ttquant.venues.binance")
 
+# (request weight, orders) per method, as documented for the USDT-M futures WebSocket API (a new order weighs 0 on
+# the IP limit, as POST /fapi/v1/order); the session methods as spot's
+FAPI_WS_WEIGHTS: dict[str, tuple[int, int]] = {
+    "order.place": (0, 1), "order.modify": (1, 1), "order.cancel": (1, 0), "order.status": (1, 0),
+    "account.balance": (5, 0), "account.position": (5, 0), "account.status": (5, 0), "session.logon": (2, 0),
+    "session.status": (2, 0), "session.logout": (2, 0), "userDataStream.start": (1, 0),
+    "userDataStream.ping": (1, 0), "userDataStream.stop": (1, 0),
+}
 # (request weight, orders) per method, as documented for the spot WebSocket API in 2026
 WS_WEIGHTS: dict[str, tuple[int, int]] = {
     "order.place": (1, 1), "order.cancel": (1, 0), "order.cancelReplace": (1, 1), "order.status": (4, 0),
@@ -107,7 +118,9 @@ class WsApiClient(KeptConnection):
                  on_disconnected: Callable[[str], None] | None = None, *, market: str = "spot",
                  request_timeout_s: float = 10.0, backoff_initial_s: float = 0.1, backoff_max_s: float = 5.0,
                  connect_timeout_s: float = 5.0, ping_idle_s: float = 20.0, ping_reply_s: float = 10.0,
-                 name: str = "binance-wsapi"):
+                 name: str = "binance-wsapi", server_time: Callable[[], int] | None = None):
+        """`server_time`: where the venue's clock is read when its WebSocket API has no `time` method (USDT-M:
+        a REST GET /fapi/v1/time on a connection of its own), a blocking call run off the io loop."""
         if not url.startswith(("ws://", "wss://")):
             raise ValueError(f"url must be ws(s)://host[:port]/path, got {url!r}")
         super().__init__(name, backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s,
@@ -126,6 +139,9 @@ class WsApiClient(KeptConnection):
         self._user_data = False                 # subscribe_user_data() was asked: every connection subscribes
         self.subscription_id: int | None = None
         self.requests_sent = 0
+        self._weights = FAPI_WS_WEIGHTS if market == "usdm" else WS_WEIGHTS
+        self._server_time = server_time
+        self._server_time_lock = threading.Lock()   # two -1021s at once must not share one REST connection
 
     def __repr__(self) -> str:
         return f"WsApiClient({self.url}, {self._credentials!r})"
@@ -214,12 +230,24 @@ class WsApiClient(KeptConnection):
         return fut
 
     async def _measure_clock(self):
-        samples = []
-        for _ in range(CLOCK_SAMPLES):
-            sent = self.clock.now_ms()
-            body = await self._request("time", {}, signed=False)
-            samples.append((sent, int(body["serverTime"]), self.clock.now_ms()))
+        if self._server_time is not None:
+            samples = await self._loop.run_in_executor(None, self._server_time_samples)
+        else:
+            samples = []
+            for _ in range(CLOCK_SAMPLES):
+                sent = self.clock.now_ms()
+                body = await self._request("time", {}, signed=False)
+                samples.append((sent, int(body["serverTime"]), self.clock.now_ms()))
         self.clock.take_samples(samples)
+
+    def _server_time_samples(self) -> list[tuple[float, int, float]]:
+        with self._server_time_lock:
+            samples = []
+            for _ in range(CLOCK_SAMPLES):
+                sent = self.clock.now_ms()
+                server_ms = self._server_time()
+                samples.append((sent, server_ms, self.clock.now_ms()))
+            return samples
 
     async def _subscribe(self):
         if self._session:
@@ -244,7 +272,7 @@ class WsApiClient(KeptConnection):
         if self._closing or self._transport is None or self._draining or not (req.internal or self._ready.is_set()):
             return self._finish(req, None, None, VenueUnreachable(
                 f"{what}: not sent: the WebSocket API is not connected", client_order_id=req.client_order_id))
-        weight, orders = WS_WEIGHTS.get(what, (1, 0))
+        weight, orders = self._weights.get(what, (1, 0))
         if what == "openOrders.status" and "symbol" not in req.params:
             weight = OPEN_ORDERS_ALL_WEIGHT
         reason = self.limits.check(weight, orders)
