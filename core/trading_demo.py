@@ -243,8 +243,9 @@ def run_trading_demo(seconds: float = 30.0, speed: float = 1.0, strategy: str = 
                                "market": market, "credentials": "./binance.toml"}
             if market == "spot":        # order entry and user data: the WebSocket API
                 gateway_adapter["ws_api_url"] = f"ws://127.0.0.1:{port}/ws-api/v3"
-            else:                       # signed REST, user data over a listen key
-                gateway_adapter.update(order_entry="rest", user_stream_url=f"ws://127.0.0.1:{port}/ws")
+            else:                       # order entry over the futures WebSocket API, user data over a listen key
+                gateway_adapter.update(ws_api_url=f"ws://127.0.0.1:{port}/ws-fapi/v1",
+                                       user_stream_url=f"ws://127.0.0.1:{port}/ws")
         else:
             gateway_adapter = {"kind": "sim", "http_url": f"http://127.0.0.1:{port}"}
         # every file from the package's example config, with the demo's values put over it

@@ -37,7 +37,7 @@ class SimBinance:
 
     def __init__(self, main_port, rest_port, market="spot", key=KEY, secret=SECRET):
         self.main, self.base = f"http://127.0.0.1:{main_port}", f"http://127.0.0.1:{rest_port}"
-        self.ws_url = f"ws://127.0.0.1:{main_port}/ws-api/v3"        # spot's WebSocket API
+        self.ws_url = f"ws://127.0.0.1:{main_port}/" + ("ws-api/v3" if market == "spot" else "ws-fapi/v1")  # its WS API
         self.stream_url = f"ws://127.0.0.1:{main_port}/ws"           # futures' listen key streams
         self.market, self.key, self.secret = market, key, secret
 

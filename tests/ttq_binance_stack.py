@@ -88,10 +88,10 @@ class BinanceStack(TradingStack):
         assert self.rest_port, "the venue-sim named no REST order entry port"
         table = {"kind": "binance", "environment": "custom", "rest_url": f"http://127.0.0.1:{self.rest_port}",
                  "market": self.market, "credentials": "./binance.toml"}
-        if self.market == "spot":       # the WebSocket API: the venue's main port
-            table["ws_api_url"] = f"ws://127.0.0.1:{self.port}/ws-api/v3"
-        else:                           # USDT-M: signed REST, user data over a listen key on the main port
-            table.update(order_entry="rest", user_stream_url=f"ws://127.0.0.1:{self.port}/ws")
+        # the WebSocket API on the venue's main port; USDT-M's user data over a listen key there too
+        table["ws_api_url"] = f"ws://127.0.0.1:{self.port}/" + ("ws-api/v3" if self.market == "spot" else "ws-fapi/v1")
+        if self.market == "usdm":
+            table["user_stream_url"] = f"ws://127.0.0.1:{self.port}/ws"
         if self.order_entry is not None:
             table["order_entry"] = self.order_entry
         return table

@@ -35,12 +35,13 @@ class AdapterTable(Table):
     http_url: str = ""                  # sim: the simulated venue's http://host:port
     environment: str = "live"           # binance: live | testnet | custom (rest_url)
     rest_url: str = ""                  # binance, custom: the REST base URL, http(s)://host[:port]
-    market: str = "spot"                # binance: spot | usdm (USDT-M futures: order_entry "rest" + a listen key)
+    market: str = "spot"                # binance: spot | usdm (USDT-M futures: its user data over a listen key)
     credentials: str = "binance"        # binance: a systemd credential's name, or a path to a 0600 file
     recv_window_ms: int = 5000          # binance: how late a signed request may arrive (recvWindow)
-    order_entry: str = "ws"             # binance spot: ws (WebSocket API, REST when it is down) | rest (signed REST
-                                        # only); usdm: rest only (signed REST; user data over a listen key)
+    order_entry: str = "ws"             # binance: ws (the WebSocket API, REST when it is down) | rest (signed REST
+                                        # only)
     ws_api_url: str = ""                # binance, custom with order_entry ws: the WebSocket API, ws(s)://host:port/path
+                                        # (spot /ws-api/v3, usdm /ws-fapi/v1)
     user_stream_url: str = ""           # binance usdm, custom: the listen key stream's base, ws(s)://host:port/ws
 
     def __post_init__(self):
@@ -59,9 +60,6 @@ class AdapterTable(Table):
                 raise ValueError("credentials: a systemd credential's name or a file's path")
             if self.order_entry not in ("ws", "rest"):
                 raise ValueError(f"order_entry: ws or rest, got {self.order_entry!r}")
-            if self.market == "usdm" and self.order_entry != "rest":
-                raise ValueError('order_entry: market usdm takes orders over signed REST only (no futures WebSocket '
-                                 'API yet; its user data comes over a listen key): set order_entry = "rest"')
             if self.market == "usdm" and self.environment == "custom" and \
                     not self.user_stream_url.startswith(("ws://", "wss://")):
                 raise ValueError(f"user_stream_url: market usdm on environment custom needs the listen key stream's "

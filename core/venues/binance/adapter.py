@@ -1,4 +1,4 @@
-"""The gateway's Binance adapter (spot and USDT-M futures): orders over the WebSocket API (spot) or signed REST,
+"""The gateway's Binance adapter (spot and USDT-M futures): orders over the WebSocket API or signed REST,
 reports by poll().
 
 The gateway's loop must never wait for the venue, so `send` only hands the instruction over. With
@@ -31,15 +31,18 @@ same lock as the worker. Client order ids are ours, `t<strategy>-<cid>` (respons
 so a venue order maps back to (strategy, client order id); a trade names only its orderId, which maps
 through what this adapter sent or saw, else one lookup by orderId.
 
-USDT-M futures ([adapter] market = "usdm", order_entry = "rest": there is no futures WebSocket API here) send
-every order over signed REST on /fapi/v1 (GTX for post-only, reduceOnly), and read user data over a listen key
-(listen_key.ListenKeyStream: ORDER_TRADE_UPDATE -> VenueReports, ACCOUNT_UPDATE -> `stream_balances()` /
-`stream_positions()`); its (re)connects drive the same gap reconciliation (userTrades, order status) as spot's.
-Futures answers (RESULT) never carry fills: the stream, userTrades or the fill poll bring them.
+USDT-M futures ([adapter] market = "usdm") send orders over the futures WebSocket API (ws-fapi: order.place,
+order.cancel, order.modify; the venue's clock over REST, as that API has no `time`) or, with order_entry "rest"
+and while it is down, over signed REST on /fapi/v1 (GTX for post-only, reduceOnly); either way their user data
+comes over a listen key (listen_key.ListenKeyStream: ORDER_TRADE_UPDATE -> VenueReports, ACCOUNT_UPDATE ->
+`stream_balances()` / `stream_positions()`), whose (re)connects drive the same gap reconciliation (userTrades,
+order status) as spot's. Futures answers (RESULT) never carry fills: the stream, userTrades or the fill poll
+bring them.
 
 AMEND (a resting order's new price and total quantity; the VenueReport that confirms it is ACCEPTED with the
 new price and qty, which the OMS's _amended applies):
-    usdm   PUT /fapi/v1/order (modify): the same orderId; its answer and the stream's AMENDMENT say the new values
+    usdm   order.modify (WebSocket API) or PUT /fapi/v1/order: the same orderId; its answer and the stream's
+           AMENDMENT say the new values
     spot   order.cancelReplace (WebSocket API) or POST /api/v3/order/cancelReplace, STOP_ON_FAILURE: Binance
            cancels the order and places a new one with a NEW orderId. The new one takes our client order id
            again (`t<strategy>-<cid>`: Binance wants it unique among open orders only, and the old one is canceled
@@ -113,8 +116,9 @@ REST_URLS = {
 }
 # [adapter] environment -> market -> WebSocket API URL
 WS_API_URLS = {
-    "live": {"spot": "wss://ws-api.binance.com:443/ws-api/v3"},
-    "testnet": {"spot": "wss://ws-api.testnet.binance.vision/ws-api/v3"},
+    "live": {"spot": "wss://ws-api.binance.com:443/ws-api/v3", "usdm": "wss://ws-fapi.binance.com/ws-fapi/v1"},
+    "testnet": {"spot": "wss://ws-api.testnet.binance.vision/ws-api/v3",
+                "usdm": "wss://testnet.binancefuture.com/ws-fapi/v1"},
 }
 _MARKET_TYPES = {"spot": MarketType.SPOT, "usdm": MarketType.LINEAR_PERPETUAL}
 WS_CONNECT_WAIT_S = 5.0         # open() waits this long for the WebSocket API; REST carries orders meanwhile
@@ -160,9 +164,9 @@ class BinanceAdapter(VenueAdapter):
                  clock_refresh_s: float = CLOCK_REFRESH_S, unknown_tries: int = UNKNOWN_TRIES,
                  unknown_wait_s: float = UNKNOWN_WAIT_S, ws: WsApiClient | None = None,
                  fill_poll_s: float = FILL_POLL_S, stream: ListenKeyStream | None = None):
-        """`ws`: the WebSocket API client for order entry and the user data stream (spot); `stream`: the listen
-        key's user data stream (usdm). Either not started: the adapter sets its callbacks and starts it. Neither:
-        signed REST only, fills polled."""
+        """`ws`: the WebSocket API client for order entry (and, spot, the user data stream); `stream`: the listen
+        key's user data stream (usdm). Neither started: the adapter sets the callbacks and starts them. Neither
+        given: signed REST only, fills polled."""
         self.rest, self.table, self.market = rest, table, market
         self.market_type = _MARKET_TYPES[market]
         self.clock_refresh_s, self.unknown_tries, self.unknown_wait_s = clock_refresh_s, unknown_tries, unknown_wait_s
@@ -194,15 +198,17 @@ class BinanceAdapter(VenueAdapter):
         self._replaced: set[tuple[int, int, int]] = set()   # (strategy, cid, old orderId): its CANCELED not said
         self._base: dict[tuple[int, int, int], int] = {}    # (strategy, cid, new orderId) -> what the old filled
         self.ws = ws
-        self.stream = ws if ws is not None else stream     # what carries the user data, if anything
+        self.stream = stream if stream is not None else ws     # what carries the user data, if anything
         self._worker = threading.Thread(target=self._run, name="binance-orders", daemon=True)
         self._worker.start()
         if self.stream is not None:
             self.stream.on_event, self.stream.on_connected, self.stream.on_disconnected = \
                 self._on_event, self._on_connected, self._on_disconnected
-            if ws is not None:
+            if self.stream is ws:
                 ws.subscribe_user_data()
             self.stream.start()
+        if ws is not None and ws is not self.stream:      # order entry only (usdm): a drop sends orders the REST way
+            ws.start()
 
     @classmethod
     def open(cls, cfg, runner) -> BinanceAdapter:
@@ -237,14 +243,17 @@ class BinanceAdapter(VenueAdapter):
         log.info("Binance %s at %s: its clock %+.1f ms from ours (round trip %.1f ms), limits %r", a.market, url,
                  rest.clock.wall_offset_ms(), rest.clock.rtt_ms, rest.limits)
         ws = stream = None
-        if a.market == "usdm":      # no futures WebSocket API here: REST order entry, user data over a listen key
+        if a.market == "usdm":      # futures user data comes over a listen key, whichever way orders go
             stream_url = a.user_stream_url if a.environment == "custom" else LISTEN_KEY_STREAM_URLS[a.environment]
             stream = ListenKeyStream(BinanceRest(url, credentials, a.market, clock=rest.clock, limits=rest.limits,
                                                  recv_window=a.recv_window_ms), stream_url)
-        elif a.order_entry == "ws":
+        if a.order_entry == "ws":
             ws_url = a.ws_api_url if a.environment == "custom" else WS_API_URLS[a.environment][a.market]
+            # the futures WebSocket API has no `time`: the clock is read over a REST connection of its own
+            server_time = BinanceRest(url, credentials, a.market, clock=rest.clock, limits=rest.limits).server_time \
+                if a.market == "usdm" else None
             ws = WsApiClient(ws_url, credentials, rest.clock, rest.limits, recv_window_ms=a.recv_window_ms,
-                             market=a.market)
+                             market=a.market, server_time=server_time)
         adapter = cls(rest, table, a.market, ws=ws, stream=stream)
         if ws is not None and not ws.wait_connected(WS_CONNECT_WAIT_S):
             log.warning("Binance WebSocket API at %s not connected yet: orders go over REST until it is", ws.url)
@@ -415,9 +424,9 @@ class BinanceAdapter(VenueAdapter):
         self._on_amend_answer(inst, key, old_id, filled, body, None, on_worker=True)
 
     def _ws_amend(self, order, inst) -> bool:
-        """order.cancelReplace on the WebSocket API (spot); False when the worker must take it (the orderId is
-        not known yet, or the connection went)."""
-        if (order.strategy_id, order.target_order_id) not in self._venue_id_of:
+        """order.cancelReplace (spot) or order.modify (usdm) on the WebSocket API; False when the worker must
+        take it (spot: the orderId is not known yet)."""
+        if self.market == "spot" and (order.strategy_id, order.target_order_id) not in self._venue_id_of:
             return False
         req = self._amend_request(order, inst)
         if req is None:
@@ -432,7 +441,7 @@ class BinanceAdapter(VenueAdapter):
                 return self._queue.put(order)
             self._on_amend_answer(inst, key, old_id, filled, body, exc, on_worker=False)
         self.counts["ws_amends"] += 1
-        self._ws_submit("order.cancelReplace", dict(params), on_answer)
+        self._ws_submit("order.cancelReplace" if self.market == "spot" else "order.modify", dict(params), on_answer)
         return True
 
     def _begin_amend(self, key, old_id):
@@ -598,7 +607,7 @@ class BinanceAdapter(VenueAdapter):
             self._gap_instruments = set(self._live.values())
         self.counts["ws_disconnects"] += 1
         log.warning("Binance user data stream lost (%s): %s", reason, "orders go over REST until the WebSocket API "
-                    "is back" if self.ws is not None else "fills are polled until it is back")
+                    "is back" if self.stream is self.ws else "fills are polled until it is back")
 
     def _on_connected(self):
         """Subscribed again: the worker reconciles what the stream may have missed meanwhile."""
@@ -890,8 +899,8 @@ class BinanceAdapter(VenueAdapter):
             return False
 
     def close(self):
-        if self.stream is not None:
-            self.stream.close()
+        for client in {id(c): c for c in (self.stream, self.ws) if c is not None}.values():
+            client.close()
         self._queue.put(_STOP)
         self._worker.join(timeout=10)
         self.rest.close()

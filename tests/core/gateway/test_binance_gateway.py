@@ -333,13 +333,17 @@ def test_sigkill_mid_run_then_restart_places_nothing_twice_and_loses_no_fill(chi
         s.close()
 
 
-def test_sigkill_on_futures_places_nothing_twice_and_loses_no_fill(children, venue, tmp_path):
-    """The same on USDT-M futures (signed REST, user data over a listen key): SIGKILLed twice while orders
-    rest and take; the venue's own record and the journal agree, the position too."""
+@pytest.mark.parametrize("order_entry", ORDER_ENTRY)
+def test_sigkill_on_futures_places_nothing_twice_and_loses_no_fill(children, venue, tmp_path, order_entry):
+    """The same on USDT-M futures (the futures WebSocket API or signed REST, user data over a listen key):
+    SIGKILLed twice while orders rest and take; the venue's own record and the journal agree, the position too."""
     rng = random.Random(20261206)
-    s = BinanceStack(children, venue, tmp_path, speed="8", market="usdm")
+    s = BinanceStack(children, venue, tmp_path, speed="8", market="usdm", order_entry=order_entry)
     try:
         s.wait_ready()
+        wait_for(lambda: "connected to ws://" in s.gateway_log() or order_entry == "rest", timeout=10,
+                 what="the futures WebSocket API connected")
+        assert (f"ws://127.0.0.1:{s.port}/ws-fapi/v1" in s.gateway_log()) == (order_entry == "ws")
         inst, tick = s.perp, s.perp.tick_size
         start, kills, cids = time.monotonic(), [4.0, 8.0], []
         while time.monotonic() - start < 11:

@@ -318,13 +318,16 @@ def test_the_gateway_config_checks_the_binance_keys(tmp_path):
     assert cfg(market="usdm", order_entry="rest", environment="custom", rest_url="http://h:1",
                user_stream_url="ws://h:2/ws").user_stream_url == "ws://h:2/ws"
     assert cfg(market="usdm", order_entry="rest").market == "usdm"      # live: Binance's own stream URL
+    assert cfg(market="usdm").order_entry == "ws"                       # live: ws-fapi.binance.com
     for bad, message in (({"environment": "prod"}, "adapter.environment: live, testnet or custom, got 'prod'"),
                          ({"environment": "custom"}, "adapter.rest_url: environment custom needs http"),
                          ({"environment": "custom", "rest_url": "http://h:1"},
                           "adapter.ws_api_url: environment custom with order_entry ws needs ws"),
                          ({"order_entry": "fix"}, "adapter.order_entry: ws or rest, got 'fix'"),
                          ({"market": "coinm"}, "adapter.market: spot or usdm, got 'coinm'"),
-                         ({"market": "usdm"}, "adapter.order_entry: market usdm takes orders over signed REST only"),
+                         ({"market": "usdm", "environment": "custom", "rest_url": "http://h:1",
+                           "user_stream_url": "ws://h:2/ws"},
+                          "adapter.ws_api_url: environment custom with order_entry ws needs ws"),
                          ({"market": "usdm", "order_entry": "rest", "environment": "custom", "rest_url": "http://h:1"},
                           "adapter.user_stream_url: market usdm on environment custom needs"),
                          ({"recv_window_ms": 60001}, "adapter.recv_window_ms: in 1..60000")):

@@ -1,8 +1,10 @@
 """The Binance adapter on USDT-M futures ([adapter] market = "usdm") against a real `ttquant venue-sim binance`
-process: orders over signed REST on /fapi/v1, user data over a listen key (listen_key.ListenKeyStream on
+process, each test with both order entries: the futures WebSocket API (order_entry "ws": ws-fapi, /ws-fapi/v1)
+and signed REST on /fapi/v1 ("rest"); user data over a listen key (listen_key.ListenKeyStream on
 ws://127.0.0.1:<main port>/ws/<listenKey>), the gap reconciled after the key expires, and AMEND as a modify
-(PUT /fapi/v1/order). What the adapter reports is compared with the venue's own record (/_sim/binance/orders)
-and fed to the gateway's OMS, so a fill reported twice, a fill lost or an order placed twice shows.
+(order.modify, PUT /fapi/v1/order). What the adapter reports is compared with the venue's own record
+(/_sim/binance/orders) and fed to the gateway's OMS, so a fill reported twice, a fill lost or an order placed twice
+shows.
 
 The capture replays at speed 3 and loops, so the book moves and an order resting at the best bid or ask is
 soon filled.
@@ -44,9 +46,10 @@ from ttq_testing import SESSION_PREFIX, Children, start_binance_venue, wait_for
 S = OrderStatus
 
 
-@pytest.fixture(scope="module")
-def venue(tmp_path_factory):
-    root = tmp_path_factory.mktemp("binance_usdm")
+@pytest.fixture(scope="module", params=["ws", "rest"])
+def venue(tmp_path_factory, request):
+    """A venue of its own for each order entry, so the venue's record holds one adapter's orders."""
+    root = tmp_path_factory.mktemp(f"binance_usdm_{request.param}")
     keys = root / "keys"
     keys.write_text(f"{KEY} hmac {SECRET}\n")
     keys.chmod(0o600)
@@ -56,7 +59,7 @@ def venue(tmp_path_factory):
         venue = SimBinance(*start_binance_venue(kids, log, "--speed", "3", "--loop", "--api-keys", keys, "--balances",
                                                 "USDT=500000,BTC=5"), market="usdm")
         wait_for(venue.futures_ready, timeout=30, interval=0.1, what="the venue's /fapi/v1/order")
-        yield venue, root
+        yield venue, root, request.param
         assert "Traceback" not in log.read_text(), log.read_text()
     finally:
         kids.kill_all()
@@ -64,8 +67,8 @@ def venue(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stack(venue):
-    venue, root = venue
-    rings = f"{SESSION_PREFIX}bnfu"
+    venue, root, order_entry = venue
+    rings = f"{SESSION_PREFIX}bnfu{order_entry}"
     table_path = instruments_path(rings)
     adapter = None
     try:
@@ -77,11 +80,13 @@ def stack(venue):
         creds.chmod(0o600)
         cfg = parse_config({"venue": "binance", "rings": {"name": rings},
                             "adapter": {"kind": "binance", "environment": "custom", "rest_url": venue.base,
-                                        "market": "usdm", "order_entry": "rest",
+                                        "market": "usdm", "order_entry": order_entry,
+                                        "ws_api_url": venue.ws_url,
                                         "user_stream_url": venue.stream_url, "credentials": "./binance.toml"}},
                            GatewayConfig, str(root / "gateway.toml"), instance="binance")
         adapter = BinanceAdapter.open(cfg, AdapterRunner())
-        assert adapter.ws is None and isinstance(adapter.stream, ListenKeyStream) and adapter.stream.connected
+        assert isinstance(adapter.stream, ListenKeyStream) and adapter.stream.connected
+        assert (adapter.ws is not None and adapter.ws.connected) == (order_entry == "ws")
         yield venue, table.by_symbol("BTCUSDT", MarketType.LINEAR_PERPETUAL), adapter
     finally:
         if adapter is not None:
@@ -146,6 +151,9 @@ def test_every_futures_order_type_ends_as_the_venue_says(stack):
              what=f"the stream's position: {adapter.stream_positions()}")
     assert adapter.positions()[inst.instrument_id] == 2 * inst.qty_to_raw(qty)       # positionRisk agrees
     assert adapter.stream_balances()["USDT"] > 0 and adapter.balances()["USDT"] > 0
+    if adapter.ws is not None:              # every order, cancel and answer over ws-fapi, none the REST way
+        assert adapter.counts["ws_orders"] == 8 and adapter.counts["ws_fallbacks"] == 0
+        assert adapter.ws.requests_sent >= 10 and adapter.rest.requests_sent < 20
 
 
 def test_a_resting_order_filled_by_the_book_comes_through_the_listen_key_stream_once(stack):
@@ -219,10 +227,11 @@ def test_a_futures_amend_is_a_modify_confirmed_with_the_new_price_and_quantity(s
     assert (st.price, st.qty, st.status) == (*want, S.ACCEPTED)
     assert adapter.send(cancel(43, 1))
     got.until(lambda g: g.status(43, 1) == S.CANCELED)
+    assert adapter.counts["ws_amends"] == (adapter.ws is not None)       # order.modify over ws-fapi
 
 
 def test_the_listen_key_is_kept_alive_and_made_again_when_its_stream_is_closed(venue):
-    venue, _ = venue
+    venue, _, _ = venue
     from ttquant.core.venues.binance.credentials import ApiCredentials
     from ttquant.core.venues.binance.rest import BinanceRest
     events, ups, downs = [], [], []
@@ -268,3 +277,40 @@ def test_reconciliation_asks_the_futures_endpoints(stack):
     assert adapter.balances()["USDT"] == int(Decimal(usdt["walletBalance"]).scaleb(8))
     assert adapter.send(cancel(44, 1))
     got.until(lambda g: g.status(44, 1) == S.CANCELED)
+
+
+def test_a_dropped_futures_order_is_resolved_by_status_and_never_placed_twice(stack):
+    venue, inst, adapter = stack
+    got = AdapterReports(adapter)
+    bid, ask = venue.top()
+    unknown = adapter.counts["unknown_results"]
+    venue.fault("order_drop", count=1)          # placed, and the connection (or REST's) closed unanswered
+    assert adapter.send(new_order(inst, 45, 1, Side.BUY, bid - 800, lot(ask)))
+    wait_for(lambda: adapter.counts["unknown_results"] == unknown + 1, timeout=10, what="the unknown result")
+    got.until(lambda g: g.status(45, 1) == S.ACCEPTED and g.of(45, 1)[-1].venue_order_id)
+    assert adapter.settle()
+    (order,) = venue.orders_with("t45-1")          # placed once: the adapter asked, it did not send again
+    assert order["status"] == "NEW" and got.of(45, 1)[-1].venue_order_id == order["orderId"]
+    if adapter.ws is not None:
+        assert adapter.ws.wait_connected(10)        # back, and orders go its way again
+    assert adapter.send(cancel(45, 1))
+    got.until(lambda g: g.status(45, 1) == S.CANCELED)
+
+
+def test_a_futures_venue_clock_that_jumps_ahead_is_measured_again_and_the_order_sent_once_more(stack):
+    """ws-fapi has no `time` method: the WebSocket API client measures the venue's clock over REST."""
+    venue, inst, adapter = stack
+    got = AdapterReports(adapter)
+    bid, ask = venue.top()
+    venue.fault("clock_skew", ms=9000)          # beyond recvWindow (5000 ms): the next order is -1021
+    try:
+        assert adapter.send(new_order(inst, 46, 1, Side.BUY, bid - 800, lot(ask)))
+        got.until(lambda g: g.status(46, 1) == S.ACCEPTED)
+        assert 8000 < adapter.rest.clock.offset_ms - time.time() * 1000 + time.monotonic() * 1000 < 10000
+        assert len(venue.orders_with("t46-1")) == 1
+        if adapter.ws is not None:
+            assert adapter.counts["ws_fallbacks"] == 0      # the WebSocket API sent it again, not REST
+    finally:
+        venue.fault("clock_skew", ms=0)
+    assert adapter.send(cancel(46, 1))
+    got.until(lambda g: g.status(46, 1) == S.CANCELED)
