@@ -147,6 +147,21 @@ def cancel_resting(adapter, got, strategy):
     got.until(lambda g: all(g.status(strategy, c) in (S.FILLED, S.CANCELED) for c in (1, 2)), what="both ended")
 
 
+def placed_once_after_a_clock_jump(venue, adapter, got, inst, strategy, price, qty):
+    """The venue's clock jumps 9 s ahead (beyond recvWindow): the next order is refused -1021, the adapter measures
+    the clock again and sends it once more: accepted, placed once; then canceled."""
+    venue.fault("clock_skew", ms=9000)
+    try:
+        assert adapter.send(new_order(inst, strategy, 1, Side.BUY, price, qty))
+        got.until(lambda g: g.status(strategy, 1) == S.ACCEPTED)
+        assert 8000 < adapter.rest.clock.offset_ms - time.time() * 1000 + time.monotonic() * 1000 < 10000
+        assert len(venue.orders_with(f"t{strategy}-1")) == 1
+    finally:
+        venue.fault("clock_skew", ms=0)
+    assert adapter.send(cancel(strategy, 1))
+    got.until(lambda g: g.status(strategy, 1) == S.CANCELED)
+
+
 def as_the_oms_applies(orders, reports, venue, inst):
     """The gateway's OMS fed the orders and every report: each order's filled quantity is the venue's."""
     oms = OrderBookKeeper()

@@ -39,6 +39,7 @@ from ttq_binance import (
     cancel,
     cancel_resting,
     new_order,
+    placed_once_after_a_clock_jump,
     rest_both_sides,
 )
 from ttq_testing import SESSION_PREFIX, Children, start_binance_venue, wait_for
@@ -300,17 +301,6 @@ def test_a_dropped_futures_order_is_resolved_by_status_and_never_placed_twice(st
 def test_a_futures_venue_clock_that_jumps_ahead_is_measured_again_and_the_order_sent_once_more(stack):
     """ws-fapi has no `time` method: the WebSocket API client measures the venue's clock over REST."""
     venue, inst, adapter = stack
-    got = AdapterReports(adapter)
     bid, ask = venue.top()
-    venue.fault("clock_skew", ms=9000)          # beyond recvWindow (5000 ms): the next order is -1021
-    try:
-        assert adapter.send(new_order(inst, 46, 1, Side.BUY, bid - 800, lot(ask)))
-        got.until(lambda g: g.status(46, 1) == S.ACCEPTED)
-        assert 8000 < adapter.rest.clock.offset_ms - time.time() * 1000 + time.monotonic() * 1000 < 10000
-        assert len(venue.orders_with("t46-1")) == 1
-        if adapter.ws is not None:
-            assert adapter.counts["ws_fallbacks"] == 0      # the WebSocket API sent it again, not REST
-    finally:
-        venue.fault("clock_skew", ms=0)
-    assert adapter.send(cancel(46, 1))
-    got.until(lambda g: g.status(46, 1) == S.CANCELED)
+    placed_once_after_a_clock_jump(venue, adapter, AdapterReports(adapter), inst, 46, bid - 800, lot(ask))
+    assert adapter.counts["ws_fallbacks"] == 0      # over ws: the WebSocket API sent it again, not REST

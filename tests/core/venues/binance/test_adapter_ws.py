@@ -37,6 +37,7 @@ from ttq_binance import (
     cancel,
     cancel_resting,
     new_order,
+    placed_once_after_a_clock_jump,
     rest_both_sides,
 )
 from ttq_testing import SESSION_PREFIX, Children, new_ed25519_signer, start_binance_venue, wait_for
@@ -286,18 +287,7 @@ def test_a_5xx_that_was_not_executed_is_asked_for_and_reported_rejected_never_re
 
 def test_a_venue_clock_that_jumps_ahead_is_measured_again_and_the_order_sent_once_more(stack):
     venue, inst, adapter = stack
-    got = AdapterReports(adapter)
-    bid, _ = venue.top()
-    venue.fault("clock_skew", ms=9000)          # beyond recvWindow (5000 ms): the next order is -1021
-    try:
-        assert adapter.send(new_order(inst, 16, 1, Side.BUY, bid - 300, QTY))
-        got.until(lambda g: g.status(16, 1) == S.ACCEPTED)
-        assert 8000 < adapter.rest.clock.offset_ms - time.time() * 1000 + time.monotonic() * 1000 < 10000
-        assert len(venue.orders_with("t16-1")) == 1
-    finally:
-        venue.fault("clock_skew", ms=0)
-    adapter.send(cancel(16, 1))
-    got.until(lambda g: g.status(16, 1) == S.CANCELED)
+    placed_once_after_a_clock_jump(venue, adapter, AdapterReports(adapter), inst, 16, venue.top()[0] - 300, QTY)
 
 
 def test_a_429_on_the_websocket_api_backs_off_and_sends_nothing_meanwhile(strict_venue):
