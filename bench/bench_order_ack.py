@@ -55,6 +55,7 @@ from ttquant.core.venues.binance.signing import sign_ws_params, signed_query
 from ttquant.core.venues.binance.wsapi import WsApiClient
 
 from support import QUICK, latency_info
+from ttq_binance import api_keys_file
 from ttq_testing import Children, start_binance_venue, wait_for
 
 KEY, SECRET = "benchOrderAck1", "benchOrderAckSecret1"
@@ -94,9 +95,7 @@ def order_venue(tmp_path_factory):
     """venue-sim with our HMAC key and an account, its capture replayed to the end:
     (ws api url, rest base url, instrument, IOC price, credentials file, its pid)."""
     root = tmp_path_factory.mktemp("order_ack")
-    keys = root / "keys"
-    keys.write_text(f"{KEY} hmac {SECRET}\n")
-    keys.chmod(0o600)
+    keys = api_keys_file(root, key=KEY, secret=SECRET)
     credentials = root / "binance.toml"
     credentials.write_text(f'api_key = "{KEY}"\nsecret = "{SECRET}"\n')
     credentials.chmod(0o600)

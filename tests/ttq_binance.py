@@ -17,6 +17,7 @@ from ttquant.core.venues.binance.signing import HmacSigner, signed_query
 from ttq_testing import wait_for
 
 KEY, SECRET = "simKey1", "simSecret1"       # the venue's keys file and the adapters' credentials say these
+ED_KEY = "simKeyEd"                         # an Ed25519 key's name, when a test registers one
 ENDED = (S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED)
 
 
@@ -83,6 +84,19 @@ class SimBinance:
         except urllib.error.HTTPError as exc:
             return exc.code != 404
         return True
+
+
+def api_keys_file(root, ed_signer=None, key=KEY, secret=SECRET):
+    """venue-sim's --api-keys file in `root`, mode 0600: the HMAC key, and ED_KEY with the public half of
+    `ed_signer` (signing.Ed25519Signer) when one is given."""
+    lines = ["# venue-sim's keys for this test", f"{key} hmac {secret}"]     # a comment line: the format has them
+    if ed_signer is not None:
+        (root / "ed.pem").write_text(ed_signer.public_key_pem())
+        lines.append(f"{ED_KEY} ed25519 ed.pem")
+    keys = root / "keys"
+    keys.write_text("\n".join(lines) + "\n")
+    keys.chmod(0o600)
+    return keys
 
 
 def new_order(inst, strategy, cid, side, price, qty, kind=OrderType.LIMIT, reduce_only=0):

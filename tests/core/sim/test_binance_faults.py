@@ -5,9 +5,7 @@ each /_sim/fault does what it says: order_drop (placed, no answer), order_delay 
 late), order_5xx (503, placed or not), clock_skew (-1021 for a client that does not re-measure), ban, and
 user_drop (every WebSocket API connection closed)."""
 import http.client
-import importlib.util
 import json
-import pathlib
 import socket
 import time
 import urllib.request
@@ -16,13 +14,10 @@ import pytest
 
 from ttquant.core.venues.binance.signing import HmacSigner, sign_ws_params, signed_query
 
+import ttq_binance_sim as binance_sim
 from ttq_testing import new_ed25519_signer, wait_for
 
-_spec = importlib.util.spec_from_file_location("binance_wsapi_client", pathlib.Path(__file__).with_name(
-    "test_binance_wsapi.py"))
-wsapi_tests = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(wsapi_tests)
-KEY, SECRET = wsapi_tests.KEY, wsapi_tests.SECRET
+KEY, SECRET = binance_sim.KEY, binance_sim.SECRET
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +27,7 @@ def signer():
 
 @pytest.fixture
 def venue(tmp_path, signer):
-    with wsapi_tests.running_venue(tmp_path, signer) as v:
+    with binance_sim.running_venue(tmp_path, signer) as v:
         yield v
 
 
@@ -57,7 +52,7 @@ def early_in_window(seconds, room):
 
 
 def test_exchange_info_says_the_venues_limits(tmp_path, signer):
-    with wsapi_tests.running_venue(tmp_path, signer, "--weight-limit", "321", "--orders-10s", "7",
+    with binance_sim.running_venue(tmp_path, signer, "--weight-limit", "321", "--orders-10s", "7",
                                    "--orders-1d", "99") as venue:
         limits = venue.get("/api/v3/exchangeInfo")["rateLimits"]
         ours = {(r["rateLimitType"], r["interval"], r["intervalNum"]): r["limit"] for r in limits}
@@ -70,7 +65,7 @@ def test_exchange_info_says_the_venues_limits(tmp_path, signer):
 
 
 def test_too_much_weight_is_429_then_going_on_is_a_418_ban(tmp_path, signer):
-    with wsapi_tests.running_venue(tmp_path, signer, "--weight-limit", "60", "--ban-seconds", "2") as venue:
+    with binance_sim.running_venue(tmp_path, signer, "--weight-limit", "60", "--ban-seconds", "2") as venue:
         early_in_window(60, 15)
         used = int(venue.call("GET", "/api/v3/time")[2]["X-MBX-USED-WEIGHT-1M"])
         for _ in range((60 - used) // 20):                  # account weighs 20: up to the limit
@@ -95,7 +90,7 @@ def test_too_much_weight_is_429_then_going_on_is_a_418_ban(tmp_path, signer):
 
 
 def test_too_many_new_orders_is_429_1015(tmp_path, signer):
-    with wsapi_tests.running_venue(tmp_path, signer, "--orders-10s", "3") as venue:
+    with binance_sim.running_venue(tmp_path, signer, "--orders-10s", "3") as venue:
         early_in_window(10, 5)
         ws = venue.ws()
         for n in range(3):

@@ -12,13 +12,7 @@ Then through a real venue-sim replaying at speed 4: a listen key's stream (/ws/<
 TRADE for a resting order the replayed book fills (trade ids = userTrades), ACCOUNT_UPDATE with the position
 positionRisk shows, the record has the futures orders, and the listen_key_expire fault ends the stream with
 listenKeyExpired."""
-import importlib.util
-import json
-import pathlib
-import socket
 import time
-import urllib.error
-import urllib.request
 from decimal import Decimal
 
 import pytest
@@ -29,12 +23,9 @@ from ttquant.core.sim.captures import sample_data_dir
 from ttquant.core.sim.matching import FillModel
 from ttquant.core.venues.binance.signing import HmacSigner, signed_query
 
+import ttq_binance_sim as binance_sim
+from ttq_binance_sim import UserStream, fapi
 from ttq_testing import new_ed25519_signer, wait_for
-
-_spec = importlib.util.spec_from_file_location("binance_wsapi_client", pathlib.Path(__file__).with_name(
-    "test_binance_wsapi.py"))
-wsapi_tests = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(wsapi_tests)
 
 KEY, SECRET = "futKey1", "futSecret1"
 START = Decimal(100_000)        # the wallet, USDT
@@ -399,53 +390,8 @@ def test_a_listen_key_lives_its_ttl_from_its_last_keep_alive(account):
 
 
 # -- through the venue ---------------------------------------------------------------------------------------
-class UserStream(wsapi_tests.WsApi):
-    """A blocking client of /ws/<listenKey>: every message is an event."""
-
-    def __init__(self, port, listen_key, timeout=10.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sock.sendall((f"GET /ws/{listen_key} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-        head = b""
-        while not head.endswith(b"\r\n\r\n"):
-            byte = self.sock.recv(1)
-            if not byte:
-                break
-            head += byte
-        self.status = int(head.split(b" ")[1]) if head else 0
-        self.events, self.answers, self.pings = [], {}, 0
-        self.closed = False
-
-    def wait_for_events(self, predicate, timeout=60.0, what="user data events"):
-        deadline = time.monotonic() + timeout
-        self.sock.settimeout(0.2)
-        while not predicate(self.events):
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {what}: {self.events}")
-            try:
-                self.events.append(self.read())
-            except TimeoutError:
-                pass
-            except ConnectionError:
-                self.closed = True
-                break
-        return self.events
-
-
-def fapi(venue, method, path, params=(), signed=True, key=wsapi_tests.KEY):
-    query = signed_query(HmacSigner(wsapi_tests.SECRET), list(params), int(time.time() * 1000)) if signed else \
-        "&".join(f"{k}={v}" for k, v in params)
-    req = urllib.request.Request(f"{venue.base}{path}?{query}", method=method, headers={"X-MBX-APIKEY": key})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
-
 def test_a_listen_key_stream_tells_a_resting_order_filled_by_the_replayed_book(tmp_path):
-    with wsapi_tests.running_venue(tmp_path, new_ed25519_signer(), "--listen-key-ttl", "4", "--futures-balances",
+    with binance_sim.running_venue(tmp_path, new_ed25519_signer(), "--listen-key-ttl", "4", "--futures-balances",
                                    "USDT=200000", speed="4", to_the_end=False) as venue:
         def synced_book():
             body = venue.get("/fapi/v1/depth?symbol=BTCUSDT&limit=100")

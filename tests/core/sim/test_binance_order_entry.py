@@ -7,87 +7,23 @@ with what happened, and every answer carries weight headers that grow.
 
 The capture is replayed as fast as possible to its end first, so the venue's book stands still and each
 test knows the book its orders meet."""
-import contextlib
-import json
 import os
 import time
-import urllib.error
-import urllib.request
 from decimal import Decimal
 
 import pytest
 
-from ttquant.core.venues.binance.signing import HmacSigner, signed_query
+from ttquant.core.venues.binance.signing import HmacSigner
 
-from ttq_testing import Children, new_ed25519_signer, start_binance_venue, wait_for
-
-KEY, SECRET = "simKey1", "simSecret1"
-ED_KEY = "simKeyEd"
+import ttq_binance_sim as binance_sim
+from ttq_binance import ED_KEY, KEY, SECRET
 
 
-class Venue:
-    def __init__(self, port, rest_port):
-        self.stream_base = f"http://127.0.0.1:{port}"         # the WebSocket port: its HTTP takes GET only
-        self.base = f"http://127.0.0.1:{rest_port}"
-
-    def call(self, method, path, params=(), signer=None, key=KEY, timestamp=None):
-        """(status, body, headers) of a request; signed when a signer is given."""
-        query = "&".join(f"{k}={v}" for k, v in params)
-        if signer is not None:
-            query = signed_query(signer, list(params), timestamp or int(time.time() * 1000))
-        req = urllib.request.Request(f"{self.base}{path}?{query}", method=method,
-                                     headers={"X-MBX-APIKEY": key} if key else {})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return resp.status, json.loads(resp.read()), resp.headers
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read()), err.headers
-
-    def signed(self, method, path, **params):
-        return self.call(method, path, list(params.items()), signer=HmacSigner(SECRET))
-
-    def ok(self, method, path, **params):
-        status, body, _ = self.signed(method, path, **params)
-        assert status == 200, body
-        return body
-
-    def book(self):
-        status, body, _ = self.call("GET", "/api/v3/depth", [("symbol", "BTCUSDT"), ("limit", "100")])
-        assert status == 200
-        return ([(Decimal(p), Decimal(q)) for p, q in body["bids"]],
-                [(Decimal(p), Decimal(q)) for p, q in body["asks"]])
-
-    def balance(self, asset):
-        entry = next(b for b in self.ok("GET", "/api/v3/account")["balances"] if b["asset"] == asset)
-        return Decimal(entry["free"]), Decimal(entry["locked"])
-
-
-@pytest.fixture(scope="module")
-def ed_signer():
-    return new_ed25519_signer()
-
-
-@contextlib.contextmanager
 def running_venue(root, ed_signer):
-    """venue-sim with our keys and an account, its capture replayed to the end (the book stands still)."""
-    (root / "ed.pem").write_text(ed_signer.public_key_pem())
-    keys = root / "keys"
-    keys.write_text(f"# test keys\n{KEY} hmac {SECRET}\n{ED_KEY} ed25519 ed.pem\n")
-    keys.chmod(0o600)
-    log = root / "venue.log"
-    kids = Children()
-    try:
-        v = Venue(*start_binance_venue(kids, log, "--speed", "0", "--api-keys", keys, "--balances", "USDT=500000,BTC=1",
-                                       "--maker-fee-bps", "2", "--taker-fee-bps", "5"))
-
-        def done():
-            with urllib.request.urlopen(f"{v.base}/_sim/status", timeout=5) as resp:
-                return json.loads(resp.read())["replay_done"]
-        wait_for(done, timeout=60, interval=0.1, what="the capture replayed to its end")
-        yield v
-        assert "Traceback" not in log.read_text(), log.read_text()
-    finally:
-        kids.kill_all()
+    """venue-sim with our keys and an account (1 BTC, fees 2 / 5 bps), its capture replayed to the end (the
+    book stands still): ttq_binance_sim.Venue."""
+    return binance_sim.running_venue(root, ed_signer, "--maker-fee-bps", "2", "--taker-fee-bps", "5",
+                                     balances="USDT=500000,BTC=1")
 
 
 @pytest.fixture(scope="module")

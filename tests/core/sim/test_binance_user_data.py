@@ -7,9 +7,7 @@ leftovers, CANCELED naming the cancel's id and the order's, nothing for a LIMIT_
 account endpoint. Then through a real venue-sim replaying at speed 4: a resting order placed by REST and
 one by the WebSocket API are filled as the replayed book moves (the venue's market turn), and the
 subscribed connection gets NEW then TRADE(s) whose ids, in order, are myTrades'."""
-import importlib.util
 import json
-import pathlib
 from decimal import Decimal
 
 import pytest
@@ -19,12 +17,8 @@ from ttquant.core.sim.binance_orders import BinanceSpotOrders
 from ttquant.core.sim.captures import sample_data_dir
 from ttquant.core.sim.matching import FillModel
 
+import ttq_binance_sim as binance_sim
 from ttq_testing import new_ed25519_signer, wait_for
-
-_spec = importlib.util.spec_from_file_location("binance_wsapi_client", pathlib.Path(__file__).with_name(
-    "test_binance_wsapi.py"))
-wsapi_tests = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(wsapi_tests)
 
 
 def _exchange_info() -> bytes:
@@ -186,7 +180,7 @@ def test_events_come_in_the_order_the_venue_applied_them(account):
 # -- through the venue ---------------------------------------------------------------------------------------
 def test_resting_orders_of_rest_and_the_websocket_api_fill_as_the_replayed_book_moves(tmp_path):
     signer = new_ed25519_signer()
-    with wsapi_tests.running_venue(tmp_path, signer, speed="4", to_the_end=False) as venue:
+    with binance_sim.running_venue(tmp_path, signer, speed="4", to_the_end=False) as venue:
         def synced_book():
             bids, asks = venue.book()
             return (bids, asks) if bids and asks else None

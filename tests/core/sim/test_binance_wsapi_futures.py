@@ -8,9 +8,7 @@ with retryAfter, then 418); order_drop executes the order and closes the connect
 of userDataStream.start is REST's and its /ws/<listenKey> stream tells the orders placed over the WebSocket API.
 Every answer carries rateLimits."""
 import contextlib
-import importlib.util
 import json
-import pathlib
 import time
 from decimal import Decimal
 
@@ -18,23 +16,12 @@ import pytest
 
 from ttquant.core.venues.binance.signing import HmacSigner, session_logon_params, sign_ws_params
 
+import ttq_binance_sim as binance_sim
+from ttq_binance import ED_KEY, KEY, SECRET
 from ttq_testing import wait_for
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"binance_{name}_helpers", pathlib.Path(__file__).with_name(name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-wsapi_tests = _load("test_binance_wsapi.py")
-futures_tests = _load("test_binance_futures.py")
-KEY, SECRET, ED_KEY = wsapi_tests.KEY, wsapi_tests.SECRET, wsapi_tests.ED_KEY
-ed_signer = wsapi_tests.ed_signer       # the module's Ed25519 key (a fixture)
-
-
-class FapiWs(wsapi_tests.WsApi):
+class FapiWs(binance_sim.WsApi):
     """The blocking client on /ws-fapi/v1; every answer it reads must carry rateLimits, the weight first."""
 
     def __init__(self, port):
@@ -59,7 +46,7 @@ def _text(value: Decimal) -> str:
 @contextlib.contextmanager
 def running(root, ed_signer, *options):
     """A venue with the capture replayed to its end and its USDT-M book known."""
-    with wsapi_tests.running_venue(root, ed_signer, *options) as venue:
+    with binance_sim.running_venue(root, ed_signer, *options) as venue:
         wait_for(lambda: all(_book(venue)), timeout=30, interval=0.1, what="a USDT-M book")
         yield venue
 
@@ -125,9 +112,9 @@ def test_every_order_type_gives_the_rest_body_over_ws_fapi(tmp_path, ed_signer):
         for method, endpoint, params in _sequence(_book(rest)):
             http_method, path = endpoint.split()
             status, body, _ = rest.signed(http_method, f"/fapi/{path}", **params)
-            over_rest.append((status, wsapi_tests._timeless(body)))
+            over_rest.append((status, binance_sim.timeless(body)))
             answer = ws.signed(method, **params)
-            over_ws.append((answer["status"], wsapi_tests._timeless(answer.get("result", answer.get("error")))))
+            over_ws.append((answer["status"], binance_sim.timeless(answer.get("result", answer.get("error")))))
         assert over_ws == over_rest
         placed = {body.get("clientOrderId"): (status, body) for status, body in over_rest[:10] if status == 200}
         assert [placed[c][1]["status"] for c in ("gtc-1", "gtx-1", "mkt-2")] == ["NEW"] * 3
@@ -238,8 +225,8 @@ def test_the_listen_key_of_user_data_stream_start_streams_ws_orders(venue):
     started = ws.call("userDataStream.start", {"apiKey": KEY})
     key = started["result"]["listenKey"]
     assert started["status"] == 200 and len(key) == 64 and started["rateLimits"][0]["count"] >= 1
-    assert futures_tests.fapi(venue, "POST", "/fapi/v1/listenKey", signed=False) == (200, {"listenKey": key})
-    stream = futures_tests.UserStream(venue.port, key)
+    assert binance_sim.fapi(venue, "POST", "/fapi/v1/listenKey", signed=False) == (200, {"listenKey": key})
+    stream = binance_sim.UserStream(venue.port, key)
     assert stream.status == 101
     placed = ws.ok("order.place", symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.010",
                    price=_text(_book(venue)[0][0][0] - 300), newClientOrderId="stream-1")
@@ -255,7 +242,7 @@ def test_the_listen_key_of_user_data_stream_start_streams_ws_orders(venue):
     stream.wait_for_events(lambda events: stream.closed, timeout=10, what="the stream closed by userDataStream.stop")
     assert ws.call("userDataStream.ping", {"apiKey": KEY})["error"] == \
         {"code": -1125, "msg": "This listenKey does not exist."}
-    assert futures_tests.fapi(venue, "PUT", "/fapi/v1/listenKey", signed=False)[0] == 400
+    assert binance_sim.fapi(venue, "PUT", "/fapi/v1/listenKey", signed=False)[0] == 400
     stream.close()
     ws.close()
 

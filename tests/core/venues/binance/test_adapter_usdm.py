@@ -35,6 +35,7 @@ from ttq_binance import (
     AdapterRunner,
     SimBinance,
     amend,
+    api_keys_file,
     as_the_oms_applies,
     cancel,
     cancel_resting,
@@ -51,14 +52,11 @@ S = OrderStatus
 def venue(tmp_path_factory, request):
     """A venue of its own for each order entry, so the venue's record holds one adapter's orders."""
     root = tmp_path_factory.mktemp(f"binance_usdm_{request.param}")
-    keys = root / "keys"
-    keys.write_text(f"{KEY} hmac {SECRET}\n")
-    keys.chmod(0o600)
     log = root / "venue.log"
     kids = Children()
     try:
-        venue = SimBinance(*start_binance_venue(kids, log, "--speed", "3", "--loop", "--api-keys", keys, "--balances",
-                                                "USDT=500000,BTC=5"), market="usdm")
+        venue = SimBinance(*start_binance_venue(kids, log, "--speed", "3", "--loop", "--api-keys", api_keys_file(root),
+                                                "--balances", "USDT=500000,BTC=5"), market="usdm")
         wait_for(venue.futures_ready, timeout=30, interval=0.1, what="the venue's /fapi/v1/order")
         yield venue, root, request.param
         assert "Traceback" not in log.read_text(), log.read_text()

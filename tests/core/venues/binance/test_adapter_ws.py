@@ -28,11 +28,13 @@ from ttquant.core.venues.binance.signing import HmacSigner
 from ttquant.core.venues.binance.wsapi import WsApiClient
 
 from ttq_binance import (
+    ED_KEY,
     KEY,
     SECRET,
     AdapterReports,
     AdapterRunner,
     SimBinance,
+    api_keys_file,
     as_the_oms_applies,
     cancel,
     cancel_resting,
@@ -42,7 +44,6 @@ from ttq_binance import (
 )
 from ttq_testing import SESSION_PREFIX, Children, new_ed25519_signer, start_binance_venue, wait_for
 
-ED_KEY = "simEdKey1"
 ED_SIGNER = new_ed25519_signer()
 S = OrderStatus
 QTY = Decimal("0.001")
@@ -51,15 +52,12 @@ STRICT_WEIGHT = 400                 # strict_venue's request weight a minute
 
 @contextlib.contextmanager
 def _running_venue(root, *options):
-    (root / "ed.pem").write_text(ED_SIGNER.public_key_pem())
-    keys = root / "keys"
-    keys.write_text(f"{KEY} hmac {SECRET}\n{ED_KEY} ed25519 ed.pem\n")
-    keys.chmod(0o600)
     log = root / "venue.log"
     kids = Children()
     try:
-        yield SimBinance(*start_binance_venue(kids, log, "--speed", "3", "--loop", "--api-keys", keys, "--balances",
-                                         "USDT=500000,BTC=5", *options)), root
+        yield SimBinance(*start_binance_venue(kids, log, "--speed", "3", "--loop", "--api-keys",
+                                              api_keys_file(root, ED_SIGNER), "--balances", "USDT=500000,BTC=5",
+                                              *options)), root
         assert "Traceback" not in log.read_text(), log.read_text()
     finally:
         kids.kill_all()
