@@ -187,8 +187,9 @@ def render(doc, out_dir):
             if any("transport" in e for e in rows):     # order_ack: what each client sent and how
                 lines.append("")
                 lines.append("; ".join(f"{e['impl']}: {e['transport']}" for e in rows if "transport" in e) + ". "
-                             + "; ".join(sorted({f"{e['order']}, newOrderRespType {e['resp_type']}, {e['signing']}"
-                                                 for e in rows if "order" in e})) + ".")
+                             + "; ".join(sorted({f"{e['order']}" + "".join(f", {label}{e[key]}" for key, label in (
+                                 ("resp_type", "newOrderRespType "), ("signing", ""), ("cpus", "CPUs ")) if key in e)
+                                 for e in rows if "order" in e})) + ".")
                 floors = [e for e in rows if "venue_floor_p50_ns" in e]
                 if floors:
                     lines.append("")
