@@ -17,6 +17,8 @@ import sys
 import tomllib
 
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ttquant.core.venues.binance.credentials import load_api_credentials
 
@@ -121,6 +123,15 @@ def test_the_e2e_inventory_gives_a_key_and_the_binance_adapter_on_request(tmp_pa
     assert set(key) == {"binance"}
     creds = loads_as_the_adapter_does(tmp_path, key["binance"])
     assert creds.api_key == "e2e-test-key" and creds.signer.key_type == "hmac"
+    # what the e2e test passes: an Ed25519 key's credentials text, in a 0600 file
+    pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()).decode()
+    given = tmp_path / "key-vars.json"
+    given.write_text(json.dumps({"ttquant_e2e_binance_credentials": f'api_key = "e2eEd"\nprivate_key = """{pem}"""\n'}))
+    given.chmod(0o600)
+    ed = debug_var("local", "ttquant_credentials", *sim, "-e", f"@{given}")["binance"]
+    ed = loads_as_the_adapter_does(tmp_path, ed)
+    assert ed.api_key == "e2eEd" and ed.signer.key_type == "ed25519"
     assert debug_var("local", "ttquant_gateway_settings", *sim)["binance"]["adapter"]["kind"] == "sim"
     adapter = debug_var("local", "ttquant_gateway_settings", *sim, "-e", "ttquant_e2e_gateway_adapter=binance",
                         "-e", "ttquant_sim_rest_url=http://127.0.0.1:9443")["binance"]["adapter"]

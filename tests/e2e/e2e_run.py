@@ -22,15 +22,14 @@ Then, inside the container:
      exec reports, its watermarks at the journal's ends
   8. a second playbook run: changed=0
   9. the Binance adapter: a third run with -e ttquant_e2e_gateway_adapter=binance points the gateway
-     at the venue's signed REST order entry (its --rest-port) with the run's fresh HMAC key, which
+     at the venue's signed REST order entry (its --rest-port) with the run's fresh Ed25519 key, which
      the playbook installed root 0600 in /etc/ttquant/credentials/binance.toml and the gateway's
      drop-in hands it with LoadCredential=binance: the unit shows it, user ttquant cannot read the
-     file, the gateway says it is connected, the strategy's orders are in the venue's record and on
-     its signed openOrders, a SIGKILLed gateway comes back with the key and sends no order twice,
-     the stack stops with exit 0, and the secret is in no journal field, deployed config or unit
-     file, `systemctl show` or Ansible output (steps 1-8 keep the sim adapter: the Binance adapter
-     has no user data stream yet, so step 4's fills of resting orders would reach it only at a
-     restart)
+     file, the gateway says it is connected and logged on (session.logon on the WebSocket API), the
+     strategy's orders are in the venue's record and on its signed openOrders (a key of the test's
+     own), a SIGKILLed gateway comes back with the key and sends no order twice, the stack stops
+     with exit 0, and the private key is in no journal field, deployed config or unit file,
+     `systemctl show` or Ansible output (steps 1-8 run the gateway with the sim adapter)
 Last line on success: `e2e: ok restart_ms=N watchdog_restart_ms=N shipped_rows=N binance_orders=N`.
 Everything is torn down on success, failure, Ctrl-C and SIGTERM; the logs of the last run stay in build/e2e/last-run/.
 
@@ -216,9 +215,11 @@ class Run:
         self.metrics_port = 0
         self.key = os.path.join(self.run_dir, "id_ed25519")
         self.rest_port = 0              # the venue's signed REST order entry (--rest-port 0: it says which)
-        # the gateway's Binance API key, fresh each run: the venue's keys file and Ansible's extra vars
+        # the gateway's Binance API key, a fresh Ed25519 one each run: its public half in the venue's keys
+        # file, its credentials in Ansible's extra vars; an HMAC key of the test's own asks the venue
         self.api_key = f"ttqe2e{secrets.token_hex(16)}"
-        self.api_secret = secrets.token_hex(32)
+        self.private_pem = ""
+        self.query_key, self.query_secret = f"ttqe2eq{secrets.token_hex(8)}", secrets.token_hex(32)
         self.venue_keys = os.path.join(self.run_dir, "venue-api-keys")
         self.gateway_key_vars = os.path.join(self.run_dir, "gateway-api-key.yml")
         self.logs: list[str] = []
@@ -266,11 +267,22 @@ class Run:
         self.metrics_port = free_port(avoid=set(range(2300, 2400)) | {self.ssh_port, self.sim_port, self.db_port})
 
     def _write_api_key(self):
-        """The run's key, in two 0600 files: the venue's --api-keys and Ansible's -e @FILE (never on
-        a command line: every user of a host can read those)."""
-        for path, text in ((self.venue_keys, f"{self.api_key} hmac {self.api_secret}\n"),
-                           (self.gateway_key_vars, f"ttquant_e2e_binance_api_key: {self.api_key}\n"
-                                                   f"ttquant_e2e_binance_secret: {self.api_secret}\n")):
+        """The run's keys, in 0600 files: the venue's --api-keys (the gateway key's public half beside
+        it) and Ansible's -e @FILE (never on a command line: every user of a host can read those)."""
+        import json
+
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        key = Ed25519PrivateKey.generate()
+        self.private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption()).decode()
+        with open(os.path.join(self.run_dir, "gateway-key.pub.pem"), "wb") as f:
+            f.write(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+        credentials = f'api_key = "{self.api_key}"\nprivate_key = """{self.private_pem}"""\n'
+        for path, text in ((self.venue_keys, f"{self.api_key} ed25519 gateway-key.pub.pem\n"
+                                             f"{self.query_key} hmac {self.query_secret}\n"),
+                           (self.gateway_key_vars, json.dumps({"ttquant_e2e_binance_credentials": credentials}))):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(text)
@@ -616,8 +628,9 @@ class Run:
             raise E2EError(f"expected {GATEWAY}'s log to say the Binance adapter is connected to {rest_url}, saw:\n"
                            f"{_tail(self.journal(GATEWAY, since_ns=t_start), 20)}")
         log(f"gateway READY with the Binance adapter: {connected[0].split(': ', 1)[-1][:200]}")
-        # orders and the user data stream on the sim's WebSocket API (REST only as its fallback)
-        ws_api = f"connected to ws://127.0.0.1:{self.sim_port}/ws-api/v3"
+        # orders and the user data stream on the sim's WebSocket API (REST only as its fallback), the
+        # Ed25519 key's session logged on
+        ws_api = f"connected to ws://127.0.0.1:{self.sim_port}/ws-api/v3, logged on"
         wait_until(lambda: ws_api in self.journal(GATEWAY, since_ns=t_start), 30,
                    f"{GATEWAY}'s log to say '{ws_api}'", interval=0.5)
         self.expect_credential_private((MD, unit))
@@ -634,7 +647,7 @@ class Run:
                            f"{_tail(self.journal(unit, since_ns=t_start), 10)}") from None
         open_now = self.venue_signed("/api/v3/openOrders", symbol="BTCUSDT")
         log(f"{len(first)} orders of strategy {sid} in the venue's record (e.g. {first[0]}); signed openOrders "
-            f"with the run's key: {len(open_now)} open")
+            f"with the test's own key: {len(open_now)} open")
 
         # a gateway killed mid-run comes back with its key (systemd copies it again) and resends nothing
         before = self.main_pid(GATEWAY)
@@ -715,7 +728,7 @@ class Run:
 
     def binance_orders(self, prefix: str) -> list[dict]:
         """The venue's record of the orders whose client order id starts with prefix: GET
-        /_sim/binance/orders, else (a venue without it) signed openOrders with the run's key."""
+        /_sim/binance/orders, else (a venue without it) signed openOrders with the test's own key."""
         try:
             orders = self.sim_get("/_sim/binance/orders")["orders"]
         except urllib.error.HTTPError as exc:
@@ -725,19 +738,20 @@ class Run:
         return [o for o in orders if str(o.get("clientOrderId", "")).startswith(prefix)]
 
     def venue_signed(self, path: str, **params):
-        """A signed GET on the venue's REST order entry with the run's key (HMAC-SHA256, as Binance)."""
+        """A signed GET on the venue's REST order entry with the test's own key (HMAC-SHA256, as Binance):
+        the same account as the gateway's (the venue has one)."""
         import hashlib
         import hmac
         import json
         query = urllib.parse.urlencode({**params, "recvWindow": 10000, "timestamp": int(time.time() * 1000)})
-        signature = hmac.new(self.api_secret.encode(), query.encode(), hashlib.sha256).hexdigest()
+        signature = hmac.new(self.query_secret.encode(), query.encode(), hashlib.sha256).hexdigest()
         req = urllib.request.Request(f"http://127.0.0.1:{self.rest_port}{path}?{query}&signature={signature}",
-                                     headers={"X-MBX-APIKEY": self.api_key})
+                                     headers={"X-MBX-APIKEY": self.query_key})
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 return json.loads(r.read())
         except urllib.error.HTTPError as exc:
-            raise E2EError(f"expected the venue to answer GET {path} signed with the run's key, saw HTTP {exc.code}: "
+            raise E2EError(f"expected the venue to answer GET {path} signed with the test's key, saw HTTP {exc.code}: "
                            f"{exc.read()[:200]!r}") from None
 
     def expect_secret_nowhere(self):
@@ -745,7 +759,7 @@ class Run:
         deployment shows: the journal (every field of every entry, Ansible's module logs too), the
         config and unit files, the gateway unit's properties, the Ansible runs' output."""
         ct = self.ct
-        secret = self.api_secret
+        secret = self.private_pem.splitlines()[1]      # the private key's base64 line, the key itself
         with open(ct.path(f"/etc/ttquant/credentials/{VENUE}.toml")) as f:
             if secret not in f.read():
                 raise E2EError(f"expected the run's secret in /etc/ttquant/credentials/{VENUE}.toml (the search "
