@@ -661,22 +661,9 @@ class BinanceFuturesOrders(BinanceOrderEntry):
             "maxWithdrawAmount": _text(withdraw), "assets": [asset], "positions": positions}
 
     def _get_userTrades(self, params, now_ms):  # noqa: N802 (Binance's endpoint name)
-        sym = self._symbol(params)
-        self._refresh(sym, now_ms)
-        inst = self.table[sym.instrument_id]
-        bounds = self._trade_bounds(params)
-        limit = min(bounds.get("limit", 500), 1000)
+        inst, limit, trades = self._trades(params, now_ms)
         out = []
-        for index, f in enumerate(self.matcher.fills):
-            info = self.orders.get(f["client_order_id"])
-            if info is None or info.symbol != sym.filters.symbol:
-                continue
-            at_ms = f["ts"] // 1_000_000
-            if ("orderId" in bounds and info.order_id != bounds["orderId"]) \
-                    or at_ms < bounds.get("startTime", 0) or at_ms > bounds.get("endTime", at_ms) \
-                    or f["trade_id"] < bounds.get("fromId", 0):
-                continue
-            price, qty = from_raw(f["price"], inst.price_precision), from_raw(f["qty"], inst.size_precision)
+        for index, f, info, at_ms, price, qty in trades:
             out.append({"symbol": info.symbol, "id": f["trade_id"], "orderId": info.order_id, "side": info.side,
                         "price": self._price(inst, price), "qty": self._qty(inst, qty),
                         "realizedPnl": _text(self.wallet.realized[index]), "marginAsset": MARGIN_ASSET,

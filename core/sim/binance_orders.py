@@ -533,6 +533,29 @@ class BinanceOrderEntry:
                 bounds[name] = int(value)
         return bounds
 
+    def _trades(self, params, now_ms):
+        """myTrades / userTrades: (the instrument, the limit, and for each of the account's trades on the
+        params' symbol within their bounds: its index in the matcher's fills, the fill, its order, time, price
+        and qty)."""
+        sym = self._symbol(params)
+        self._refresh(sym, now_ms)
+        inst = self.table[sym.instrument_id]
+        bounds = self._trade_bounds(params)
+
+        def trades():
+            for index, f in enumerate(self.matcher.fills):
+                info = self.orders.get(f["client_order_id"])
+                if info is None or info.symbol != sym.filters.symbol:
+                    continue
+                at_ms = f["ts"] // 1_000_000
+                if ("orderId" in bounds and info.order_id != bounds["orderId"]) \
+                        or at_ms < bounds.get("startTime", 0) or at_ms > bounds.get("endTime", at_ms) \
+                        or f["trade_id"] < bounds.get("fromId", 0):
+                    continue
+                yield (index, f, info, at_ms, from_raw(f["price"], inst.price_precision),
+                       from_raw(f["qty"], inst.size_precision))
+        return inst, min(bounds.get("limit", 500), 1000), trades()
+
     # -- symbols and the book ------------------------------------------------------------------------
     def _symbol(self, params, required=True) -> _Symbol | None:
         name = params.get("symbol", "")
@@ -1010,22 +1033,9 @@ class BinanceSpotOrders(BinanceOrderEntry):
             "permissions": ["SPOT"], "uid": 1}
 
     def _get_myTrades(self, params, now_ms):  # noqa: N802
-        sym = self._symbol(params)
-        self._refresh(sym, now_ms)
-        inst = self.table[sym.instrument_id]
-        bounds = self._trade_bounds(params)
-        limit = min(bounds.get("limit", 500), 1000)
+        inst, limit, trades = self._trades(params, now_ms)
         out = []
-        for f in self.matcher.fills:
-            info = self.orders.get(f["client_order_id"])
-            if info is None or info.symbol != sym.filters.symbol:
-                continue
-            at_ms = f["ts"] // 1_000_000
-            if ("orderId" in bounds and info.order_id != bounds["orderId"]) \
-                    or at_ms < bounds.get("startTime", 0) or at_ms > bounds.get("endTime", at_ms) \
-                    or f["trade_id"] < bounds.get("fromId", 0):
-                continue
-            price, qty = from_raw(f["price"], inst.price_precision), from_raw(f["qty"], inst.size_precision)
+        for _, f, info, at_ms, price, qty in trades:
             out.append({"symbol": info.symbol, "id": f["trade_id"], "orderId": info.order_id, "orderListId": -1,
                         "price": self._price(inst, price), "qty": self._qty(inst, qty),
                         "quoteQty": self._price(inst, price * qty),
