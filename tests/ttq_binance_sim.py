@@ -16,6 +16,7 @@ from decimal import Decimal
 
 import pytest
 
+from ttquant.core.sim.captures import sample_data_dir
 from ttquant.core.venues.binance.signing import HmacSigner, sign_ws_params, signed_query
 
 from ttq_binance import KEY, SECRET, api_keys_file
@@ -249,3 +250,25 @@ def fapi(venue, method, path, params=(), signed=True, key=KEY):
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
+
+
+def exchange_info(market: str) -> bytes:
+    """The recorded exchangeInfo body of `market` (spot, usdm), as an order entry in-process serves it."""
+    text = (sample_data_dir() / "binance" / f"cryptofeed_{market}_exchangeinfo.0").read_text().splitlines()[0]
+    return text.split(": ", 1)[1].encode()
+
+
+class Market:
+    """A book the test moves (depth() is an order entry's depth source), and a clock it sets."""
+
+    def __init__(self, bids, asks):
+        self.update_id = 1
+        self.bids, self.asks = bids, asks
+        self.now = 1_700_000_000.0
+
+    def move(self, bids, asks):
+        self.update_id += 1
+        self.bids, self.asks = bids, asks
+
+    def depth(self, symbol, limit):
+        return {"lastUpdateId": self.update_id, "bids": self.bids, "asks": self.asks}

@@ -19,21 +19,15 @@ import pytest
 
 from ttquant.core.sim.binance_auth import ApiKeys
 from ttquant.core.sim.binance_futures import BinanceFuturesOrders
-from ttquant.core.sim.captures import sample_data_dir
 from ttquant.core.sim.matching import FillModel
 from ttquant.core.venues.binance.signing import HmacSigner, signed_query
 
 import ttq_binance_sim as binance_sim
-from ttq_binance_sim import UserStream, fapi
+from ttq_binance_sim import Market, UserStream, exchange_info, fapi
 from ttq_testing import new_ed25519_signer, wait_for
 
 KEY, SECRET = "futKey1", "futSecret1"
 START = Decimal(100_000)        # the wallet, USDT
-
-
-def _exchange_info() -> bytes:
-    text = (sample_data_dir() / "binance" / "cryptofeed_usdm_exchangeinfo.0").read_text().splitlines()[0]
-    return text.split(": ", 1)[1].encode()
 
 
 # Binance's documented ORDER_TRADE_UPDATE (TRADE) field set, as in ../shared/data/binance/docs_shapes/
@@ -44,31 +38,15 @@ TRADE_SHAPE = ({"e", "T", "E", "o"},
                 "a", "m", "R", "wt", "ot", "ps", "cp", "pP", "si", "ss", "rp", "V"})
 
 
-class Market:
-    """A BTCUSDT book the test moves, and a clock it sets."""
-
-    def __init__(self):
-        self.update_id = 1
-        self.bids = [["50000.00", "1.000"], ["49999.90", "2.000"]]
-        self.asks = [["50000.10", "0.500"], ["50000.20", "3.000"]]
-        self.now = 1_700_000_000.0
-
-    def move(self, bids, asks):
-        self.update_id += 1
-        self.bids, self.asks = bids, asks
-
-    def depth(self, symbol, limit):
-        return {"lastUpdateId": self.update_id, "bids": self.bids, "asks": self.asks}
-
-
 @pytest.fixture(scope="module")
 def info():
-    return _exchange_info()
+    return exchange_info("usdm")
 
 
 @pytest.fixture
 def account(info):
-    market = Market()
+    market = Market([["50000.00", "1.000"], ["49999.90", "2.000"]],
+                    [["50000.10", "0.500"], ["50000.20", "3.000"]])
     keys = ApiKeys()
     keys.add_hmac(KEY, SECRET)
     orders = BinanceFuturesOrders(keys, lambda: info, market.depth, FillModel(maker_fee_ppm=200, taker_fee_ppm=500),

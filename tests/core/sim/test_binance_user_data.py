@@ -18,12 +18,8 @@ from ttquant.core.sim.captures import sample_data_dir
 from ttquant.core.sim.matching import FillModel
 
 import ttq_binance_sim as binance_sim
+from ttq_binance_sim import Market, exchange_info
 from ttq_testing import new_ed25519_signer, wait_for
-
-
-def _exchange_info() -> bytes:
-    text = (sample_data_dir() / "binance" / "cryptofeed_spot_exchangeinfo.0").read_text().splitlines()[0]
-    return text.split(": ", 1)[1].encode()
 
 
 def _shape(name) -> set:
@@ -31,31 +27,15 @@ def _shape(name) -> set:
                            f"spot_user_data_json_execution_report_{name}.json").read_text()))
 
 
-class Market:
-    """A book the test moves, and a clock it sets."""
-
-    def __init__(self):
-        self.update_id = 1
-        self.bids = [["100.00", "1.0"], ["99.99", "2.0"]]
-        self.asks = [["100.01", "0.5"], ["100.02", "3.0"]]
-        self.now = 1_700_000_000.0
-
-    def move(self, bids, asks):
-        self.update_id += 1
-        self.bids, self.asks = bids, asks
-
-    def depth(self, symbol, limit):
-        return {"lastUpdateId": self.update_id, "bids": self.bids, "asks": self.asks}
-
-
 @pytest.fixture(scope="module")
 def info():
-    return _exchange_info()
+    return exchange_info("spot")
 
 
 @pytest.fixture
 def account(info):
-    market = Market()
+    market = Market([["100.00", "1.0"], ["99.99", "2.0"]],
+                    [["100.01", "0.5"], ["100.02", "3.0"]])
     orders = BinanceSpotOrders(ApiKeys(), lambda: info, market.depth, FillModel(maker_fee_ppm=200, taker_fee_ppm=500),
                                {"USDT": 10_000 * 10**8, "BTC": 2 * 10**8}, clock=lambda: market.now)
     events = []
