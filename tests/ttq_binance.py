@@ -1,5 +1,6 @@
 """What the Binance adapter's tests share: the simulated venue seen from outside (SimBinance: its REST, its
-faults, its own record), the gateway's runner as BinanceAdapter.open uses it, what an adapter reported
+faults, its own record), the gateway's runner as BinanceAdapter.open uses it, md's instrument table and an
+adapter opened from a gateway config on the venue (instrument_table, open_adapter), what an adapter reported
 (AdapterReports), records.Order builders, and the OMS's view of a run (as_the_oms_applies)."""
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import urllib.error
 import urllib.request
 from decimal import Decimal
 
+from ttquant.core.daemon.config import parse_config
+from ttquant.core.gateway.config import GatewayConfig
 from ttquant.core.gateway.oms import OrderBookKeeper
+from ttquant.core.instruments import InstrumentTable, instruments_path
+from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
 from ttquant.core.records import Order, OrderAction, OrderType, Side
 from ttquant.core.records import OrderStatus as S
 from ttquant.core.venues.binance.signing import HmacSigner, signed_query
@@ -30,6 +35,40 @@ class AdapterRunner:
     def wait_for(self, what, fn, hint=None):
         self.waited.append(what)
         return wait_for(lambda: fn(), timeout=30, interval=0.05, what=what)
+
+
+def write_credentials(path, secret=SECRET, key=KEY):
+    """An adapter's credentials file (HMAC), mode 0600; its path."""
+    path.write_text(f'api_key = "{key}"\nsecret = "{secret}"\n')
+    path.chmod(0o600)
+    return path
+
+
+def instrument_table(venue, rings, market="spot") -> InstrumentTable:
+    """md's instrument table of the venue's `market` (from its exchangeInfo), saved where md saves it for
+    `rings`; the caller removes instruments_path(rings)."""
+    table = InstrumentTable("binance")
+    path = "/api/v3/exchangeInfo" if market == "spot" else "/fapi/v1/exchangeInfo"
+    merge_instruments(table, instruments_from_exchange_info(venue.get(path), market)[0])
+    table.save(instruments_path(rings))
+    return table
+
+
+def gateway_config(venue, root, rings, **adapter) -> GatewayConfig:
+    """A gateway config in `root` on the venue's REST (environment custom, our key's credentials file beside
+    it), `adapter` the rest of its [adapter] table."""
+    if not (root / "binance.toml").exists():
+        write_credentials(root / "binance.toml")
+    return parse_config({"venue": "binance", "rings": {"name": rings},
+                         "adapter": {"kind": "binance", "environment": "custom", "rest_url": venue.base,
+                                     "credentials": "./binance.toml", **adapter}},
+                        GatewayConfig, str(root / "gateway.toml"), instance="binance")
+
+
+def open_adapter(venue, root, rings, runner=None, **adapter):
+    """BinanceAdapter.open of gateway_config(venue, root, rings, **adapter)."""
+    from ttquant.core.venues.binance.adapter import BinanceAdapter
+    return BinanceAdapter.open(gateway_config(venue, root, rings, **adapter), runner or AdapterRunner())
 
 
 class SimBinance:

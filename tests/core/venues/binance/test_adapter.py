@@ -20,29 +20,17 @@ import pytest
 
 from ttquant.core.daemon.config import ConfigError, parse_config
 from ttquant.core.gateway.config import GatewayConfig
-from ttquant.core.instruments import InstrumentTable, instruments_path
-from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
+from ttquant.core.instruments import instruments_path
 from ttquant.core.records import Order, OrderAction, OrderStatus, OrderType, RejectCode, Side
 from ttquant.core.venues.binance.adapter import BinanceAdapter
 from ttquant.core.venues.binance.credentials import load_api_credentials
 from ttquant.core.venues.binance.rest import BinanceRest, ResultUnknown
 from ttquant.core.venues.binance.signing import HmacSigner, signed_query
 
+from ttq_binance import KEY, SECRET, AdapterRunner, api_keys_file, instrument_table, open_adapter, write_credentials
 from ttq_testing import SESSION_PREFIX, Children, wait_for
 
-KEY, SECRET = "simKey1", "simSecret1"
 S = OrderStatus
-
-
-class Runner:
-    """The gateway's runner as far as open() uses it: wait_for calls fn until it gives something."""
-
-    def __init__(self):
-        self.waited = []
-
-    def wait_for(self, what, fn, hint=None):
-        self.waited.append(what)
-        return wait_for(lambda: fn(), timeout=30, interval=0.05, what=what)
 
 
 class Venue:
@@ -66,20 +54,12 @@ class Venue:
                 [(Decimal(p), Decimal(q)) for p, q in body["asks"]])
 
 
-def write_credentials(path, secret):
-    path.write_text(f'api_key = "{KEY}"\nsecret = "{secret}"\n')
-    path.chmod(0o600)
-    return path
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """venue-sim with our key and an account; md's instrument table (from the venue's exchangeInfo) under a
     rings name of this test session; the adapter opened from a gateway config."""
     root = tmp_path_factory.mktemp("binance_adapter")
-    keys = root / "keys"
-    keys.write_text(f"{KEY} hmac {SECRET}\n")
-    keys.chmod(0o600)
+    keys = api_keys_file(root)
     log = root / "venue.log"
     kids = Children()
     rings = f"{SESSION_PREFIX}bnad"
@@ -95,16 +75,9 @@ def stack(tmp_path_factory):
         venue = Venue(int(first.rsplit("127.0.0.1:", 1)[1]))
         wait_for(lambda: venue.get("/_sim/status")["replay_done"], timeout=60, interval=0.1,
                  what="the capture replayed to its end")
-        table = InstrumentTable("binance")
-        merge_instruments(table, instruments_from_exchange_info(venue.get("/api/v3/exchangeInfo"), "spot")[0])
-        table.save(table_path)
-        write_credentials(root / "binance.toml", SECRET)
-        cfg = parse_config({"venue": "binance", "rings": {"name": rings},
-                            "adapter": {"kind": "binance", "environment": "custom", "rest_url": venue.base,
-                                        "credentials": "./binance.toml", "order_entry": "rest"}},
-                           GatewayConfig, str(root / "gateway.toml"), instance="binance")
-        runner = Runner()
-        adapter = BinanceAdapter.open(cfg, runner)
+        table = instrument_table(venue, rings)
+        runner = AdapterRunner()
+        adapter = open_adapter(venue, root, rings, runner, order_entry="rest")
         assert runner.waited == [f"md's instrument table {table_path}", f"Binance REST at {venue.base}"]
         assert adapter.rest.clock.offset_ms is not None and adapter.rest.limits.limits     # exchangeInfo's
         yield venue, table.by_symbol("BTCUSDT"), adapter, root
@@ -344,7 +317,7 @@ def test_credentials_that_cannot_be_used_stop_the_gateway_as_a_config_error(tmp_
                                     "ws_api_url": "ws://127.0.0.1:9/ws-api/v3", "credentials": "./binance.toml"}},
                        GatewayConfig, str(tmp_path / "gateway.toml"), instance="binance")
     with pytest.raises(ServiceError) as err:
-        BinanceAdapter.open(cfg, Runner())
+        BinanceAdapter.open(cfg, AdapterRunner())
     assert err.value.code == EXIT_CONFIG
     text = str(err.value)
     assert "adapter.credentials" in text and str(path) in text and SECRET not in text

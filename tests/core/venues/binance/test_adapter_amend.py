@@ -12,15 +12,19 @@ from decimal import Decimal
 
 import pytest
 
-from ttquant.core.daemon.config import parse_config
-from ttquant.core.gateway.config import GatewayConfig
 from ttquant.core.gateway.oms import OrderBookKeeper
-from ttquant.core.instruments import InstrumentTable, instruments_path
-from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
+from ttquant.core.instruments import instruments_path
 from ttquant.core.records import OrderStatus, OrderType, Side
-from ttquant.core.venues.binance.adapter import BinanceAdapter
 
-from ttq_binance import KEY, SECRET, AdapterRunner, SimBinance, amend, cancel, new_order
+from ttq_binance import (
+    SimBinance,
+    amend,
+    api_keys_file,
+    cancel,
+    instrument_table,
+    new_order,
+    open_adapter,
+)
 from ttq_testing import SESSION_PREFIX, Children, start_binance_venue, wait_for
 
 S = OrderStatus
@@ -31,9 +35,7 @@ QTY = Decimal("0.002")
 def adapters(tmp_path_factory):
     """venue-sim, and two adapters on it: order_entry "ws" and "rest"."""
     root = tmp_path_factory.mktemp("binance_amend")
-    keys = root / "keys"
-    keys.write_text(f"{KEY} hmac {SECRET}\n")
-    keys.chmod(0o600)
+    keys = api_keys_file(root)
     log = root / "venue.log"
     kids = Children()
     rings = f"{SESSION_PREFIX}bnam"
@@ -42,19 +44,9 @@ def adapters(tmp_path_factory):
     try:
         venue = SimBinance(*start_binance_venue(kids, log, "--speed", "3", "--loop", "--api-keys", keys, "--balances",
                                            "USDT=500000,BTC=5"))
-        table = InstrumentTable("binance")
-        merge_instruments(table, instruments_from_exchange_info(venue.get("/api/v3/exchangeInfo"), "spot")[0])
-        table.save(table_path)
-        creds = root / "binance.toml"
-        creds.write_text(f'api_key = "{KEY}"\nsecret = "{SECRET}"\n')
-        creds.chmod(0o600)
+        table = instrument_table(venue, rings)
         for entry in ("ws", "rest"):
-            cfg = parse_config({"venue": "binance", "rings": {"name": rings},
-                                "adapter": {"kind": "binance", "environment": "custom", "rest_url": venue.base,
-                                            "ws_api_url": venue.ws_url, "order_entry": entry,
-                                            "credentials": "./binance.toml"}},
-                               GatewayConfig, str(root / "gateway.toml"), instance="binance")
-            opened[entry] = BinanceAdapter.open(cfg, AdapterRunner())
+            opened[entry] = open_adapter(venue, root, rings, ws_api_url=venue.ws_url, order_entry=entry)
         assert opened["ws"].ws.connected and opened["rest"].ws is None
         yield venue, table.by_symbol("BTCUSDT"), opened
         assert "Traceback" not in log.read_text(), log.read_text()

@@ -18,13 +18,9 @@ from decimal import ROUND_CEILING, Decimal
 
 import pytest
 
-from ttquant.core.daemon.config import parse_config
-from ttquant.core.gateway.config import GatewayConfig
 from ttquant.core.gateway.oms import OrderBookKeeper
-from ttquant.core.instruments import InstrumentTable, MarketType, instruments_path
-from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
+from ttquant.core.instruments import MarketType, instruments_path
 from ttquant.core.records import OrderStatus, OrderType, RejectCode, Side
-from ttquant.core.venues.binance.adapter import BinanceAdapter
 from ttquant.core.venues.binance.listen_key import ListenKeyStream
 from ttquant.core.venues.binance.signing import HmacSigner
 
@@ -32,14 +28,15 @@ from ttq_binance import (
     KEY,
     SECRET,
     AdapterReports,
-    AdapterRunner,
     SimBinance,
     amend,
     api_keys_file,
     as_the_oms_applies,
     cancel,
     cancel_resting,
+    instrument_table,
     new_order,
+    open_adapter,
     placed_once_after_a_clock_jump,
     rest_both_sides,
 )
@@ -71,19 +68,9 @@ def stack(venue):
     table_path = instruments_path(rings)
     adapter = None
     try:
-        table = InstrumentTable("binance")
-        merge_instruments(table, instruments_from_exchange_info(venue.get("/fapi/v1/exchangeInfo"), "usdm")[0])
-        table.save(table_path)
-        creds = root / "binance.toml"
-        creds.write_text(f'api_key = "{KEY}"\nsecret = "{SECRET}"\n')
-        creds.chmod(0o600)
-        cfg = parse_config({"venue": "binance", "rings": {"name": rings},
-                            "adapter": {"kind": "binance", "environment": "custom", "rest_url": venue.base,
-                                        "market": "usdm", "order_entry": order_entry,
-                                        "ws_api_url": venue.ws_url,
-                                        "user_stream_url": venue.stream_url, "credentials": "./binance.toml"}},
-                           GatewayConfig, str(root / "gateway.toml"), instance="binance")
-        adapter = BinanceAdapter.open(cfg, AdapterRunner())
+        table = instrument_table(venue, rings, "usdm")
+        adapter = open_adapter(venue, root, rings, market="usdm", order_entry=order_entry, ws_api_url=venue.ws_url,
+                               user_stream_url=venue.stream_url)
         assert isinstance(adapter.stream, ListenKeyStream) and adapter.stream.connected
         assert (adapter.ws is not None and adapter.ws.connected) == (order_entry == "ws")
         yield venue, table.by_symbol("BTCUSDT", MarketType.LINEAR_PERPETUAL), adapter

@@ -14,10 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from ttquant.core.daemon.config import parse_config
-from ttquant.core.gateway.config import GatewayConfig
-from ttquant.core.instruments import InstrumentTable, instruments_path
-from ttquant.core.md.binance.exchange_info import instruments_from_exchange_info, merge_instruments
+from ttquant.core.instruments import instruments_path
 from ttquant.core.records import OrderStatus, OrderType, RejectCode, Side
 from ttquant.core.venues.binance.adapter import BinanceAdapter
 from ttquant.core.venues.binance.credentials import ApiCredentials
@@ -38,7 +35,10 @@ from ttq_binance import (
     as_the_oms_applies,
     cancel,
     cancel_resting,
+    gateway_config,
+    instrument_table,
     new_order,
+    open_adapter,
     placed_once_after_a_clock_jump,
     rest_both_sides,
 )
@@ -84,16 +84,8 @@ def stack(venue):
     table_path = instruments_path(rings)
     adapter = None
     try:
-        table = InstrumentTable("binance")
-        merge_instruments(table, instruments_from_exchange_info(venue.get("/api/v3/exchangeInfo"), "spot")[0])
-        table.save(table_path)
-        creds = root / "binance.toml"
-        creds.write_text(f'api_key = "{KEY}"\nsecret = "{SECRET}"\n')
-        creds.chmod(0o600)
-        cfg = parse_config({"venue": "binance", "rings": {"name": rings},
-                            "adapter": {"kind": "binance", "environment": "custom", "rest_url": venue.base,
-                                        "ws_api_url": venue.ws_url, "credentials": "./binance.toml"}},
-                           GatewayConfig, str(root / "gateway.toml"), instance="binance")
+        table = instrument_table(venue, rings)
+        cfg = gateway_config(venue, root, rings, ws_api_url=venue.ws_url)
         assert cfg.adapter.order_entry == "ws"
         adapter = BinanceAdapter.open(cfg, AdapterRunner())
         assert adapter.ws is not None and adapter.ws.connected and adapter.ws.subscription_id is not None
@@ -201,11 +193,7 @@ def test_a_resting_order_filled_later_is_reported_from_the_user_stream_once(stac
 
 def test_without_the_user_stream_a_resting_orders_fill_is_polled_for_not_left_to_reconciliation(venue, stack):
     (_, root), (venue, inst, _) = venue, stack
-    cfg = parse_config({"venue": "binance", "rings": {"name": f"{SESSION_PREFIX}bnws"},
-                        "adapter": {"kind": "binance", "environment": "custom", "rest_url": venue.base,
-                                    "order_entry": "rest", "credentials": "./binance.toml"}},
-                       GatewayConfig, str(root / "gateway.toml"), instance="binance")
-    adapter = BinanceAdapter.open(cfg, AdapterRunner())
+    adapter = open_adapter(venue, root, f"{SESSION_PREFIX}bnws", order_entry="rest")
     try:
         adapter.fill_poll_s = 0.3
         assert adapter.ws is None
@@ -316,13 +304,7 @@ def test_a_429_on_the_websocket_api_backs_off_and_sends_nothing_meanwhile(strict
 
 def test_a_418_halts_the_adapter(strict_venue, stack):
     (venue, root), (_, inst, _) = strict_venue, stack
-    cfg = parse_config({"venue": "binance", "rings": {"name": f"{SESSION_PREFIX}bnws"},
-                        "adapter": {"kind": "binance", "environment": "custom", "rest_url": venue.base,
-                                    "ws_api_url": venue.ws_url, "credentials": "./binance.toml"}},
-                       GatewayConfig, str(root / "gateway.toml"), instance="binance")
-    (root / "binance.toml").write_text(f'api_key = "{KEY}"\nsecret = "{SECRET}"\n')
-    (root / "binance.toml").chmod(0o600)
-    adapter = BinanceAdapter.open(cfg, AdapterRunner())
+    adapter = open_adapter(venue, root, f"{SESSION_PREFIX}bnws", ws_api_url=venue.ws_url)
     try:
         got = AdapterReports(adapter)
         bid = Decimal(30000)                # the venue refuses this IP: no book asked
