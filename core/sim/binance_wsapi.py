@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -136,9 +137,10 @@ class WsApiMarket:
     subscriptions: bool                     # user data events ride this connection (spot); else a listen key's stream
     reshape: dict[str, Callable] = dataclasses.field(default_factory=dict)
 
-    @property
-    def methods(self) -> tuple[str, ...]:
-        return (*self.session, *self.trading)
+    @functools.cached_property
+    def methods(self) -> frozenset[str]:
+        """Every method it answers (asked on each request: built once)."""
+        return frozenset((*self.session, *self.trading))
 
 
 SPOT_WS_API = WsApiMarket(
