@@ -899,8 +899,9 @@ class BinanceAdapter(VenueAdapter):
             return False
 
     def close(self):
-        for client in {id(c): c for c in (self.stream, self.ws) if c is not None}.values():
-            client.close()
+        for client in (self.stream, self.ws if self.ws is not self.stream else None):
+            if client is not None:
+                client.close()
         self._queue.put(_STOP)
         self._worker.join(timeout=10)
         self.rest.close()

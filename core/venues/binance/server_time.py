@@ -43,12 +43,18 @@ class ClockOffset:
 
     def refresh(self) -> float:
         """Measure again; the new offset (server minus local, ms). Errors of the fetch propagate."""
+        return self.take_samples(self.measure())
+
+    def measure(self, fetch_server_ms: Callable[[], int] | None = None) -> list[tuple[float, int, float]]:
+        """`samples` (sent, server_ms, received) from fetch_server_ms (default: this offset's own fetch), for
+        take_samples; errors of the fetch propagate."""
+        fetch = fetch_server_ms or self._fetch
         samples = []
         for _ in range(self.samples):
             sent = self._clock()
-            server_ms = self._fetch()
+            server_ms = fetch()
             samples.append((sent, server_ms, self._clock()))
-        return self.take_samples(samples)
+        return samples
 
     def now_ms(self) -> float:
         """The local clock this offset is against (for samples taken elsewhere: take_samples)."""

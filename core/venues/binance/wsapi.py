@@ -242,12 +242,7 @@ class WsApiClient(KeptConnection):
 
     def _server_time_samples(self) -> list[tuple[float, int, float]]:
         with self._server_time_lock:
-            samples = []
-            for _ in range(CLOCK_SAMPLES):
-                sent = self.clock.now_ms()
-                server_ms = self._server_time()
-                samples.append((sent, server_ms, self.clock.now_ms()))
-            return samples
+            return self.clock.measure(self._server_time)
 
     async def _subscribe(self):
         if self._session:
