@@ -183,7 +183,7 @@ class _FuturesOrder(_OrderInfo):
 
 class BinanceFuturesOrders(BinanceOrderEntry):
     """One USDT-M futures account on the simulated venue (signed REST /fapi, see the module doc); its user
-    data events go to `subscribers`, the end of a listen key to `on_listen_key_end(key, expired)`."""
+    data events go to its subscribers (`subscribe`), the end of a listen key to `on_listen_key_end(key, expired)`."""
     MARKET = USDM
     PREFIX = "/fapi/"
     WEIGHTS = WEIGHTS

@@ -30,7 +30,7 @@ book moves across its price: every request first brings the books it touches up 
 market turn (`turn`, every 20 ms while orders rest) does so for every resting order.
 
 User data: every state change of an order, whatever caused it, is an executionReport (Binance's field
-set) to each of `subscribers`, in the order the venue applied them: NEW for every order the venue takes
+set) to each subscriber (`subscribe`), in the order the venue applied them: NEW for every order the venue takes
 (first, even for one that fills at once), TRADE per fill (its trade id as myTrades says it, l / L / z /
 Z / Y / n / N / m), CANCELED ("c" the cancel's clientOrderId, "C" the order's), EXPIRED (what IOC,
 FOK and MARKET leave). A LIMIT_MAKER that would take is -2010 and no order: no event, as on Binance.
@@ -359,7 +359,7 @@ class BinanceOrderEntry:
     """One account's order entry for one market of the simulated venue (spot: BinanceSpotOrders here, USDT-M
     futures: core/sim/binance_futures.BinanceFuturesOrders): the symbols of the exchangeInfo it serves, the
     matcher against the venue's book, the shared REST / WebSocket API path (`request`, `execute`) through
-    the venue's VenueGate, and the user data events to `subscribers`. A subclass names its market, REST
+    the venue's VenueGate, and the user data events to its subscribers (`subscribe`). A subclass names its market, REST
     prefix, weights and endpoints (`_<method>_<endpoint>` handlers), and turns matcher reports into events."""
     MARKET = SPOT
     PREFIX = "/api/v3/"                         # REST paths it answers; the endpoint is what follows
@@ -384,8 +384,8 @@ class BinanceOrderEntry:
         self.symbols: dict[str, _Symbol] = {}
         self.orders: dict[int, _OrderInfo] = {}
         self.by_client_id: dict[tuple[str, str], int] = {}      # (symbol, clientOrderId) -> latest orderId
-        self.subscribers: list[Callable[[dict], None]] = []     # user data events, in the order applied
-        self._audiences: list[Callable[[], bool]] = []          # per subscriber: whether anyone listens now
+        # (callback, whether it has anyone to tell now) of each subscriber to the user data events
+        self._subscribers: list[tuple[Callable[[dict], None], Callable[[], bool]]] = []
         self._next_id = 0
         self._info_cache: tuple[bytes, dict] | None = None
 
@@ -494,13 +494,11 @@ class BinanceOrderEntry:
         """callback(event) for every user data event from now on; `listening()` says whether the subscriber
         has anyone to tell now: while no subscriber has, the venue builds no event (an order's answer waits
         for nothing it would throw away)."""
-        self.subscribers.append(callback)
-        self._audiences.append(listening)
+        self._subscribers.append((callback, listening))
 
     def heard(self) -> bool:
-        """Whether a user data event built now would reach anyone (subscribers added straight to the list
-        always listen)."""
-        return len(self._audiences) < len(self.subscribers) or any(listening() for listening in self._audiences)
+        """Whether a user data event built now would reach anyone."""
+        return any(listening() for _, listening in self._subscribers)
 
     def _tell(self, build: Callable[..., dict], *args, **kwargs):
         """Publish the event `build(*args, **kwargs)` makes, building it only when someone listens."""
@@ -508,7 +506,7 @@ class BinanceOrderEntry:
             self._publish(build(*args, **kwargs))
 
     def _publish(self, event: dict):
-        for subscriber in list(self.subscribers):
+        for subscriber, _ in list(self._subscribers):
             try:
                 subscriber(event)
             except Exception:       # one subscriber's bug must not stop the venue or the others
@@ -682,7 +680,7 @@ class BinanceOrderEntry:
 
 class BinanceSpotOrders(BinanceOrderEntry):
     """One spot account on the simulated venue, taking orders by signed REST and the WebSocket API
-    (core/sim/binance_wsapi.py), both through `execute`; its user data events go to `subscribers`."""
+    (core/sim/binance_wsapi.py), both through `execute`; its user data events go to its subscribers."""
     MARKET = SPOT
     PREFIX = "/api/v3/"
     WEIGHTS = WEIGHTS
